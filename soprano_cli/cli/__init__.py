@@ -1,0 +1,1 @@
+"""The `soprano` command line: one thin module per subcommand over the library API."""
