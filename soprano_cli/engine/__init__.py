@@ -1,0 +1,1 @@
+"""The synthesis engine: checkpoint loading, the Qwen3 LM, the Vocos decoder, batching and streaming."""

@@ -1,0 +1,1 @@
+"""Alternative LM backends with the same prefill/decode interface as `engine.lm.Qwen3LM`."""

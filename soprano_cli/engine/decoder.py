@@ -1,0 +1,182 @@
+"""The Vocos-style decoder: LM frames -> 32 kHz audio, batched with masks and streamable losslessly.
+
+Frames are upsampled 4x by linear interpolation into "steps"; a ConvNeXt backbone and a linear
+head turn steps into STFT bins; an inverse STFT (hop 512, window 2048) turns bins into samples.
+T frames give (T-1)*2048 samples. Each depthwise conv sees one step either side, so a step's
+value depends on `radius` steps around it; `ready_samples` uses that to say which samples can no
+longer change as frames arrive, which is what makes streaming exact.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+UPSAMPLE = 4  # steps per frame (contract: interpolate T frames to 4(T-1)+1 steps)
+LAYER_NORM_EPS = 1e-6
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, dim: int, intermediate: int, kernel: int):
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size=kernel, padding=kernel // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.pwconv1 = nn.Linear(dim, intermediate)
+        self.pwconv2 = nn.Linear(intermediate, dim)
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        # x: (B, dim, S); mask (B, 1, S) zeroes padding so each sentence sees the conv's zero padding.
+        residual = x
+        if mask is not None:
+            x = x * mask
+        x = self.dwconv(x).transpose(1, 2)  # (B, S, dim)
+        x = self.pwconv2(F.gelu(self.pwconv1(self.norm(x))))
+        return residual + (self.gamma * x).transpose(1, 2)
+
+
+class Backbone(nn.Module):
+    def __init__(self, channels: int, dim: int, intermediate: int, layers: int, kernel: int):
+        super().__init__()
+        self.embed = nn.Conv1d(channels, dim, kernel_size=1)
+        self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.convnext = nn.ModuleList(ConvNeXtBlock(dim, intermediate, kernel) for _ in range(layers))
+        self.final_layer_norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = self.norm(self.embed(x).transpose(1, 2)).transpose(1, 2)  # (B, dim, S)
+        for block in self.convnext:
+            x = block(x, mask)
+        return self.final_layer_norm(x.transpose(1, 2))  # (B, S, dim)
+
+
+class _ISTFTWindow(nn.Module):
+    def __init__(self, n_fft: int):
+        super().__init__()
+        self.register_buffer("window", torch.hann_window(n_fft))
+
+
+class Head(nn.Module):
+    def __init__(self, dim: int, n_fft: int):
+        super().__init__()
+        self.out = nn.Linear(dim, n_fft + 2)
+        self.istft = _ISTFTWindow(n_fft)
+
+
+class SopranoDecoder(nn.Module):
+    """State-dict compatible with the official decoder.pth; sizes come from its tensors."""
+
+    def __init__(self, channels: int, dim: int, intermediate: int, layers: int, kernel: int, n_fft: int):
+        super().__init__()
+        self.decoder = Backbone(channels, dim, intermediate, layers, kernel)
+        self.head = Head(dim, n_fft)
+        self.n_fft = n_fft
+        self.hop = n_fft // 4
+        self.samples_per_frame = self.hop * UPSAMPLE
+        # How many steps either side a backbone output depends on.
+        self.radius = layers * (kernel // 2)
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "SopranoDecoder":
+        from soprano_cli.errors import ModelLoadError
+
+        try:
+            dim, channels, _ = state["decoder.embed.weight"].shape
+            layers = len({key.split(".")[2] for key in state if key.startswith("decoder.convnext.")})
+            intermediate = state["decoder.convnext.0.pwconv1.weight"].shape[0]
+            kernel = state["decoder.convnext.0.dwconv.weight"].shape[-1]
+            n_fft = state["head.out.weight"].shape[0] - 2
+        except (KeyError, ValueError, IndexError) as error:
+            raise ModelLoadError(f"decoder.pth is not a Soprano decoder (missing {error})") from None
+        with torch.device("meta"):
+            model = cls(channels, dim, intermediate, layers, kernel, n_fft)
+        state = dict(state)
+        state.setdefault("head.istft.window", torch.hann_window(n_fft))
+        try:
+            model.load_state_dict(state, strict=True, assign=True)
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()
+            raise ModelLoadError(f"decoder.pth does not match the decoder layout: {' '.join(first[:2])}") from None
+        return model.float().eval()
+
+    # -- shapes -------------------------------------------------------------------------------
+
+    def num_samples(self, frames: int) -> int:
+        """Samples of audio that `frames` frames decode to."""
+        return max(frames - 1, 0) * self.samples_per_frame
+
+    def ready_samples(self, frames: int, finished: bool) -> int:
+        """Samples that can no longer change once `frames` frames are known."""
+        if finished:
+            return self.num_samples(frames)
+        last_final_step = UPSAMPLE * (frames - 1) - self.radius
+        return max(0, self.hop * (last_final_step + 1) - self.n_fft // 2)
+
+    # -- decoding -----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def forward(self, frames: torch.Tensor, lengths: list[int] | None = None) -> torch.Tensor:
+        """frames: (B, T, C) right-padded; lengths: valid frames per row. Returns (B, (T-1)*2048).
+
+        Each row equals decoding that sentence alone; samples past its length are zero.
+        """
+        B, T, _ = frames.shape
+        lengths = lengths or [T] * B
+        steps = UPSAMPLE * (T - 1) + 1
+        x = F.interpolate(frames.transpose(1, 2).float(), size=steps, mode="linear", align_corners=True)
+        step_lengths = torch.tensor([UPSAMPLE * (n - 1) + 1 for n in lengths], device=frames.device)
+        mask = None
+        if any(n != T for n in lengths):
+            mask = (torch.arange(steps, device=frames.device)[None, :] < step_lengths[:, None]).float()
+            x = x * mask[:, None, :]
+        hidden = self.decoder(x, None if mask is None else mask[:, None, :])  # (B, S, dim)
+        bins = self.head.out(hidden).transpose(1, 2)  # (B, n_fft + 2, S)
+        audio = self._istft(bins, mask)
+        if mask is not None:
+            for row, n in enumerate(lengths):
+                audio[row, self.num_samples(n):] = 0
+        return audio
+
+    def _istft(self, bins: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Inverse STFT as torch.istft(center=True), with padded steps left out of the envelope."""
+        log_magnitude, phase = bins.chunk(2, dim=1)  # (B, n_fft/2 + 1, S)
+        magnitude = torch.exp(log_magnitude).clamp(max=1e2)
+        spectrum = torch.polar(magnitude, phase)
+        spectrum[:, 0] = 0
+        spectrum[:, -1] = 0
+        window = self.head.istft.window
+        frames = torch.fft.irfft(spectrum, n=self.n_fft, dim=1) * window[None, :, None]  # (B, n_fft, S)
+        envelope = window.square()[None, :, None].expand_as(frames)
+        if mask is not None:
+            frames = frames * mask[:, None, :]
+            envelope = envelope * mask[:, None, :]
+        steps = frames.shape[-1]
+        length = self.n_fft + self.hop * (steps - 1)
+        fold = dict(output_size=(1, length), kernel_size=(1, self.n_fft), stride=(1, self.hop))
+        audio = F.fold(frames, **fold)[:, 0, 0]  # (B, length)
+        norm = F.fold(envelope.contiguous(), **fold)[:, 0, 0]
+        pad = self.n_fft // 2
+        audio, norm = audio[:, pad:length - pad], norm[:, pad:length - pad]
+        return audio / torch.where(norm > 1e-11, norm, torch.ones_like(norm))
+
+    def first_frame_needed(self, start: int) -> int:
+        """The first frame that samples from `start` on depend on."""
+        first_step = max(0, -(-(start + self.n_fft // 2 - self.n_fft + 1) // self.hop))  # ceil
+        return max(0, (first_step - self.radius) // UPSAMPLE)
+
+    @torch.inference_mode()
+    def decode_span(self, frames: torch.Tensor, start: int, stop: int, offset: int = 0) -> torch.Tensor:
+        """Samples [start, stop) of one sentence's audio, computed from the few frames they depend on.
+
+        frames: (T, C), the sentence's frames from index `offset` on (offset <= first_frame_needed(start)).
+        Valid while `stop <= ready_samples(offset + T, finished)`: the window reaches the sentence's
+        true end only when the requested samples depend on it.
+        """
+        T = offset + frames.shape[0]
+        last_step = (stop - 1 + self.n_fft // 2) // self.hop
+        first_frame = self.first_frame_needed(start)
+        last_frame = min(T - 1, -(-(last_step + self.radius) // UPSAMPLE))
+        audio = self.forward(frames[first_frame - offset:last_frame + 1 - offset].unsqueeze(0))[0]
+        base = first_frame * self.samples_per_frame
+        return audio[start - base:stop - base]

@@ -1,0 +1,66 @@
+"""Choosing the device, backend and weight dtype, with clear errors for what this machine lacks."""
+
+from __future__ import annotations
+
+import torch
+
+from soprano_cli.errors import BackendUnavailableError, InvalidParameterError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+BACKENDS = ("auto", "torch", "transformers", "lmdeploy")
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """`auto` prefers CUDA, then Apple's MPS, then the CPU."""
+    name = (name or "auto").lower()
+    kind = name.split(":")[0]
+    if kind not in DEVICES:
+        raise InvalidParameterError(f"unknown device '{name}' (choose from {', '.join(DEVICES)})", param="device")
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError("device 'cuda' is not available here (no CUDA GPU or a CPU-only torch); use --device cpu")
+    if kind == "mps" and not _mps_available():
+        raise BackendUnavailableError("device 'mps' is not available here (needs Apple silicon); use --device cpu")
+    return torch.device(name)
+
+
+def select_backend(name: str, device: torch.device) -> str:
+    """`auto` is our own torch LM everywhere; lmdeploy only on CUDA and only when installed."""
+    name = (name or "auto").lower()
+    if name not in BACKENDS:
+        raise InvalidParameterError(f"unknown backend '{name}' (choose from {', '.join(BACKENDS)})", param="backend")
+    if name == "auto":
+        return "torch"
+    if name == "lmdeploy":
+        if device.type != "cuda":
+            raise BackendUnavailableError("the lmdeploy backend runs only on CUDA GPUs; use --backend torch")
+        try:
+            import lmdeploy  # noqa: F401
+        except ImportError:
+            raise BackendUnavailableError("the lmdeploy backend needs `pip install lmdeploy`; or use --backend torch") from None
+    if name == "transformers":
+        try:
+            import transformers  # noqa: F401
+        except ImportError:
+            raise BackendUnavailableError(
+                "the transformers backend needs `pip install 'soprano-cli[transformers]'`; or use --backend torch"
+            ) from None
+    return name
+
+
+def select_dtype(name: str, device: torch.device) -> torch.dtype:
+    """Weight precision: float32 is exact; `auto` keeps float32 on the CPU and uses bfloat16 on CUDA."""
+    name = (name or "auto").lower()
+    if name not in DTYPES:
+        raise InvalidParameterError(f"unknown dtype '{name}' (choose from {', '.join(DTYPES)})", param="dtype")
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]

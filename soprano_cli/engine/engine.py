@@ -1,0 +1,316 @@
+"""The engine facade the CLI, the server and the Python API all use: load once, then synthesize or stream."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence as SequenceOf
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from soprano_cli.engine import checkpoint
+from soprano_cli.engine.decoder import SopranoDecoder
+from soprano_cli.engine.devices import select_backend, select_device, select_dtype
+from soprano_cli.engine.generate import BatchGenerator, Sequence
+from soprano_cli.engine.sampling import SamplingParams
+from soprano_cli.errors import InvalidParameterError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 32000  # the decoder's output rate (contract)
+
+
+@dataclass
+class EngineConfig:
+    """What to load and how to run it."""
+
+    model: str | None = None  # local folder or hub id; None: $SOPRANO_MODEL or the published model
+    device: str = "auto"  # auto, cpu, cuda, mps
+    backend: str = "auto"  # auto (= torch), torch, transformers, lmdeploy
+    dtype: str = "float32"  # LM weight precision: auto, float32, bfloat16
+    max_batch: int = 16  # sentences the LM generates at once
+    decoder_batch_size: int = 1  # sentences the decoder turns into audio at once (non-streaming)
+    cache_size_mb: int = 100  # lmdeploy's KV cache budget (accepted for upstream compatibility)
+    download: bool = True  # fetch a hub model that is not cached yet
+
+
+@dataclass
+class SentenceAudio:
+    """One finished sentence."""
+
+    index: int
+    text: str
+    audio: np.ndarray  # float32 mono at SAMPLE_RATE
+    frames: int
+    finish_reason: str  # "stop", "length" (hit the token cap) or "hallucination"
+    hallucinated: bool = False
+
+
+@dataclass
+class AudioChunk:
+    """A piece of one sentence's audio, in order; the last piece of a sentence has `final` set."""
+
+    sentence: int
+    text: str
+    audio: np.ndarray
+    final: bool = False
+    frames: int = 0  # frames of this sentence generated so far
+    finish_reason: str | None = None
+
+
+@dataclass
+class _StreamState:
+    """Per-sentence bookkeeping while streaming."""
+
+    text: str
+    frames: list = field(default_factory=list)
+    emitted: int = 0  # samples already turned into chunks
+    frames_at_emit: int = 0
+    chunks: list = field(default_factory=list)
+    done: bool = False
+
+
+class _Prefetch:
+    """Reads a (possibly blocking) iterable of sentences on a thread so generation never waits on input."""
+
+    _END = object()
+
+    def __init__(self, items: Iterable[str]):
+        self._queue: queue.Queue = queue.Queue()
+        self._error: BaseException | None = None
+        self.exhausted = False
+        threading.Thread(target=self._run, args=(items,), daemon=True, name="soprano-input").start()
+
+    def _run(self, items):
+        try:
+            for item in items:
+                self._queue.put(item)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            self._error = error
+        self._queue.put(self._END)
+
+    def get(self, block: bool):
+        """The next sentence, None if none is ready (non-blocking), or raises StopIteration at the end."""
+        if self.exhausted:
+            raise StopIteration
+        try:
+            item = self._queue.get(block=block)
+        except queue.Empty:
+            return None
+        if item is self._END:
+            self.exhausted = True
+            if self._error is not None:
+                raise self._error
+            raise StopIteration
+        return item
+
+
+class Engine:
+    """A loaded Soprano model: tokenizer, LM and decoder on one device."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, *, lm, decoder: SopranoDecoder, tokenizer, config: EngineConfig, model_dir: Path,
+                 device: torch.device, backend: str):
+        self.lm = lm
+        self.decoder = decoder
+        self.tokenizer = tokenizer
+        self.config = config
+        self.model_dir = model_dir
+        self.device = device
+        self.backend = backend
+        self.eos_token_id = lm.config.eos_token_id
+
+    @classmethod
+    def load(cls, config: EngineConfig | None = None, **overrides) -> "Engine":
+        """Resolve, load and place the model; raises SopranoError subclasses on any problem."""
+        config = config or EngineConfig()
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        if config.max_batch < 1 or config.decoder_batch_size < 1:
+            raise InvalidParameterError("max_batch and decoder_batch_size must be at least 1")
+        device = select_device(config.device)
+        backend = select_backend(config.backend, device)
+        dtype = select_dtype(config.dtype, device)
+        started = time.perf_counter()
+        folder = checkpoint.resolve_model(config.model, download=config.download)
+        lm_config = checkpoint.read_lm_config(folder)
+        tokenizer = checkpoint.load_tokenizer(folder)
+        if backend == "transformers":
+            from soprano_cli.engine.backends.transformers import TransformersLM
+
+            lm = TransformersLM.load(folder, lm_config, device=device, dtype=dtype)
+        elif backend == "lmdeploy":
+            from soprano_cli.engine.backends.lmdeploy import LMDeployLM
+
+            lm = LMDeployLM.load(folder, lm_config, device=device, cache_size_mb=config.cache_size_mb)
+        else:
+            from soprano_cli.engine.lm import build_lm
+
+            lm = build_lm(lm_config, checkpoint.load_lm_weights(folder), device=device, dtype=dtype)
+        decoder = SopranoDecoder.from_state_dict(checkpoint.load_decoder_weights(folder)).to(device)
+        log.info("loaded %s (%s, %s, %s) in %.2f s", folder, backend, device, dtype, time.perf_counter() - started)
+        return cls(lm=lm, decoder=decoder, tokenizer=tokenizer, config=config, model_dir=folder,
+                   device=device, backend=backend)
+
+    # -- text -> prompt -----------------------------------------------------------------------
+
+    def prompt_ids(self, sentence: str) -> list[int]:
+        """Token ids of `[STOP][TEXT]{sentence}[START]`, the sentence cleaned to the model's alphabet."""
+        from soprano_cli.text import model_text
+
+        return self.tokenizer.encode(f"[STOP][TEXT]{model_text(sentence)}[START]").ids
+
+    def _sequence(self, index: int, text: str, params: SamplingParams, attempt: int = 0,
+                  stop_on_hallucination: bool = False) -> Sequence:
+        return Sequence(key=index, prompt=self.prompt_ids(text), params=params, index=index,
+                        attempt=attempt, stop_on_hallucination=stop_on_hallucination)
+
+    def new_generator(self) -> BatchGenerator:
+        """A batch generator over this engine's LM (the server's scheduler drives one directly)."""
+        return BatchGenerator(self.lm, max_batch=self.config.max_batch, device=self.device)
+
+    # -- whole sentences ----------------------------------------------------------------------
+
+    def generate(self, sentences: SequenceOf[str], params: SamplingParams | None = None) -> list[Sequence]:
+        """Generate every sentence's frames in one continuous batch, retrying suspicious ones."""
+        params = (params or SamplingParams()).validated()
+        generator = self.new_generator()
+        results: list[Sequence | None] = [None] * len(sentences)
+        for index, text in enumerate(sentences):
+            generator.add(self._sequence(index, text, params, stop_on_hallucination=params.retries > 0))
+        while not generator.idle:
+            for event in generator.step():
+                if not event.finished:
+                    continue
+                sequence = event.sequence
+                bad = sequence.finish_reason in ("length", "hallucination")
+                if bad and sequence.attempt < params.retries:
+                    log.warning("sentence %d %s; regenerating (attempt %d of %d)", sequence.index + 1,
+                                _describe(sequence), sequence.attempt + 2, params.retries + 1)
+                    generator.add(self._sequence(sequence.index, sentences[sequence.index], params,
+                                                 sequence.attempt + 1, sequence.attempt + 1 < params.retries))
+                    continue
+                if bad or sequence.hallucinated:
+                    log.warning("sentence %d %s: %r", sequence.index + 1, _describe(sequence),
+                                _shorten(sentences[sequence.index]))
+                results[sequence.index] = sequence
+        return results  # type: ignore[return-value]
+
+    def decode(self, frame_lists: SequenceOf[torch.Tensor]) -> list[np.ndarray]:
+        """Frames (T, C) per sentence -> audio per sentence, `decoder_batch_size` sentences at a time."""
+        audio: list[np.ndarray | None] = [None] * len(frame_lists)
+        order = sorted(range(len(frame_lists)), key=lambda i: -frame_lists[i].shape[0])
+        size = self.config.decoder_batch_size
+        for start in range(0, len(order), size):
+            batch = [i for i in order[start:start + size] if frame_lists[i].shape[0] > 1]
+            for i in order[start:start + size]:
+                if frame_lists[i].shape[0] <= 1:
+                    audio[i] = np.zeros(0, dtype=np.float32)
+            if not batch:
+                continue
+            lengths = [frame_lists[i].shape[0] for i in batch]
+            padded = torch.zeros(len(batch), max(lengths), frame_lists[batch[0]].shape[1])
+            for row, i in enumerate(batch):
+                padded[row, :lengths[row]] = frame_lists[i]
+            out = self.decoder(padded.to(self.device), lengths).cpu()
+            for row, i in enumerate(batch):
+                audio[i] = out[row, :self.decoder.num_samples(lengths[row])].numpy().copy()
+        return audio  # type: ignore[return-value]
+
+    def synthesize(self, sentences: SequenceOf[str], params: SamplingParams | None = None) -> list[SentenceAudio]:
+        """Audio for each sentence; batched, and each equal to synthesizing it alone."""
+        sequences = self.generate(list(sentences), params)
+        frames = [_stack(s.frames, self.lm.config.hidden_size) for s in sequences]
+        audio = self.decode(frames)
+        return [
+            SentenceAudio(index=i, text=sentences[i], audio=audio[i], frames=len(s.frames),
+                          finish_reason=s.finish_reason or "stop", hallucinated=s.hallucinated)
+            for i, s in enumerate(sequences)
+        ]
+
+    # -- streaming ----------------------------------------------------------------------------
+
+    def stream(self, sentences: Iterable[str], params: SamplingParams | None = None,
+               chunk_frames: int = 1) -> Iterator[AudioChunk]:
+        """Audio chunks in sentence order as frames arrive; their concatenation is the batch audio.
+
+        `sentences` may be a slow iterator (a pipe): it is read on a thread, and a sentence joins
+        the running batch as soon as it arrives. Chunks of a later sentence wait until the earlier
+        ones are out. Retries are not possible once audio has left, so suspicious sentences only warn.
+        """
+        params = (params or SamplingParams()).validated()
+        if chunk_frames < 1:
+            raise InvalidParameterError("chunk size must be at least 1 frame", param="chunk_frames")
+        source = _Prefetch(sentences)
+        generator = self.new_generator()
+        states: dict[int, _StreamState] = {}
+        seen = next_out = 0  # sentences taken from the source; sentences fully yielded
+        while True:
+            # Take new sentences while there is room; wait for one only when there is nothing to do.
+            while len(generator.waiting) + len(generator.active) < generator.max_batch:
+                try:
+                    text = source.get(block=generator.idle and next_out == seen)
+                except StopIteration:
+                    break
+                if text is None:
+                    break
+                states[seen] = _StreamState(text=text)
+                generator.add(self._sequence(seen, text, params))
+                seen += 1
+            if generator.idle and next_out == seen and source.exhausted:
+                return
+            for event in generator.step():
+                self._advance(states[event.sequence.key], event, chunk_frames)
+            while next_out in states:
+                state = states[next_out]
+                while state.chunks:
+                    yield state.chunks.pop(0)
+                if not state.done:
+                    break
+                del states[next_out]
+                next_out += 1
+
+    def _advance(self, state: _StreamState, event, chunk_frames: int) -> None:
+        sequence = event.sequence
+        if event.frame is not None:
+            state.frames.append(event.frame)
+        count = len(state.frames)
+        finished = event.finished
+        if not finished and count - state.frames_at_emit < chunk_frames:
+            return
+        ready = self.decoder.ready_samples(count, finished)
+        audio = np.zeros(0, dtype=np.float32)
+        if ready > state.emitted:
+            # Only the frames the new samples depend on travel to the decoder.
+            offset = self.decoder.first_frame_needed(state.emitted)
+            frames = torch.stack(state.frames[offset:]).to(self.device)
+            audio = self.decoder.decode_span(frames, state.emitted, ready, offset).cpu().numpy().copy()
+            state.emitted, state.frames_at_emit = ready, count
+        if finished:
+            state.done = True
+            state.frames = []
+            if sequence.finish_reason != "stop" or sequence.hallucinated:
+                log.warning("sentence %d %s: %r", sequence.index + 1, _describe(sequence), _shorten(state.text))
+        if audio.size or finished:
+            state.chunks.append(AudioChunk(sentence=sequence.index, text=state.text, audio=audio, final=finished,
+                                           frames=count, finish_reason=sequence.finish_reason))
+
+
+def _stack(frames: list[torch.Tensor], width: int) -> torch.Tensor:
+    return torch.stack(frames) if frames else torch.zeros(0, width)
+
+
+def _describe(sequence: Sequence) -> str:
+    if sequence.finish_reason == "length":
+        return f"hit the {sequence.params.max_new_tokens}-token cap without ending"
+    return "looks hallucinated (a run of near-identical frames)"
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

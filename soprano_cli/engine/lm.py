@@ -1,0 +1,229 @@
+"""The Qwen3 language model in plain PyTorch, with a slot-based preallocated KV cache.
+
+Sequences live in cache slots 0..B-1 (kept contiguous so decode attends over a view, not a
+copy); each slot has its own length, and a finished sequence's slot is refilled by moving the
+last one into it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from soprano_cli.engine.checkpoint import LMConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalize in float32 as Qwen3 does, whatever the weights' dtype.
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+class KVCache(nn.Module):
+    """Keys and values of every layer: (layers, slots, kv_heads, max_len, head_dim)."""
+
+    def __init__(self, config: LMConfig, slots: int, max_len: int, dtype: torch.dtype, device):
+        super().__init__()
+        shape = (config.num_layers, slots, config.num_kv_heads, max_len, config.head_dim)
+        # Zeros, not empty: masked positions are multiplied by 0 weights, and 0 * NaN would leak.
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    @property
+    def slots(self) -> int:
+        return self.k.shape[1]
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[3]
+
+    def copy_slot_from(self, other: "KVCache", slot: int, length: int) -> None:
+        """Take one slot's contents from a smaller cache (when the cache grows)."""
+        self.k[:, slot, :, :length] = other.k[:, slot, :, :length]
+        self.v[:, slot, :, :length] = other.v[:, slot, :, :length]
+
+    def move(self, source: int, target: int, length: int) -> None:
+        """Copy one slot's first `length` positions into another (compaction after a finish)."""
+        self.k[:, target, :, :length] = self.k[:, source, :, :length]
+        self.v[:, target, :, :length] = self.v[:, source, :, :length]
+
+
+def rope_tables(config: LMConfig, max_len: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin for every position: (max_len, head_dim), the rotate-half layout."""
+    dim = config.head_dim
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    positions = torch.arange(max_len, dtype=torch.float32)
+    freqs = torch.outer(positions, inv_freq)  # (max_len, dim/2)
+    emb = torch.cat([freqs, freqs], dim=-1)
+    return emb.cos().to(device), emb.sin().to(device)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x: (B, heads, T, D); cos/sin: (B, 1, T, D)
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, config: LMConfig, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.num_heads = config.num_heads
+        self.num_kv_heads = config.num_kv_heads
+        self.head_dim = config.head_dim
+        hidden, dim = config.hidden_size, config.head_dim
+        self.q_proj = nn.Linear(hidden, self.num_heads * dim, bias=False)
+        self.k_proj = nn.Linear(hidden, self.num_kv_heads * dim, bias=False)
+        self.v_proj = nn.Linear(hidden, self.num_kv_heads * dim, bias=False)
+        self.o_proj = nn.Linear(self.num_heads * dim, hidden, bias=False)
+        self.q_norm = RMSNorm(dim, config.rms_norm_eps)
+        self.k_norm = RMSNorm(dim, config.rms_norm_eps)
+
+    def forward(self, x, cos, sin, cache: KVCache, write_index, read_len: int, mask):
+        B, T, _ = x.shape
+        q = self.q_norm(self.q_proj(x).view(B, T, self.num_heads, self.head_dim)).transpose(1, 2)
+        k = self.k_norm(self.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim)).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, h, T, D)
+
+        k_layer, v_layer = cache.k[self.layer], cache.v[self.layer]  # (slots, kvh, L, D)
+        if isinstance(write_index, tuple):  # decode: each slot writes at its own position
+            slots, positions = write_index
+            k_layer[slots, :, positions] = k[:, :, 0]
+            v_layer[slots, :, positions] = v[:, :, 0]
+            keys, values = k_layer[:B, :, :read_len], v_layer[:B, :, :read_len]
+        else:  # prefill of one sequence into its slot
+            slot = write_index
+            k_layer[slot, :, :T] = k[0]
+            v_layer[slot, :, :T] = v[0]
+            keys, values = k, v
+        out = F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=mask, is_causal=(T > 1 and mask is None),
+            enable_gqa=self.num_kv_heads != self.num_heads,
+        )  # (B, h, T, D)
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: LMConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, config: LMConfig, layer: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config, layer)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cos, sin, cache, write_index, read_len, mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, write_index, read_len, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Backbone(nn.Module):
+    """`model.*` in the checkpoint: embeddings, blocks and the final norm."""
+
+    def __init__(self, config: LMConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+class Qwen3LM(nn.Module):
+    """Prefill one prompt into a slot, or decode one token for every active slot."""
+
+    def __init__(self, config: LMConfig):
+        super().__init__()
+        self.config = config
+        self.model = Backbone(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def new_cache(self, slots: int, max_len: int) -> KVCache:
+        weight = self.lm_head.weight
+        return KVCache(self.config, slots, max_len, weight.dtype, weight.device)
+
+    def tie_weights(self) -> None:
+        self.lm_head.weight = self.model.embed_tokens.weight
+
+    def rope(self, length: int):
+        if self._rope is None or self._rope[0].shape[0] < length:
+            self._rope = rope_tables(self.config, max(length, 1024), self.lm_head.weight.device)
+        return self._rope
+
+    def _run(self, ids, positions, cache, write_index, read_len, mask):
+        cos, sin = self.rope(int(positions.max()) + 1)
+        cos, sin = cos[positions].unsqueeze(1), sin[positions].unsqueeze(1)  # (B, 1, T, D)
+        x = self.model.embed_tokens(ids)
+        for block in self.model.layers:
+            x = block(x, cos, sin, cache, write_index, read_len, mask)
+        hidden = self.model.norm(x)
+        return hidden
+
+    @torch.inference_mode()
+    def prefill(self, ids: torch.Tensor, slot: int, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids: (T,) prompt of one sequence. Returns the last position's (hidden (H,), logits (V,))."""
+        T = ids.shape[0]
+        positions = torch.arange(T, device=ids.device).unsqueeze(0)
+        hidden = self._run(ids.unsqueeze(0), positions, cache, slot, T, None)[0, -1]
+        return hidden, self.lm_head(hidden).float()
+
+    @torch.inference_mode()
+    def decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids, lengths: (B,) for slots 0..B-1; each token goes to position lengths[b].
+
+        Returns hidden (B, H) and logits (B, V) for the next token of each slot.
+        """
+        B = ids.shape[0]
+        read_len = int(lengths.max()) + 1
+        slots = torch.arange(B, device=ids.device)
+        mask = None
+        if B > 1 and bool((lengths != lengths[0]).any()):
+            key_positions = torch.arange(read_len, device=ids.device)
+            mask = (key_positions[None, :] <= lengths[:, None])[:, None, None, :]  # (B, 1, 1, L)
+        hidden = self._run(ids[:, None], lengths[:, None], cache, (slots, lengths), read_len, mask)[:, 0]
+        return hidden, self.lm_head(hidden).float()
+
+
+def build_lm(config: LMConfig, state: dict, *, device="cpu", dtype: torch.dtype | None = None) -> Qwen3LM:
+    """Build the LM on the meta device and assign the checkpoint's tensors (no double allocation)."""
+    from soprano_cli.errors import ModelLoadError
+
+    with torch.device("meta"):
+        model = Qwen3LM(config)
+    state = dict(state)
+    tied = "lm_head.weight" not in state
+    if tied:
+        if "model.embed_tokens.weight" not in state:
+            raise ModelLoadError("model.safetensors has neither lm_head.weight nor model.embed_tokens.weight")
+        state["lm_head.weight"] = state["model.embed_tokens.weight"]
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        raise ModelLoadError(f"model.safetensors does not match config.json: {' '.join(first[:2])}") from None
+    target_dtype = dtype or model.lm_head.weight.dtype
+    if target_dtype == torch.bfloat16 and torch.device(device).type == "cpu":
+        target_dtype = torch.float32  # bfloat16 weights compute in float32 on CPU unless asked otherwise
+    model = model.to(device=device, dtype=target_dtype)
+    if tied:  # re-tie after the dtype move, which would otherwise leave two copies
+        model.tie_weights()
+    return model.eval()

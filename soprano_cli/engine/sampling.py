@@ -1,0 +1,78 @@
+"""Sampling parameters and the next-token rule: repetition penalty, then greedy or temperature + top-p."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from soprano_cli.errors import InvalidParameterError
+
+MAX_NEW_TOKENS = 512  # the model's trained limit per sentence
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one request samples; defaults are the reference's."""
+
+    temperature: float = 0.0  # 0 is greedy
+    top_p: float = 0.95  # nucleus mass kept when sampling
+    repetition_penalty: float = 1.2  # >1 discourages ids already in prompt or output
+    seed: int | None = None  # makes sampling reproducible
+    max_new_tokens: int = MAX_NEW_TOKENS  # cap per sentence (frames + EOS)
+    retries: int = 0  # regenerations of a sentence that looks hallucinated or hits the cap
+
+    def validated(self) -> "SamplingParams":
+        """Return self, or raise InvalidParameterError naming the first bad field."""
+        checks = [
+            ("temperature", 0.0 <= self.temperature <= 5.0, "between 0 and 5"),
+            ("top_p", 0.0 < self.top_p <= 1.0, "in (0, 1]"),
+            ("repetition_penalty", 0.1 <= self.repetition_penalty <= 10.0, "between 0.1 and 10"),
+            ("max_new_tokens", 1 <= self.max_new_tokens <= MAX_NEW_TOKENS, f"between 1 and {MAX_NEW_TOKENS}"),
+            ("retries", 0 <= self.retries <= 10, "between 0 and 10"),
+            ("seed", self.seed is None or 0 <= self.seed < 2**63, "a non-negative integer"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise InvalidParameterError(f"{name} must be {expected}, got {getattr(self, name)}", param=name)
+        return self
+
+    def with_seed(self, seed: int | None) -> "SamplingParams":
+        return replace(self, seed=seed)
+
+
+def sequence_generator(params: SamplingParams, index: int, attempt: int) -> torch.Generator | None:
+    """A generator per sentence, so its tokens do not depend on what shares its batch."""
+    if params.temperature == 0:
+        return None
+    generator = torch.Generator()
+    if params.seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed((params.seed * 1_000_003 + index * 7919 + attempt * 104_729) % 2**63)
+    return generator
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """logits, seen: (V,) — divide positive scores of seen ids by the penalty, multiply negative ones."""
+    if penalty == 1.0:
+        return logits
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalized, logits)
+
+
+def choose_token(logits: torch.Tensor, seen: torch.Tensor, params: SamplingParams,
+                 generator: torch.Generator | None) -> int:
+    """Pick the next id for one sequence from its (V,) float32 logits."""
+    scores = apply_repetition_penalty(logits, seen, params.repetition_penalty)
+    if params.temperature == 0:
+        return int(torch.argmax(scores))
+    scores = scores / params.temperature
+    if params.top_p < 1.0:
+        sorted_scores, order = torch.sort(scores, descending=False)
+        cumulative = sorted_scores.softmax(-1).cumsum(-1)
+        drop = cumulative <= 1 - params.top_p
+        drop[-1] = False  # always keep the most likely id
+        scores = scores.scatter(0, order, sorted_scores.masked_fill(drop, float("-inf")))
+    probs = scores.softmax(-1)
+    return int(torch.multinomial(probs.cpu(), 1, generator=generator))

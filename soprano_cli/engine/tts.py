@@ -1,0 +1,101 @@
+"""`SopranoTTS`: the upstream-compatible Python API, plus a few native conveniences, over `Engine`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from soprano_cli.engine.engine import SAMPLE_RATE, AudioChunk, Engine, EngineConfig
+from soprano_cli.engine.sampling import SamplingParams
+
+
+def _params(top_p, temperature, repetition_penalty, retries=0, seed=None, max_new_tokens=None) -> SamplingParams:
+    extra = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+    return SamplingParams(temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty,
+                          retries=retries, seed=seed, **extra).validated()
+
+
+def _write_wav(path: str | os.PathLike, audio: np.ndarray) -> None:
+    import soundfile
+
+    # float32 WAV, as upstream writes: lossless for the model's output.
+    soundfile.write(str(path), audio, SAMPLE_RATE, subtype="FLOAT")
+
+
+class SopranoTTS:
+    """Text to 32 kHz speech. Signature-compatible with upstream `soprano.SopranoTTS`.
+
+    Returns torch tensors (float32, mono, 32 kHz) as upstream does. Unlike upstream, it does not
+    synthesize a warm-up sentence at construction, and `dtype`/`model` may be given.
+    """
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, backend: str = "auto", device: str = "auto", cache_size_mb: int = 100,
+                 decoder_batch_size: int = 1, model_path: str | None = None, *, dtype: str | None = None,
+                 max_batch: int = 16):
+        dtype = dtype or os.environ.get("SOPRANO_DTYPE") or "float32"
+        self.engine = Engine.load(EngineConfig(
+            model=model_path, device=device, backend=backend, dtype=dtype, max_batch=max_batch,
+            decoder_batch_size=decoder_batch_size, cache_size_mb=cache_size_mb))
+        self.device = self.engine.device
+        self.backend = self.engine.backend
+
+    @staticmethod
+    def sentences(text: str, normalize: bool = True) -> list[str]:
+        """How `text` is cut into sentences before synthesis (normalized, then split)."""
+        from soprano_cli.text.pipeline import sentences_from_text
+
+        return sentences_from_text(text.strip(), normalize=normalize)
+
+    def infer(self, text: str, out_path: str | None = None, top_p: float = 0.95, temperature: float = 0.0,
+              repetition_penalty: float = 1.2, retries: int = 0, *, seed: int | None = None) -> torch.Tensor:
+        """Speech for `text`; also written to `out_path` (WAV) when given."""
+        return self.infer_batch([text], out_dir=None, top_p=top_p, temperature=temperature,
+                                repetition_penalty=repetition_penalty, retries=retries, seed=seed,
+                                _out_paths=[out_path])[0]
+
+    def infer_batch(self, texts: list[str], out_dir: str | None = None, top_p: float = 0.95,
+                    temperature: float = 0.0, repetition_penalty: float = 1.2, retries: int = 0, *,
+                    seed: int | None = None, _out_paths: list | None = None) -> list[torch.Tensor]:
+        """Speech for each text; every sentence of every text shares one LM batch."""
+        params = _params(top_p, temperature, repetition_penalty, retries, seed)
+        per_text = [self.sentences(text) for text in texts]
+        flat = [sentence for sentences in per_text for sentence in sentences]
+        results = self.engine.synthesize(flat, params)
+        outputs, cursor = [], 0
+        for sentences in per_text:
+            pieces = [r.audio for r in results[cursor:cursor + len(sentences)]]
+            cursor += len(sentences)
+            outputs.append(torch.from_numpy(np.concatenate(pieces) if pieces else np.zeros(0, np.float32)))
+        if out_dir:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            for i, audio in enumerate(outputs):
+                _write_wav(Path(out_dir) / f"{i}.wav", audio.numpy())
+        for path, audio in zip(_out_paths or [], outputs):
+            if path:
+                _write_wav(path, audio.numpy())
+        return outputs
+
+    def infer_stream(self, text: str, chunk_size: int = 1, top_p: float = 0.95, temperature: float = 0.0,
+                     repetition_penalty: float = 1.2, *, seed: int | None = None) -> Iterator[torch.Tensor]:
+        """Audio pieces as they are generated; joined, they equal `infer(text)` exactly."""
+        params = _params(top_p, temperature, repetition_penalty, 0, seed)
+        for chunk in self.stream(text, params, chunk_size):
+            if chunk.audio.size:
+                yield torch.from_numpy(chunk.audio)
+
+    # -- native -------------------------------------------------------------------------------
+
+    def stream(self, text: str, params: SamplingParams | None = None, chunk_frames: int = 1) -> Iterator[AudioChunk]:
+        """`AudioChunk`s (with sentence index and text) for `text`, as generated."""
+        return self.engine.stream(self.sentences(text), params, chunk_frames)
+
+    def speak(self, text: str, params: SamplingParams | None = None) -> np.ndarray:
+        """Speech for `text` as a float32 numpy array."""
+        results = self.engine.synthesize(self.sentences(text), params)
+        return np.concatenate([r.audio for r in results]) if results else np.zeros(0, np.float32)
