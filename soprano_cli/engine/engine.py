@@ -63,16 +63,42 @@ class AudioChunk:
     finish_reason: str | None = None
 
 
-@dataclass
-class _StreamState:
-    """Per-sentence bookkeeping while streaming."""
+class SentenceStreamer:
+    """Turns one sentence's frames, as they arrive, into exact audio chunks (see decoder.ready_samples)."""
 
-    text: str
-    frames: list = field(default_factory=list)
-    emitted: int = 0  # samples already turned into chunks
-    frames_at_emit: int = 0
-    chunks: list = field(default_factory=list)
-    done: bool = False
+    def __init__(self, decoder: SopranoDecoder, index: int, text: str, chunk_frames: int = 1):
+        self.decoder = decoder
+        self.index = index
+        self.text = text
+        self.chunk_frames = chunk_frames
+        self.frames: list[torch.Tensor] = []
+        self.emitted = 0  # samples already turned into chunks
+        self.frames_at_emit = 0
+        self.done = False
+
+    def push(self, frame: torch.Tensor | None, finished: bool, finish_reason: str | None = None) -> AudioChunk | None:
+        """Add a frame (None when the step ended the sentence); return a chunk when one is due."""
+        if frame is not None:
+            self.frames.append(frame)
+        count = len(self.frames)
+        if not finished and count - self.frames_at_emit < self.chunk_frames:
+            return None
+        ready = self.decoder.ready_samples(count, finished)
+        audio = np.zeros(0, dtype=np.float32)
+        if ready > self.emitted:
+            # Only the frames the new samples depend on travel to the decoder.
+            offset = self.decoder.first_frame_needed(self.emitted)
+            device = self.decoder.head.out.weight.device
+            window = torch.stack(self.frames[offset:]).to(device)
+            audio = self.decoder.decode_span(window, self.emitted, ready, offset).cpu().numpy().copy()
+            self.emitted, self.frames_at_emit = ready, count
+        if finished:
+            self.done = True
+            self.frames = []
+        if not audio.size and not finished:
+            return None
+        return AudioChunk(sentence=self.index, text=self.text, audio=audio, final=finished, frames=count,
+                          finish_reason=finish_reason if finished else None)
 
 
 class _Prefetch:
@@ -249,7 +275,8 @@ class Engine:
             raise InvalidParameterError("chunk size must be at least 1 frame", param="chunk_frames")
         source = _Prefetch(sentences)
         generator = self.new_generator()
-        states: dict[int, _StreamState] = {}
+        states: dict[int, SentenceStreamer] = {}
+        pending: dict[int, list[AudioChunk]] = {}
         seen = next_out = 0  # sentences taken from the source; sentences fully yielded
         while True:
             # Take new sentences while there is room; wait for one only when there is nothing to do.
@@ -260,46 +287,27 @@ class Engine:
                     break
                 if text is None:
                     break
-                states[seen] = _StreamState(text=text)
+                states[seen] = SentenceStreamer(self.decoder, seen, text, chunk_frames)
+                pending[seen] = []
                 generator.add(self._sequence(seen, text, params))
                 seen += 1
             if generator.idle and next_out == seen and source.exhausted:
                 return
             for event in generator.step():
-                self._advance(states[event.sequence.key], event, chunk_frames)
+                sequence = event.sequence
+                chunk = states[sequence.key].push(event.frame, event.finished, sequence.finish_reason)
+                if chunk is not None:
+                    pending[sequence.key].append(chunk)
+                if event.finished and (sequence.finish_reason != "stop" or sequence.hallucinated):
+                    log.warning("sentence %d %s: %r", sequence.index + 1, _describe(sequence),
+                                _shorten(states[sequence.key].text))
             while next_out in states:
-                state = states[next_out]
-                while state.chunks:
-                    yield state.chunks.pop(0)
-                if not state.done:
+                yield from pending[next_out]
+                pending[next_out] = []
+                if not states[next_out].done:
                     break
-                del states[next_out]
+                del states[next_out], pending[next_out]
                 next_out += 1
-
-    def _advance(self, state: _StreamState, event, chunk_frames: int) -> None:
-        sequence = event.sequence
-        if event.frame is not None:
-            state.frames.append(event.frame)
-        count = len(state.frames)
-        finished = event.finished
-        if not finished and count - state.frames_at_emit < chunk_frames:
-            return
-        ready = self.decoder.ready_samples(count, finished)
-        audio = np.zeros(0, dtype=np.float32)
-        if ready > state.emitted:
-            # Only the frames the new samples depend on travel to the decoder.
-            offset = self.decoder.first_frame_needed(state.emitted)
-            frames = torch.stack(state.frames[offset:]).to(self.device)
-            audio = self.decoder.decode_span(frames, state.emitted, ready, offset).cpu().numpy().copy()
-            state.emitted, state.frames_at_emit = ready, count
-        if finished:
-            state.done = True
-            state.frames = []
-            if sequence.finish_reason != "stop" or sequence.hallucinated:
-                log.warning("sentence %d %s: %r", sequence.index + 1, _describe(sequence), _shorten(state.text))
-        if audio.size or finished:
-            state.chunks.append(AudioChunk(sentence=sequence.index, text=state.text, audio=audio, final=finished,
-                                           frames=count, finish_reason=sequence.finish_reason))
 
 
 def _stack(frames: list[torch.Tensor], width: int) -> torch.Tensor:
