@@ -42,13 +42,27 @@ def resolve_model(model: str | os.PathLike | None = None, *, download: bool = Tr
     return _from_hub(name, download=download)
 
 
+def hub_cache_dir() -> Path:
+    """The hub cache, from the environment now (huggingface_hub reads it once, at its import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub understands it."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _from_hub(repo_id: str, *, download: bool) -> Path:
-    # huggingface_hub honours HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE itself.
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        folder = snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=not download)
+        folder = snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, cache_dir=hub_cache_dir(),
+                                   local_files_only=not download or hub_offline())
     except LocalEntryNotFoundError:
         raise ModelNotFoundError(
             f"model '{repo_id}' is not in the local cache and cannot be downloaded (offline?); "

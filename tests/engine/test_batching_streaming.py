@@ -1,0 +1,113 @@
+"""Beyond the reference: batched equals alone, and streaming is lossless from the first sample."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from soprano_cli.engine.engine import Engine, EngineConfig
+from soprano_cli.engine.sampling import SamplingParams
+
+
+def test_batched_equals_one_by_one(tiny_engine, golden_texts):
+    together = tiny_engine.synthesize(golden_texts)
+    for text, batched in zip(golden_texts, together):
+        alone = tiny_engine.synthesize([text])[0]
+        assert alone.frames == batched.frames
+        np.testing.assert_allclose(batched.audio, alone.audio, atol=1e-5, rtol=0)
+
+
+def test_continuous_batching_with_fewer_slots_than_sentences(tiny_checkpoint, tiny_engine, golden_texts):
+    # Two slots for six sentences: sentences join as others leave, results unchanged.
+    narrow = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", max_batch=2))
+    texts = golden_texts * 2
+    results = narrow.synthesize(texts)
+    reference = tiny_engine.synthesize(golden_texts)
+    for i, result in enumerate(results):
+        np.testing.assert_allclose(result.audio, reference[i % 3].audio, atol=1e-5, rtol=0)
+
+
+def test_decoder_batches_without_padding_artifacts(tiny_checkpoint, tiny_engine, golden_texts):
+    batched = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", decoder_batch_size=3))
+    for a, b in zip(batched.synthesize(golden_texts), tiny_engine.synthesize(golden_texts)):
+        assert a.audio.shape == b.audio.shape
+        np.testing.assert_allclose(a.audio, b.audio, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("chunk_frames", [1, 2, 5, 1000])
+def test_streaming_is_lossless(tiny_engine, golden_texts, chunk_frames):
+    whole = tiny_engine.synthesize(golden_texts)
+    chunks = list(tiny_engine.stream(golden_texts, chunk_frames=chunk_frames))
+    assert [c.sentence for c in chunks] == sorted(c.sentence for c in chunks), "chunks out of order"
+    for i, result in enumerate(whole):
+        mine = [c for c in chunks if c.sentence == i]
+        assert sum(c.final for c in mine) == 1 and mine[-1].final
+        streamed = np.concatenate([c.audio for c in mine])
+        assert streamed.shape == result.audio.shape
+        np.testing.assert_allclose(streamed, result.audio, atol=1e-5, rtol=0)
+
+
+def test_first_chunk_arrives_long_before_the_sentence_ends(tiny_engine, golden_texts):
+    chunks = list(tiny_engine.stream(golden_texts[:1], chunk_frames=1))
+    audible = [c for c in chunks if c.audio.size]
+    # 171 frames: one chunk per frame once the decoder's look-ahead is covered.
+    assert len(audible) > 150
+    assert audible[0].frames <= 4
+    assert audible[0].audio.size <= 3 * 2048
+
+
+def test_streaming_reads_a_slow_source_without_waiting_for_its_end(tiny_engine, golden_texts):
+    arrivals = []
+
+    def slow_source():
+        yield golden_texts[1]
+        time.sleep(1.0)
+        yield golden_texts[2]
+
+    start = time.perf_counter()
+    for chunk in tiny_engine.stream(slow_source()):
+        arrivals.append((chunk.sentence, time.perf_counter() - start))
+    first_audio_of_sentence_0 = min(t for s, t in arrivals if s == 0)
+    assert first_audio_of_sentence_0 < 0.9, "first sentence waited for the rest of the input"
+    assert {s for s, _ in arrivals} == {0, 1}
+
+
+def test_stream_passes_on_errors_of_its_source(tiny_engine):
+    def failing():
+        yield "hello world!"
+        raise ValueError("bad input line")
+
+    with pytest.raises(ValueError, match="bad input line"):
+        list(tiny_engine.stream(failing()))
+
+
+def test_seeded_sampling_is_reproducible(tiny_engine, golden_texts):
+    params = SamplingParams(temperature=0.8, top_p=0.9, seed=1234)
+    first = tiny_engine.synthesize(golden_texts[:2], params)
+    second = tiny_engine.synthesize(golden_texts[:2], params)
+    other = tiny_engine.synthesize(golden_texts[:2], params.with_seed(99))
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a.audio, b.audio)
+    assert any(a.frames != c.frames or not np.array_equal(a.audio, c.audio) for a, c in zip(first, other))
+
+
+def test_seeded_sampling_streams_the_same_audio(tiny_engine, golden_texts):
+    params = SamplingParams(temperature=0.7, seed=5)
+    whole = tiny_engine.synthesize(golden_texts[:1], params)[0]
+    streamed = np.concatenate([c.audio for c in tiny_engine.stream(golden_texts[:1], params)])
+    np.testing.assert_allclose(streamed, whole.audio, atol=1e-5, rtol=0)
+
+
+def test_greedy_ignores_the_seed(tiny_engine, golden_texts):
+    a = tiny_engine.synthesize(golden_texts[:1], SamplingParams(seed=1))[0]
+    b = tiny_engine.synthesize(golden_texts[:1], SamplingParams(seed=2))[0]
+    np.testing.assert_array_equal(a.audio, b.audio)
+
+
+def test_token_cap_limits_frames(tiny_engine, golden_texts):
+    result = tiny_engine.synthesize(golden_texts[:1], SamplingParams(max_new_tokens=20))[0]
+    assert result.finish_reason == "length"
+    assert result.frames == 20
+    assert result.audio.size == 19 * 2048
