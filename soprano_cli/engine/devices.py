@@ -8,7 +8,7 @@ from soprano_cli.errors import BackendUnavailableError, InvalidParameterError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BACKENDS = ("auto", "torch", "transformers", "lmdeploy")
-DTYPES = ("auto", "float32", "bfloat16")
+DTYPES = ("auto", "float32", "bfloat16", "int8")
 
 
 def _mps_available() -> bool:
@@ -56,11 +56,20 @@ def select_backend(name: str, device: torch.device) -> str:
     return name
 
 
-def select_dtype(name: str, device: torch.device) -> torch.dtype:
-    """Weight precision: float32 is exact; `auto` keeps float32 on the CPU and uses bfloat16 on CUDA."""
+def select_dtype(name: str, device: torch.device) -> str:
+    """Validate a weight-precision mode. `auto` stays `auto` on the CPU (the engine probes it) and
+    becomes bfloat16 on CUDA; float32 is the exact mode the parity tests pin."""
     name = (name or "auto").lower()
     if name not in DTYPES:
         raise InvalidParameterError(f"unknown dtype '{name}' (choose from {', '.join(DTYPES)})", param="dtype")
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+    if name == "auto" and device.type == "cuda":
+        return "bfloat16"
+    if name == "auto" and device.type != "cpu":
+        return "float32"
+    if name == "int8":
+        from soprano_cli.engine.quantize import int8_supported
+
+        if not int8_supported(device):
+            raise BackendUnavailableError(
+                "int8 weights need a CPU with AVX512-BF16 or AMX (or a CUDA GPU); use --dtype float32")
+    return name

@@ -32,7 +32,7 @@ class EngineConfig:
     model: str | None = None  # local folder or hub id; None: $SOPRANO_MODEL or the published model
     device: str = "auto"  # auto, cpu, cuda, mps
     backend: str = "auto"  # auto (= torch), torch, transformers, lmdeploy
-    dtype: str = "float32"  # LM weight precision: auto, float32, bfloat16
+    dtype: str = "float32"  # LM weight precision: auto, float32 (exact), bfloat16, int8
     max_batch: int = 16  # sentences the LM generates at once
     decoder_batch_size: int = 1  # sentences the decoder turns into audio at once (non-streaming)
     cache_size_mb: int = 100  # lmdeploy's KV cache budget (accepted for upstream compatibility)
@@ -142,7 +142,7 @@ class Engine:
     sample_rate = SAMPLE_RATE
 
     def __init__(self, *, lm, decoder: SopranoDecoder, tokenizer, config: EngineConfig, model_dir: Path,
-                 device: torch.device, backend: str):
+                 device: torch.device, backend: str, dtype: str = "float32"):
         self.lm = lm
         self.decoder = decoder
         self.tokenizer = tokenizer
@@ -150,6 +150,7 @@ class Engine:
         self.model_dir = model_dir
         self.device = device
         self.backend = backend
+        self.dtype = dtype  # the weight precision in use (what `auto` resolved to)
         self.eos_token_id = lm.config.eos_token_id
 
     @classmethod
@@ -176,13 +177,11 @@ class Engine:
 
             lm = LMDeployLM.load(folder, lm_config, device=device, cache_size_mb=config.cache_size_mb)
         else:
-            from soprano_cli.engine.lm import build_lm
-
-            lm = build_lm(lm_config, checkpoint.load_lm_weights(folder), device=device, dtype=dtype)
+            lm, dtype = _build_torch_lm(folder, lm_config, device, dtype, tokenizer)
         decoder = SopranoDecoder.from_state_dict(checkpoint.load_decoder_weights(folder)).to(device)
         log.info("loaded %s (%s, %s, %s) in %.2f s", folder, backend, device, dtype, time.perf_counter() - started)
         return cls(lm=lm, decoder=decoder, tokenizer=tokenizer, config=config, model_dir=folder,
-                   device=device, backend=backend)
+                   device=device, backend=backend, dtype=dtype)
 
     # -- text -> prompt -----------------------------------------------------------------------
 
@@ -308,6 +307,30 @@ class Engine:
                     break
                 del states[next_out], pending[next_out]
                 next_out += 1
+
+
+def _build_torch_lm(folder: Path, lm_config, device: torch.device, mode: str, tokenizer):
+    """Our LM in the requested precision; `auto` keeps int8 only if it passes the quality probe."""
+    from soprano_cli.engine import quantize
+    from soprano_cli.engine.lm import build_lm
+
+    if mode in ("float32", "bfloat16"):
+        dtype = torch.float32 if mode == "float32" else torch.bfloat16
+        return build_lm(lm_config, checkpoint.load_lm_weights(folder), device=device, dtype=dtype), mode
+    lm = build_lm(lm_config, checkpoint.load_lm_weights(folder), device=device, dtype=torch.float32)
+    if mode == "int8":
+        return quantize.quantize_int8(lm), "int8"
+    if not quantize.int8_supported(device):  # auto on a CPU without fast bfloat16 math
+        return lm, "float32"
+    probe = quantize.probe_ids(tokenizer, device)
+    reference = quantize.hidden_states(lm, probe)
+    lm = quantize.quantize_int8(lm)
+    cosine = float(quantize.cosine_per_position(reference, quantize.hidden_states(lm, probe)).min())
+    if cosine >= quantize.MIN_COSINE:
+        log.info("dtype auto: int8 (probe cosine %.5f)", cosine)
+        return lm, "int8"
+    log.info("dtype auto: float32 (int8 probe cosine %.5f below %.3f)", cosine, quantize.MIN_COSINE)
+    return build_lm(lm_config, checkpoint.load_lm_weights(folder), device=device, dtype=torch.float32), "float32"
 
 
 def _stack(frames: list[torch.Tensor], width: int) -> torch.Tensor:

@@ -21,7 +21,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalize in float32 as Qwen3 does, whatever the weights' dtype.
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)  # one fused kernel
+        # Normalize in float32 as Qwen3 does for lower-precision activations.
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(x.dtype)
@@ -81,18 +83,19 @@ class Attention(nn.Module):
         self.num_kv_heads = config.num_kv_heads
         self.head_dim = config.head_dim
         hidden, dim = config.hidden_size, config.head_dim
-        self.q_proj = nn.Linear(hidden, self.num_heads * dim, bias=False)
-        self.k_proj = nn.Linear(hidden, self.num_kv_heads * dim, bias=False)
-        self.v_proj = nn.Linear(hidden, self.num_kv_heads * dim, bias=False)
+        # q, k and v in one matmul: decoding is bound by reading weights, and one call reads them once.
+        self.q_size, self.kv_size = self.num_heads * dim, self.num_kv_heads * dim
+        self.qkv_proj = nn.Linear(hidden, self.q_size + 2 * self.kv_size, bias=False)
         self.o_proj = nn.Linear(self.num_heads * dim, hidden, bias=False)
         self.q_norm = RMSNorm(dim, config.rms_norm_eps)
         self.k_norm = RMSNorm(dim, config.rms_norm_eps)
 
     def forward(self, x, cos, sin, cache: KVCache, write_index, read_len: int, mask):
         B, T, _ = x.shape
-        q = self.q_norm(self.q_proj(x).view(B, T, self.num_heads, self.head_dim)).transpose(1, 2)
-        k = self.k_norm(self.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim)).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q = self.q_norm(q.view(B, T, self.num_heads, self.head_dim)).transpose(1, 2)
+        k = self.k_norm(k.view(B, T, self.num_kv_heads, self.head_dim)).transpose(1, 2)
+        v = v.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, h, T, D)
 
         k_layer, v_layer = cache.k[self.layer], cache.v[self.layer]  # (slots, kvh, L, D)
@@ -116,12 +119,12 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: LMConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.gate_up_proj = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -171,8 +174,8 @@ class Qwen3LM(nn.Module):
 
     def _run(self, ids, positions, cache, write_index, read_len, mask):
         cos, sin = self.rope(int(positions.max()) + 1)
-        cos, sin = cos[positions].unsqueeze(1), sin[positions].unsqueeze(1)  # (B, 1, T, D)
         x = self.model.embed_tokens(ids)
+        cos, sin = cos[positions].unsqueeze(1).to(x.dtype), sin[positions].unsqueeze(1).to(x.dtype)  # (B, 1, T, D)
         for block in self.model.layers:
             x = block(x, cos, sin, cache, write_index, read_len, mask)
         hidden = self.model.norm(x)
@@ -203,6 +206,27 @@ class Qwen3LM(nn.Module):
         return hidden, self.lm_head(hidden).float()
 
 
+def fuse_projections(state: dict, config: LMConfig) -> dict:
+    """Checkpoint keys (q/k/v_proj, gate/up_proj) -> our fused qkv_proj and gate_up_proj."""
+    fused = dict(state)
+    try:
+        for i in range(config.num_layers):
+            attn, mlp = f"model.layers.{i}.self_attn.", f"model.layers.{i}.mlp."
+            parts = [fused.pop(attn + name + ".weight") for name in ("q_proj", "k_proj", "v_proj")]
+            fused[attn + "qkv_proj.weight"] = torch.cat(parts, dim=0)
+            parts = [fused.pop(mlp + name + ".weight") for name in ("gate_proj", "up_proj")]
+            fused[mlp + "gate_up_proj.weight"] = torch.cat(parts, dim=0)
+    except KeyError as missing:
+        from soprano_cli.errors import ModelLoadError
+
+        raise ModelLoadError(f"model.safetensors does not match config.json: missing {missing}") from None
+    except RuntimeError as error:  # torch.cat of mismatched shapes
+        from soprano_cli.errors import ModelLoadError
+
+        raise ModelLoadError(f"model.safetensors does not match config.json: {str(error).splitlines()[0]}") from None
+    return fused
+
+
 def build_lm(config: LMConfig, state: dict, *, device="cpu", dtype: torch.dtype | None = None) -> Qwen3LM:
     """Build the LM on the meta device and assign the checkpoint's tensors (no double allocation)."""
     from soprano_cli.errors import ModelLoadError
@@ -216,13 +240,11 @@ def build_lm(config: LMConfig, state: dict, *, device="cpu", dtype: torch.dtype 
             raise ModelLoadError("model.safetensors has neither lm_head.weight nor model.embed_tokens.weight")
         state["lm_head.weight"] = state["model.embed_tokens.weight"]
     try:
-        model.load_state_dict(state, strict=True, assign=True)
+        model.load_state_dict(fuse_projections(state, config), strict=True, assign=True)
     except RuntimeError as error:
         first = str(error).strip().splitlines()
         raise ModelLoadError(f"model.safetensors does not match config.json: {' '.join(first[:2])}") from None
-    target_dtype = dtype or model.lm_head.weight.dtype
-    if target_dtype == torch.bfloat16 and torch.device(device).type == "cpu":
-        target_dtype = torch.float32  # bfloat16 weights compute in float32 on CPU unless asked otherwise
+    target_dtype = dtype or torch.float32  # bfloat16 checkpoints compute in float32 unless asked otherwise
     model = model.to(device=device, dtype=target_dtype)
     if tied:  # re-tie after the dtype move, which would otherwise leave two copies
         model.tie_weights()
