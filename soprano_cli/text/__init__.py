@@ -1,0 +1,18 @@
+"""English text front end: normalization to spoken words, sentence splitting, chunking; pure, no I/O."""
+
+from __future__ import annotations
+
+from soprano_cli.text.duration import estimate_seconds
+from soprano_cli.text.model import ALLOWED_MODEL_CHARS, model_text
+from soprano_cli.text.normalize import normalize
+from soprano_cli.text.split import incremental_split, split, split_sentences
+
+__all__ = [
+    "ALLOWED_MODEL_CHARS",
+    "estimate_seconds",
+    "incremental_split",
+    "model_text",
+    "normalize",
+    "split",
+    "split_sentences",
+]

@@ -1,0 +1,156 @@
+"""`normalize`: written English to the words a careful reader would say, keeping case and punctuation.
+
+The pipeline runs in a fixed order, each step a pure str -> str function:
+Unicode cleanup, web addresses, abbreviations, everything with digits (numeric.py),
+Roman numerals, acronyms, symbols, then punctuation and whitespace. Every step leaves text
+that no step matches again (no digits survive, expansions contain no abbreviations); for
+the odd text where tidying creates a new match, `normalize` repeats the pass to a fixed point.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from soprano_cli.text.numeric import expand_numbers
+from soprano_cli.text.words import expand_abbreviations, expand_acronyms, expand_addresses, expand_roman
+
+# --- Unicode --------------------------------------------------------------------------------
+
+_VULGAR = re.compile(r"(\d?)([¼½¾⅐⅑⅒⅓⅔⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞])")
+_SUPERSCRIPT = str.maketrans({"²": "^2", "³": "^3"})
+# Characters NFKC leaves alone that a reader still sees as plain punctuation.
+_PUNCTUATION = str.maketrans({
+    "“": '"', "”": '"', "„": '"', "‟": '"', "«": '"', "»": '"', "〝": '"', "〞": '"',
+    "‹": '"', "›": '"', "‚": "'", "‛": "'", "′": "'", "″": '"', "‐": "-", "‑": "-",
+    "‒": "–", "―": "—", "⸺": "—", "⸻": "—", "·": ",", "•": ",", "‣": ",", "⁄": "/",
+    "\u00a0": " ", "\u2028": " ", "\u2029": " ", "\t": " ", "\r": " ", "\n": " ",
+    "→": " to ", "←": " from ", "…": "...",
+})
+
+
+def _fold_unicode(text: str) -> str:
+    """NFKC, Unicode digits to ASCII, no stray combining marks or control characters."""
+    if "²" in text or "³" in text:
+        text = text.translate(_SUPERSCRIPT)
+    if _VULGAR.search(text):
+        text = _VULGAR.sub(lambda m: (m.group(1) + " " if m.group(1) else "")
+                           + unicodedata.normalize("NFKC", m.group(2)).replace("⁄", "/"), text)
+    text = unicodedata.normalize("NFKC", text)
+    out = []
+    after_letter = False  # a combining mark only stays on a letter
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category in ("Mn", "Me", "Mc"):
+            if after_letter:
+                out.append(ch)
+            continue
+        if category == "Nd":
+            ch = str(unicodedata.decimal(ch))
+        elif category == "Cc":
+            ch = " "
+        elif category == "Cf":
+            continue
+        after_letter = category.startswith("L")
+        out.append(ch)
+    return "".join(out)
+
+
+def _quote(text: str) -> str:
+    """Curly quotes to straight ones: apostrophes stay apostrophes, quotation marks become '\"'."""
+    text = re.sub(r"(?<=\w)[’‘](?=\w)|[’‘](?=\d0s\b)", "'", text)
+    opened = "‘" in text
+    text = text.replace("‘", '"')
+    return text.replace("’", '"' if opened else "'")
+
+
+def _dashes(text: str) -> str:
+    text = re.sub(r"(?<=\d)\s?–\s?(?=\d)", "-", text)  # 1990–1995 is a range
+    return re.sub(r"\s*[–—]+\s*", ", ", text)
+
+
+# --- symbols and punctuation ------------------------------------------------------------------
+
+_SYMBOLS = {
+    "&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "%": " percent ", "°": " degrees ",
+    "§": " section ", "©": " copyright ", "®": "", "™": "", "~": " ", "|": ", ", "_": " ",
+    "\\": " ", "×": " times ", "÷": " divided by ", "≤": " less than or equal to ",
+    "≥": " greater than or equal to ", "≠": " not equal to ", "≈": " about ", "±": " plus or minus ",
+    "−": " minus ", "^": " ", "<": " ", ">": " ", "{": "(", "}": ")", "[": "(", "]": ")",
+}
+_SYMBOL = re.compile("|".join(re.escape(s) for s in _SYMBOLS))
+_HASHTAG = re.compile(r"#(?=\w)")
+
+
+def expand_symbols(text: str) -> str:
+    """Symbols left after the specific rules: '&' -> 'and', '#tag' -> 'hashtag tag'."""
+    if "#" in text:
+        text = _HASHTAG.sub("hashtag ", text).replace("#", " ")
+    if "/" in text:
+        text = re.sub(r"(?<=[A-Za-z])/(?=(or\b)|[A-Za-z])", lambda m: " " if m.group(1) else " or ", text)
+    return _SYMBOL.sub(lambda m: _SYMBOLS[m.group(0)], text)
+
+
+_CLEANUP = [
+    (re.compile(r"\s+"), " "),
+    (re.compile(r" (?=[,.!?;:)])"), ""),  # no space before punctuation
+    (re.compile(r"(?<=\() "), ""),
+    (re.compile(r"\(\s*\)"), ""),
+    (re.compile(r"([!?])[!?.]*"), r"\1"),  # "?!!" -> "?"
+    (re.compile(r"\.{4,}"), "..."),
+    (re.compile(r"(?<!\.)\.\.(?!\.)"), "."),
+    (re.compile(r"([,;:])[,;: ]*(?=[,;:])"), ""),  # ",," and ", ;" -> the last one
+    (re.compile(r"[,;:]+ ?(?=[.!?])"), ""),  # ",." -> "."
+    (re.compile(r"^[\s,;:.!?]+(?!\.\.)"), ""),  # nothing opens with a pause
+    (re.compile(r"(?<=\w)([,;:])(?=[A-Za-z])"), r"\1 "),
+]
+
+
+def tidy(text: str) -> str:
+    """Collapse whitespace and repeated punctuation; repeated until nothing changes."""
+    for _ in range(4):
+        before = text
+        for pattern, replacement in _CLEANUP:
+            text = pattern.sub(replacement, text)
+        text = text.strip()
+        if text == before:
+            break
+    return text
+
+
+def _normalize_once(text: str) -> str:
+    if not text.isascii():
+        text = _fold_unicode(text)
+        text = _quote(text).translate(_PUNCTUATION)
+        text = _dashes(text)
+    else:
+        text = text.translate(_PUNCTUATION)
+    text = expand_addresses(text)
+    text = expand_abbreviations(text)
+    text = expand_numbers(text)
+    text = expand_roman(text)
+    text = expand_acronyms(text)
+    text = expand_symbols(text)
+    text = tidy(text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    return text
+
+
+def normalize(text: str) -> str:
+    """Written English to spoken words, for people and the model alike; pure and idempotent.
+
+    One pass settles nearly every text. Tidying can join pieces into something an earlier
+    step reads ("5 - .com" becomes "five.com", a domain), so the pass repeats until the
+    text stops changing; in practice the second pass only confirms the first.
+    """
+    said = _normalize_once(text)
+    for _ in range(_MAX_PASSES):
+        again = _normalize_once(said)
+        if again == said:
+            break
+        said = again
+    return said
+
+
+_MAX_PASSES = 4

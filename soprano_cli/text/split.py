@@ -1,0 +1,176 @@
+"""Sentence segmentation and speakable chunks: `split_sentences`, `split`, `incremental_split`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from soprano_cli.text.duration import estimate_seconds
+from soprano_cli.text.vocab import AFTER_NAME, MONTHS, NUMBER_ABBREVIATIONS, STARTERS, TITLES
+
+_OPENERS = "\"'([{“‘«¿¡"
+_CLOSERS = "\"')]}”’»"
+_TERMINAL = (".", "!", "?", "…", "‽")
+# Abbreviations that are never the last word of a sentence.
+_NEVER_FINAL = {"e.g", "i.e", "vs", "cf", "viz", "approx", "ca", "c", "resp", "incl", "esp"}
+_PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")
+
+
+def _is_boundary(token: str, following: str, previous: str | None) -> bool:
+    """Whether a sentence ends after `token`, given the next token and the one before."""
+    core = token.rstrip(_CLOSERS)
+    if not core.endswith(_TERMINAL):
+        return False
+    word_next = following.lstrip(_OPENERS)
+    first = word_next[:1]
+    if first.islower():
+        return False  # "e.g. the", "“Why?” he asked", "... and then"
+    if not core.endswith(".") or core.endswith(".."):
+        return True
+    word = core[:-1].lstrip(_OPENERS)
+    next_word = re.match(r"[^\W\d_]*", word_next).group(0)
+    if word in TITLES and word not in AFTER_NAME:
+        return False  # "Mr. Smith"
+    if word in AFTER_NAME:
+        return next_word in STARTERS  # "Dr. Smith" vs "Elm Dr. Then"
+    if word.lower() in _NEVER_FINAL:
+        return False
+    if first.isdigit() and (word in NUMBER_ABBREVIATIONS or word.lower() in MONTHS):
+        return False  # "No. 5", "Jan. 5"
+    if "." in word or (len(word) == 1 and word.isalpha()):
+        return next_word in STARTERS  # "U.S. Army" vs "the U.S. The", "J. Smith"
+    if word.isdigit() and len(word) <= 2 and (previous is None or previous.rstrip(_CLOSERS).endswith((":",) + _TERMINAL)):
+        return False  # a list item: "1. Mix"
+    return True
+
+
+def _sentences(tokens: list[str]) -> Iterator[list[str]]:
+    start = 0
+    for i in range(len(tokens) - 1):
+        previous = tokens[i - 1] if i > start else None
+        if _is_boundary(tokens[i], tokens[i + 1], previous):
+            yield tokens[start : i + 1]
+            start = i + 1
+    if start < len(tokens):
+        yield tokens[start:]
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of `text`, whitespace collapsed; a blank line always ends one.
+
+    A period ends a sentence unless it belongs to a title ("Mr."), a Latin abbreviation
+    ("e.g."), a number abbreviation before a number ("No. 5"), a decimal, a list marker,
+    or an initialism or initial ("U.S.", "a.m.", "J.") not followed by a word that usually
+    opens a sentence. Nothing ends before a lowercase word.
+    """
+    sentences = []
+    for paragraph in _PARAGRAPH.split(text):
+        sentences += [" ".join(words) for words in _sentences(paragraph.split())]
+    return sentences
+
+
+def _clauses(sentence: str) -> list[str]:
+    clauses, current = [], []
+    for token in sentence.split():
+        current.append(token)
+        if token.rstrip(_CLOSERS).endswith((",", ";", ":", "—", "–")) or token in ("-", "--"):
+            clauses.append(" ".join(current))
+            current = []
+    if current:
+        clauses.append(" ".join(current))
+    return clauses
+
+
+def _pack(parts: list[str], max_seconds: float) -> list[str]:
+    """Greedily join parts (clauses or words) into pieces no longer than max_seconds."""
+    pieces: list[str] = []
+    current, length = "", 0.0
+    for part in parts:
+        seconds = estimate_seconds(part)
+        if current and length + seconds > max_seconds:
+            pieces.append(current)
+            current, length = "", 0.0
+        current = f"{current} {part}" if current else part
+        length += seconds
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _break_long(sentence: str, max_seconds: float) -> list[str]:
+    if estimate_seconds(sentence) <= max_seconds:
+        return [sentence]
+    pieces = []
+    for clause in _pack(_clauses(sentence), max_seconds):
+        if estimate_seconds(clause) > max_seconds:
+            pieces += _pack(clause.split(), max_seconds)  # no clause boundary left: words
+        else:
+            pieces.append(clause)
+    return pieces
+
+
+def _chunks(segment: str, min_seconds: float, max_seconds: float) -> list[str]:
+    """Chunks of one segment: long sentences broken, short ones merged with a neighbour."""
+    chunks: list[str] = []
+    lengths: list[float] = []
+    for sentence in split_sentences(segment):
+        for piece in _break_long(sentence, max_seconds):
+            seconds = estimate_seconds(piece)
+            if chunks and (lengths[-1] < min_seconds or seconds < min_seconds) and lengths[-1] + seconds <= max_seconds:
+                chunks[-1] += " " + piece
+                lengths[-1] += seconds
+            else:
+                chunks.append(piece)
+                lengths.append(seconds)
+    return chunks
+
+
+def _ends_segment(line: str) -> bool:
+    """A line whose last word ends a sentence whatever follows (not 'Mr.' or 'e.g.')."""
+    core = line.rstrip().rstrip(_CLOSERS)
+    if not core.endswith(_TERMINAL):
+        return False
+    if core.endswith(".") and not core.endswith(".."):
+        word = core.rsplit(None, 1)[-1][:-1].lstrip(_OPENERS)
+        if (word in TITLES and word not in AFTER_NAME) or word.lower() in _NEVER_FINAL:
+            return False
+        if len(word) == 1 and word.isupper():
+            return False  # an initial: "J."
+    return True
+
+
+def incremental_split(lines: Iterable[str], min_seconds: float = 2.0, max_seconds: float = 30.0) -> Iterator[str]:
+    """Chunks of a stream of lines, yielded as soon as each is known complete.
+
+    Lines are grouped into segments: a blank line ends a paragraph and so a segment; a
+    line ending in sentence-final punctuation (. ! ? … then optional closing quotes or
+    brackets; not a title such as "Mr." or "e.g.", nor an initial) ends the segment at that
+    line; any other line is joined with the next (hard-wrapped prose); the end of input ends
+    the last one. Each segment is then cut into chunks as `split` describes, and chunks
+    never span two segments, so a chunk waits at most for the end of its segment.
+    """
+    pending: list[str] = []
+    for line in lines:
+        for part in line.splitlines() or [""]:
+            if not part.strip():
+                if pending:
+                    yield from _chunks(" ".join(pending), min_seconds, max_seconds)
+                    pending = []
+                continue
+            pending.append(part)
+            if _ends_segment(part):
+                yield from _chunks(" ".join(pending), min_seconds, max_seconds)
+                pending = []
+    if pending:
+        yield from _chunks(" ".join(pending), min_seconds, max_seconds)
+
+
+def split(text: str, min_seconds: float = 2.0, max_seconds: float = 30.0) -> list[str]:
+    """Speakable chunks of about min_seconds..max_seconds (estimate_seconds), in order, losing no word.
+
+    Sentences come from split_sentences; one longer than max_seconds is broken at clause
+    boundaries (after , ; : or a dash) and, failing that, between words; a piece shorter than
+    min_seconds joins its neighbour when the two fit in max_seconds. Equal by construction to
+    `list(incremental_split(text.splitlines(), ...))`, whose docstring gives the line rules.
+    """
+    return list(incremental_split(text.splitlines(), min_seconds, max_seconds))

@@ -1,0 +1,193 @@
+"""Written forms made of letters and symbols: web addresses, abbreviations, Roman numerals, acronyms."""
+
+from __future__ import annotations
+
+import re
+
+from soprano_cli.text import numbers as nw
+from soprano_cli.text.vocab import (
+    ABBREVIATIONS,
+    AFTER_NAME,
+    CAPS_WORDS,
+    DOTTED,
+    NUMBER_ABBREVIATIONS,
+    REGNAL_NAMES,
+    ROMAN_CUES,
+    SAID_AS_WORDS,
+    SPECIAL_WORDS,
+    SPELLED,
+    STARTERS,
+    TITLES,
+    TLDS,
+)
+
+
+def _keep_period(text: str, end: int) -> str:
+    """'.' when the abbreviation ending at `end` also ends the sentence."""
+    rest = text[end:]
+    if not rest.strip():
+        return "."
+    match = re.match(r"\s+[\"'(\[]*([A-Z][a-z]*)", rest)
+    return "." if match and match.group(1) in STARTERS else ""
+
+
+# --- web addresses --------------------------------------------------------------------------
+
+_SEPARATORS = {".": "dot", "/": "slash", "-": "dash", "_": "underscore", ":": "colon",
+               "?": "question mark", "=": "equals", "&": "and", "#": "hash", "@": "at",
+               "~": "tilde", "+": "plus", "%": "percent"}
+
+
+def _spell_address(text: str) -> str:
+    words = []
+    for part in re.findall(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]", text):
+        if part.isdigit():
+            words.append(nw.number(part) if len(part) <= 4 else nw.digits(part))
+        elif part in _SEPARATORS:
+            words.append(_SEPARATORS[part])
+        elif part.isalpha():
+            words.append(" ".join(part.upper()) if part.lower() == "www" else part)
+    return " ".join(words)
+
+
+_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
+_EMAIL = re.compile(r"\b[\w.+-]+@[A-Za-z\d-]+(?:\.[A-Za-z\d-]+)+\b")
+_TLD = "|".join(sorted(TLDS, key=len, reverse=True))
+_DOMAIN = re.compile(rf"(?<![\w@.])[A-Za-z\d][A-Za-z\d-]*(?:\.[A-Za-z\d-]+)*\.(?:{_TLD})(?:/[^\s<>\"']*)?(?![\w@])")
+
+
+def _url(match: re.Match) -> str:
+    url = match.group(0)
+    trail = re.search(r"[.,;:!?)\]]+$", url)
+    tail = trail.group(0) if trail else ""
+    url = url[: len(url) - len(tail)]
+    url = re.sub(r"^https?://", "", url, flags=re.IGNORECASE).rstrip("/")
+    return _spell_address(url) + tail
+
+
+def expand_addresses(text: str) -> str:
+    """URLs, e-mail addresses and bare domain names, spoken."""
+    if "@" in text:
+        text = _EMAIL.sub(lambda m: _spell_address(m.group(0)), text)
+    if "." in text:
+        text = _URL.sub(_url, text)
+        text = _DOMAIN.sub(_url, text)
+    return text
+
+
+# --- abbreviations --------------------------------------------------------------------------
+
+_DOTTED = re.compile(r"(?<![\w.])(" + "|".join(re.escape(k) for k in DOTTED) + r")(?!\w)", re.IGNORECASE)
+_TITLE = re.compile(r"\b(" + "|".join(TITLES) + r")(\.|\b)(\s+)(?=[\"']?[A-Z])")
+_AFTER_NAME = re.compile(r"\b(" + "|".join(AFTER_NAME) + r")\.")
+_ABBREVIATION = re.compile(r"\b(" + "|".join(ABBREVIATIONS) + r")\.(?!\w)")
+_VERSUS = re.compile(r"\bvs\b\.?")
+_NUMBERED = re.compile(r"\b(" + "|".join(NUMBER_ABBREVIATIONS) + r")\.\s?(?=#?\d)")
+_WITH = re.compile(r"(?<![\w/])w/(o\b)?\s?(?=\w)")
+
+
+def _title(match: re.Match) -> str:
+    name, period, space = match.groups()
+    following = re.match(r"[\"']?([A-Z][a-z]*)", match.string[match.end():])
+    if period and following and following.group(1) in STARTERS and name in AFTER_NAME:
+        return match.group(0)  # "Baker St. The ..." is a street, handled below
+    if not period and name not in ("Mr", "Mrs", "Ms", "Dr", "Prof", "St", "Mt", "Messrs", "Mme"):
+        return match.group(0)
+    return TITLES[name] + space
+
+
+def expand_abbreviations(text: str) -> str:
+    """Titles, Latin abbreviations and the like, read in full."""
+    if "/" in text:
+        text = _WITH.sub(lambda m: "without " if m.group(1) else "with ", text)
+    text = _VERSUS.sub("versus", text)
+    if "." not in text and not any(t in text for t in ("Mr", "Ms", "Dr", "St")):
+        return text
+    text = _DOTTED.sub(lambda m: DOTTED[m.group(1).lower()] + _keep_period(m.string, m.end()), text)
+    text = _NUMBERED.sub(lambda m: NUMBER_ABBREVIATIONS[m.group(1)] + " ", text)
+    text = _TITLE.sub(_title, text)
+    text = _AFTER_NAME.sub(lambda m: AFTER_NAME[m.group(1)] + _keep_period(m.string, m.end()), text)
+    return _ABBREVIATION.sub(lambda m: ABBREVIATIONS[m.group(1)] + _keep_period(m.string, m.end()), text)
+
+
+# --- Roman numerals -------------------------------------------------------------------------
+
+_ROMAN_VALID = re.compile(r"M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})")
+_ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
+_ROMAN = re.compile(r"\b([A-Z][a-z]+)(\s+)([IVXLCDM]+)\b(?!['’.]\w)(?=(\s+[a-z])?)")
+_NOT_NAMES = {"The", "A", "An", "And", "Or", "But", "In", "On", "At", "To", "Of", "For", "With",
+              "By", "From", "As", "Is", "Was", "Are", "If", "So", "Then", "When", "That", "This",
+              "Not", "No", "Yes", "Do", "Did", "Have", "Has", "Where", "What", "Who", "Why", "How"}
+
+
+def roman_value(text: str) -> int:
+    """'XIV' -> 14 (0 when `text` is not a well-formed numeral)."""
+    if not text or not _ROMAN_VALID.fullmatch(text):
+        return 0
+    total = 0
+    for ch, nxt in zip(text, text[1:] + " "):
+        value = _ROMAN_VALUES[ch]
+        total += -value if nxt != " " and _ROMAN_VALUES[nxt] > value else value
+    return total
+
+
+def _roman(match: re.Match) -> str:
+    word, space, numeral, lowercase_next = match.groups()
+    value = roman_value(numeral)
+    if not value or word in _NOT_NAMES:
+        return match.group(0)
+    if word in REGNAL_NAMES and set(numeral) <= set("IVX") and not (numeral == "I" and lowercase_next):
+        return f"{word}{space}the {nw.ordinal(value)}"
+    if word in ROMAN_CUES and not (numeral == "I" and lowercase_next):
+        return f"{word}{space}{nw.cardinal(value)}"
+    if len(numeral) >= 2 and set(numeral) <= set("IVX"):
+        return f"{word}{space}{nw.cardinal(value)}"
+    return match.group(0)
+
+
+def expand_roman(text: str) -> str:
+    """Roman numerals after a cue word or a regnal name: 'World War II', 'Louis XIV'."""
+    return _ROMAN.sub(_roman, text)
+
+
+# --- acronyms -------------------------------------------------------------------------------
+
+_DOTTED_CAPS = re.compile(r"(?<![\w.])((?:[A-Za-z]\.){2,})(?!\w)")
+_INITIAL = re.compile(r"(?<![\w.])([A-Z])\.(\s+)(?=[A-Z])")
+_CAPS = re.compile(r"(?<![\w'’.-])([A-Z]{2,5})(s?)(?![\w'’.-]|\.\w)")
+_SPECIAL = re.compile(r"\b(" + "|".join(SPECIAL_WORDS) + r")\b")
+
+
+def _dotted_caps(match: re.Match) -> str:
+    letters = match.group(1).replace(".", "")
+    return " ".join(letters.upper()) + _keep_period(match.string, match.end())
+
+
+def _initial(match: re.Match) -> str:
+    following = re.match(r"([A-Z][a-z]*)", match.string[match.end():])
+    if following and following.group(1) in STARTERS:
+        return match.group(0)
+    return match.group(1) + match.group(2)
+
+
+def _caps(match: re.Match) -> str:
+    word, plural = match.groups()
+    if word in SAID_AS_WORDS or (word in CAPS_WORDS and not plural and word not in SPELLED):
+        return match.group(0)
+    if word not in SPELLED and len(word) == 5 and re.search("[AEIOU]", word):
+        return match.group(0)  # long enough to be a word in capitals
+    return " ".join(word) + plural
+
+
+_AMPERSAND = re.compile(r"\b([A-Z]{1,3})&([A-Z]{1,3})\b")
+
+
+def expand_acronyms(text: str) -> str:
+    """Acronyms said letter by letter: 'FBI' -> 'F B I', 'U.S.' -> 'U S', 'AT&T' -> 'A T and T'."""
+    if "&" in text:
+        text = _AMPERSAND.sub(lambda m: " ".join(m.group(1)) + " and " + " ".join(m.group(2)), text)
+    text = _SPECIAL.sub(lambda m: SPECIAL_WORDS[m.group(1)], text)
+    if "." in text:
+        text = _DOTTED_CAPS.sub(_dotted_caps, text)
+        text = _INITIAL.sub(_initial, text)
+    return _CAPS.sub(_caps, text)
