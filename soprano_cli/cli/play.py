@@ -1,13 +1,117 @@
-"""`soprano play` (placeholder until its issue lands)."""
+"""`soprano play`: play WAV or raw PCM from a file or stdin on a sound device, as it arrives."""
 
 from __future__ import annotations
 
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from soprano_cli.errors import InputTextError
+
+# Set to any value to log when the first sample reaches PortAudio (benchmarks/bench_play_latency.py).
+TRACE_ENV = "SOPRANO_TRACE_PLAYBACK"
+
+
+class SampleFormat(str, Enum):
+    s16 = "s16"
+    f32 = "f32"
+
+
+def _open_input(file: Optional[str]):
+    if file in (None, "-"):
+        if sys.stdin is None or sys.stdin.isatty():
+            raise InputTextError("no audio to play: give a FILE or pipe WAV/PCM into stdin")
+        return sys.stdin.buffer, "stdin"
+    try:
+        return open(file, "rb", buffering=0), file
+    except OSError as error:
+        raise InputTextError(f"cannot read {file}: {error.strerror or error}") from error
+
+
+def _print_devices() -> None:
+    from soprano_cli.audio.playback import list_devices
+    from soprano_cli.errors import AudioDeviceError
+
+    devices = list_devices()
+    if not devices:
+        raise AudioDeviceError("no audio output device found (is a sound server running?)")
+    for device in devices:
+        mark = "*" if device.is_default else " "
+        typer.echo(
+            f"{mark} {device.index:>3}  {device.name}  ({device.host_api}, {device.channels} ch, "
+            f"{device.default_rate:g} Hz)"
+        )
+
+
+def _trace(label: str, when: float | None) -> None:
+    if when is not None:
+        print(f"soprano: trace: {label} {when:.6f}", file=sys.stderr, flush=True)
+
+
+def _traced(blocks, stamps: dict):
+    """Pass blocks through, noting when the first non-empty one was read."""
+    import time
+
+    for block in blocks:
+        if len(block) and "first_block" not in stamps:
+            stamps["first_block"] = time.monotonic()
+        yield block
 
 
 def register(app: typer.Typer) -> None:
     """Add the `play` subcommand to the app."""
 
-    @app.command("play", help="Not implemented yet.")
-    def play_command() -> None:
-        raise typer.Exit(1)
+    @app.command("play", help="Play WAV (or raw PCM with --raw) from FILE or stdin as it arrives.")
+    def play_command(
+        file: Optional[str] = typer.Argument(None, help="WAV or PCM file; stdin when absent or '-'."),
+        raw: bool = typer.Option(False, "--raw", help="Input is headerless PCM (see --rate, --sample-format)."),
+        rate: int = typer.Option(32000, "--rate", min=1000, max=384000, help="Sample rate of --raw input."),
+        sample_format: SampleFormat = typer.Option(
+            SampleFormat.s16, "--sample-format", help="Sample encoding of --raw input (little-endian)."
+        ),
+        channels: int = typer.Option(1, "--channels", min=1, max=32, help="Channels of --raw input."),
+        device: Optional[str] = typer.Option(
+            None, "--device", help="Output device: index or part of its name (see --list-devices)."
+        ),
+        list_devices: bool = typer.Option(False, "--list-devices", help="List output devices and exit."),
+        quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
+    ) -> None:
+        if list_devices:
+            _print_devices()
+            return
+        from soprano_cli.audio.playback import Player
+        from soprano_cli.audio.reader import read_audio_stream
+
+        stream, name = _open_input(file)
+        trace = bool(os.environ.get(TRACE_ENV))
+        stamps: dict = {}
+        # Opened before the input arrives, at what soprano produces (32 kHz mono) unless --raw
+        # says otherwise, so the device's start-up overlaps waiting for the producer.
+        player = Player(rate, channels, device) if raw else Player(32000, 1, device)
+        try:
+            rate_in, channels_in, blocks = read_audio_stream(
+                stream, raw=raw, rate=rate, sample_format=sample_format.value, channels=channels
+            )
+            if (rate_in, channels_in) != (player.sample_rate, player.channels):
+                player.abort()
+                player = Player(rate_in, channels_in, device)
+            for block in _traced(blocks, stamps) if trace else blocks:
+                player.write(block)
+            player.close()
+        except BaseException:
+            player.abort()
+            raise
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+        if trace:
+            _trace("first-block-read", stamps.get("first_block"))
+            _trace("first-sample-to-device", player.first_sample_time)
+        if not quiet:
+            seconds = player.frames_played / player.device_rate
+            note = f", {player.underruns} underruns (input slower than real time)" if player.underruns else ""
+            typer.echo(f"played {seconds:.2f} s from {Path(name).name if name != 'stdin' else name}{note}", err=True)

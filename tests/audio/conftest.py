@@ -1,0 +1,50 @@
+"""Fixtures for the audio tests: a private PulseAudio daemon with a null sink, and test signals."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from pulse_server import RATE, PulseServer, Recorder
+
+
+@pytest.fixture(scope="session")
+def pulse_server(tmp_path_factory):
+    """Start a private pulseaudio for the session; skip only when it is not installed."""
+    reason = PulseServer.available()
+    if reason:
+        pytest.skip(f"PulseAudio {reason}")
+    server = PulseServer(tmp_path_factory.mktemp("pulse")).start()
+    # Set for the whole session, before anything imports sounddevice in this process:
+    # PortAudio lists devices once, at import, and the ALSA pulse plugin reads PULSE_SERVER.
+    saved = os.environ.get("PULSE_SERVER")
+    os.environ["PULSE_SERVER"] = server.address
+    yield server
+    if saved is None:
+        os.environ.pop("PULSE_SERVER", None)
+    else:
+        os.environ["PULSE_SERVER"] = saved
+    server.stop()
+
+
+@pytest.fixture
+def pulse(pulse_server, monkeypatch):
+    """The server, with PULSE_SERVER set for this test and its subprocesses."""
+    monkeypatch.setenv("PULSE_SERVER", pulse_server.address)
+    return pulse_server
+
+
+@pytest.fixture
+def recorder(pulse):
+    """A running recording of the null sink's monitor."""
+    with Recorder(pulse) as rec:
+        yield rec
+
+
+def chirp(seconds: float = 0.8, amplitude: float = 0.5, f0: float = 300.0, f1: float = 3000.0) -> np.ndarray:
+    """A linear sweep with 10 ms fades: a sharp cross-correlation peak, easy to find in a recording."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
+    fade = np.minimum(1.0, np.minimum(t, seconds - t) / 0.01)
+    return (amplitude * fade * np.sin(phase)).astype(np.float32)
