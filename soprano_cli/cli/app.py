@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 
 from soprano_cli import errors
+
+# Newer typer vendors click, older typer re-exports it: find the base class from typer itself.
+ClickException = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
 
 app = typer.Typer(
     name="soprano",
@@ -20,12 +22,16 @@ app = typer.Typer(
 )
 
 
+# Modules under soprano_cli/cli/ that each add one subcommand, in help order.
+SUBCOMMANDS = ("normalize", "split", "synth", "play", "serve")
+
+
 def _register_subcommands() -> None:
     # Each module only imports typer at the top; torch and friends load inside the commands.
-    from soprano_cli.cli import normalize, play, serve, split, synth
+    import importlib
 
-    for module in (normalize, split, synth, play, serve):
-        module.register(app)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"soprano_cli.cli.{name}").register(app)
 
 
 _register_subcommands()
@@ -47,18 +53,24 @@ def _silence_stdout() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, map every expected failure to one line and an exit code."""
     command = typer.main.get_command(app)
+    if os.environ.get("_SOPRANO_COMPLETE"):
+        # Shell completion is click's own protocol: let its standalone main answer and exit.
+        command.main(args=argv, prog_name="soprano")
+    args = sys.argv[1:] if argv is None else argv
     try:
-        result = command.main(args=argv, prog_name="soprano", standalone_mode=False)
+        # make_context + invoke rather than main(): main() turns a closed pipe into exit 1 itself.
+        with command.make_context("soprano", list(args)) as context:
+            result = command.invoke(context)
         code = result if isinstance(result, int) else errors.EXIT_OK
     except errors.SopranoError as error:
         _print_error(error.message)
         code = error.exit_code
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         code = done.exit_code
-    except click.ClickException as error:
+    except ClickException as error:
         error.show()
         code = error.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         _print_error("interrupted")
         code = errors.EXIT_INTERRUPTED
     except BrokenPipeError:
