@@ -1,13 +1,102 @@
-"""`soprano synth` (placeholder until its issue lands)."""
+"""`soprano synth`: text from arguments, stdin, JSON Lines or a folder -> speech."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from soprano_cli.cli import options as opt
+
+OUTPUT_PANEL = "Output"
+INPUT_PANEL = "Input"
+BATCH_PANEL = "Batch jobs"
+SERVER_PANEL = "Daemon"
 
 
 def register(app: typer.Typer) -> None:
     """Add the `synth` subcommand to the app."""
+    app.command("synth", help=(
+        "Speak TEXT (or stdin) as audio on stdout or in a file. Text is normalized and split into "
+        "sentences that are synthesized as they arrive; --streaming writes audio as it is generated."
+    ))(synth_command)
 
-    @app.command("synth", help="Not implemented yet.")
-    def synth_command() -> None:
-        raise typer.Exit(1)
+
+def synth_command(
+    text: Annotated[Optional[list[str]], typer.Argument(help="Text to speak; stdin when omitted.", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", rich_help_panel=OUTPUT_PANEL,
+        help="Audio file; its extension picks the format (.wav .flac .ogg .opus .mp3 .pcm/.raw).")] = None,
+    audio_format: Annotated[Optional[str], typer.Option("--format", "-f", rich_help_panel=OUTPUT_PANEL,
+        help="wav, pcm, flac, ogg, opus or mp3 [default: from -o, else wav].")] = None,
+    sample_rate: Annotated[Optional[int], typer.Option("--sample-rate", "-r", rich_help_panel=OUTPUT_PANEL,
+        help="Resample to this rate (e.g. 24000, 22050, 16000) [default: 32000].")] = None,
+    sample_format: Annotated[str, typer.Option("--sample-format", rich_help_panel=OUTPUT_PANEL,
+        help="s16 or f32 samples for wav and pcm.")] = "s16",
+    sentence_silence: Annotated[float, typer.Option("--sentence-silence", min=0.0, max=10.0,
+        rich_help_panel=OUTPUT_PANEL, help="Seconds of silence between sentences.")] = 0.0,
+    captions: Annotated[Optional[Path], typer.Option("--captions", rich_help_panel=OUTPUT_PANEL,
+        help="Also write subtitles, one cue per sentence (.srt or .vtt).")] = None,
+    streaming: Annotated[bool, typer.Option("--streaming", "-s", rich_help_panel=OUTPUT_PANEL,
+        help="Write audio as it is generated (to the speakers when stdout is a terminal).")] = False,
+    play: Annotated[bool, typer.Option("--play", rich_help_panel=OUTPUT_PANEL,
+        help="Also play through the speakers as it is generated.")] = False,
+    audio_device: Annotated[Optional[str], typer.Option("--audio-device", rich_help_panel=OUTPUT_PANEL,
+        help="Output device for --play (name or index; see `soprano play --list-devices`).")] = None,
+    chunk_frames: Annotated[int, typer.Option("--chunk-frames", min=1, max=512, rich_help_panel=OUTPUT_PANEL,
+        help="Frames (64 ms each) per streamed chunk.")] = 1,
+    normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", rich_help_panel=INPUT_PANEL,
+        help="Expand numbers, symbols and abbreviations to words first.")] = True,
+    lines: Annotated[bool, typer.Option("--lines", rich_help_panel=INPUT_PANEL,
+        help="Each input line is one finished chunk (as `soprano split` writes them).")] = False,
+    min_seconds: Annotated[float, typer.Option("--min-seconds", min=0.0, rich_help_panel=INPUT_PANEL,
+        help="Merge sentences shorter than this (estimated speech).")] = 2.0,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.5, rich_help_panel=INPUT_PANEL,
+        help="Break chunks longer than this (estimated speech).")] = 30.0,
+    jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=BATCH_PANEL,
+        help='Read jobs from stdin, one JSON object per line: {"text": ..., "output": ...}.')] = False,
+    input_dir: Annotated[Optional[Path], typer.Option("--input-dir", rich_help_panel=BATCH_PANEL,
+        help="Speak every .txt file in this folder ...")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", rich_help_panel=BATCH_PANEL,
+        help="... into one audio file each here (format from --format).")] = None,
+    model: opt.Model = None,
+    device: opt.Device = "auto",
+    backend: opt.Backend = "auto",
+    dtype: opt.Dtype = "auto",
+    cache_size: opt.CacheSize = 100,
+    decoder_batch_size: opt.DecoderBatchSize = 1,
+    max_batch: opt.MaxBatch = 16,
+    temperature: opt.Temperature = 0.0,
+    top_p: opt.TopP = 0.95,
+    repetition_penalty: opt.RepetitionPenalty = 1.2,
+    seed: opt.Seed = None,
+    retries: opt.Retries = 0,
+    max_frames: opt.MaxFrames = 512,
+    server: Annotated[Optional[str], typer.Option("--server", envvar="SOPRANO_SERVER", rich_help_panel=SERVER_PANEL,
+        help="Daemon URL (http://host:port or unix:/path); 'none' disables [default: the local daemon if running].")] = None,
+    no_server: Annotated[bool, typer.Option("--no-server", rich_help_panel=SERVER_PANEL,
+        help="Always synthesize in this process.")] = False,
+    quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
+) -> None:
+    from soprano_cli import synth_job
+
+    opt.configure_logging(verbose, quiet)
+    job = synth_job.SynthRequest(
+        text=" ".join(text) if text else None, output=output, audio_format=audio_format,
+        sample_rate=sample_rate, sample_format=sample_format, sentence_silence=sentence_silence,
+        captions=captions, streaming=streaming, play=play, audio_device=audio_device,
+        chunk_frames=chunk_frames, normalize=normalize, lines=lines, min_seconds=min_seconds,
+        max_seconds=max_seconds, quiet=quiet, verbose=verbose,
+    )
+    engine_options = synth_job.EngineChoice(
+        config=opt.engine_config(model, device, backend, dtype, max_batch, decoder_batch_size, cache_size),
+        server=None if no_server else server, explicit_model=model is not None,
+    )
+    params = opt.sampling_params(temperature, top_p, repetition_penalty, seed, retries, max_frames)
+    if jsonl or input_dir or output_dir:
+        synth_job.run_batch(job, engine_options, params, jsonl=jsonl, input_dir=input_dir, output_dir=output_dir,
+                            stdin=sys.stdin.buffer)
+    else:
+        synth_job.run_single(job, engine_options, params)

@@ -54,7 +54,9 @@ class Backbone(nn.Module):
 class _ISTFTWindow(nn.Module):
     def __init__(self, n_fft: int):
         super().__init__()
-        self.register_buffer("window", torch.hann_window(n_fft))
+        # Filled from decoder.pth (or a Hann window); hann_window on the meta device would import
+        # torch._dynamo, a second of start-up.
+        self.register_buffer("window", torch.empty(n_fft))
 
 
 class Head(nn.Module):

@@ -145,7 +145,10 @@ class Backbone(nn.Module):
 
     def __init__(self, config: LMConfig):
         super().__init__()
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        # An explicit weight skips nn.Embedding's normal_() init, which on the meta device imports
+        # torch._dynamo (about a second of start-up) for values that are overwritten anyway.
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size,
+                                         _weight=torch.empty(config.vocab_size, config.hidden_size))
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 

@@ -1,0 +1,82 @@
+"""Options shared by the commands that load a model (synth, serve), defined once.
+
+Each is an `Annotated` type for typer; environment variables are the documented SOPRANO_* set.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+MODEL_PANEL = "Model"
+SAMPLING_PANEL = "Sampling"
+
+Model = Annotated[Optional[str], typer.Option(
+    "--model", "-m", "--model-path", envvar="SOPRANO_MODEL", rich_help_panel=MODEL_PANEL,
+    help="Model folder or hub id [default: ekwek/Soprano-1.1-80M].")]
+Device = Annotated[str, typer.Option(
+    "--device", "-d", envvar="SOPRANO_DEVICE", rich_help_panel=MODEL_PANEL,
+    help="auto, cpu, cuda or mps.")]
+Backend = Annotated[str, typer.Option(
+    "--backend", "-b", envvar="SOPRANO_BACKEND", rich_help_panel=MODEL_PANEL,
+    help="auto (= torch), torch, transformers or lmdeploy.")]
+Dtype = Annotated[str, typer.Option(
+    "--dtype", envvar="SOPRANO_DTYPE", rich_help_panel=MODEL_PANEL,
+    help="LM weights: auto (fastest that holds quality), float32 (exact), bfloat16 or int8.")]
+CacheSize = Annotated[int, typer.Option(
+    "--cache-size", "-c", rich_help_panel=MODEL_PANEL, help="KV cache budget in MB (lmdeploy).")]
+DecoderBatchSize = Annotated[int, typer.Option(
+    "--decoder-batch-size", "-bs", min=1, rich_help_panel=MODEL_PANEL,
+    help="Sentences decoded to audio at once.")]
+MaxBatch = Annotated[int, typer.Option(
+    "--max-batch", min=1, max=256, envvar="SOPRANO_MAX_BATCH", rich_help_panel=MODEL_PANEL,
+    help="Sentences generated at once by the LM.")]
+
+Temperature = Annotated[float, typer.Option(
+    "--temperature", min=0.0, max=5.0, rich_help_panel=SAMPLING_PANEL, help="0 is greedy (deterministic).")]
+TopP = Annotated[float, typer.Option(
+    "--top-p", min=0.0, max=1.0, rich_help_panel=SAMPLING_PANEL, help="Nucleus sampling mass.")]
+RepetitionPenalty = Annotated[float, typer.Option(
+    "--repetition-penalty", min=0.1, max=10.0, rich_help_panel=SAMPLING_PANEL,
+    help="Penalty on token ids already used.")]
+Seed = Annotated[Optional[int], typer.Option(
+    "--seed", min=0, rich_help_panel=SAMPLING_PANEL, help="Makes sampling reproducible.")]
+Retries = Annotated[int, typer.Option(
+    "--retries", min=0, max=10, rich_help_panel=SAMPLING_PANEL,
+    help="Regenerate a sentence that loops or hits the frame cap, up to N times.")]
+MaxFrames = Annotated[int, typer.Option(
+    "--max-frames", min=1, max=512, rich_help_panel=SAMPLING_PANEL,
+    help="Cap on generated tokens (frames + end) per sentence.")]
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")]
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Library logs to stderr as `soprano: message` lines (warnings by default)."""
+    level = logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("soprano: %(message)s"))
+    root = logging.getLogger("soprano_cli")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def engine_config(model, device, backend, dtype, max_batch=16, decoder_batch_size=1, cache_size=100):
+    """An EngineConfig from the shared options."""
+    from soprano_cli.engine.engine import EngineConfig
+
+    return EngineConfig(model=model, device=device, backend=backend, dtype=dtype, max_batch=max_batch,
+                        decoder_batch_size=decoder_batch_size, cache_size_mb=cache_size)
+
+
+def sampling_params(temperature, top_p, repetition_penalty, seed, retries, max_frames):
+    """SamplingParams from the shared options, validated."""
+    from soprano_cli.engine.sampling import SamplingParams
+
+    return SamplingParams(temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty,
+                          seed=seed, retries=retries, max_new_tokens=max_frames).validated()

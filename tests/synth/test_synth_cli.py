@@ -1,0 +1,288 @@
+"""`soprano synth` as a Unix filter: the real command, the tiny checkpoint, real decoders reading back."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile
+
+HELLO = "Hello world!"  # normalizes to the golden case "hello world!": 42 frames
+HELLO_SAMPLES = 41 * 2048
+TWO_SENTENCES = "Hello world! The quick brown fox jumps over the lazy dog."
+
+
+def read_wav(data: bytes):
+    audio, rate = soundfile.read(io.BytesIO(data), dtype="float32")
+    return audio, rate
+
+
+def test_argument_text_to_wav_file_matches_the_reference_audio(synth, tmp_path, golden):
+    out = tmp_path / "hello.wav"
+    result = synth(HELLO, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"" and result.stderr == b""
+    audio, rate = soundfile.read(out, dtype="float32")
+    assert rate == 32000 and audio.shape == (HELLO_SAMPLES,)
+    _, arrays = golden
+    np.testing.assert_allclose(audio, arrays["audio_1"], atol=1.5 / 32768)  # s16 rounding
+
+
+def test_stdin_to_stdout_streamed_wav_is_readable_by_every_tool(synth, tmp_path):
+    result = synth("--min-seconds", "0", input=TWO_SENTENCES)
+    assert result.returncode == 0, result.stderr
+    data = result.stdout
+    assert data[:4] == b"RIFF" and data[4:8] == b"\xff\xff\xff\xff"  # length unknown while streaming
+    audio, rate = read_wav(data)
+    assert rate == 32000 and audio.size == (41 + 104) * 2048
+    path = tmp_path / "piped.wav"
+    path.write_bytes(data)
+    if shutil.which("sox"):
+        info = subprocess.run(["sox", "--info", "-r", str(path)], capture_output=True, text=True)
+        assert info.returncode == 0 and info.stdout.strip() == "32000"
+        decoded = subprocess.run(["sox", str(path), "-t", "raw", "-e", "signed", "-b", "16", "-"], capture_output=True)
+        assert len(decoded.stdout) == audio.size * 2
+    if shutil.which("ffprobe"):
+        probe = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"], capture_output=True)
+        assert probe.returncode == 0 and len(probe.stdout) == audio.size * 2
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "opus", "mp3", "pcm"])
+def test_each_output_format_reads_back(synth, tmp_path, fmt):
+    out = tmp_path / f"out.{fmt}"
+    result = synth(HELLO, "-o", out)
+    assert result.returncode == 0, result.stderr
+    seconds = HELLO_SAMPLES / 32000
+    if fmt == "pcm":
+        samples = np.frombuffer(out.read_bytes(), dtype="<i2")
+        assert samples.size == HELLO_SAMPLES
+        return
+    if shutil.which("ffprobe"):
+        probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(out)],
+                               capture_output=True, text=True)
+        assert probe.returncode == 0, probe.stderr
+        assert abs(float(probe.stdout) - seconds) < 0.1
+    if fmt in ("wav", "flac", "ogg") and shutil.which("sox"):
+        info = subprocess.run(["sox", "--info", "-D", str(out)], capture_output=True, text=True)
+        assert info.returncode == 0 and abs(float(info.stdout) - seconds) < 0.1
+    audio, rate = soundfile.read(out, dtype="float32")
+    assert rate == (48000 if fmt == "opus" else 32000)
+    assert abs(audio.shape[0] / rate - seconds) < 0.1
+
+
+@pytest.mark.parametrize("fmt", ["wav", "pcm", "flac", "ogg", "mp3"])
+def test_format_option_on_stdout(synth, fmt):
+    result = synth(HELLO, "--format", fmt)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout) > 1000
+
+
+@pytest.mark.parametrize("rate", [24000, 22050, 16000, 8000])
+def test_sample_rate_resamples(synth, tmp_path, rate):
+    out = tmp_path / "r.wav"
+    assert synth(HELLO, "-o", out, "--sample-rate", rate).returncode == 0
+    audio, got = soundfile.read(out)
+    assert got == rate
+    assert abs(audio.size - HELLO_SAMPLES * rate / 32000) <= 2
+
+
+def test_float_pcm_streaming_equals_file_output(synth, tmp_path):
+    out = tmp_path / "file.pcm"
+    assert synth(TWO_SENTENCES, "-o", out, "--sample-format", "f32").returncode == 0
+    streamed = synth(TWO_SENTENCES, "--streaming", "--format", "pcm", "--sample-format", "f32")
+    assert streamed.returncode == 0, streamed.stderr
+    a = np.frombuffer(out.read_bytes(), dtype="<f4")
+    b = np.frombuffer(streamed.stdout, dtype="<f4")
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_normalize_split_lines_pipeline_gives_the_same_audio(synth, tmp_path):
+    text = "Dr. Smith paid $5.50 on Jan. 3rd. Then he left at 7:05 pm!\nIt was 20% cheaper."
+    env = {**os.environ}
+    normalized = subprocess.run([sys.executable, "-m", "soprano_cli", "normalize"], input=text.encode(),
+                                capture_output=True, env=env, check=True).stdout
+    chunks = subprocess.run([sys.executable, "-m", "soprano_cli", "split"], input=normalized,
+                            capture_output=True, env=env, check=True).stdout
+    piped = synth("--lines", "--no-normalize", "--format", "pcm", "--sample-format", "f32", input=chunks)
+    plain = synth("--format", "pcm", "--sample-format", "f32", input=text)
+    assert piped.returncode == 0 and plain.returncode == 0, (piped.stderr, plain.stderr)
+    assert len(plain.stdout) > 0 and piped.stdout == plain.stdout
+
+
+def test_sentence_silence_and_captions(synth, tmp_path):
+    out, srt, vtt = tmp_path / "s.wav", tmp_path / "s.srt", tmp_path / "s.vtt"
+    assert synth(TWO_SENTENCES, "-o", out, "--sentence-silence", "0.5", "--captions", srt,
+                 "--min-seconds", "0").returncode == 0
+    audio, _ = soundfile.read(out)
+    assert audio.size == (41 + 104) * 2048 + 16000
+    assert np.abs(audio[41 * 2048:41 * 2048 + 16000]).max() == 0
+    cues = srt.read_text().strip().split("\n\n")
+    assert len(cues) == 2
+    assert cues[0].splitlines()[1] == "00:00:00,000 --> 00:00:02,624"  # 41 * 2048 samples
+    assert cues[1].splitlines()[1] == "00:00:03,124 --> 00:00:09,780"
+    assert cues[1].splitlines()[2] == "The quick brown fox jumps over the lazy dog."
+    assert synth(TWO_SENTENCES, "-o", out, "--captions", vtt, "--min-seconds", "0").returncode == 0
+    assert vtt.read_text().startswith("WEBVTT")
+
+
+def test_first_sentence_is_spoken_before_input_ends(tiny_checkpoint):
+    command = [sys.executable, "-m", "soprano_cli", "synth", "--model", str(tiny_checkpoint), "--streaming",
+               "--format", "pcm"]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        process.stdin.write(b"Hello world!\n")
+        process.stdin.flush()
+        first = process.stdout.read1(4096)  # arrives while stdin is still open
+        assert len(first) > 0
+        assert process.poll() is None
+        process.stdin.write(b"The quick brown fox jumps over the lazy dog.\n")
+        process.stdin.close()
+        rest = process.stdout.read()
+        assert process.wait(60) == 0
+        assert len(first) + len(rest) == (41 + 104) * 2048 * 2
+    finally:
+        process.kill()
+
+
+def test_refuses_to_write_audio_to_a_terminal(tiny_checkpoint):
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run([sys.executable, "-m", "soprano_cli", "synth", "--model", str(tiny_checkpoint), HELLO],
+                                stdout=terminal, stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 6
+    assert result.stderr.decode().strip() == (
+        "soprano: error: refusing to write audio to a terminal; use -o FILE, a pipe, or --streaming to play it")
+
+
+def test_closed_pipe_ends_quietly(tiny_checkpoint):
+    text = " ".join([TWO_SENTENCES] * 20)
+    command = f"{sys.executable} -m soprano_cli synth --model {tiny_checkpoint} --streaming | head -c 1000 > /dev/null"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], input=text.encode(), capture_output=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+
+
+def test_ctrl_c_leaves_a_valid_shorter_file(tiny_checkpoint, tmp_path):
+    out = tmp_path / "partial.wav"
+    text = " ".join([TWO_SENTENCES] * 30)
+    process = subprocess.Popen([sys.executable, "-m", "soprano_cli", "synth", "--model", str(tiny_checkpoint),
+                                "--streaming", "-o", str(out), "--max-batch", "1"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdin.write(text.encode())
+    process.stdin.close()
+    deadline = time.time() + 60
+    while time.time() < deadline and (not out.exists() or out.stat().st_size < 100_000):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(10) == 130
+    assert process.stderr.read().decode().strip() == "soprano: error: interrupted"
+    audio, rate = soundfile.read(out)
+    assert rate == 32000 and 0 < audio.size < 30 * (41 + 104) * 2048
+    info = soundfile.info(out)
+    assert info.frames == audio.size  # the header was patched with the real length
+
+
+@pytest.mark.parametrize("args,stdin,code,message", [
+    ((), b"", 3, "no text to synthesize"),
+    ((), b"   \n\n", 3, "no text to synthesize"),
+    ((), b"\xff\xfe bad", 3, "invalid UTF-8"),
+    (("hi", "-o", "out.xyz"), b"", 6, ".xyz"),
+    (("hi", "--format", "aiff"), b"", 6, "aiff"),
+    (("hi", "-o", "/nonexistent/dir/out.wav"), b"", 6, "cannot write /nonexistent/dir/out.wav"),
+    (("hi", "--captions", "subs.txt", "-o", "x.wav"), b"", 6, "caption"),
+    (("hi", "--temperature", "-1"), b"", 2, "temperature"),
+    (("hi", "--device", "tpu"), b"", 2, "unknown device"),
+])
+def test_bad_input_gives_one_line_and_a_distinct_exit_code(synth, tmp_path, monkeypatch, args, stdin, code, message):
+    monkeypatch.chdir(tmp_path)
+    result = synth(*args, input=stdin)
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.decode().strip().splitlines()
+    assert message in lines[-1]
+    assert "Traceback" not in result.stderr.decode()
+    assert len([l for l in lines if l.startswith("soprano: error")]) <= 1
+
+
+def test_missing_model_gives_exit_4(synth, tmp_path):
+    result = synth("hi", "--model", tmp_path / "no-model", model=False)
+    assert result.returncode == 4
+    assert result.stderr.decode().count("\n") == 1 and "no model folder" in result.stderr.decode()
+
+
+def test_offline_default_model_names_the_way_out(synth):
+    result = synth("hi", model=False)
+    assert result.returncode == 4
+    assert "--model PATH" in result.stderr.decode()
+
+
+def test_model_from_the_environment(synth, tiny_checkpoint, tmp_path):
+    out = tmp_path / "env.wav"
+    result = synth(HELLO, "-o", out, model=False, env={"SOPRANO_MODEL": str(tiny_checkpoint)})
+    assert result.returncode == 0, result.stderr
+    assert soundfile.info(out).frames == HELLO_SAMPLES
+
+
+def test_upstream_compatible_options(synth, tmp_path, tiny_checkpoint):
+    out = tmp_path / "up.wav"
+    result = synth(HELLO, "-o", out, "-m", tiny_checkpoint, "-d", "cpu", "-b", "torch", "-c", "50", "-bs", "2",
+                   model=False)
+    assert result.returncode == 0, result.stderr
+    assert soundfile.info(out).frames == HELLO_SAMPLES
+
+
+def test_sampling_options_are_reproducible(synth):
+    args = (TWO_SENTENCES, "--format", "pcm", "--temperature", "0.8", "--top-p", "0.9", "--seed", "7",
+            "--repetition-penalty", "1.1", "--retries", "1")
+    first, second = synth(*args), synth(*args)
+    assert first.returncode == 0 and first.stdout == second.stdout
+    capped = synth(HELLO, "--format", "pcm", "--max-frames", "10")
+    assert len(capped.stdout) == 9 * 2048 * 2
+    assert "cap" in capped.stderr.decode()
+    assert synth(HELLO, "--format", "pcm", "--max-frames", "10", "-q").stderr == b""
+
+
+def test_jsonl_batch_writes_every_file_with_one_load(synth, tmp_path):
+    jobs = [{"text": HELLO, "output": str(tmp_path / "a.wav")},
+            {"text": TWO_SENTENCES, "output": str(tmp_path / "b.flac")},
+            {"text": "The quick brown fox jumps over the lazy dog.", "output": str(tmp_path / "c.mp3")}]
+    stdin = "\n".join(json.dumps(job) for job in jobs) + "\n"
+    result = synth("--jsonl", "--min-seconds", "0", input=stdin)
+    assert result.returncode == 0, result.stderr
+    assert soundfile.info(tmp_path / "a.wav").frames == HELLO_SAMPLES
+    assert soundfile.info(tmp_path / "b.flac").frames == (41 + 104) * 2048
+    assert (tmp_path / "c.mp3").stat().st_size > 1000
+    summary = result.stderr.decode().strip().splitlines()[-1]
+    assert summary.startswith("soprano: 3 files, ") and "real time" in summary
+
+
+def test_jsonl_bad_line_is_named(synth, tmp_path):
+    result = synth("--jsonl", input='{"text": "hi", "output": "x.wav"}\nnot json\n')
+    assert result.returncode == 3
+    assert "stdin line 2" in result.stderr.decode()
+
+
+def test_input_dir_to_output_dir(synth, tmp_path):
+    source, target = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    (source / "one.txt").write_text(HELLO)
+    (source / "two.txt").write_text(TWO_SENTENCES)
+    (source / "notes.md").write_text("ignored")
+    result = synth("--input-dir", source, "--output-dir", target, "--format", "flac", "--min-seconds", "0")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in target.iterdir()) == ["one.flac", "two.flac"]
+    assert soundfile.info(target / "two.flac").frames == (41 + 104) * 2048
+    assert "2 files" in result.stderr.decode()
