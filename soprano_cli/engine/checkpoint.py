@@ -153,15 +153,37 @@ def load_tokenizer(folder: Path):
         raise ModelLoadError(f"invalid {path}: {_first_line(error)}") from None
 
 
-def load_lm_weights(folder: Path) -> dict:
-    """The LM's state dict from model.safetensors (memory-mapped, as stored: float32 or bfloat16)."""
-    from safetensors.torch import load_file
+class LMWeights:
+    """model.safetensors, read one tensor at a time so loading never holds two copies of the model."""
 
-    path = _require(folder, "model.safetensors")
-    try:
-        return load_file(str(path))
-    except Exception as error:  # safetensors raises SafetensorError and OSError variants
-        raise ModelLoadError(f"invalid {path}: {_first_line(error)}") from None
+    def __init__(self, path: Path):
+        from safetensors import safe_open
+
+        self.path = path
+        try:
+            self._file = safe_open(str(path), framework="pt")
+            self._keys = set(self._file.keys())
+        except Exception as error:  # safetensors raises SafetensorError and OSError variants
+            raise ModelLoadError(f"invalid {path}: {_first_line(error)}") from None
+
+    def keys(self) -> set[str]:
+        return self._keys
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._keys
+
+    def __getitem__(self, key: str):
+        if key not in self._keys:
+            raise ModelLoadError(f"{self.path} has no tensor '{key}' (does it match config.json?)")
+        try:
+            return self._file.get_tensor(key)
+        except Exception as error:  # a truncated file fails here, not at open
+            raise ModelLoadError(f"invalid {self.path}: {_first_line(error)}") from None
+
+
+def load_lm_weights(folder: Path) -> LMWeights:
+    """The LM's tensors in model.safetensors (float32 or bfloat16, as stored), read lazily."""
+    return LMWeights(_require(folder, "model.safetensors"))
 
 
 def load_decoder_weights(folder: Path) -> dict:

@@ -310,27 +310,35 @@ class Engine:
 
 
 def _build_torch_lm(folder: Path, lm_config, device: torch.device, mode: str, tokenizer):
-    """Our LM in the requested precision; `auto` keeps int8 only if it passes the quality probe."""
+    """Our LM in the requested precision; `auto` keeps int8 only if it passes the quality probe.
+
+    The probe (float32 and int8 hidden states over a fixed prompt) runs once per checkpoint and
+    machine; its outcome is cached, so later loads build int8 directly from the file.
+    """
     from soprano_cli.engine import quantize
     from soprano_cli.engine.lm import build_lm
 
-    if mode in ("float32", "bfloat16"):
-        dtype = torch.float32 if mode == "float32" else torch.bfloat16
-        return build_lm(lm_config, checkpoint.load_lm_weights(folder), device=device, dtype=dtype), mode
-    lm = build_lm(lm_config, checkpoint.load_lm_weights(folder), device=device, dtype=torch.float32)
-    if mode == "int8":
-        return quantize.quantize_int8(lm), "int8"
-    if not quantize.int8_supported(device):  # auto on a CPU without fast bfloat16 math
-        return lm, "float32"
+    def build(precision: str):
+        dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+        return build_lm(lm_config, checkpoint.load_lm_weights(folder), device=device, dtype=dtype,
+                        int8=precision == "int8"), precision
+
+    if mode != "auto":
+        return build(mode)
+    if not quantize.int8_supported(device):  # a CPU without fast bfloat16 math
+        return build("float32")
+    choice = quantize.cached_choice(folder)
+    if choice in ("int8", "float32"):
+        return build(choice)
+    lm, _ = build("float32")
     probe = quantize.probe_ids(tokenizer, device)
     reference = quantize.hidden_states(lm, probe)
     lm = quantize.quantize_int8(lm)
     cosine = float(quantize.cosine_per_position(reference, quantize.hidden_states(lm, probe)).min())
-    if cosine >= quantize.MIN_COSINE:
-        log.info("dtype auto: int8 (probe cosine %.5f)", cosine)
-        return lm, "int8"
-    log.info("dtype auto: float32 (int8 probe cosine %.5f below %.3f)", cosine, quantize.MIN_COSINE)
-    return build_lm(lm_config, checkpoint.load_lm_weights(folder), device=device, dtype=torch.float32), "float32"
+    choice = "int8" if cosine >= quantize.MIN_COSINE else "float32"
+    quantize.remember_choice(folder, choice, cosine)
+    log.info("dtype auto: %s (int8 probe cosine %.5f, needs %.3f)", choice, cosine, quantize.MIN_COSINE)
+    return (lm, "int8") if choice == "int8" else build("float32")
 
 
 def _stack(frames: list[torch.Tensor], width: int) -> torch.Tensor:

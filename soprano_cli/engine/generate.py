@@ -106,12 +106,13 @@ class BatchGenerator:
         return not self.waiting and not self.active
 
     def _ensure_cache(self, need_len: int) -> None:
-        slots = self.max_batch
-        if self.cache is not None and self.cache.max_len >= need_len:
+        """Grow the cache to hold `need_len` positions and every admitted sentence (never shrinks)."""
+        need_slots = min(self.max_batch, len(self.active) + 1 + len(self.waiting))
+        if self.cache is not None and self.cache.max_len >= need_len and self.cache.slots > len(self.active):
             return
-        # Round up so a stream of slightly longer prompts does not reallocate every time.
-        max_len = max(need_len, 256)
-        max_len = -(-max_len // 128) * 128
+        # Round up so slightly longer prompts or one more sentence do not reallocate every time.
+        max_len = -(-max(need_len, 256, self.cache.max_len if self.cache else 0) // 128) * 128
+        slots = max(need_slots, self.cache.slots if self.cache else 0)
         new = self.lm.new_cache(slots, max_len)
         if self.cache is not None:
             for sequence in self.active:

@@ -209,46 +209,67 @@ class Qwen3LM(nn.Module):
         return hidden, self.lm_head(hidden).float()
 
 
-def fuse_projections(state: dict, config: LMConfig) -> dict:
-    """Checkpoint keys (q/k/v_proj, gate/up_proj) -> our fused qkv_proj and gate_up_proj."""
-    fused = dict(state)
-    try:
-        for i in range(config.num_layers):
-            attn, mlp = f"model.layers.{i}.self_attn.", f"model.layers.{i}.mlp."
-            parts = [fused.pop(attn + name + ".weight") for name in ("q_proj", "k_proj", "v_proj")]
-            fused[attn + "qkv_proj.weight"] = torch.cat(parts, dim=0)
-            parts = [fused.pop(mlp + name + ".weight") for name in ("gate_proj", "up_proj")]
-            fused[mlp + "gate_up_proj.weight"] = torch.cat(parts, dim=0)
-    except KeyError as missing:
-        from soprano_cli.errors import ModelLoadError
-
-        raise ModelLoadError(f"model.safetensors does not match config.json: missing {missing}") from None
-    except RuntimeError as error:  # torch.cat of mismatched shapes
-        from soprano_cli.errors import ModelLoadError
-
-        raise ModelLoadError(f"model.safetensors does not match config.json: {str(error).splitlines()[0]}") from None
-    return fused
+# Our fused parameters and the checkpoint tensors they are stacked from.
+_FUSED = {"self_attn.qkv_proj.weight": ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"),
+          "mlp.gate_up_proj.weight": ("mlp.gate_proj.weight", "mlp.up_proj.weight")}
 
 
-def build_lm(config: LMConfig, state: dict, *, device="cpu", dtype: torch.dtype | None = None) -> Qwen3LM:
-    """Build the LM on the meta device and assign the checkpoint's tensors (no double allocation)."""
+def _sources(name: str) -> tuple[str, ...]:
+    """Checkpoint keys that make up our parameter `name`."""
+    for fused, parts in _FUSED.items():
+        if name.endswith(fused):
+            prefix = name[: -len(fused)]
+            return tuple(prefix + part for part in parts)
+    return (name,)
+
+
+def build_lm(config: LMConfig, weights, *, device="cpu", dtype: torch.dtype = torch.float32,
+             int8: bool = False) -> Qwen3LM:
+    """Build the LM on the meta device, then fill it tensor by tensor from the checkpoint.
+
+    `weights` maps checkpoint keys to tensors (a dict, or a lazy `checkpoint.LMWeights`); each is
+    converted to `dtype` (or quantized, with `int8`) as it is read, so peak memory stays near the
+    final model's size.
+    """
     from soprano_cli.errors import ModelLoadError
 
     with torch.device("meta"):
         model = Qwen3LM(config)
-    state = dict(state)
-    tied = "lm_head.weight" not in state
+    if int8:
+        from soprano_cli.engine.quantize import int8_skeleton
+
+        int8_skeleton(model)
+    tied = "lm_head.weight" not in weights
+    used: set[str] = set()
+    state = {}
+    for name in model.state_dict():
+        if name.endswith(".scales"):
+            continue  # made with its weight
+        keys = ("model.embed_tokens.weight",) if (name == "lm_head.weight" and tied) else _sources(name)
+        parts = [weights[key] for key in keys]
+        used.update(keys)
+        try:
+            tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        except RuntimeError:
+            raise ModelLoadError("model.safetensors does not match config.json: projection shapes differ") from None
+        if int8 and name.endswith("_proj.weight") and name.startswith("model.layers."):
+            from soprano_cli.engine.quantize import quantize_weight
+
+            weight, scales = quantize_weight(tensor)
+            state[name] = weight.to(device)
+            state[name.removesuffix("weight") + "scales"] = scales.to(device)
+        else:
+            state[name] = tensor.to(device=device, dtype=dtype)
+    unexpected = sorted(set(weights.keys()) - used)
+    if unexpected:
+        raise ModelLoadError(f"model.safetensors does not match config.json: unexpected {unexpected[0]}")
     if tied:
-        if "model.embed_tokens.weight" not in state:
-            raise ModelLoadError("model.safetensors has neither lm_head.weight nor model.embed_tokens.weight")
-        state["lm_head.weight"] = state["model.embed_tokens.weight"]
+        del state["lm_head.weight"]
     try:
-        model.load_state_dict(fuse_projections(state, config), strict=True, assign=True)
+        model.load_state_dict(state, strict=not tied, assign=True)
     except RuntimeError as error:
         first = str(error).strip().splitlines()
         raise ModelLoadError(f"model.safetensors does not match config.json: {' '.join(first[:2])}") from None
-    target_dtype = dtype or torch.float32  # bfloat16 checkpoints compute in float32 unless asked otherwise
-    model = model.to(device=device, dtype=target_dtype)
-    if tied:  # re-tie after the dtype move, which would otherwise leave two copies
+    if tied:
         model.tie_weights()
     return model.eval()

@@ -20,6 +20,10 @@ class _SlotCaches:
         self.entries: list = [None] * slots
         self.max_len = max_len
 
+    @property
+    def slots(self) -> int:
+        return len(self.entries)
+
     def move(self, source: int, target: int, length: int) -> None:
         self.entries[target] = self.entries[source]
         self.entries[source] = None

@@ -1,0 +1,184 @@
+"""Engine benchmark: speed, latency, memory and quality drift per backend and weight precision.
+
+    python benchmarks/bench_engine.py            # the full table (about 10 minutes on 2 cores)
+    python benchmarks/bench_engine.py --quick    # 64 frames per sentence, a smoke run
+
+On a random checkpoint with the published 80M sizes (written once to .bench/), greedy, every
+sentence generating exactly --frames frames (random weights never emit EOS). Each configuration
+runs in a fresh process, so load time and peak RSS are its own. Real-time factor (RTF) is audio
+seconds per wall second. The memory-bandwidth limit is one decode step reading every LM weight
+once at the bandwidth measured here; "of limit" is the float32 one-sentence speed against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = ("the quick brown fox jumps over the lazy dog while soprano reads this sentence aloud.",)
+FRAME_SECONDS = 2048 / 32000
+
+
+def sentences(n: int) -> list[str]:
+    return [f"sentence number {i} says that {TEXT[0]}" for i in range(n)]
+
+
+def checkpoint(folder: Path) -> Path:
+    if not (folder / "decoder.pth").exists():
+        from soprano_cli.engine.random_checkpoint import write_random_checkpoint
+
+        write_random_checkpoint(folder, seed=1)
+    return folder
+
+
+def worker(args) -> dict:
+    """One configuration, measured in this (fresh) process."""
+    import torch
+
+    from soprano_cli.engine.engine import Engine, EngineConfig
+    from soprano_cli.engine.sampling import SamplingParams
+
+    started = time.perf_counter()
+    engine = Engine.load(EngineConfig(model=args.checkpoint, backend=args.backend, dtype=args.dtype, device="cpu"))
+    load = time.perf_counter() - started
+    params = SamplingParams(max_new_tokens=args.frames + 0)  # exactly `frames` frames: no EOS here
+    engine.synthesize(["warm up."], SamplingParams(max_new_tokens=8))
+    result = {"backend": args.backend, "dtype": engine.dtype, "load_s": load, "threads": torch.get_num_threads()}
+    for count in args.counts:
+        texts = sentences(count)
+        started = time.perf_counter()
+        out = engine.synthesize(texts, params)
+        elapsed = time.perf_counter() - started
+        audio = sum(r.audio.size for r in out) / 32000
+        result[f"rtf_{count}"] = audio / elapsed
+    # First streamed chunk: wall time from the call to the first audible samples.
+    latencies = []
+    for _ in range(3):
+        started = time.perf_counter()
+        stream = engine.stream(sentences(1), SamplingParams(max_new_tokens=16), chunk_frames=1)
+        for chunk in stream:
+            if chunk.audio.size:
+                latencies.append(time.perf_counter() - started)
+                break
+        stream.close()
+    result["first_chunk_ms"] = 1000 * sorted(latencies)[1]
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def memory_bandwidth_gbs() -> float:
+    """Read bandwidth with all threads: the best of a few sums over 1 GB."""
+    import torch
+
+    data = torch.ones(256 * 1024 * 1024)  # 1 GiB of float32
+    best = 0.0
+    for _ in range(5):
+        started = time.perf_counter()
+        data.sum()
+        best = max(best, data.numel() * 4 / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def quality(folder: Path, modes: list[str], frames: int) -> dict:
+    """Drift of each mode against float32 on the same tokens: hidden-state cosine and audio SNR."""
+    import torch
+
+    from soprano_cli.engine.engine import Engine, EngineConfig
+    from soprano_cli.engine.quantize import cosine_per_position, hidden_states
+    from soprano_cli.engine.sampling import SamplingParams
+
+    reference = Engine.load(EngineConfig(model=str(folder), dtype="float32", device="cpu"))
+    text = sentences(1)[0]
+    tokens = reference.generate([text], SamplingParams(max_new_tokens=frames))[0].tokens
+    prompt = reference.prompt_ids(text)
+    ids = torch.tensor(prompt + tokens)
+    span = slice(len(prompt) - 1, len(prompt) - 1 + len(tokens))  # positions that predicted each token
+    ref_frames = hidden_states(reference.lm, ids)[span]
+    ref_audio = reference.decode([ref_frames])[0]
+    drift = {}
+    for mode in modes:
+        if mode == "float32":
+            continue
+        engine = Engine.load(EngineConfig(model=str(folder), dtype=mode, device="cpu"))
+        frames_mode = hidden_states(engine.lm, ids)[span]
+        cosine = cosine_per_position(ref_frames, frames_mode)
+        audio = engine.decode([frames_mode])[0]
+        noise = ((ref_audio - audio) ** 2).sum()
+        snr = 10 * torch.log10(torch.tensor((ref_audio ** 2).sum() / max(noise, 1e-20))).item()
+        drift[engine.dtype] = {"cos_min": float(cosine.min()), "cos_mean": float(cosine.mean()), "snr_db": snr}
+    return drift
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="64 frames per sentence")
+    parser.add_argument("--frames", type=int, default=512)
+    parser.add_argument("--modes", default="float32,bfloat16,int8")
+    parser.add_argument("--no-transformers", action="store_true")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--backend", default="torch", help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--counts", default="1,8,32", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.frames = 64
+    if args.worker:
+        args.counts = [int(c) for c in args.counts.split(",") if c]
+        print(json.dumps(worker(args)))
+        return
+
+    folder = checkpoint(ROOT / ".bench" / "soprano-80m-random")
+    runs = [("torch", mode, "1,8,32") for mode in args.modes.split(",")]
+    if not args.no_transformers:
+        runs.append(("transformers", "float32", "1,8"))  # 32 sequential sentences would take many minutes
+    rows = []
+    for backend, mode, counts in runs:
+        command = [sys.executable, __file__, "--worker", "--backend", backend, "--dtype", mode, "--checkpoint",
+                   str(folder), "--frames", str(args.frames), "--counts", counts]
+        out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        if out.returncode != 0:
+            print(f"{backend}/{mode} failed:\n{out.stderr}", file=sys.stderr)
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"measured {backend}/{mode}", file=sys.stderr, flush=True)
+    drift = quality(folder, args.modes.split(","), min(args.frames, 128))
+    bandwidth = memory_bandwidth_gbs()
+
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        weight_bytes = sum(f.get_slice(k).get_shape()[0] * (f.get_slice(k).get_shape() + [1])[1] * 4
+                           for k in f.keys() if k != "model.embed_tokens.weight")
+    limit_rtf = FRAME_SECONDS / (weight_bytes / (bandwidth * 1e9))
+
+    print(f"\n{args.frames} frames per sentence; memory bandwidth {bandwidth:.1f} GB/s; float32 LM weights "
+          f"{weight_bytes / 1e6:.0f} MB read per step -> limit {limit_rtf:.1f}x real time for one sentence\n")
+    print("| backend | weights | load s | 1 sentence RTF | 8 sentences RTF | 32 sentences RTF | first chunk ms "
+          "| peak RSS MB | hidden cos min | audio SNR dB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    transformers_one = next((r["rtf_1"] for r in rows if r["backend"] == "transformers"), None)
+    for r in rows:
+        q = drift.get(r["dtype"], {})
+        cells = [r["backend"], r["dtype"], f"{r['load_s']:.2f}", f"{r['rtf_1']:.1f}", f"{r['rtf_8']:.1f}",
+                 f"{r['rtf_32']:.1f}" if "rtf_32" in r else "—", f"{r['first_chunk_ms']:.0f}",
+                 f"{r['peak_rss_mb']:.0f}",
+                 f"{q['cos_min']:.5f}" if q else ("1 (exact)" if r["dtype"] == "float32" else "—"),
+                 f"{q['snr_db']:.1f}" if q else ("∞" if r["dtype"] == "float32" else "—")]
+        print("| " + " | ".join(cells) + " |")
+    f32 = next((r for r in rows if r["backend"] == "torch" and r["dtype"] == "float32"), None)
+    if f32 and transformers_one:
+        print(f"\ntorch float32 / transformers, one sentence: {f32['rtf_1'] / transformers_one:.2f}x")
+    if f32:
+        print(f"torch float32, one sentence: {100 * f32['rtf_1'] / limit_rtf:.0f}% of the memory-bandwidth limit")
+
+
+if __name__ == "__main__":
+    main()
