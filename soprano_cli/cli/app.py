@@ -23,7 +23,7 @@ app = typer.Typer(
 
 
 # Modules under soprano_cli/cli/ that each add one subcommand, in help order.
-SUBCOMMANDS = ("normalize", "split", "synth", "play", "serve")
+SUBCOMMANDS = ("normalize", "split", "synth", "play", "serve", "models", "doctor")
 
 
 def _register_subcommands() -> None:

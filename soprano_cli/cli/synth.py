@@ -29,7 +29,7 @@ def synth_command(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", rich_help_panel=OUTPUT_PANEL,
         help="Audio file; its extension picks the format (.wav .flac .ogg .opus .mp3 .pcm/.raw).")] = None,
     audio_format: Annotated[Optional[str], typer.Option("--format", "-f", rich_help_panel=OUTPUT_PANEL,
-        help="wav, pcm, flac, ogg, opus or mp3 [default: from -o, else wav].")] = None,
+        help="wav, pcm, flac, ogg, opus, mp3 or aac [default: from -o, else wav].")] = None,
     sample_rate: Annotated[Optional[int], typer.Option("--sample-rate", "-r", rich_help_panel=OUTPUT_PANEL,
         help="Resample to this rate (e.g. 24000, 22050, 16000) [default: 32000].")] = None,
     sample_format: Annotated[str, typer.Option("--sample-format", rich_help_panel=OUTPUT_PANEL,
