@@ -32,7 +32,7 @@ class EngineConfig:
     model: str | None = None  # local folder or hub id; None: $SOPRANO_MODEL or the published model
     device: str = "auto"  # auto, cpu, cuda, mps
     backend: str = "auto"  # auto (= torch), torch, transformers, lmdeploy
-    dtype: str = "float32"  # LM weight precision: auto, float32 (exact), bfloat16, int8
+    dtype: str = "auto"  # LM weight precision: auto (fastest that holds quality), float32 (exact), bfloat16, int8
     max_batch: int = 16  # sentences the LM generates at once
     decoder_batch_size: int = 1  # sentences the decoder turns into audio at once (non-streaming)
     cache_size_mb: int = 100  # lmdeploy's KV cache budget (accepted for upstream compatibility)

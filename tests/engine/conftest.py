@@ -10,7 +10,7 @@ from soprano_cli.engine.random_checkpoint import CheckpointSizes, write_random_c
 
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_checkpoint) -> Engine:
-    return Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu"))
+    return Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="float32"))
 
 
 @pytest.fixture(scope="session")

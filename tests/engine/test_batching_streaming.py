@@ -21,7 +21,7 @@ def test_batched_equals_one_by_one(tiny_engine, golden_texts):
 
 def test_continuous_batching_with_fewer_slots_than_sentences(tiny_checkpoint, tiny_engine, golden_texts):
     # Two slots for six sentences: sentences join as others leave, results unchanged.
-    narrow = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", max_batch=2))
+    narrow = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="float32", max_batch=2))
     texts = golden_texts * 2
     results = narrow.synthesize(texts)
     reference = tiny_engine.synthesize(golden_texts)
@@ -30,7 +30,7 @@ def test_continuous_batching_with_fewer_slots_than_sentences(tiny_checkpoint, ti
 
 
 def test_decoder_batches_without_padding_artifacts(tiny_checkpoint, tiny_engine, golden_texts):
-    batched = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", decoder_batch_size=3))
+    batched = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="float32", decoder_batch_size=3))
     for a, b in zip(batched.synthesize(golden_texts), tiny_engine.synthesize(golden_texts)):
         assert a.audio.shape == b.audio.shape
         np.testing.assert_allclose(a.audio, b.audio, atol=1e-5, rtol=0)

@@ -49,7 +49,7 @@ def test_hub_id_resolves_from_the_cache_offline(tiny_checkpoint, tmp_path, monke
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     snapshot = _lay_out_hub_cache(tmp_path / "hf", "ekwek/Soprano-1.1-80M", tiny_checkpoint)
     assert checkpoint.resolve_model(None) == snapshot
-    engine = Engine.load(EngineConfig(device="cpu"))  # the default model, through the cache
+    engine = Engine.load(EngineConfig(device="cpu", dtype="float32"))  # the default model, via the cache
     assert engine.model_dir == snapshot
     assert engine.synthesize(["hello world!"])[0].frames == 42
 
@@ -74,7 +74,7 @@ def test_missing_file_is_named(tiny_checkpoint, tmp_path, name):
     folder = _copy(tiny_checkpoint, tmp_path / "ckpt")
     (folder / name).unlink()
     with pytest.raises(ModelLoadError, match=name.replace(".", r"\.")):
-        Engine.load(EngineConfig(model=str(folder), device="cpu"))
+        Engine.load(EngineConfig(model=str(folder), device="cpu", dtype="float32"))
 
 
 @pytest.mark.parametrize("name", checkpoint.MODEL_FILES)
@@ -83,7 +83,7 @@ def test_corrupt_file_is_named(tiny_checkpoint, tmp_path, name):
     data = (folder / name).read_bytes()
     (folder / name).write_bytes(data[: len(data) // 3])  # a truncated download
     with pytest.raises(ModelLoadError, match=name.replace(".", r"\.")) as info:
-        Engine.load(EngineConfig(model=str(folder), device="cpu"))
+        Engine.load(EngineConfig(model=str(folder), device="cpu", dtype="float32"))
     assert info.value.exit_code == 5
 
 
@@ -93,7 +93,7 @@ def test_weights_that_do_not_match_the_config(tiny_checkpoint, tmp_path):
     config["intermediate_size"] = 300
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="does not match config.json"):
-        Engine.load(EngineConfig(model=str(folder), device="cpu"))
+        Engine.load(EngineConfig(model=str(folder), device="cpu", dtype="float32"))
 
 
 def test_decoder_pickle_with_code_is_refused(tiny_checkpoint, tmp_path):
@@ -105,7 +105,7 @@ def test_decoder_pickle_with_code_is_refused(tiny_checkpoint, tmp_path):
 
     torch.save({"decoder.embed.weight": Evil()}, folder / "decoder.pth")
     with pytest.raises(ModelLoadError, match="decoder.pth"):
-        Engine.load(EngineConfig(model=str(folder), device="cpu"))
+        Engine.load(EngineConfig(model=str(folder), device="cpu", dtype="float32"))
 
 
 def test_transformers_4_config_bfloat16_weights_and_tied_head(tmp_path):
@@ -114,11 +114,11 @@ def test_transformers_4_config_bfloat16_weights_and_tied_head(tmp_path):
                                      transformers_major=4)
     raw = json.loads((folder / "config.json").read_text())
     assert "rope_theta" in raw and "rope_parameters" not in raw
-    engine = Engine.load(EngineConfig(model=str(folder), device="cpu"))
+    engine = Engine.load(EngineConfig(model=str(folder), device="cpu", dtype="float32"))
     assert engine.lm.lm_head.weight is engine.lm.model.embed_tokens.weight
     assert engine.lm.lm_head.weight.dtype == torch.float32  # bfloat16 weights compute in float32 on CPU
     ours = engine.synthesize(["tied weights."], SamplingParams(max_new_tokens=12))[0]
-    reference = Engine.load(EngineConfig(model=str(folder), device="cpu", backend="transformers"))
+    reference = Engine.load(EngineConfig(model=str(folder), device="cpu", dtype="float32", backend="transformers"))
     theirs = reference.synthesize(["tied weights."], SamplingParams(max_new_tokens=12))[0]
     assert ours.frames == theirs.frames == 12
     np.testing.assert_allclose(ours.audio, theirs.audio, atol=1e-4, rtol=0)

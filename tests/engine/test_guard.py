@@ -34,7 +34,7 @@ def test_real_speech_frames_are_not_flagged(tiny_engine, golden_texts):
 
 
 def test_capped_sentences_are_retried_with_a_warning(small_random_checkpoint, caplog):
-    engine = Engine.load(EngineConfig(model=str(small_random_checkpoint), device="cpu"))
+    engine = Engine.load(EngineConfig(model=str(small_random_checkpoint), device="cpu", dtype="float32"))
     params = SamplingParams(temperature=0.5, seed=1, max_new_tokens=8, retries=2)
     with caplog.at_level(logging.WARNING, logger="soprano_cli.engine.engine"):
         result = engine.synthesize(["hello there."], params)[0]
@@ -45,7 +45,7 @@ def test_capped_sentences_are_retried_with_a_warning(small_random_checkpoint, ca
 
 
 def test_no_retries_means_no_regeneration(small_random_checkpoint, caplog):
-    engine = Engine.load(EngineConfig(model=str(small_random_checkpoint), device="cpu"))
+    engine = Engine.load(EngineConfig(model=str(small_random_checkpoint), device="cpu", dtype="float32"))
     with caplog.at_level(logging.WARNING, logger="soprano_cli.engine.engine"):
         engine.synthesize(["hello there."], SamplingParams(max_new_tokens=8))
     assert not [r for r in caplog.records if "regenerating" in r.getMessage()]

@@ -15,7 +15,7 @@ import torch
 def tts(tiny_checkpoint):
     from soprano_cli import SopranoTTS
 
-    return SopranoTTS(device="cpu", model_path=str(tiny_checkpoint))
+    return SopranoTTS(device="cpu", model_path=str(tiny_checkpoint), dtype="float32")
 
 
 def test_importing_the_package_does_not_import_torch():
