@@ -182,3 +182,131 @@ class SopranoDecoder(nn.Module):
         audio = self.forward(frames[first_frame - offset:last_frame + 1 - offset].unsqueeze(0))[0]
         base = first_frame * self.samples_per_frame
         return audio[start - base:stop - base]
+
+
+class IncrementalDecoder:
+    """Decodes one sentence frame by frame, computing every step of every layer exactly once.
+
+    Each block keeps the rows of its input it still needs (one row of left context); a row of its
+    output is computed as soon as the row after it is known. The inverse STFT overlap-adds each
+    new step into a running buffer and hands out the samples no later step can touch. The result
+    equals `SopranoDecoder.forward` on all frames (to float rounding), chunk by chunk.
+    """
+
+    def __init__(self, decoder: SopranoDecoder):
+        self.decoder = decoder
+        backbone = decoder.decoder
+        self.blocks = list(backbone.convnext)
+        self.pad = decoder.n_fft // 2
+        self.frames = 0
+        self._last_frame: torch.Tensor | None = None
+        # Per block: buffered input rows (S, dim), the global step of the first, outputs produced.
+        self._inputs = [None] * len(self.blocks)
+        self._first = [0] * len(self.blocks)
+        self._produced = [0] * len(self.blocks)
+        self._steps = 0  # spectral steps overlap-added so far
+        self._audio = torch.zeros(0)  # overlap-add buffer from untrimmed sample `_base` on
+        self._envelope = torch.zeros(0)
+        self._base = 0
+        self.emitted = 0  # trimmed samples handed out
+
+    def _steps_from(self, frames: torch.Tensor) -> torch.Tensor:
+        """The interpolated steps that new frames (k, C) complete: (4k, C), or 4k-3 for the very first."""
+        head = []
+        if self._last_frame is None:  # the first frame is step 0 on its own
+            head, frames, self._last_frame = [frames[:1]], frames[1:], frames[0]
+        if frames.shape[0] == 0:
+            return head[0]
+        previous = torch.cat([self._last_frame[None], frames[:-1]])  # (k, C)
+        weights = torch.arange(1, UPSAMPLE + 1, dtype=frames.dtype, device=frames.device) / UPSAMPLE
+        steps = torch.lerp(previous[:, None, :], frames[:, None, :], weights[None, :, None])  # (k, 4, C)
+        self._last_frame = frames[-1]
+        return torch.cat(head + [steps.reshape(-1, frames.shape[1])])
+
+    @torch.inference_mode()
+    def push(self, frames: torch.Tensor | None, finished: bool = False) -> torch.Tensor:
+        """Add frames, (C,) or (k, C) (or None), and on `finished` flush the end; returns new final samples."""
+        rows = None
+        if frames is not None and frames.numel():
+            frames = frames.float().reshape(-1, frames.shape[-1])
+            steps = self._steps_from(frames)
+            self.frames += frames.shape[0]
+            backbone = self.decoder.decoder
+            rows = backbone.norm(backbone.embed(steps.T[None])[0].T)  # (steps, dim)
+        if self.frames == 0:
+            return torch.zeros(0)
+        for i, block in enumerate(self.blocks):
+            rows = self._advance_block(i, block, rows, finished)
+        if rows is not None and rows.shape[0]:
+            bins = self.decoder.head.out(self.decoder.decoder.final_layer_norm(rows)).T  # (n_fft + 2, k)
+            self._overlap_add(bins)
+        return self._take(finished)
+
+    def _advance_block(self, i: int, block: ConvNeXtBlock, new_rows, finished: bool):
+        if new_rows is not None and new_rows.shape[0]:
+            buffered = self._inputs[i]
+            self._inputs[i] = new_rows if buffered is None else torch.cat([buffered, new_rows])
+        buffered = self._inputs[i]
+        if buffered is None:
+            return None
+        known = self._first[i] + buffered.shape[0]
+        start = self._produced[i]
+        stop = known if finished else known - 1  # a row needs the one after it, or the true end
+        if stop <= start:
+            return None
+        window = buffered[max(start - 1, 0) - self._first[i]:min(stop + 1, known) - self._first[i]]  # (w, dim)
+        left = 1 if start == 0 else 0  # the sentence's start: the conv's zero padding
+        right = 1 if stop == known else 0  # the sentence's end
+        x = F.pad(window.T[None], (left, right))  # (1, dim, w + pads)
+        x = F.conv1d(x, block.dwconv.weight, block.dwconv.bias, groups=x.shape[1])[0].T  # (stop - start, dim)
+        x = block.pwconv2(F.gelu(block.pwconv1(block.norm(x))))
+        out = buffered[start - self._first[i]:stop - self._first[i]] + block.gamma * x
+        keep = max(stop - 1, 0)  # left context for the next rows
+        self._inputs[i] = buffered[keep - self._first[i]:]
+        self._first[i] = keep
+        self._produced[i] = stop
+        return out
+
+    def _overlap_add(self, bins: torch.Tensor) -> None:
+        log_magnitude, phase = bins.chunk(2, dim=0)  # (n_fft/2 + 1, k)
+        spectrum = torch.polar(torch.exp(log_magnitude).clamp(max=1e2), phase)
+        spectrum[0] = 0
+        spectrum[-1] = 0
+        window = self.decoder.head.istft.window
+        n_fft, hop = self.decoder.n_fft, self.decoder.hop
+        frames = torch.fft.irfft(spectrum, n=n_fft, dim=0) * window[:, None]  # (n_fft, k)
+        k = frames.shape[1]
+        length = n_fft + hop * (k - 1)
+        fold = dict(output_size=(1, length), kernel_size=(1, n_fft), stride=(1, hop))
+        segment = F.fold(frames[None], **fold)[0, 0, 0]
+        envelope = F.fold(window.square()[None, :, None].expand(1, n_fft, k).contiguous(), **fold)[0, 0, 0]
+        offset = self._steps * hop - self._base  # where step `_steps` starts in the buffer
+        needed = offset + length
+        if needed > self._audio.shape[0]:
+            grow = needed - self._audio.shape[0]
+            self._audio = torch.cat([self._audio, torch.zeros(grow)])
+            self._envelope = torch.cat([self._envelope, torch.zeros(grow)])
+        self._audio[offset:offset + length] += segment
+        self._envelope[offset:offset + length] += envelope
+        self._steps += k
+
+    def _take(self, finished: bool) -> torch.Tensor:
+        """Samples that no later step reaches, in trimmed (centered) coordinates."""
+        hop = self.decoder.hop
+        if finished:
+            final_end = self.decoder.num_samples(self.frames) + self.pad  # untrimmed
+        else:
+            final_end = self._steps * hop  # step `_steps` (not yet added) starts here
+        stop = final_end - self.pad
+        if stop <= self.emitted:
+            return torch.zeros(0)
+        begin = self.emitted + self.pad - self._base
+        end = stop + self.pad - self._base
+        norm = self._envelope[begin:end]
+        samples = self._audio[begin:end] / torch.where(norm > 1e-11, norm, torch.ones_like(norm))
+        # Drop what has been handed out; keep the rest of the buffer.
+        self._audio = self._audio[end:].clone()
+        self._envelope = self._envelope[end:].clone()
+        self._base += end
+        self.emitted = stop
+        return samples

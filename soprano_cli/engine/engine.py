@@ -64,40 +64,47 @@ class AudioChunk:
 
 
 class SentenceStreamer:
-    """Turns one sentence's frames, as they arrive, into exact audio chunks (see decoder.ready_samples)."""
+    """Turns one sentence's frames, as they arrive, into exact audio chunks.
+
+    Live chunk sizes (up to the 512-frame cap) decode incrementally, each layer's step computed
+    once (`IncrementalDecoder`); a larger chunk size means "whole sentences", decoded in one pass
+    at the end, which is faster when nobody is listening yet.
+    """
 
     def __init__(self, decoder: SopranoDecoder, index: int, text: str, chunk_frames: int = 1):
+        from soprano_cli.engine.decoder import IncrementalDecoder
+        from soprano_cli.engine.sampling import MAX_NEW_TOKENS
+
         self.decoder = decoder
         self.index = index
         self.text = text
         self.chunk_frames = chunk_frames
-        self.frames: list[torch.Tensor] = []
-        self.emitted = 0  # samples already turned into chunks
-        self.frames_at_emit = 0
+        self.incremental = IncrementalDecoder(decoder) if chunk_frames <= MAX_NEW_TOKENS else None
+        self.frames: list[torch.Tensor] = []  # waiting for the decoder
+        self.count = 0  # frames seen
         self.done = False
 
     def push(self, frame: torch.Tensor | None, finished: bool, finish_reason: str | None = None) -> AudioChunk | None:
         """Add a frame (None when the step ended the sentence); return a chunk when one is due."""
         if frame is not None:
             self.frames.append(frame)
-        count = len(self.frames)
-        if not finished and count - self.frames_at_emit < self.chunk_frames:
+            self.count += 1
+        if not finished and len(self.frames) < self.chunk_frames:
             return None
-        ready = self.decoder.ready_samples(count, finished)
-        audio = np.zeros(0, dtype=np.float32)
-        if ready > self.emitted:
-            # Only the frames the new samples depend on travel to the decoder.
-            offset = self.decoder.first_frame_needed(self.emitted)
-            device = self.decoder.head.out.weight.device
-            window = torch.stack(self.frames[offset:]).to(device)
-            audio = self.decoder.decode_span(window, self.emitted, ready, offset).cpu().numpy().copy()
-            self.emitted, self.frames_at_emit = ready, count
-        if finished:
-            self.done = True
-            self.frames = []
+        device = self.decoder.head.out.weight.device
+        batch = torch.stack(self.frames).to(device) if self.frames else None
+        self.frames = []
+        if self.incremental is not None:
+            audio = self.incremental.push(batch, finished)
+        elif batch is not None and finished:
+            audio = self.decoder(batch[None])[0]
+        else:
+            audio = torch.zeros(0)
+        audio = audio.cpu().numpy().astype(np.float32, copy=False)
+        self.done = finished
         if not audio.size and not finished:
             return None
-        return AudioChunk(sentence=self.index, text=self.text, audio=audio, final=finished, frames=count,
+        return AudioChunk(sentence=self.index, text=self.text, audio=audio, final=finished, frames=self.count,
                           finish_reason=finish_reason if finished else None)
 
 

@@ -111,3 +111,20 @@ def test_token_cap_limits_frames(tiny_engine, golden_texts):
     assert result.finish_reason == "length"
     assert result.frames == 20
     assert result.audio.size == 19 * 2048
+
+
+@pytest.mark.parametrize("group", [1, 3, 8])
+def test_incremental_decoder_equals_one_pass(tiny_engine, golden, group):
+    from soprano_cli.engine.decoder import IncrementalDecoder
+
+    import torch
+
+    _, arrays = golden
+    frames = torch.from_numpy(arrays["hidden_0"])
+    whole = tiny_engine.decoder(frames[None])[0]
+    decoder = IncrementalDecoder(tiny_engine.decoder)
+    pieces = [decoder.push(frames[i:i + group], finished=i + group >= len(frames)) for i in range(0, len(frames), group)]
+    streamed = torch.cat(pieces)
+    assert streamed.shape == whole.shape
+    torch.testing.assert_close(streamed, whole, atol=1e-5, rtol=0)
+    assert pieces[0].numel() > 0 or pieces[1].numel() > 0, "audio must start within the first frames"
