@@ -69,7 +69,7 @@ def rope_tables(config: LMConfig, max_len: int, device) -> tuple[torch.Tensor, t
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x: (B, heads, T, D); cos/sin: (B, 1, T, D)
+    # x: (B, T, heads, D); cos/sin: (B, T, 1, D)
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return x * cos + rotated * sin
@@ -90,19 +90,36 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(dim, config.rms_norm_eps)
         self.k_norm = RMSNorm(dim, config.rms_norm_eps)
 
+    def qk_norm_weight(self) -> torch.Tensor:
+        """q_norm's weight for each query head, then k_norm's for each key head: (h + kvh, D)."""
+        cached = getattr(self, "_qk_weight", None)
+        if cached is None or cached.device != self.q_norm.weight.device or cached.dtype != self.q_norm.weight.dtype:
+            cached = torch.cat([self.q_norm.weight.expand(self.num_heads, -1),
+                                self.k_norm.weight.expand(self.num_kv_heads, -1)]).detach()
+            self._qk_weight = cached
+        return cached
+
     def forward(self, x, cos, sin, cache: KVCache, write_index, read_len: int, mask):
         B, T, _ = x.shape
-        q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q = self.q_norm(q.view(B, T, self.num_heads, self.head_dim)).transpose(1, 2)
-        k = self.k_norm(k.view(B, T, self.num_kv_heads, self.head_dim)).transpose(1, 2)
+        heads = self.num_heads + self.num_kv_heads
+        qk, v = self.qkv_proj(x).split([self.q_size + self.kv_size, self.kv_size], dim=-1)
+        # q and k heads side by side: one norm and one rotation for both (decode is op-bound).
+        qk = F.rms_norm(qk.view(B, T, heads, self.head_dim), (self.head_dim,), eps=self.q_norm.eps)
+        qk = qk * self.qk_norm_weight()
+        qk = apply_rope(qk, cos, sin).transpose(1, 2)  # (B, h + kvh, T, D)
+        q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
         v = v.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, h, T, D)
 
         k_layer, v_layer = cache.k[self.layer], cache.v[self.layer]  # (slots, kvh, L, D)
         if isinstance(write_index, tuple):  # decode: each slot writes at its own position
             slots, positions = write_index
-            k_layer[slots, :, positions] = k[:, :, 0]
-            v_layer[slots, :, positions] = v[:, :, 0]
+            if B == 1:  # a plain slice write is cheaper than an indexed one
+                position = read_len - 1
+                k_layer[0, :, position] = k[0, :, 0]
+                v_layer[0, :, position] = v[0, :, 0]
+            else:
+                k_layer[slots, :, positions] = k[:, :, 0]
+                v_layer[slots, :, positions] = v[:, :, 0]
             keys, values = k_layer[:B, :, :read_len], v_layer[:B, :, :read_len]
         else:  # prefill of one sequence into its slot
             slot = write_index
@@ -178,7 +195,7 @@ class Qwen3LM(nn.Module):
     def _run(self, ids, positions, cache, write_index, read_len, mask):
         cos, sin = self.rope(int(positions.max()) + 1)
         x = self.model.embed_tokens(ids)
-        cos, sin = cos[positions].unsqueeze(1).to(x.dtype), sin[positions].unsqueeze(1).to(x.dtype)  # (B, 1, T, D)
+        cos, sin = cos[positions].unsqueeze(2).to(x.dtype), sin[positions].unsqueeze(2).to(x.dtype)  # (B, T, 1, D)
         for block in self.model.layers:
             x = block(x, cos, sin, cache, write_index, read_len, mask)
         hidden = self.model.norm(x)
