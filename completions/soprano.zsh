@@ -61,14 +61,14 @@ _soprano_serve() {
         '(--port)--port[TCP port]:port: ' \
         '(--socket)--socket[Unix socket path \[default: $XDG_RUNTIME_DIR/soprano/soprano.sock\]]:file:_files' \
         '(--no-socket)--no-socket[Do not listen on a Unix socket]' \
-        '(-m --model)'{-m,--model}'[Model folder or hub id \[default: ekwek/Soprano-1.1-80M\]]:model:_files -/' \
-        '(-d --device)'{-d,--device}'[auto, cpu, cuda, mps]:device:(auto cpu cuda mps)' \
-        '(-b --backend)'{-b,--backend}'[auto, torch, transformers, lmdeploy]:backend:(auto torch transformers lmdeploy)' \
-        '(--dtype)--dtype[auto, float32, bfloat16]:dtype:(auto float32 bfloat16 int8)' \
+        '(-m --model --model-path)'{-m,--model,--model-path}'[Model folder or hub id \[default: ekwek/Soprano-1.1-80M\]]:model:_files -/' \
+        '(-d --device)'{-d,--device}'[auto, cpu, cuda or mps]:device:(auto cpu cuda mps)' \
+        '(-b --backend)'{-b,--backend}'[auto (= torch), torch, transformers or lmdeploy]:backend:(auto torch transformers lmdeploy)' \
+        '(--dtype)--dtype[LM weights: auto (fastest that holds quality), float32 (exact), bfloat16 or int8]:dtype:(auto float32 bfloat16 int8)' \
         '(--api-key)--api-key[Require '\''Authorization: Bearer KEY'\'' on every route but /health]:api_key: ' \
         '(--max-input-chars)--max-input-chars[Longest accepted input]:max_input_chars: ' \
         '(--max-queue)--max-queue[Requests that may wait for the batch before 429]:max_queue: ' \
-        '(--max-batch)--max-batch[Sentences generated at once]:max_batch: ' \
+        '(--max-batch)--max-batch[Sentences generated at once by the LM]:max_batch: ' \
         '*--cors-origin[Allow browser requests from this origin (repeatable)]:cors_origin: ' \
         '(-q --quiet)'{-q,--quiet}'[Only warnings and errors on stderr]' \
         '(-v --verbose)'{-v,--verbose}'[Debug messages and an access log]' \

@@ -34,9 +34,9 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("SOPRANO_BACKEND", "LM backend: auto (= torch), torch, transformers or lmdeploy.",
            "auto", ("synth", "serve", "asgi"), "--backend"),
     EnvVar("SOPRANO_DTYPE", "LM weight precision: auto, float32, bfloat16 or int8.",
-           "auto for synth; float32 for serve and the Python API", ("synth", "serve", "asgi"), "--dtype"),
+           "auto", ("synth", "serve", "asgi"), "--dtype"),
     EnvVar("SOPRANO_MAX_BATCH", "Sentences the LM generates at once.",
-           "16", ("synth", "asgi"), "--max-batch"),
+           "16", ("synth", "serve", "asgi"), "--max-batch"),
     EnvVar("SOPRANO_SERVER", "Daemon that synth sends its work to: http://host:port, unix:/path, "
            "or none to always synthesize in-process.",
            "the local daemon's socket when one answers", ("synth", "doctor"), "--server"),

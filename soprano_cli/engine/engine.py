@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence as SequenceOf
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from soprano_cli.engine import checkpoint
 from soprano_cli.engine.decoder import SopranoDecoder
 from soprano_cli.engine.devices import select_backend, select_device, select_dtype
 from soprano_cli.engine.generate import BatchGenerator, Sequence
+from soprano_cli.engine.results import AudioChunk, SentenceAudio
 from soprano_cli.engine.sampling import SamplingParams
 from soprano_cli.errors import InvalidParameterError
 
@@ -37,30 +38,6 @@ class EngineConfig:
     decoder_batch_size: int = 1  # sentences the decoder turns into audio at once (non-streaming)
     cache_size_mb: int = 100  # lmdeploy's KV cache budget (accepted for upstream compatibility)
     download: bool = True  # fetch a hub model that is not cached yet
-
-
-@dataclass
-class SentenceAudio:
-    """One finished sentence."""
-
-    index: int
-    text: str
-    audio: np.ndarray  # float32 mono at SAMPLE_RATE
-    frames: int
-    finish_reason: str  # "stop", "length" (hit the token cap) or "hallucination"
-    hallucinated: bool = False
-
-
-@dataclass
-class AudioChunk:
-    """A piece of one sentence's audio, in order; the last piece of a sentence has `final` set."""
-
-    sentence: int
-    text: str
-    audio: np.ndarray
-    final: bool = False
-    frames: int = 0  # frames of this sentence generated so far
-    finish_reason: str | None = None
 
 
 class SentenceStreamer:

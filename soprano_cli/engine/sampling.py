@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-
-import torch
+from typing import TYPE_CHECKING
 
 from soprano_cli.errors import InvalidParameterError
+
+if TYPE_CHECKING:  # torch loads only where tokens are chosen, so the daemon's clients stay light
+    import torch
 
 MAX_NEW_TOKENS = 512  # the model's trained limit per sentence
 
@@ -45,6 +47,8 @@ def sequence_generator(params: SamplingParams, index: int, attempt: int) -> torc
     """A generator per sentence, so its tokens do not depend on what shares its batch."""
     if params.temperature == 0:
         return None
+    import torch
+
     generator = torch.Generator()
     if params.seed is None:
         generator.seed()
@@ -55,6 +59,8 @@ def sequence_generator(params: SamplingParams, index: int, attempt: int) -> torc
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
     """logits, seen: (V,) — divide positive scores of seen ids by the penalty, multiply negative ones."""
+    import torch
+
     if penalty == 1.0:
         return logits
     penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
@@ -64,6 +70,8 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
 def choose_token(logits: torch.Tensor, seen: torch.Tensor, params: SamplingParams,
                  generator: torch.Generator | None) -> int:
     """Pick the next id for one sequence from its (V,) float32 logits."""
+    import torch
+
     scores = apply_repetition_penalty(logits, seen, params.repetition_penalty)
     if params.temperature == 0:
         return int(torch.argmax(scores))

@@ -111,7 +111,8 @@ def test_split_rejects_min_above_max():
 
 
 def test_closed_pipe_ends_quietly():
-    shell = f"yes 'Hello 5.' | head -c 100000 | {sys.executable} -m soprano_cli normalize | head -1"
+    # The producers' own complaints (a `head: write error` when normalize exits first) are not ours.
+    shell = f"yes 'Hello 5.' 2>/dev/null | head -c 100000 2>/dev/null | {sys.executable} -m soprano_cli normalize | head -1"
     done = subprocess.run(["bash", "-c", shell], capture_output=True, timeout=30)
     assert done.stdout == b"Hello five.\n"
     assert done.stderr == b""

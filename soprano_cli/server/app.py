@@ -1,0 +1,526 @@
+"""The HTTP API: OpenAI's `POST /v1/audio/speech` and friends over one lifespan-loaded engine.
+
+`create_app(config)` builds the FastAPI app; `serve(config, ...)` runs it on TCP and a Unix
+socket from one process, as `soprano serve` does. Every error leaves as OpenAI's JSON shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from soprano_cli.engine.engine import Engine, EngineConfig
+from soprano_cli.engine.sampling import SamplingParams
+from soprano_cli.errors import InputTextError, OutputError, ServerError, SopranoError
+from soprano_cli.server import protocol
+from soprano_cli.server.client import probe_socket
+from soprano_cli.server.metrics import Metrics
+from soprano_cli.server.protocol import APIError, SpeechRequest, StreamRequest
+from soprano_cli.server.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).with_name("web")
+ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/audio/speech", "/v1/soprano/stream")
+# Formats whose encoders do real work (or talk to ffmpeg): run them off the event loop.
+_HEAVY_FORMATS = ("flac", "ogg", "opus", "mp3", "aac")
+
+
+@dataclass
+class ServerConfig:
+    """What the server loads and how it admits requests."""
+
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    api_key: str | None = None  # when set, every route but /health needs `Authorization: Bearer <key>`
+    max_input_chars: int = 4096  # longest `input` accepted
+    max_queue: int = 64  # requests waiting for the batch before 429
+    cors_origins: list[str] = field(default_factory=list)  # empty: no CORS headers at all
+    warmup: bool = True  # run a few frames at startup so the first request pays no first-call costs
+
+    @classmethod
+    def from_env(cls) -> "ServerConfig":
+        """The configuration of `uvicorn soprano_cli.server:app`: SOPRANO_* environment variables."""
+        env = os.environ
+        engine = EngineConfig(model=env.get("SOPRANO_MODEL") or None)
+        for name in ("device", "backend", "dtype"):
+            if env.get(f"SOPRANO_{name.upper()}"):
+                setattr(engine, name, env[f"SOPRANO_{name.upper()}"])
+        if env.get("SOPRANO_MAX_BATCH"):
+            engine.max_batch = _env_int("SOPRANO_MAX_BATCH")
+        origins = [o.strip() for o in env.get("SOPRANO_CORS_ORIGINS", "").split(",") if o.strip()]
+        return cls(engine=engine, api_key=env.get("SOPRANO_API_KEY") or None,
+                   max_input_chars=_env_int("SOPRANO_MAX_INPUT_CHARS", 4096),
+                   max_queue=_env_int("SOPRANO_MAX_QUEUE", 64), cors_origins=origins)
+
+
+def _env_int(name: str, default: int | None = None) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default  # type: ignore[return-value]
+    try:
+        return int(value)
+    except ValueError:
+        raise ServerError(f"{name} must be an integer, got {value!r}") from None
+
+
+def model_name(engine: Engine, requested: str | None) -> str:
+    """The name the API shows: the hub id the server was started with, else the folder's name."""
+    if requested and not Path(requested).expanduser().exists():
+        return requested
+    return engine.model_dir.name
+
+
+class _State:
+    """What the routes share: the engine, its scheduler, metrics and limits."""
+
+    def __init__(self, config: ServerConfig, engine: Engine, scheduler: Scheduler, metrics: Metrics):
+        self.config = config
+        self.engine = engine
+        self.scheduler = scheduler
+        self.metrics = metrics
+        self.model = model_name(engine, config.engine.model)
+        self.started = time.time()
+
+    def check_model(self, requested: str) -> None:
+        """Accept the served model or a compatibility alias; never open what the request names."""
+        if requested == self.model or requested in protocol.MODEL_ALIASES:
+            return
+        raise APIError(404, f"the model '{requested}' does not exist on this server; use '{self.model}' "
+                            f"(or one of {', '.join(protocol.MODEL_ALIASES)})", param="model", code="model_not_found")
+
+
+def create_app(config: ServerConfig | None = None, engine: Engine | None = None) -> FastAPI:
+    """The API app; loads the engine at startup unless one is given."""
+    config = config or ServerConfig.from_env()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loaded = engine or await asyncio.to_thread(Engine.load, config.engine)
+        if config.warmup:
+            await asyncio.to_thread(_warm_up, loaded)
+        scheduler = Scheduler(loaded, max_queue=config.max_queue, metrics=metrics)
+        scheduler.start()
+        app.state.soprano = _State(config, loaded, scheduler, metrics)
+        log.info("serving %s", app.state.soprano.model)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(scheduler.stop)
+
+    app = FastAPI(title="Soprano TTS", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    _install_error_handlers(app, metrics)
+    _add_routes(app)
+    # Starlette runs the last added middleware first: CORS answers preflights before the key check.
+    app.add_middleware(_Gate, api_key=config.api_key, metrics=metrics)
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    return app
+
+
+def _warm_up(engine: Engine) -> None:
+    """A few frames through LM and decoder: the first real request then starts at full speed."""
+    import torch
+
+    from soprano_cli.engine.generate import Sequence
+
+    generator = engine.new_generator()
+    generator.add(Sequence(key=0, prompt=engine.prompt_ids("Warm up."), params=SamplingParams(max_new_tokens=4)))
+    frames = []
+    while not generator.idle:
+        frames += [event.frame for event in generator.step() if event.frame is not None]
+    if len(frames) > 1:
+        engine.decode([torch.stack(frames)])
+
+
+# -- middleware and errors -----------------------------------------------------------------------
+
+
+class _Gate:
+    """Pure ASGI middleware: the API key check (constant time) and per-route request counts."""
+
+    def __init__(self, app, *, api_key: str | None, metrics: Metrics):
+        self.app = app
+        self.expected = f"Bearer {api_key}".encode() if api_key else None
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        route = scope["path"] if scope["path"] in ROUTES else "other"
+        status = 500
+
+        async def counting_send(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            if self.expected is not None and scope["path"] != "/health" and not self._authorized(scope):
+                self.metrics.count_error("invalid_request_error")
+                body = protocol.error_body("missing or incorrect API key; send 'Authorization: Bearer <key>'",
+                                           "invalid_request_error", None, "invalid_api_key")
+                response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                return await response(scope, receive, counting_send)
+            await self.app(scope, receive, counting_send)
+        finally:
+            self.metrics.count_request(route, status)
+
+    def _authorized(self, scope) -> bool:
+        supplied = b""
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                supplied = value
+        return hmac.compare_digest(supplied, self.expected)
+
+
+def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    def render(error: APIError) -> JSONResponse:
+        metrics.count_error(error.body["error"]["type"])
+        return JSONResponse(error.body, status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, error: APIError):
+        return render(error)
+
+    @app.exception_handler(SopranoError)
+    async def soprano_error(request: Request, error: SopranoError):
+        return render(APIError.from_soprano(error))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        kind = "not_found_error" if error.status_code == 404 else "invalid_request_error"
+        return render(APIError(error.status_code, str(error.detail), error_type=kind))
+
+
+async def _json_object(request: Request, model):
+    """Parse the body as JSON into `model`, or raise a 400 that names the problem."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise APIError(400, f"the request body is not valid JSON: {error}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "the request body must be a JSON object", code="invalid_json")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        message, param = protocol.validation_message(error.errors())
+        code = "missing_required_parameter" if "missing" in message else "invalid_type"
+        raise APIError(400, message, param=param, code=code) from None
+
+
+# -- routes --------------------------------------------------------------------------------------
+
+
+def _add_routes(app: FastAPI) -> None:
+    @app.get("/health")
+    async def health(request: Request):
+        state: _State = request.app.state.soprano
+        return {"status": "ok", "model": state.model, "model_path": str(state.engine.model_dir),
+                "max_batch": state.engine.config.max_batch, "device": str(state.engine.device),
+                "backend": state.engine.backend, "queue_depth": state.scheduler.queue_depth,
+                "uptime_s": round(time.time() - state.started, 3)}
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        state: _State = request.app.state.soprano
+        names = [state.model, *(a for a in protocol.MODEL_ALIASES if a != state.model)]
+        created = int(state.started)
+        return {"object": "list",
+                "data": [{"id": name, "object": "model", "created": created, "owned_by": "soprano"} for name in names]}
+
+    @app.get("/metrics")
+    async def metrics(request: Request):
+        state: _State = request.app.state.soprano
+        return PlainTextResponse(state.metrics.render(state.model), media_type="text/plain; version=0.0.4")
+
+    @app.get("/")
+    async def index():
+        return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"))
+
+    @app.post("/v1/audio/speech")
+    async def speech(request: Request):
+        state: _State = request.app.state.soprano
+        body: SpeechRequest = await _json_object(request, SpeechRequest)
+        return _speech_response(state, body)
+
+    @app.post("/v1/soprano/stream")
+    async def stream(request: Request):
+        state: _State = request.app.state.soprano
+        body: StreamRequest = await _json_object(request, StreamRequest)
+        return _frames_response(state, body)
+
+
+def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
+    from soprano_cli.audio.formats import MEDIA_TYPES, check_format, open_encoder
+    from soprano_cli.text.pipeline import sentences_from_text
+
+    state.check_model(body.model)
+    if not body.input.strip():
+        raise APIError(400, "'input' is empty; give the text to speak", param="input", code="empty_input")
+    limit = state.config.max_input_chars
+    if len(body.input) > limit:
+        raise APIError(400, f"'input' is {len(body.input)} characters; the limit is {limit}", param="input",
+                       code="string_above_max_length")
+    try:
+        fmt = check_format(body.response_format)
+    except OutputError as error:
+        raise APIError(400, error.message, param="response_format", code="invalid_value") from None
+    if body.stream_format not in ("audio", "sse"):
+        raise APIError(400, f"unknown stream_format '{body.stream_format}'; use 'audio' or 'sse'",
+                       param="stream_format", code="invalid_value")
+    if not 0.25 <= body.speed <= 4.0:
+        raise APIError(400, f"speed must be between 0.25 and 4.0, got {body.speed}", param="speed",
+                       code="invalid_value")
+    if body.speed != 1.0:
+        raise APIError(400, "speed other than 1.0 is not supported yet", param="speed", code="unsupported_value")
+    params = SamplingParams(temperature=body.temperature, top_p=body.top_p, repetition_penalty=body.repetition_penalty,
+                            seed=body.seed, max_new_tokens=body.max_new_tokens).validated()
+    rate = body.sample_rate or (protocol.PCM_DEFAULT_RATE if fmt == "pcm" else None)
+    sentences = sentences_from_text(body.input, normalize=body.normalize)
+    if not sentences:
+        raise InputTextError("'input' has nothing to speak after normalization", param="input")
+    sink = _ByteSink()
+    try:
+        encoder = open_encoder(fmt, sink, input_rate=state.engine.sample_rate, output_rate=rate)
+    except OutputError as error:
+        raise APIError(400, error.message, param="response_format", code="unsupported_format") from None
+    job = state.scheduler.submit(sentences, params)
+    sse = body.stream_format == "sse"
+    headers = {"X-Sample-Rate": str(encoder.sample_rate), "Cache-Control": "no-store"}
+    media_type = "text/event-stream" if sse else MEDIA_TYPES[fmt]
+    chunks = _speech_chunks(state, job, encoder, sink, fmt, sse=sse, chars=len(body.input))
+    return StreamingResponse(chunks, media_type=media_type, headers=headers)
+
+
+async def _speech_chunks(state: _State, job, encoder, sink: "_ByteSink", fmt: str, *, sse: bool, chars: int):
+    """The response body: encoded audio (or SSE events) as the scheduler hands over chunks."""
+    started = time.perf_counter()
+    ttfb = None
+    samples = 0
+    completed = False
+    heavy = fmt in _HEAVY_FORMATS
+    state.metrics.speech_started()
+
+    def wrap(data: bytes) -> bytes:
+        if not sse:
+            return data
+        event = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")}
+        return f"data: {json.dumps(event)}\n\n".encode()
+
+    try:
+        head = sink.take()  # a WAV header goes out at once
+        if head:
+            yield wrap(head)
+        async for output in job.outputs():
+            audio = output.chunk.audio
+            samples += len(audio)
+            if heavy:
+                await asyncio.to_thread(encoder.write, audio)
+            else:
+                encoder.write(audio)
+            data = sink.take()
+            if data:
+                ttfb = ttfb if ttfb is not None else time.perf_counter() - started
+                yield wrap(data)
+        if heavy:
+            await asyncio.to_thread(encoder.close)
+        else:
+            encoder.close()
+        data = sink.take()
+        if data:
+            yield wrap(data)
+        if sse:
+            frames = samples // 2048
+            usage = {"input_tokens": chars, "output_tokens": frames, "total_tokens": chars + frames}
+            yield f"data: {json.dumps({'type': 'speech.audio.done', 'usage': usage})}\n\n".encode()
+        completed = True
+    finally:
+        if not completed:
+            state.scheduler.cancel(job)
+            _close_quietly(encoder)
+        state.metrics.speech_finished(audio_seconds=samples / state.engine.sample_rate,
+                                      wall_seconds=time.perf_counter() - started, ttfb=ttfb,
+                                      cancelled=not completed)
+
+
+def _frames_response(state: _State, body: StreamRequest) -> StreamingResponse:
+    limit = state.config.max_input_chars
+    for i, sentence in enumerate(body.sentences):
+        if len(sentence) > limit:
+            raise APIError(400, f"sentence {i + 1} is {len(sentence)} characters; the limit is {limit}",
+                           param="sentences", code="string_above_max_length")
+    params = SamplingParams(temperature=body.temperature, top_p=body.top_p,
+                            repetition_penalty=body.repetition_penalty, seed=body.seed,
+                            max_new_tokens=body.max_new_tokens, retries=body.retries).validated()
+    job = state.scheduler.submit(body.sentences, params, start_index=body.start_index,
+                                 chunk_frames=body.chunk_frames, whole=body.whole)
+    return StreamingResponse(_frame_chunks(state, job), media_type=protocol.MEDIA_TYPE_FRAMES)
+
+
+async def _frame_chunks(state: _State, job):
+    """The body of /v1/soprano/stream: exact float32 chunks, framed (see protocol.py)."""
+    started = time.perf_counter()
+    samples = 0
+    completed = False
+    state.metrics.speech_started()
+    try:
+        try:
+            async for output in job.outputs():
+                chunk = output.chunk
+                samples += len(chunk.audio)
+                yield protocol.pack_chunk(chunk.sentence, np.asarray(chunk.audio, dtype="<f4").tobytes(),
+                                          frames=chunk.frames, final=chunk.final,
+                                          finish_reason=chunk.finish_reason, hallucinated=output.hallucinated)
+        except SopranoError as error:
+            api_error = APIError.from_soprano(error)
+            yield protocol.pack_error({**api_error.body, "status": api_error.status})
+        completed = True
+    finally:
+        if not completed:
+            state.scheduler.cancel(job)
+        state.metrics.speech_finished(audio_seconds=samples / state.engine.sample_rate,
+                                      wall_seconds=time.perf_counter() - started, ttfb=None,
+                                      cancelled=not completed)
+
+
+class _ByteSink:
+    """Where an encoder writes; the response takes what has accumulated after each chunk."""
+
+    def __init__(self):
+        self._parts: list[bytes] = []
+        self._lock = threading.Lock()  # the ffmpeg encoder writes from its pump thread
+
+    def write(self, data) -> int:
+        with self._lock:
+            self._parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def seekable(self) -> bool:
+        return False
+
+    def take(self) -> bytes:
+        with self._lock:
+            data, self._parts = b"".join(self._parts), []
+        return data
+
+
+def _close_quietly(encoder) -> None:
+    """Release an abandoned encoder (an ffmpeg process, say); its output goes nowhere."""
+    try:
+        encoder.close()
+    except (SopranoError, OSError, ValueError) as error:
+        log.debug("closing an abandoned encoder: %s", error)
+
+
+# -- running: TCP and a Unix socket from one process ------------------------------------------
+
+
+def _tcp_socket(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as error:
+        raise ServerError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise ServerError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _unix_socket(path: Path) -> socket.socket:
+    """Bind `path` (directory 0700, socket 0600); a stale socket file is replaced, a live one is an error."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent.name == "soprano" or path.parent.name.startswith("soprano-"):
+        os.chmod(path.parent, 0o700)  # our own directory: keep it private even if it existed
+    if path.exists() or path.is_symlink():
+        if probe_socket(path, timeout=0.5):
+            raise ServerError(f"a soprano daemon is already listening on {path}")
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    previous = os.umask(0o177)  # created 0600: no moment when others could connect
+    try:
+        sock.bind(str(path))
+    except OSError as error:
+        sock.close()
+        raise ServerError(f"cannot listen on {path}: {error.strerror or error}") from None
+    finally:
+        os.umask(previous)
+    os.chmod(path, 0o600)
+    return sock
+
+
+def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 8000, socket_path: Path | None = None,
+          log_level: str = "info", access_log: bool = False) -> None:
+    """Load the model, listen on TCP (and the Unix socket), serve until SIGTERM/SIGINT, then drain and clean up."""
+    import uvicorn
+
+    tcp = _tcp_socket(host, port)  # fail fast on a busy port, before loading anything
+    engine = Engine.load(config.engine)
+    sockets = [tcp]
+    unix = None
+    try:
+        if socket_path is not None:
+            unix = _unix_socket(socket_path)
+            sockets.append(unix)
+        app = create_app(config, engine)
+        uv_config = uvicorn.Config(app, log_config=None, log_level=log_level, access_log=access_log,
+                                   lifespan="on", timeout_graceful_shutdown=None)
+        server = uvicorn.Server(uv_config)
+        bound = tcp.getsockname()
+        where = f"http://{_format_host(bound[0])}:{bound[1]}" + (f" and unix:{socket_path}" if unix else "")
+        log.info("listening on %s", where)
+        received: list[int] = []
+        # uvicorn re-raises the signal that stopped it once it is done; a recording handler makes
+        # that a no-op so the socket file is removed and the exit status stays 0.
+        previous = {sig: signal.signal(sig, lambda number, frame: received.append(number))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            asyncio.run(server.serve(sockets=sockets))
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if not server.started:
+            raise ServerError("the server could not start (see the messages above)")
+        log.info("stopped")
+    finally:
+        for sock in sockets:
+            sock.close()
+        if unix is not None and socket_path is not None:
+            try:
+                socket_path.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def _format_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

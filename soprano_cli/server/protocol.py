@@ -1,0 +1,171 @@
+"""Wire formats of the HTTP API: the OpenAI speech request, OpenAI-shaped errors, the framed chunk stream."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from soprano_cli.errors import InvalidParameterError, ServerError, SopranoError
+
+# Names the server answers to besides its own model, so that OpenAI clients work unchanged.
+MODEL_ALIASES = ("soprano", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+VOICES_ACCEPTED = "any"  # Soprano has one voice; every `voice` value selects it
+
+# Output rates: pcm is 24 kHz s16le as OpenAI clients assume; the others keep the model's 32 kHz.
+PCM_DEFAULT_RATE = 24000
+DEFAULT_RATE = 32000
+
+
+class SpeechRequest(BaseModel):
+    """`POST /v1/audio/speech`, as OpenAI defines it, plus Soprano's sampling extensions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1)
+    input: str
+    voice: str | dict | None = None  # accepted for compatibility; one voice
+    instructions: str | None = None  # gpt-4o-mini-tts's steering text; accepted, ignored
+    response_format: str = "mp3"
+    speed: float = 1.0
+    stream_format: str = "audio"  # "audio" (chunked bytes) or "sse" (speech.audio.delta events)
+    # Extensions.
+    temperature: float = 0.0
+    top_p: float = 0.95
+    repetition_penalty: float = 1.2
+    seed: int | None = None
+    max_new_tokens: int = 512  # frames cap per sentence (random checkpoints never stop by themselves)
+    normalize: bool = True
+    sample_rate: int | None = None
+
+
+class StreamRequest(BaseModel):
+    """`POST /v1/soprano/stream`: already-split sentences for `soprano synth` through a daemon."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sentences: list[str] = Field(min_length=1)
+    start_index: int = Field(default=0, ge=0)  # index of the first sentence in the caller's text (seeds sampling)
+    temperature: float = 0.0
+    top_p: float = 0.95
+    repetition_penalty: float = 1.2
+    seed: int | None = None
+    max_new_tokens: int = 512
+    retries: int = 0
+    chunk_frames: int = Field(default=1, ge=1, le=1024)  # above a sentence's frames: one piece per sentence
+    whole: bool = False  # one chunk per sentence, decoded in one piece and retried like Engine.synthesize
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def error_body(message: str, error_type: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    """The OpenAI error envelope."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+class APIError(Exception):
+    """An HTTP error with an OpenAI-shaped body; raised by route code, rendered by one handler."""
+
+    def __init__(self, status: int, message: str, *, error_type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(message, error_type, param, code)
+        self.headers = headers
+
+    @classmethod
+    def from_soprano(cls, error: SopranoError) -> "APIError":
+        code = getattr(error, "error_code", None) or ("invalid_value" if isinstance(error, InvalidParameterError) else None)
+        headers = {"Retry-After": "1"} if error.http_status == 429 else None
+        return cls(error.http_status, error.message, error_type=error.error_type, param=error.param, code=code,
+                   headers=headers)
+
+
+def validation_message(errors: list[dict]) -> tuple[str, str | None]:
+    """One readable sentence and the offending parameter from pydantic's error list."""
+    first = errors[0]
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(location) or None
+    if first.get("type") == "json_invalid":
+        return "the request body is not valid JSON", None
+    if first.get("type") == "missing":
+        return f"missing required parameter '{param}'", param
+    if first.get("type") in ("model_attributes_type", "dict_type") and not location:
+        return "the request body must be a JSON object", None
+    return f"invalid value for '{param}': {first.get('msg', 'invalid')}", param
+
+
+# -- the framed chunk stream of /v1/soprano/stream ---------------------------------------------
+#
+# Each frame is a 16-byte header then a payload. Kinds: CHUNK (payload: float32 little-endian
+# samples at 32 kHz, exactly the engine's chunk) and ERROR (payload: an OpenAI error body as JSON).
+# Bit-exact floats are the point: a daemon's audio is the in-process audio.
+
+FRAME_HEADER = struct.Struct("<BBBBIII")  # kind, flags, finish reason, pad, sentence, frames, payload bytes
+KIND_CHUNK = 1
+KIND_ERROR = 2
+FLAG_FINAL = 1
+FLAG_HALLUCINATED = 2
+FINISH_REASONS = (None, "stop", "length", "hallucination", "cancelled")
+MEDIA_TYPE_FRAMES = "application/x-soprano-frames"
+
+
+@dataclass
+class Frame:
+    """One decoded frame of the chunk stream."""
+
+    kind: int
+    sentence: int
+    frames: int
+    final: bool
+    hallucinated: bool
+    finish_reason: str | None
+    payload: bytes
+
+    def error(self) -> dict:
+        return json.loads(self.payload.decode("utf-8"))
+
+
+def pack_chunk(sentence: int, samples: bytes, *, frames: int, final: bool, finish_reason: str | None,
+               hallucinated: bool = False) -> bytes:
+    flags = (FLAG_FINAL if final else 0) | (FLAG_HALLUCINATED if hallucinated else 0)
+    reason = FINISH_REASONS.index(finish_reason) if finish_reason in FINISH_REASONS else 0
+    return FRAME_HEADER.pack(KIND_CHUNK, flags, reason, 0, sentence, frames, len(samples)) + samples
+
+
+def pack_error(body: dict) -> bytes:
+    payload = json.dumps(body).encode("utf-8")
+    return FRAME_HEADER.pack(KIND_ERROR, 0, 0, 0, 0, 0, len(payload)) + payload
+
+
+def read_frames(read) -> Any:
+    """Yield Frames from `read(n)` (a file-like read that returns fewer bytes only at the end)."""
+    while True:
+        header = _read_exactly(read, FRAME_HEADER.size)
+        if not header:
+            return
+        kind, flags, reason, _, sentence, frames, size = FRAME_HEADER.unpack(header)
+        payload = _read_exactly(read, size) if size else b""
+        if len(payload) != size:
+            raise ServerError("the daemon's stream ended in the middle of a chunk")
+        yield Frame(kind, sentence, frames, bool(flags & FLAG_FINAL), bool(flags & FLAG_HALLUCINATED),
+                    FINISH_REASONS[reason] if reason < len(FINISH_REASONS) else None, payload)
+
+
+def _read_exactly(read, size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        part = read(size - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    data = b"".join(parts)
+    if data and len(data) < size and size == FRAME_HEADER.size:
+        raise ServerError("the daemon's stream ended in the middle of a frame header")
+    return data
