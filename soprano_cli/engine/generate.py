@@ -105,10 +105,10 @@ class BatchGenerator:
     def idle(self) -> bool:
         return not self.waiting and not self.active
 
-    def _ensure_cache(self, need_len: int) -> None:
-        """Grow the cache to hold `need_len` positions and every admitted sentence (never shrinks)."""
-        need_slots = min(self.max_batch, len(self.active) + 1 + len(self.waiting))
-        if self.cache is not None and self.cache.max_len >= need_len and self.cache.slots > len(self.active):
+    def _ensure_cache(self, need_len: int, need_slots: int) -> None:
+        """Grow the cache to `need_len` positions and enough slots (never beyond max_batch; never shrinks)."""
+        need_slots = min(self.max_batch, need_slots)
+        if self.cache is not None and self.cache.max_len >= need_len and self.cache.slots >= need_slots:
             return
         # Round up so slightly longer prompts or one more sentence do not reallocate every time.
         max_len = -(-max(need_len, 256, self.cache.max_len if self.cache else 0) // 128) * 128
@@ -139,19 +139,30 @@ class BatchGenerator:
         events.append(FrameEvent(sequence, frame, sequence.finished))
 
     def _admit(self, events: list[FrameEvent]) -> None:
-        while self.waiting and len(self.active) < self.max_batch:
-            sequence = self.waiting.popleft()
-            self._ensure_cache(len(sequence.prompt) + sequence.params.max_new_tokens + 1)
-            sequence.slot = len(self.active)
+        """Prefill as many waiting sentences as there are free slots, in one batched pass."""
+        newcomers: list[Sequence] = []
+        while self.waiting and len(self.active) + len(newcomers) < self.max_batch:
+            newcomers.append(self.waiting.popleft())
+        if not newcomers:
+            return
+        self._ensure_cache(max(len(s.prompt) + s.params.max_new_tokens + 1 for s in newcomers),
+                           len(self.active) + len(newcomers) + len(self.waiting))
+        prompts = []
+        for offset, sequence in enumerate(newcomers):
+            sequence.slot = len(self.active) + offset
             sequence._generator = sequence_generator(sequence.params, sequence.index, sequence.attempt)
             sequence._seen = torch.zeros(self.config.vocab_size, dtype=torch.bool)
             prompt = torch.tensor(sequence.prompt, dtype=torch.long)
             sequence._seen[prompt] = True
-            hidden, logits = self.lm.prefill(prompt.to(self.device), sequence.slot, self.cache)
             sequence.length = len(sequence.prompt)
-            self._record(sequence, hidden, logits.cpu(), events)
-            if not sequence.finished:
-                self.active.append(sequence)
+            prompts.append(prompt.to(self.device))
+        hidden, logits = self.lm.prefill(prompts, [s.slot for s in newcomers], self.cache)
+        hidden, logits = hidden.cpu(), logits.cpu()
+        for row, sequence in enumerate(newcomers):
+            self._record(sequence, hidden[row], logits[row], events)
+        # A sentence may end at its first token; compaction closes the gap it leaves.
+        self.active.extend(newcomers)
+        self._compact()
 
     def _compact(self) -> None:
         """Drop finished sentences and keep the live ones in slots 0..B-1."""

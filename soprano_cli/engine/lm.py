@@ -121,10 +121,9 @@ class Attention(nn.Module):
                 k_layer[slots, :, positions] = k[:, :, 0]
                 v_layer[slots, :, positions] = v[:, :, 0]
             keys, values = k_layer[:B, :, :read_len], v_layer[:B, :, :read_len]
-        else:  # prefill of one sequence into its slot
-            slot = write_index
-            k_layer[slot, :, :T] = k[0]
-            v_layer[slot, :, :T] = v[0]
+        else:  # prefill: each row into its slot (padding past a prompt's end is never read)
+            k_layer[write_index, :, :T] = k
+            v_layer[write_index, :, :T] = v
             keys, values = k, v
         out = F.scaled_dot_product_attention(
             q, keys, values, attn_mask=mask, is_causal=(T > 1 and mask is None),
@@ -202,12 +201,27 @@ class Qwen3LM(nn.Module):
         return hidden
 
     @torch.inference_mode()
-    def prefill(self, ids: torch.Tensor, slot: int, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
-        """ids: (T,) prompt of one sequence. Returns the last position's (hidden (H,), logits (V,))."""
-        T = ids.shape[0]
-        positions = torch.arange(T, device=ids.device).unsqueeze(0)
-        hidden = self._run(ids.unsqueeze(0), positions, cache, slot, T, None)[0, -1]
-        return hidden, self.lm_head(hidden).float()
+    def prefill(self, prompts: list[torch.Tensor], slots: list[int], cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts (each (T_i,)) into their slots in one pass, right-padded and masked.
+
+        Returns hidden (N, H) and logits (N, V) at each prompt's last position.
+        """
+        lengths = [p.shape[0] for p in prompts]
+        N, T = len(prompts), max(lengths)
+        device = prompts[0].device
+        ids = torch.zeros(N, T, dtype=torch.long, device=device)
+        for row, prompt in enumerate(prompts):
+            ids[row, :lengths[row]] = prompt
+        positions = torch.arange(T, device=device).expand(N, T)
+        mask = None  # one prompt, or equal lengths: plain causal attention
+        if len(set(lengths)) > 1:
+            valid = torch.arange(T, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]  # (N, T)
+            causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
+            mask = causal[None, None] & valid[:, None, None, :]  # (N, 1, T, T)
+        slot_index = torch.tensor(slots, device=device)
+        hidden = self._run(ids, positions, cache, slot_index, T, mask)  # (N, T, H)
+        last = hidden[torch.arange(N, device=device), torch.tensor(lengths, device=device) - 1]  # (N, H)
+        return last, self.lm_head(last).float()
 
     @torch.inference_mode()
     def decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:

@@ -99,7 +99,8 @@ def hidden_states(lm, ids: torch.Tensor) -> torch.Tensor:
     """Final-normed hidden states at every position of one sequence: (T, H)."""
     cache = lm.new_cache(1, ids.shape[0])
     positions = torch.arange(ids.shape[0], device=ids.device).unsqueeze(0)
-    return lm._run(ids.unsqueeze(0), positions, cache, 0, ids.shape[0], None)[0].float()
+    slot = torch.zeros(1, dtype=torch.long, device=ids.device)
+    return lm._run(ids.unsqueeze(0), positions, cache, slot, ids.shape[0], None)[0].float()
 
 
 def cosine_per_position(reference: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:

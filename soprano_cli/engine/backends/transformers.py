@@ -67,9 +67,13 @@ class TransformersLM:
         return out.hidden_states[-1][0, -1], out.logits[0, -1].float(), out.past_key_values
 
     @torch.inference_mode()
-    def prefill(self, ids: torch.Tensor, slot: int, cache: _SlotCaches):
-        hidden, logits, cache.entries[slot] = self._forward(ids, None)
-        return hidden, logits
+    def prefill(self, prompts: list[torch.Tensor], slots: list[int], cache: _SlotCaches):
+        hiddens, logits = [], []
+        for ids, slot in zip(prompts, slots):
+            hidden, row_logits, cache.entries[slot] = self._forward(ids, None)
+            hiddens.append(hidden)
+            logits.append(row_logits)
+        return torch.stack(hiddens), torch.stack(logits)
 
     @torch.inference_mode()
     def decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: _SlotCaches):
