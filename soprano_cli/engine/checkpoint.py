@@ -154,31 +154,55 @@ def load_tokenizer(folder: Path):
 
 
 class LMWeights:
-    """model.safetensors, read one tensor at a time so loading never holds two copies of the model."""
+    """model.safetensors, read one tensor at a time with plain reads.
+
+    Not memory-mapped: a mapped file stays resident as long as any tensor views it, which would
+    keep a second copy of the model in memory; reading each tensor into its own buffer does not.
+    """
+
+    _DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}
 
     def __init__(self, path: Path):
-        from safetensors import safe_open
+        import struct
 
         self.path = path
         try:
-            self._file = safe_open(str(path), framework="pt")
-            self._keys = set(self._file.keys())
-        except Exception as error:  # safetensors raises SafetensorError and OSError variants
-            raise ModelLoadError(f"invalid {path}: {_first_line(error)}") from None
+            with open(path, "rb") as file:
+                (size,) = struct.unpack("<Q", file.read(8))
+                if size > 100_000_000:
+                    raise ValueError(f"header of {size} bytes")
+                header = json.loads(file.read(size))
+            header.pop("__metadata__", None)
+            self._entries = {key: (entry["dtype"], entry["shape"], entry["data_offsets"]) for key, entry in header.items()}
+        except (OSError, ValueError, KeyError, TypeError, struct.error) as error:
+            raise ModelLoadError(f"invalid {path}: not a safetensors file ({_first_line(error)})") from None
+        self._data_start = 8 + size
 
     def keys(self) -> set[str]:
-        return self._keys
+        return set(self._entries)
 
     def __contains__(self, key: str) -> bool:
-        return key in self._keys
+        return key in self._entries
 
     def __getitem__(self, key: str):
-        if key not in self._keys:
+        import torch
+
+        if key not in self._entries:
             raise ModelLoadError(f"{self.path} has no tensor '{key}' (does it match config.json?)")
-        try:
-            return self._file.get_tensor(key)
-        except Exception as error:  # a truncated file fails here, not at open
-            raise ModelLoadError(f"invalid {self.path}: {_first_line(error)}") from None
+        dtype_name, shape, (begin, end) = self._entries[key]
+        if dtype_name not in self._DTYPES:
+            raise ModelLoadError(f"{self.path}: tensor '{key}' has unsupported dtype {dtype_name}")
+        tensor = torch.empty(shape, dtype=getattr(torch, self._DTYPES[dtype_name]))
+        buffer = tensor.view(-1).view(torch.uint8).numpy() if tensor.numel() else None
+        if buffer is None or buffer.nbytes != end - begin:
+            if tensor.numel() == 0 and begin == end:
+                return tensor
+            raise ModelLoadError(f"invalid {self.path}: tensor '{key}' size does not match its shape")
+        with open(self.path, "rb") as file:
+            file.seek(self._data_start + begin)
+            if file.readinto(memoryview(buffer)) != buffer.nbytes:
+                raise ModelLoadError(f"invalid {self.path}: truncated (tensor '{key}' is cut short)")
+        return tensor
 
 
 def load_lm_weights(folder: Path) -> LMWeights:

@@ -40,12 +40,28 @@ class EngineConfig:
     download: bool = True  # fetch a hub model that is not cached yet
 
 
+# Frames the decoder takes at once when nobody is waiting for each chunk: large enough to read its
+# weights rarely, small enough to bound its activations (~60 MB at the published sizes).
+DECODE_BLOCK = 64
+
+
+def decode_frames(decoder: SopranoDecoder, frames: torch.Tensor) -> np.ndarray:
+    """One sentence's frames (T, C) to audio, DECODE_BLOCK frames at a time (exactly `decoder(frames)`)."""
+    from soprano_cli.engine.decoder import IncrementalDecoder
+
+    incremental = IncrementalDecoder(decoder)
+    pieces = [incremental.push(frames[i:i + DECODE_BLOCK], finished=i + DECODE_BLOCK >= frames.shape[0])
+              for i in range(0, max(frames.shape[0], 1), DECODE_BLOCK)]
+    return torch.cat(pieces).cpu().numpy().astype(np.float32, copy=False)
+
+
 class SentenceStreamer:
     """Turns one sentence's frames, as they arrive, into exact audio chunks.
 
-    Live chunk sizes (up to the 512-frame cap) decode incrementally, each layer's step computed
-    once (`IncrementalDecoder`); a larger chunk size means "whole sentences", decoded in one pass
-    at the end, which is faster when nobody is listening yet.
+    Frames go through an `IncrementalDecoder`, so each decoder layer computes each step once.
+    Live chunk sizes (up to the 512-frame cap) emit audio every `chunk_frames` frames; a larger
+    chunk size means "whole sentences": frames are decoded in blocks as they arrive and the
+    sentence's audio comes out as one chunk at its end.
     """
 
     def __init__(self, decoder: SopranoDecoder, index: int, text: str, chunk_frames: int = 1):
@@ -55,9 +71,11 @@ class SentenceStreamer:
         self.decoder = decoder
         self.index = index
         self.text = text
-        self.chunk_frames = chunk_frames
-        self.incremental = IncrementalDecoder(decoder) if chunk_frames <= MAX_NEW_TOKENS else None
+        self.whole = chunk_frames > MAX_NEW_TOKENS
+        self.block = DECODE_BLOCK if self.whole else chunk_frames
+        self.incremental = IncrementalDecoder(decoder)
         self.frames: list[torch.Tensor] = []  # waiting for the decoder
+        self.pieces: list[torch.Tensor] = []  # decoded, waiting for the end (whole sentences)
         self.count = 0  # frames seen
         self.done = False
 
@@ -66,19 +84,17 @@ class SentenceStreamer:
         if frame is not None:
             self.frames.append(frame)
             self.count += 1
-        if not finished and len(self.frames) < self.chunk_frames:
+        if not finished and len(self.frames) < self.block:
             return None
         device = self.decoder.head.out.weight.device
         batch = torch.stack(self.frames).to(device) if self.frames else None
         self.frames = []
-        if self.incremental is not None:
-            audio = self.incremental.push(batch, finished)
-        elif batch is not None and finished:
-            audio = self.decoder(batch[None])[0]
-        else:
-            audio = torch.zeros(0)
-        audio = audio.cpu().numpy().astype(np.float32, copy=False)
+        self.pieces.append(self.incremental.push(batch, finished).cpu())
         self.done = finished
+        if self.whole and not finished:
+            return None
+        audio = torch.cat(self.pieces).numpy().astype(np.float32, copy=False)
+        self.pieces = []
         if not audio.size and not finished:
             return None
         return AudioChunk(sentence=self.index, text=self.text, audio=audio, final=finished, frames=self.count,
@@ -163,6 +179,7 @@ class Engine:
         else:
             lm, dtype = _build_torch_lm(folder, lm_config, device, dtype, tokenizer)
         decoder = SopranoDecoder.from_state_dict(checkpoint.load_decoder_weights(folder)).to(device)
+        _release_free_memory()
         log.info("loaded %s (%s, %s, %s) in %.2f s", folder, backend, device, dtype, time.perf_counter() - started)
         return cls(lm=lm, decoder=decoder, tokenizer=tokenizer, config=config, model_dir=folder,
                    device=device, backend=backend, dtype=dtype)
@@ -213,6 +230,8 @@ class Engine:
 
     def decode(self, frame_lists: SequenceOf[torch.Tensor]) -> list[np.ndarray]:
         """Frames (T, C) per sentence -> audio per sentence, `decoder_batch_size` sentences at a time."""
+        if self.config.decoder_batch_size == 1:  # blockwise: faster and far smaller than one pass
+            return [decode_frames(self.decoder, frames.to(self.device)) for frames in frame_lists]
         audio: list[np.ndarray | None] = [None] * len(frame_lists)
         order = sorted(range(len(frame_lists)), key=lambda i: -frame_lists[i].shape[0])
         size = self.config.decoder_batch_size
@@ -323,6 +342,16 @@ def _build_torch_lm(folder: Path, lm_config, device: torch.device, mode: str, to
     quantize.remember_choice(folder, choice, cosine)
     log.info("dtype auto: %s (int8 probe cosine %.5f, needs %.3f)", choice, cosine, quantize.MIN_COSINE)
     return (lm, "int8") if choice == "int8" else build("float32")
+
+
+def _release_free_memory() -> None:
+    """Hand the loader's freed temporaries back to the OS (glibc keeps them in its heap otherwise)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _stack(frames: list[torch.Tensor], width: int) -> torch.Tensor:
