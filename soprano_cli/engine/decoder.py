@@ -167,22 +167,6 @@ class SopranoDecoder(nn.Module):
         first_step = max(0, -(-(start + self.n_fft // 2 - self.n_fft + 1) // self.hop))  # ceil
         return max(0, (first_step - self.radius) // UPSAMPLE)
 
-    @torch.inference_mode()
-    def decode_span(self, frames: torch.Tensor, start: int, stop: int, offset: int = 0) -> torch.Tensor:
-        """Samples [start, stop) of one sentence's audio, computed from the few frames they depend on.
-
-        frames: (T, C), the sentence's frames from index `offset` on (offset <= first_frame_needed(start)).
-        Valid while `stop <= ready_samples(offset + T, finished)`: the window reaches the sentence's
-        true end only when the requested samples depend on it.
-        """
-        T = offset + frames.shape[0]
-        last_step = (stop - 1 + self.n_fft // 2) // self.hop
-        first_frame = self.first_frame_needed(start)
-        last_frame = min(T - 1, -(-(last_step + self.radius) // UPSAMPLE))
-        audio = self.forward(frames[first_frame - offset:last_frame + 1 - offset].unsqueeze(0))[0]
-        base = first_frame * self.samples_per_frame
-        return audio[start - base:stop - base]
-
 
 class IncrementalDecoder:
     """Decodes one sentence frame by frame, computing every step of every layer exactly once.

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence as SequenceOf
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from soprano_cli.engine import checkpoint
 from soprano_cli.engine.decoder import SopranoDecoder
 from soprano_cli.engine.devices import select_backend, select_device, select_dtype
 from soprano_cli.engine.generate import BatchGenerator, Sequence
+from soprano_cli.engine.prefetch import Prefetch
 from soprano_cli.engine.results import AudioChunk, SentenceAudio
 from soprano_cli.engine.sampling import SamplingParams
 from soprano_cli.errors import InvalidParameterError
@@ -99,41 +98,6 @@ class SentenceStreamer:
             return None
         return AudioChunk(sentence=self.index, text=self.text, audio=audio, final=finished, frames=self.count,
                           finish_reason=finish_reason if finished else None)
-
-
-class _Prefetch:
-    """Reads a (possibly blocking) iterable of sentences on a thread so generation never waits on input."""
-
-    _END = object()
-
-    def __init__(self, items: Iterable[str]):
-        self._queue: queue.Queue = queue.Queue()
-        self._error: BaseException | None = None
-        self.exhausted = False
-        threading.Thread(target=self._run, args=(items,), daemon=True, name="soprano-input").start()
-
-    def _run(self, items):
-        try:
-            for item in items:
-                self._queue.put(item)
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            self._error = error
-        self._queue.put(self._END)
-
-    def get(self, block: bool):
-        """The next sentence, None if none is ready (non-blocking), or raises StopIteration at the end."""
-        if self.exhausted:
-            raise StopIteration
-        try:
-            item = self._queue.get(block=block)
-        except queue.Empty:
-            return None
-        if item is self._END:
-            self.exhausted = True
-            if self._error is not None:
-                raise self._error
-            raise StopIteration
-        return item
 
 
 class Engine:
@@ -275,7 +239,7 @@ class Engine:
         params = (params or SamplingParams()).validated()
         if chunk_frames < 1:
             raise InvalidParameterError("chunk size must be at least 1 frame", param="chunk_frames")
-        source = _Prefetch(sentences)
+        source = Prefetch(sentences)
         generator = self.new_generator()
         states: dict[int, SentenceStreamer] = {}
         pending: dict[int, list[AudioChunk]] = {}

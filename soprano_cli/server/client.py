@@ -12,7 +12,6 @@ import json
 import os
 import queue
 import socket
-import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence as SequenceOf
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from soprano_cli.engine.prefetch import Prefetch
 from soprano_cli.engine.results import AudioChunk, SentenceAudio
 from soprano_cli.errors import InvalidParameterError, ServerError
 
@@ -259,13 +259,13 @@ class RemoteEngine:
         if chunk_frames < 1:
             raise InvalidParameterError("chunk size must be at least 1 frame", param="chunk_frames")
         payload = _params_payload(params)
-        source = _Reader(sentences)
+        source = Prefetch(sentences, name="soprano-remote-input")
         groups: deque[_Group] = deque()
         index = 0
         try:
             while True:
                 if not source.exhausted:
-                    batch = source.take(block=not groups)
+                    batch = source.take(block=not groups, limit=MAX_GROUP)
                     if batch:
                         group = _Group(self, batch, index, payload, chunk_frames)
                         groups.append(group)
@@ -284,42 +284,6 @@ class RemoteEngine:
         finally:
             for group in groups:
                 group.close()
-
-
-class _Reader:
-    """Reads the caller's sentences on a thread; `take()` returns what has arrived."""
-
-    _END = object()
-
-    def __init__(self, items: Iterable[str]):
-        self._queue: queue.Queue = queue.Queue()
-        self._error: BaseException | None = None
-        self.exhausted = False
-        threading.Thread(target=self._run, args=(items,), daemon=True, name="soprano-remote-input").start()
-
-    def _run(self, items) -> None:
-        try:
-            for item in items:
-                self._queue.put(item)
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            self._error = error
-        self._queue.put(self._END)
-
-    def take(self, block: bool) -> list[str]:
-        """Up to MAX_GROUP sentences that are ready (waiting for the first one if `block`)."""
-        batch: list[str] = []
-        while len(batch) < MAX_GROUP:
-            try:
-                item = self._queue.get(block=block and not batch, timeout=None)
-            except queue.Empty:
-                break
-            if item is self._END:
-                self.exhausted = True
-                if self._error is not None:
-                    raise self._error
-                break
-            batch.append(item)
-        return batch
 
 
 class _Group:

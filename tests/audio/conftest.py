@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
-from pulse_server import RATE, PulseServer, Recorder
+from pulse_server import PulseServer, Recorder
 
 
 @pytest.fixture(scope="session")
@@ -40,11 +39,3 @@ def recorder(pulse):
     """A running recording of the null sink's monitor."""
     with Recorder(pulse) as rec:
         yield rec
-
-
-def chirp(seconds: float = 0.8, amplitude: float = 0.5, f0: float = 300.0, f1: float = 3000.0) -> np.ndarray:
-    """A linear sweep with 10 ms fades: a sharp cross-correlation peak, easy to find in a recording."""
-    t = np.arange(int(seconds * RATE)) / RATE
-    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
-    fade = np.minimum(1.0, np.minimum(t, seconds - t) / 0.01)
-    return (amplitude * fade * np.sin(phase)).astype(np.float32)

@@ -33,3 +33,11 @@ def find(recorded: np.ndarray, sent: np.ndarray, threshold: float = 0.01) -> Mat
     loud = np.nonzero(np.abs(recorded) > threshold)[0]
     heard = (loud[-1] - loud[0] + 1) / RATE if len(loud) else 0.0
     return Match(lag, peak, gain_db, heard)
+
+
+def chirp(seconds: float = 0.8, amplitude: float = 0.5, f0: float = 300.0, f1: float = 3000.0) -> np.ndarray:
+    """A linear sweep with 10 ms fades: a sharp cross-correlation peak, easy to find in a recording."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
+    fade = np.minimum(1.0, np.minimum(t, seconds - t) / 0.01)
+    return (amplitude * fade * np.sin(phase)).astype(np.float32)

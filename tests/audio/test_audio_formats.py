@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile
-from conftest import chirp
+from signals import chirp
 
 from soprano_cli.audio import formats
 from soprano_cli.audio.formats import (

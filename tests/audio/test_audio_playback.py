@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import soundfile
-from conftest import chirp
+from signals import chirp
 from signals import RATE, find
 
 from soprano_cli.audio.formats import encode, float_to_int16, open_encoder

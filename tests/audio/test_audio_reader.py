@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 import soundfile
-from conftest import chirp
+from signals import chirp
 
 from soprano_cli.audio.formats import encode, float_to_int16, wav_header
 from soprano_cli.audio.reader import read_audio_stream

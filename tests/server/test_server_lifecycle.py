@@ -11,7 +11,7 @@ import threading
 
 import httpx
 
-from conftest import TINY_CHECKPOINT, ServerProcess, free_port, server_env
+from server_process import TINY_CHECKPOINT, ServerProcess, free_port, server_env
 
 LONG = " ".join(["The quick brown fox jumps over the lazy dog."] * 12)
 
