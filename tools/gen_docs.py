@@ -709,6 +709,8 @@ def generate() -> dict[str, str]:
     files = {
         "completions/soprano.bash": gen_bash(root),
         "completions/soprano.zsh": gen_zsh(root),
+        # The same script under the name zsh autoloads from $fpath (what pyproject installs).
+        "completions/_soprano": gen_zsh(root),
         "completions/soprano.fish": gen_fish(root),
         "man/soprano.1": gen_man(root, root),
     }
