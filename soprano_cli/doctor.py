@@ -99,14 +99,11 @@ def check_backends() -> list[Check]:
     else:
         results.append(Check("backend.transformers", INFO, "not installed",
                              "pip install 'soprano-cli[transformers]' to use --backend transformers"))
-    if not _installed("lmdeploy"):
-        results.append(Check("backend.lmdeploy", INFO, "not installed",
-                             "on a CUDA machine, pip install lmdeploy to use --backend lmdeploy"))
-    elif not cuda:
-        results.append(Check("backend.lmdeploy", WARN, f"lmdeploy {_version('lmdeploy')} installed, but no CUDA GPU",
-                             "lmdeploy runs only on CUDA; use --backend torch here"))
-    else:
-        results.append(Check("backend.lmdeploy", OK, f"lmdeploy {_version('lmdeploy')} on CUDA"))
+    # The lmdeploy adapter is not in this version (engine/backends/lmdeploy.py says so): report
+    # that plainly rather than suggest an install that would not help.
+    installed = f"lmdeploy {_version('lmdeploy')} installed" if _installed("lmdeploy") else "lmdeploy not installed"
+    results.append(Check("backend.lmdeploy", INFO, f"not supported by this version ({installed})",
+                         "use --backend torch, which also runs on CUDA" if cuda else "use --backend torch"))
     return results
 
 
