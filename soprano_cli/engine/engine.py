@@ -73,6 +73,8 @@ class SentenceStreamer:
         self.whole = chunk_frames > MAX_NEW_TOKENS
         self.block = DECODE_BLOCK if self.whole else chunk_frames
         self.incremental = IncrementalDecoder(decoder)
+        # No sample is final before the decoder's look-ahead is covered: hand it those frames at once.
+        self.first_audio_frames = next(t for t in range(1, 1 << 16) if decoder.ready_samples(t, False) > 0)
         self.frames: list[torch.Tensor] = []  # waiting for the decoder
         self.pieces: list[torch.Tensor] = []  # decoded, waiting for the end (whole sentences)
         self.count = 0  # frames seen
@@ -83,7 +85,7 @@ class SentenceStreamer:
         if frame is not None:
             self.frames.append(frame)
             self.count += 1
-        if not finished and len(self.frames) < self.block:
+        if not finished and (len(self.frames) < self.block or self.count < self.first_audio_frames):
             return None
         device = self.decoder.head.out.weight.device
         batch = torch.stack(self.frames).to(device) if self.frames else None
