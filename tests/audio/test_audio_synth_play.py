@@ -23,6 +23,32 @@ def _reference(tiny_checkpoint, tmp_path) -> np.ndarray:
     return audio
 
 
+def _without_pauses(heard: np.ndarray, shortest: int = 160) -> np.ndarray:
+    """The recording minus runs of exact silence (>= 5 ms): where a producer slower than real
+    time made the player pause, which issue 5 allows; generated speech has no such runs."""
+    silent = heard == 0
+    keep = np.ones_like(silent)
+    start = None
+    for i, quiet in enumerate(np.append(silent, False)):
+        if quiet and start is None:
+            start = i
+        elif not quiet and start is not None:
+            if i - start >= shortest:
+                keep[start:i] = False
+            start = None
+    return heard[keep]
+
+
+def _assert_heard_speech(recorder, sent: np.ndarray) -> None:
+    """The generated speech reached the sink, whole and at its level. Sample-exact playback is
+    `soprano play`'s test; here a pause (a slow producer) may shift the rest of the signal."""
+    heard = _without_pauses(recorder.samples())
+    match = find(heard, sent)
+    assert match.peak > 0.8, match
+    assert abs(match.gain_db) < 1.0, match
+    assert match.heard_seconds >= len(sent) / 32000 - 0.05, match
+
+
 def test_synth_play_is_heard_while_also_writing_the_file(recorder, tiny_checkpoint, tmp_path):
     sent = _reference(tiny_checkpoint, tmp_path)
     out = tmp_path / "played.wav"
@@ -31,9 +57,7 @@ def test_synth_play_is_heard_while_also_writing_the_file(recorder, tiny_checkpoi
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(soundfile.read(out, dtype="float32")[0], sent, atol=1e-4)
     time.sleep(0.3)
-    match = find(recorder.samples(), sent)
-    assert match.peak > 0.95, match
-    assert abs(match.heard_seconds - len(sent) / 32000) < 0.1, match
+    _assert_heard_speech(recorder, sent)
 
 
 def test_streaming_synth_piped_into_play(recorder, tiny_checkpoint, tmp_path):
@@ -43,6 +67,4 @@ def test_streaming_synth_piped_into_play(recorder, tiny_checkpoint, tmp_path):
     result = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, timeout=120)
     assert result.returncode == 0, result.stderr
     time.sleep(0.3)
-    match = find(recorder.samples(), sent)
-    assert match.peak > 0.95, match
-    assert abs(match.heard_seconds - len(sent) / 32000) < 0.1, match
+    _assert_heard_speech(recorder, sent)
