@@ -362,12 +362,16 @@ class Scheduler:
                 del self._live[id(sentence.key)]
         if job in self._feed:
             self._feed.remove(job)
+        self._end(job, None)
+
+    def _end(self, job, outcome: BaseException | None) -> None:
+        """Close a request's stream (None: cleanly), leaving the waiting count right if it never started."""
         if not job.started:
             job.started = True
             with self._cond:
                 self._waiting -= 1
         job.finished = True
-        job._put(None)
+        job._put(outcome)
 
     def _fail_all(self, error: BaseException) -> None:
         """Fail every request in the worker's hands and start over with a fresh generator."""
@@ -377,12 +381,7 @@ class Scheduler:
             jobs.update((id(job), job) for job in self._inbox)
             self._inbox = []
         for job in jobs.values():
-            if not job.started:
-                job.started = True
-                with self._cond:
-                    self._waiting -= 1
-            job.finished = True
-            job._put(error)
+            self._end(job, error)
         self._live.clear()
         self._feed.clear()
         self._generator = self.engine.new_generator()
