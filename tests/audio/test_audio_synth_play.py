@@ -40,13 +40,17 @@ def _without_pauses(heard: np.ndarray, shortest: int = 160) -> np.ndarray:
 
 
 def _assert_heard_speech(recorder, sent: np.ndarray) -> None:
-    """The generated speech reached the sink, whole and at its level. Sample-exact playback is
-    `soprano play`'s test; here a pause (a slow producer) may shift the rest of the signal."""
+    """The generated speech reached the sink whole and at its level. A slow producer may pause
+    playback anywhere (issue 5 allows it), shifting what follows, so each quarter second of the
+    sent audio is located on its own; sample-exact playback is `soprano play`'s own test."""
     heard = _without_pauses(recorder.samples())
-    match = find(heard, sent)
-    assert match.peak > 0.8, match
-    assert abs(match.gain_db) < 1.0, match
-    assert match.heard_seconds >= len(sent) / 32000 - 0.05, match
+    window = 8000
+    pieces = [sent[i:i + window] for i in range(0, len(sent) - window + 1, window)]
+    matches = [find(heard, piece) for piece in pieces]
+    good = [m for m in matches if m.peak > 0.95 and abs(m.gain_db) < 1.0]
+    # A window that straddles a pause cannot match; all others must.
+    assert len(good) >= len(pieces) - 3, matches
+    assert matches[0].heard_seconds >= len(sent) / 32000 - 0.05, matches[0]
 
 
 def test_synth_play_is_heard_while_also_writing_the_file(recorder, tiny_checkpoint, tmp_path):
