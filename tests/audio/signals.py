@@ -41,3 +41,19 @@ def chirp(seconds: float = 0.8, amplitude: float = 0.5, f0: float = 300.0, f1: f
     phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
     fade = np.minimum(1.0, np.minimum(t, seconds - t) / 0.01)
     return (amplitude * fade * np.sin(phase)).astype(np.float32)
+
+
+def without_pauses(heard: np.ndarray, shortest: int = 160) -> np.ndarray:
+    """The recording minus runs of exact silence (>= 5 ms): where a producer slower than real
+    time made the player pause, which issue 5 allows; generated speech has no such runs."""
+    silent = heard == 0
+    keep = np.ones_like(silent)
+    start = None
+    for i, quiet in enumerate(np.append(silent, False)):
+        if quiet and start is None:
+            start = i
+        elif not quiet and start is not None:
+            if i - start >= shortest:
+                keep[start:i] = False
+            start = None
+    return heard[keep]

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import soundfile
-from signals import find
+from signals import find, without_pauses
 
 SOPRANO = [sys.executable, "-m", "soprano_cli"]
 TEXT = "Hello world! The quick brown fox jumps over the lazy dog."
@@ -23,27 +23,11 @@ def _reference(tiny_checkpoint, tmp_path) -> np.ndarray:
     return audio
 
 
-def _without_pauses(heard: np.ndarray, shortest: int = 160) -> np.ndarray:
-    """The recording minus runs of exact silence (>= 5 ms): where a producer slower than real
-    time made the player pause, which issue 5 allows; generated speech has no such runs."""
-    silent = heard == 0
-    keep = np.ones_like(silent)
-    start = None
-    for i, quiet in enumerate(np.append(silent, False)):
-        if quiet and start is None:
-            start = i
-        elif not quiet and start is not None:
-            if i - start >= shortest:
-                keep[start:i] = False
-            start = None
-    return heard[keep]
-
-
 def _assert_heard_speech(recorder, sent: np.ndarray) -> None:
     """The generated speech reached the sink whole and at its level. A slow producer may pause
     playback anywhere (issue 5 allows it), shifting what follows, so each quarter second of the
     sent audio is located on its own; sample-exact playback is `soprano play`'s own test."""
-    heard = _without_pauses(recorder.samples())
+    heard = without_pauses(recorder.samples())
     window = 8000
     pieces = [sent[i:i + window] for i in range(0, len(sent) - window + 1, window)]
     matches = [find(heard, piece) for piece in pieces]
