@@ -119,7 +119,8 @@ def _cpu_flags() -> set[str]:
 def check_cpu() -> list[Check]:
     torch, _ = _torch()
     flags = _cpu_flags()
-    wanted = {"AVX2": "avx2", "AVX512": "avx512f", "AVX512-BF16": "avx512_bf16", "AMX": "amx_bf16"}
+    wanted = {"AVX2": "avx2", "AVX512": "avx512f", "VNNI": "avx512_vnni", "AVX512-BF16": "avx512_bf16",
+              "AMX": "amx_bf16"}
     results = []
     if flags:
         have = [label for label, flag in wanted.items() if flag in flags]
@@ -130,15 +131,16 @@ def check_cpu() -> list[Check]:
     if torch is not None:
         capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
         detail += f"; torch kernels: {capability}"
-        from soprano_cli.engine.quantize import cpu_has_fast_bfloat16, int8_supported
+        from soprano_cli.engine.quantize import cpu_has_fast_bfloat16, int8_supported, use_fbgemm
 
-        fast = int8_supported(torch.device("cpu"))
-        detail += f"; int8/bfloat16 fast path: {'yes' if fast else 'no'}"
+        cpu = torch.device("cpu")
+        kernel = "fbgemm" if use_fbgemm(cpu) else ("bfloat16 int8-weight" if int8_supported(cpu) else "none")
+        detail += f"; int8 kernel: {kernel}; fast bfloat16: {'yes' if cpu_has_fast_bfloat16() else 'no'}"
         if flags and "AVX2" not in have:
             results.append(Check("cpu.features", WARN, detail, "no AVX2: CPU synthesis will be slow"))
-        elif flags and not cpu_has_fast_bfloat16():
+        elif flags and not int8_supported(cpu):
             results.append(Check("cpu.features", OK, detail,
-                                 "--dtype auto keeps float32 here; int8 and bfloat16 need AVX512-BF16 or AMX"))
+                                 "--dtype auto keeps float32 here; int8 needs an x86 CPU with AVX2, or AVX512-BF16/AMX"))
         else:
             results.append(Check("cpu.features", OK, detail))
     else:

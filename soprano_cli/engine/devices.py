@@ -71,5 +71,5 @@ def select_dtype(name: str, device: torch.device) -> str:
 
         if not int8_supported(device):
             raise BackendUnavailableError(
-                "int8 weights need a CPU with AVX512-BF16 or AMX (or a CUDA GPU); use --dtype float32")
+                "int8 weights need an x86 CPU with AVX2, a CPU with AVX512-BF16 or AMX, or a CUDA GPU; use --dtype float32")
     return name

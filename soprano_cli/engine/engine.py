@@ -117,6 +117,9 @@ class Engine:
         self.device = device
         self.backend = backend
         self.dtype = dtype  # the weight precision in use (what `auto` resolved to)
+        from soprano_cli.engine.quantize import DynamicInt8Linear
+
+        self.decoder_dtype = "int8" if any(isinstance(m, DynamicInt8Linear) for m in decoder.modules()) else "float32"
         self.eos_token_id = lm.config.eos_token_id
 
     @classmethod
@@ -138,15 +141,15 @@ class Engine:
             from soprano_cli.engine.backends.transformers import TransformersLM
 
             lm = TransformersLM.load(folder, lm_config, device=device, dtype=dtype)
-        elif backend == "lmdeploy":
+        if backend == "lmdeploy":
             from soprano_cli.engine.backends.lmdeploy import LMDeployLM
 
             lm = LMDeployLM.load(folder, lm_config, device=device, cache_size_mb=config.cache_size_mb)
-        else:
-            lm, dtype = _build_torch_lm(folder, lm_config, device, dtype, tokenizer)
         decoder = SopranoDecoder.from_state_dict(checkpoint.load_decoder_weights(folder)).to(device)
+        if backend == "torch":
+            lm, dtype = _build_torch_lm(folder, lm_config, device, dtype, tokenizer, decoder)
         _release_free_memory()
-        log.info("loaded %s (%s, %s, %s) in %.2f s", folder, backend, device, dtype, time.perf_counter() - started)
+        log.info("loaded %s (%s, %s, LM %s) in %.2f s", folder, backend, device, dtype, time.perf_counter() - started)
         return cls(lm=lm, decoder=decoder, tokenizer=tokenizer, config=config, model_dir=folder,
                    device=device, backend=backend, dtype=dtype)
 
@@ -278,11 +281,13 @@ class Engine:
                 next_out += 1
 
 
-def _build_torch_lm(folder: Path, lm_config, device: torch.device, mode: str, tokenizer):
-    """Our LM in the requested precision; `auto` keeps int8 only if it passes the quality probe.
+def _build_torch_lm(folder: Path, lm_config, device: torch.device, mode: str, tokenizer, decoder: SopranoDecoder):
+    """Our LM in the requested precision, with the decoder's precision to match (set in place).
 
-    The probe (float32 and int8 hidden states over a fixed prompt) runs once per checkpoint and
-    machine; its outcome is cached, so later loads build int8 directly from the file.
+    int8 runs the decoder's ConvNeXt layers in int8 too, where fbgemm serves them. `auto` keeps
+    each int8 part only if it passes its quality probe: hidden-state and logit cosine for the LM, audio SNR
+    for the decoder, both against float32 over a fixed prompt. The probe runs once per checkpoint
+    and machine; its outcome is cached, so later loads build int8 directly from the file.
     """
     from soprano_cli.engine import quantize
     from soprano_cli.engine.lm import build_lm
@@ -293,20 +298,40 @@ def _build_torch_lm(folder: Path, lm_config, device: torch.device, mode: str, to
                         int8=precision == "int8"), precision
 
     if mode != "auto":
+        if mode == "int8" and quantize.decoder_int8_supported(device):
+            quantize.quantize_decoder(decoder)
         return build(mode)
-    if not quantize.int8_supported(device):  # a CPU without fast bfloat16 math
+    if not quantize.int8_supported(device):  # a CPU without a fast int8 kernel
         return build("float32")
-    choice = quantize.cached_choice(folder)
-    if choice in ("int8", "float32"):
-        return build(choice)
+    cached = quantize.cached_choice(folder)
+    if cached is not None:
+        if cached[1] == "int8":
+            quantize.quantize_decoder(decoder)
+        return build(cached[0])
     lm, _ = build("float32")
     probe = quantize.probe_ids(tokenizer, device)
     reference = quantize.hidden_states(lm, probe)
-    lm = quantize.quantize_int8(lm)
-    cosine = float(quantize.cosine_per_position(reference, quantize.hidden_states(lm, probe)).min())
+    decoder_choice, snr = "float32", None
+    if quantize.decoder_int8_supported(device):
+        reference_audio = decode_frames(decoder, reference)
+        replaced = quantize.quantize_decoder(decoder)
+        snr = quantize.snr_db(reference_audio, decode_frames(decoder, reference))
+        if snr >= quantize.MIN_DECODER_SNR_DB:
+            decoder_choice = "int8"
+        else:
+            quantize.restore_decoder(replaced)
+    with torch.inference_mode():
+        reference_logits = lm.lm_head(reference)
+        lm = quantize.quantize_int8(lm)
+        hidden = quantize.hidden_states(lm, probe)
+        # The frames (hidden states) and the token choice (logits) must both hold.
+        cosine = min(float(quantize.cosine_per_position(reference, hidden).min()),
+                     float(quantize.cosine_per_position(reference_logits, lm.lm_head(hidden)).min()))
     choice = "int8" if cosine >= quantize.MIN_COSINE else "float32"
-    quantize.remember_choice(folder, choice, cosine)
-    log.info("dtype auto: %s (int8 probe cosine %.5f, needs %.3f)", choice, cosine, quantize.MIN_COSINE)
+    quantize.remember_choice(folder, choice, cosine, decoder_choice, snr)
+    log.info("dtype auto: LM %s (int8 probe cosine %.5f, needs %.3f), decoder %s (int8 SNR %s dB, needs %.0f)",
+             choice, cosine, quantize.MIN_COSINE, decoder_choice, "n/a" if snr is None else f"{snr:.1f}",
+             quantize.MIN_DECODER_SNR_DB)
     return (lm, "int8") if choice == "int8" else build("float32")
 
 

@@ -180,7 +180,7 @@ class Qwen3LM(nn.Module):
         self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def new_cache(self, slots: int, max_len: int) -> KVCache:
-        weight = self.lm_head.weight
+        weight = self.model.embed_tokens.weight  # lm_head may be int8
         return KVCache(self.config, slots, max_len, weight.dtype, weight.device)
 
     def tie_weights(self) -> None:
@@ -188,7 +188,7 @@ class Qwen3LM(nn.Module):
 
     def rope(self, length: int):
         if self._rope is None or self._rope[0].shape[0] < length:
-            self._rope = rope_tables(self.config, max(length, 1024), self.lm_head.weight.device)
+            self._rope = rope_tables(self.config, max(length, 1024), self.model.embed_tokens.weight.device)
         return self._rope
 
     def _run(self, ids, positions, cache, write_index, read_len, mask):
@@ -223,20 +223,67 @@ class Qwen3LM(nn.Module):
         last = hidden[torch.arange(N, device=device), torch.tensor(lengths, device=device) - 1]  # (N, H)
         return last, self.lm_head(last).float()
 
+    def _rope_decode(self, length: int):
+        """cos, and sin with the rotate-half signs folded in: rope(x) = x*cos + roll(x, D/2)*sin_signed."""
+        cos, sin = self.rope(length)
+        cached = getattr(self, "_rope_signed", None)
+        if cached is None or cached[0] is not cos:
+            half = sin.shape[-1] // 2
+            signed = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)
+            cached = self._rope_signed = (cos, signed)
+        return cached
+
     @torch.inference_mode()
     def decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
         """ids, lengths: (B,) for slots 0..B-1; each token goes to position lengths[b].
 
         Returns hidden (B, H) and logits (B, V) for the next token of each slot.
+
+        One token per sequence is bound by per-operator overhead as much as by reading weights,
+        so this is `_run` written out for T = 1 with as few tensor operations as it can take.
         """
         B = ids.shape[0]
         read_len = int(lengths.max()) + 1
-        slots = torch.arange(B, device=ids.device)
         mask = None
         if B > 1 and bool((lengths != lengths[0]).any()):
             key_positions = torch.arange(read_len, device=ids.device)
             mask = (key_positions[None, :] <= lengths[:, None])[:, None, None, :]  # (B, 1, 1, L)
-        hidden = self._run(ids[:, None], lengths[:, None], cache, (slots, lengths), read_len, mask)[:, 0]
+        config = self.config
+        heads, kv_heads, dim = config.num_heads, config.num_kv_heads, config.head_dim
+        cos_table, sin_table = self._rope_decode(read_len)
+        x = self.model.embed_tokens(ids)  # (B, H)
+        cos = cos_table[lengths].to(x.dtype)[:, None, :]  # (B, 1, D)
+        sin = sin_table[lengths].to(x.dtype)[:, None, :]
+        half = dim // 2
+        # Where each layer's new key and value go: one slice (B = 1) or one indexed write.
+        if B == 1:
+            k_new, v_new = cache.k[:, 0, :, read_len - 1], cache.v[:, 0, :, read_len - 1]  # (layers, kvh, D)
+        else:
+            slots = torch.arange(B, device=ids.device)
+        q_size, group = heads * dim, heads // kv_heads
+        for layer, block in enumerate(self.model.layers):
+            attn = block.self_attn
+            qkv = attn.qkv_proj(block.input_layernorm(x))  # (B, (h + 2 kvh) D)
+            qk = qkv[:, :q_size + kv_heads * dim].view(B, heads + kv_heads, dim)
+            qk = F.rms_norm(qk, (dim,), eps=attn.q_norm.eps) * attn.qk_norm_weight()
+            qk = torch.addcmul(qk * cos, qk.roll(half, -1), sin)  # rotary embedding
+            v = qkv[:, q_size + kv_heads * dim:].view(B, kv_heads, dim)
+            if B == 1:
+                k_new[layer].copy_(qk[0, heads:])
+                v_new[layer].copy_(v[0])
+            else:
+                cache.k[layer, slots, :, lengths] = qk[:, heads:]
+                cache.v[layer, slots, :, lengths] = v
+            keys, values = cache.k[layer, :B, :, :read_len], cache.v[layer, :B, :, :read_len]
+            # The query heads that share a key head attend as that head's rows: plain attention
+            # with no head expansion, which torch runs far faster than its GQA path.
+            queries = qk[:, :heads].view(B, kv_heads, group, dim)
+            out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask)  # (B, kvh, group, D)
+            x = x + attn.o_proj(out.reshape(B, q_size))
+            gate_up = block.mlp.gate_up_proj(block.post_attention_layernorm(x))
+            gate, up = gate_up.chunk(2, dim=-1)
+            x = x + block.mlp.down_proj(F.silu(gate).mul_(up))
+        hidden = self.model.norm(x)
         return hidden, self.lm_head(hidden).float()
 
 
@@ -266,16 +313,10 @@ def build_lm(config: LMConfig, weights, *, device="cpu", dtype: torch.dtype = to
 
     with torch.device("meta"):
         model = Qwen3LM(config)
-    if int8:
-        from soprano_cli.engine.quantize import int8_skeleton
-
-        int8_skeleton(model)
     tied = "lm_head.weight" not in weights
     used: set[str] = set()
     state = {}
     for name in model.state_dict():
-        if name.endswith(".scales"):
-            continue  # made with its weight
         keys = ("model.embed_tokens.weight",) if (name == "lm_head.weight" and tied) else _sources(name)
         parts = [weights[key] for key in keys]
         used.update(keys)
@@ -283,24 +324,29 @@ def build_lm(config: LMConfig, weights, *, device="cpu", dtype: torch.dtype = to
             tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         except RuntimeError:
             raise ModelLoadError("model.safetensors does not match config.json: projection shapes differ") from None
-        if int8 and name.endswith("_proj.weight") and name.startswith("model.layers."):
-            from soprano_cli.engine.quantize import quantize_weight
+        if int8 and (name == "lm_head.weight" or (name.endswith("_proj.weight") and name.startswith("model.layers."))):
+            from soprano_cli.engine.quantize import int8_linear
 
-            weight, scales = quantize_weight(tensor)
-            state[name] = weight.to(device)
-            state[name.removesuffix("weight") + "scales"] = scales.to(device)
+            module = model.get_submodule(name.removesuffix(".weight"))
+            if tuple(tensor.shape) != (module.out_features, module.in_features):
+                raise ModelLoadError(f"model.safetensors does not match config.json: {name} has shape "
+                                     f"{tuple(tensor.shape)}")
+            parent, _, child = name.removesuffix(".weight").rpartition(".")
+            setattr(model.get_submodule(parent), child, int8_linear(tensor, torch.device(device)))
         else:
             state[name] = tensor.to(device=device, dtype=dtype)
     unexpected = sorted(set(weights.keys()) - used)
     if unexpected:
         raise ModelLoadError(f"model.safetensors does not match config.json: unexpected {unexpected[0]}")
-    if tied:
+    tie = tied and "lm_head.weight" in state  # an int8 head is its own (quantized) copy
+    if tie:
         del state["lm_head.weight"]
     try:
-        model.load_state_dict(state, strict=not tied, assign=True)
+        # Not strict: the int8 layers were set whole above, and a tied head is set below.
+        model.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as error:
         first = str(error).strip().splitlines()
         raise ModelLoadError(f"model.safetensors does not match config.json: {' '.join(first[:2])}") from None
-    if tied:
+    if tie:
         model.tie_weights()
     return model.eval()

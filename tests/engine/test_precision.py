@@ -43,8 +43,9 @@ def test_reduced_precision_stays_close_to_float32(tiny_checkpoint, tiny_engine, 
 def test_int8_layers_hold_int8_weights(tiny_checkpoint):
     engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="int8"))
     layer = engine.lm.model.layers[0].mlp.gate_up_proj
-    assert isinstance(layer, quantize.Int8Linear) and layer.weight.dtype == torch.int8
-    assert engine.lm.lm_head.weight.dtype == torch.float32  # token choice stays in float32
+    assert isinstance(layer, (quantize.Int8Linear, quantize.DynamicInt8Linear)) and layer.weight.dtype == torch.int8
+    assert engine.lm.lm_head.weight.dtype == torch.int8
+    assert engine.lm.model.embed_tokens.weight.dtype == torch.float32
     assert engine.synthesize(["hello world!"])[0].frames > 0
 
 
@@ -55,8 +56,11 @@ def test_auto_probes_once_and_remembers(tiny_checkpoint, tmp_path, monkeypatch):
     record = json.loads((tmp_path / "soprano" / "auto-dtype.json").read_text())
     (entry,) = record.values()
     assert entry["choice"] == first.dtype == "int8" and entry["cosine"] >= quantize.MIN_COSINE
+    if quantize.decoder_int8_supported(torch.device("cpu")):
+        assert entry["decoder"] == first.decoder_dtype == "int8"
+        assert entry["decoder_snr_db"] >= quantize.MIN_DECODER_SNR_DB
     second = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="auto"))
-    assert second.dtype == "int8"
+    assert second.dtype == "int8" and second.decoder_dtype == first.decoder_dtype
     ids = torch.tensor(first.prompt_ids("hello world!"))
     torch.testing.assert_close(quantize.hidden_states(first.lm, ids), quantize.hidden_states(second.lm, ids))
 
@@ -67,7 +71,51 @@ def test_auto_falls_back_to_float32_when_the_probe_fails(tiny_checkpoint, tmp_pa
     engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="auto"))
     assert engine.dtype == "float32"
     assert engine.lm.lm_head.weight.dtype == torch.float32
-    assert not any(isinstance(m, quantize.Int8Linear) for m in engine.lm.modules())
+    assert not any(isinstance(m, (quantize.Int8Linear, quantize.DynamicInt8Linear)) for m in engine.lm.modules())
+
+
+needs_fbgemm = pytest.mark.skipif(not quantize.decoder_int8_supported(torch.device("cpu")),
+                                  reason="no fbgemm int8 kernels on this CPU")
+
+
+@needs_fbgemm
+def test_int8_decoder_holds_quality(tiny_checkpoint, tiny_engine, golden):
+    """int8 mode decodes with int8 ConvNeXt layers; their audio stays within the auto threshold."""
+    meta, arrays = golden
+    engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="int8"))
+    assert engine.decoder_dtype == "int8" and tiny_engine.decoder_dtype == "float32"
+    block = engine.decoder.decoder.convnext[0]
+    assert isinstance(block.pwconv1, quantize.DynamicInt8Linear) and isinstance(engine.decoder.head.out, torch.nn.Linear)
+    for case in range(3):
+        frames = torch.from_numpy(arrays[f"hidden_{case}"])
+        reference, audio = tiny_engine.decode([frames])[0], engine.decode([frames])[0]
+        assert quantize.snr_db(reference, audio) > quantize.MIN_DECODER_SNR_DB
+
+
+@needs_fbgemm
+def test_auto_keeps_a_float32_decoder_when_its_probe_fails(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(quantize, "MIN_DECODER_SNR_DB", 500.0)  # no int8 decoder can pass
+    engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="auto"))
+    assert engine.dtype == "int8" and engine.decoder_dtype == "float32"
+    assert all(isinstance(block.pwconv1, torch.nn.Linear) for block in engine.decoder.decoder.convnext)
+    (entry,) = json.loads((tmp_path / "soprano" / "auto-dtype.json").read_text()).values()
+    assert entry["decoder"] == "float32" and entry["decoder_snr_db"] < 500
+
+
+@needs_int8
+def test_int8_batched_equals_one_by_one(tiny_checkpoint):
+    """Each row is quantized on its own scale, so a sentence's output does not depend on its batch."""
+    from soprano_cli.engine.sampling import SamplingParams
+
+    engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="int8"))
+    texts = ["hello world!", "a second, somewhat longer sentence to read.", "three."]
+    params = SamplingParams(max_new_tokens=60)
+    batched = engine.synthesize(texts, params)
+    for text, together in zip(texts, batched):
+        alone = engine.synthesize([text], params)[0]
+        assert alone.frames == together.frames
+        np.testing.assert_allclose(alone.audio, together.audio, atol=1e-5)
 
 
 def test_unknown_dtype(tiny_checkpoint):
