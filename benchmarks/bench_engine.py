@@ -51,7 +51,7 @@ def worker(args) -> dict:
     load = time.perf_counter() - started
     params = SamplingParams(max_new_tokens=args.frames + 0)  # exactly `frames` frames: no EOS here
     engine.synthesize(["warm up."], SamplingParams(max_new_tokens=8))
-    result = {"backend": args.backend, "dtype": engine.dtype, "load_s": load, "threads": torch.get_num_threads(),
+    result = {"backend": args.backend, "dtype": engine.dtype, "decoder": engine.decoder_dtype, "load_s": load, "threads": torch.get_num_threads(),
               "first_chunk_prompt": len(engine.prompt_ids(FIRST_CHUNK_TEXT))}
     # First streamed chunk: wall time from the call to the first audible samples.
     latencies = []
@@ -95,7 +95,7 @@ def quality(folder: Path, modes: list[str], frames: int) -> dict:
     import torch
 
     from soprano_cli.engine.engine import Engine, EngineConfig
-    from soprano_cli.engine.quantize import cosine_per_position, hidden_states
+    from soprano_cli.engine.quantize import cosine_per_position, hidden_states, snr_db
     from soprano_cli.engine.sampling import SamplingParams
 
     reference = Engine.load(EngineConfig(model=str(folder), dtype="float32", device="cpu"))
@@ -114,9 +114,11 @@ def quality(folder: Path, modes: list[str], frames: int) -> dict:
         frames_mode = hidden_states(engine.lm, ids)[span]
         cosine = cosine_per_position(ref_frames, frames_mode)
         audio = engine.decode([frames_mode])[0]
-        noise = ((ref_audio - audio) ** 2).sum()
-        snr = 10 * torch.log10(torch.tensor((ref_audio ** 2).sum() / max(noise, 1e-20))).item()
-        drift[engine.dtype] = {"cos_min": float(cosine.min()), "cos_mean": float(cosine.mean()), "snr_db": snr}
+        drift[engine.dtype] = {"cos_min": float(cosine.min()), "cos_mean": float(cosine.mean()),
+                               "snr_db": snr_db(ref_audio, audio),  # the whole chain: LM and decoder
+                               # the decoder alone, on the float32 frames
+                               "decoder_snr_db": snr_db(ref_audio, engine.decode([ref_frames])[0]),
+                               "decoder": engine.decoder_dtype}
     return drift
 
 
@@ -168,16 +170,18 @@ def main() -> None:
     print(f"{args.frames} frames per sentence; memory bandwidth {bandwidth:.1f} GB/s; float32 LM weights "
           f"{weight_bytes / 1e6:.0f} MB read per step -> limit {limit_rtf:.1f}x real time for one sentence\n")
     print("| backend | weights | load s | 1 sentence RTF | 8 sentences RTF | 32 sentences RTF | first chunk ms "
-          "| peak RSS MB (1 sentence / all) | hidden cos min | audio SNR dB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| peak RSS MB (1 sentence / all) | hidden cos min | audio SNR dB | decoder alone SNR dB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     transformers_one = next((r["rtf_1"] for r in rows if r["backend"] == "transformers"), None)
     for r in rows:
         q = drift.get(r["dtype"], {})
-        cells = [r["backend"], r["dtype"], f"{r['load_s']:.2f}", f"{r['rtf_1']:.1f}", f"{r['rtf_8']:.1f}",
+        weights = r["dtype"] + (" + int8 decoder" if r.get("decoder") == "int8" else "")
+        cells = [r["backend"], weights, f"{r['load_s']:.2f}", f"{r['rtf_1']:.1f}", f"{r['rtf_8']:.1f}",
                  f"{r['rtf_32']:.1f}" if "rtf_32" in r else "—", f"{r['first_chunk_ms']:.0f}",
                  f"{r['peak_rss_one_mb']:.0f} / {r['peak_rss_mb']:.0f}",
                  f"{q['cos_min']:.5f}" if q else ("1 (exact)" if r["dtype"] == "float32" else "—"),
-                 f"{q['snr_db']:.1f}" if q else ("∞" if r["dtype"] == "float32" else "—")]
+                 f"{q['snr_db']:.1f}" if q else ("∞" if r["dtype"] == "float32" else "—"),
+                 f"{q['decoder_snr_db']:.1f}" if q and q["decoder"] == "int8" else "∞ (float32)"]
         print("| " + " | ".join(cells) + " |")
     f32 = next((r for r in rows if r["backend"] == "torch" and r["dtype"] == "float32"), None)
     if f32 and transformers_one:

@@ -64,7 +64,7 @@ _soprano_serve() {
         '(-m --model --model-path)'{-m,--model,--model-path}'[Model folder or hub id \[default: ekwek/Soprano-1.1-80M\]]:model:_files -/' \
         '(-d --device)'{-d,--device}'[auto, cpu, cuda or mps]:device:(auto cpu cuda mps)' \
         '(-b --backend)'{-b,--backend}'[auto (= torch), torch, transformers or lmdeploy]:backend:(auto torch transformers lmdeploy)' \
-        '(--dtype)--dtype[LM weights: auto (fastest that holds quality), float32 (exact), bfloat16 or int8]:dtype:(auto float32 bfloat16 int8)' \
+        '(--dtype)--dtype[Weights: auto (fastest that holds quality), float32 (exact), bfloat16, or int8 (LM and...]:dtype:(auto float32 bfloat16 int8)' \
         '(--api-key)--api-key[Require '\''Authorization: Bearer KEY'\'' on every route but /health]:api_key: ' \
         '(--max-input-chars)--max-input-chars[Longest accepted input]:max_input_chars: ' \
         '(--max-queue)--max-queue[Requests that may wait for the batch before 429]:max_queue: ' \
@@ -111,7 +111,7 @@ _soprano_synth() {
         '(-m --model --model-path)'{-m,--model,--model-path}'[Model folder or hub id \[default: ekwek/Soprano-1.1-80M\]]:model:_files -/' \
         '(-d --device)'{-d,--device}'[auto, cpu, cuda or mps]:device:(auto cpu cuda mps)' \
         '(-b --backend)'{-b,--backend}'[auto (= torch), torch, transformers or lmdeploy]:backend:(auto torch transformers lmdeploy)' \
-        '(--dtype)--dtype[LM weights: auto (fastest that holds quality), float32 (exact), bfloat16 or int8]:dtype:(auto float32 bfloat16 int8)' \
+        '(--dtype)--dtype[Weights: auto (fastest that holds quality), float32 (exact), bfloat16, or int8 (LM and...]:dtype:(auto float32 bfloat16 int8)' \
         '(-c --cache-size)'{-c,--cache-size}'[KV cache budget in MB (lmdeploy)]:cache_size: ' \
         '(-bs --decoder-batch-size)'{-bs,--decoder-batch-size}'[Sentences decoded to audio at once]:decoder_batch_size: ' \
         '(--max-batch)--max-batch[Sentences generated at once by the LM]:max_batch: ' \

@@ -33,7 +33,7 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
            "auto", ("synth", "serve", "asgi"), "--device"),
     EnvVar("SOPRANO_BACKEND", "LM backend: auto (= torch), torch, transformers or lmdeploy.",
            "auto", ("synth", "serve", "asgi"), "--backend"),
-    EnvVar("SOPRANO_DTYPE", "LM weight precision: auto, float32, bfloat16 or int8.",
+    EnvVar("SOPRANO_DTYPE", "Weight precision: auto, float32, bfloat16 or int8 (int8 covers the decoder too).",
            "auto", ("synth", "serve", "asgi"), "--dtype"),
     EnvVar("SOPRANO_MAX_BATCH", "Sentences the LM generates at once.",
            "16", ("synth", "serve", "asgi"), "--max-batch"),

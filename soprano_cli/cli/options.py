@@ -25,7 +25,7 @@ Backend = Annotated[str, typer.Option(
     help="auto (= torch), torch, transformers or lmdeploy.")]
 Dtype = Annotated[str, typer.Option(
     "--dtype", envvar="SOPRANO_DTYPE", rich_help_panel=MODEL_PANEL,
-    help="LM weights: auto (fastest that holds quality), float32 (exact), bfloat16 or int8.")]
+    help="Weights: auto (fastest that holds quality), float32 (exact), bfloat16, or int8 (LM and decoder).")]
 CacheSize = Annotated[int, typer.Option(
     "--cache-size", "-c", rich_help_panel=MODEL_PANEL, help="KV cache budget in MB (lmdeploy).")]
 DecoderBatchSize = Annotated[int, typer.Option(

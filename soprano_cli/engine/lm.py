@@ -316,6 +316,7 @@ def build_lm(config: LMConfig, weights, *, device="cpu", dtype: torch.dtype = to
     tied = "lm_head.weight" not in weights
     used: set[str] = set()
     state = {}
+    quantizing = _Quantizer(model, torch.device(device)) if int8 else None
     for name in model.state_dict():
         keys = ("model.embed_tokens.weight",) if (name == "lm_head.weight" and tied) else _sources(name)
         parts = [weights[key] for key in keys]
@@ -325,16 +326,15 @@ def build_lm(config: LMConfig, weights, *, device="cpu", dtype: torch.dtype = to
         except RuntimeError:
             raise ModelLoadError("model.safetensors does not match config.json: projection shapes differ") from None
         if int8 and (name == "lm_head.weight" or (name.endswith("_proj.weight") and name.startswith("model.layers."))):
-            from soprano_cli.engine.quantize import int8_linear
-
             module = model.get_submodule(name.removesuffix(".weight"))
             if tuple(tensor.shape) != (module.out_features, module.in_features):
                 raise ModelLoadError(f"model.safetensors does not match config.json: {name} has shape "
                                      f"{tuple(tensor.shape)}")
-            parent, _, child = name.removesuffix(".weight").rpartition(".")
-            setattr(model.get_submodule(parent), child, int8_linear(tensor, torch.device(device)))
+            quantizing.submit(name.removesuffix(".weight"), tensor)
         else:
             state[name] = tensor.to(device=device, dtype=dtype)
+    if quantizing is not None:
+        quantizing.finish()
     unexpected = sorted(set(weights.keys()) - used)
     if unexpected:
         raise ModelLoadError(f"model.safetensors does not match config.json: unexpected {unexpected[0]}")
@@ -350,3 +350,34 @@ def build_lm(config: LMConfig, weights, *, device="cpu", dtype: torch.dtype = to
     if tie:
         model.tie_weights()
     return model.eval()
+
+
+class _Quantizer:
+    """Quantizes layers on two threads while the next tensors are read (the kernels release the
+    GIL), with few float tensors in flight so peak memory stays near the int8 model's size."""
+
+    IN_FLIGHT = 3
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.model, self.device = model, device
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="soprano-quantize")
+        self.pending: list = []
+
+    def submit(self, path: str, weight: torch.Tensor) -> None:
+        from soprano_cli.engine.quantize import int8_linear
+
+        self.pending.append((path, self.pool.submit(int8_linear, weight, self.device)))
+        while len(self.pending) >= self.IN_FLIGHT:
+            self._place(*self.pending.pop(0))
+
+    def finish(self) -> None:
+        for path, future in self.pending:
+            self._place(path, future)
+        self.pending = []
+        self.pool.shutdown()
+
+    def _place(self, path: str, future) -> None:
+        parent, _, child = path.rpartition(".")
+        setattr(self.model.get_submodule(parent) if parent else self.model, child, future.result())

@@ -32,12 +32,12 @@ PROBE_TEXT = "[STOP][TEXT]the quick brown fox jumps over the lazy dog, then naps
 COMPUTE_DTYPE = torch.bfloat16  # activations in the int8-weight kernel
 
 
-def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_weight(weight: torch.Tensor, scale_dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """(out, in) float weight -> int8 weight and one scale per output row (symmetric, absmax)."""
     weight = weight.detach().float()
     scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0  # (out,)
     quantized = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
-    return quantized.contiguous(), scale.to(COMPUTE_DTYPE)
+    return quantized.contiguous(), scale.to(scale_dtype)
 
 
 class Int8Linear(nn.Module):
@@ -52,7 +52,7 @@ class Int8Linear(nn.Module):
     @classmethod
     def from_float(cls, weight: torch.Tensor) -> "Int8Linear":
         layer = cls(*weight.shape)
-        layer.weight, layer.scales = quantize_weight(weight)
+        layer.weight, layer.scales = quantize_weight(weight, COMPUTE_DTYPE)
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,11 +75,11 @@ class DynamicInt8Linear(nn.Module):
         # Added after the rows are scaled back (a packed bias would be scaled with them).
         self.bias = None if bias is None else bias.detach().float().clone()
         self.out_features, self.in_features = weight.shape
-        scales = weight.abs().amax(dim=1).clamp(min=1e-8).double() / 127.0
+        integers, scales = quantize_weight(weight)  # vectorized; torch.quantize_per_channel is 6x slower
         zero_points = torch.zeros(self.out_features, dtype=torch.long)
         with warnings.catch_warnings():  # quantized tensors are deprecated; fbgemm's prepack still takes one
             warnings.simplefilter("ignore")
-            quantized = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
+            quantized = torch._make_per_channel_quantized_tensor(integers, scales.double(), zero_points, 0)
         self.packed = torch.ops.quantized.linear_prepack(quantized, None)  # fbgemm's own layout, no copy kept
         # Rows in [-1, 1] as uint8 around 128. Without VNNI, fbgemm's 16-bit accumulation can
         # saturate on full-range inputs, so those CPUs get 7 bits.
@@ -169,13 +169,14 @@ def quantize_decoder(decoder: nn.Module) -> list[tuple[nn.Module, str, nn.Module
     Returns what was replaced, so `restore_decoder` can undo it. The head's output layer stays
     float32: its 2050 log-magnitude and phase bins cost about 15 dB of SNR in int8.
     """
-    replaced = []
-    for block in decoder.decoder.convnext:
-        for name in ("pwconv1", "pwconv2"):
-            layer = getattr(block, name)
-            if isinstance(layer, nn.Linear):
-                replaced.append((block, name, layer))
-                setattr(block, name, DynamicInt8Linear(layer.weight, layer.bias))
+    from concurrent.futures import ThreadPoolExecutor
+
+    replaced = [(block, name, getattr(block, name)) for block in decoder.decoder.convnext
+                for name in ("pwconv1", "pwconv2") if isinstance(getattr(block, name), nn.Linear)]
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="soprano-quantize") as pool:  # kernels release the GIL
+        layers = list(pool.map(lambda item: DynamicInt8Linear(item[2].weight, item[2].bias), replaced))
+    for (block, name, _), layer in zip(replaced, layers):
+        setattr(block, name, layer)
     return replaced
 
 
