@@ -34,10 +34,16 @@ COMPUTE_DTYPE = torch.bfloat16  # activations in the int8-weight kernel
 
 def quantize_weight(weight: torch.Tensor, scale_dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """(out, in) float weight -> int8 weight and one scale per output row (symmetric, absmax)."""
-    weight = weight.detach().float()
-    scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0  # (out,)
-    quantized = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
-    return quantized.contiguous(), scale.to(scale_dtype)
+    weight = weight.detach()
+    low, high = torch.aminmax(weight, dim=1)  # no |weight| temporary
+    scale = torch.maximum(-low, high).float().clamp(min=1e-8) / 127.0  # (out,)
+    quantized = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
+    # A few rows at a time: whole-matrix float temporaries would grow the heap by tens of MB.
+    rows = max(1, (1 << 16) // max(weight.shape[1], 1))
+    for start in range(0, weight.shape[0], rows):
+        part = weight[start:start + rows].float() / scale[start:start + rows, None]
+        quantized[start:start + rows] = part.round_().clamp_(-127, 127)
+    return quantized, scale.to(scale_dtype)
 
 
 class Int8Linear(nn.Module):
