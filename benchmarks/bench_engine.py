@@ -2,6 +2,7 @@
 
     python benchmarks/bench_engine.py            # the full table (about 10 minutes on 2 cores)
     python benchmarks/bench_engine.py --quick    # 64 frames per sentence, a smoke run
+    python benchmarks/bench_engine.py --device cuda --modes bfloat16,float32 --counts 1,8,64 --no-transformers
 
 On a random checkpoint with the published 80M sizes (written once to .bench/), greedy, every
 sentence generating exactly --frames frames (random weights never emit EOS). Each configuration
@@ -47,7 +48,7 @@ def worker(args) -> dict:
     from soprano_cli.engine.sampling import SamplingParams
 
     started = time.perf_counter()
-    engine = Engine.load(EngineConfig(model=args.checkpoint, backend=args.backend, dtype=args.dtype, device="cpu"))
+    engine = Engine.load(EngineConfig(model=args.checkpoint, backend=args.backend, dtype=args.dtype, device=args.device))
     load = time.perf_counter() - started
     params = SamplingParams(max_new_tokens=args.frames + 0)  # exactly `frames` frames: no EOS here
     engine.synthesize(["warm up."], SamplingParams(max_new_tokens=8))
@@ -90,7 +91,7 @@ def memory_bandwidth_gbs() -> float:
     return best
 
 
-def quality(folder: Path, modes: list[str], frames: int) -> dict:
+def quality(folder: Path, modes: list[str], frames: int, device: str = "cpu") -> dict:
     """Drift of each mode against float32 on the same tokens: hidden-state cosine and audio SNR."""
     import torch
 
@@ -98,7 +99,7 @@ def quality(folder: Path, modes: list[str], frames: int) -> dict:
     from soprano_cli.engine.quantize import cosine_per_position, hidden_states, snr_db
     from soprano_cli.engine.sampling import SamplingParams
 
-    reference = Engine.load(EngineConfig(model=str(folder), dtype="float32", device="cpu"))
+    reference = Engine.load(EngineConfig(model=str(folder), dtype="float32", device=device))
     text = sentences(1)[0]
     tokens = reference.generate([text], SamplingParams(max_new_tokens=frames))[0].tokens
     prompt = reference.prompt_ids(text)
@@ -110,7 +111,7 @@ def quality(folder: Path, modes: list[str], frames: int) -> dict:
     for mode in modes:
         if mode == "float32":
             continue
-        engine = Engine.load(EngineConfig(model=str(folder), dtype=mode, device="cpu"))
+        engine = Engine.load(EngineConfig(model=str(folder), dtype=mode, device=device))
         frames_mode = hidden_states(engine.lm, ids)[span]
         cosine = cosine_per_position(ref_frames, frames_mode)
         audio = engine.decode([frames_mode])[0]
@@ -132,7 +133,8 @@ def main() -> None:
     parser.add_argument("--backend", default="torch", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
-    parser.add_argument("--counts", default="1,8,32", help=argparse.SUPPRESS)
+    parser.add_argument("--counts", default="1,8,32", help="sentences per text, comma-separated")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     if args.quick:
         args.frames = 64
@@ -142,20 +144,21 @@ def main() -> None:
         return
 
     folder = checkpoint(ROOT / ".bench" / "soprano-80m-random")
-    runs = [("torch", mode, "1,8,32") for mode in args.modes.split(",")]
+    runs = [("torch", mode, args.counts) for mode in args.modes.split(",")]
     if not args.no_transformers:
-        runs.append(("transformers", "float32", "1,8"))  # 32 sequential sentences would take many minutes
+        # 32 sequential sentences would take many minutes
+        runs.append(("transformers", "float32", ",".join(c for c in args.counts.split(",") if int(c) <= 8)))
     rows = []
     for backend, mode, counts in runs:
         command = [sys.executable, __file__, "--worker", "--backend", backend, "--dtype", mode, "--checkpoint",
-                   str(folder), "--frames", str(args.frames), "--counts", counts]
+                   str(folder), "--frames", str(args.frames), "--counts", counts, "--device", args.device]
         out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
         if out.returncode != 0:
             print(f"{backend}/{mode} failed:\n{out.stderr}", file=sys.stderr)
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"measured {backend}/{mode}", file=sys.stderr, flush=True)
-    drift = quality(folder, args.modes.split(","), min(args.frames, 128))
+    drift = quality(folder, args.modes.split(","), min(args.frames, 128), args.device)
     bandwidth = memory_bandwidth_gbs()
 
     from safetensors import safe_open
@@ -169,16 +172,19 @@ def main() -> None:
     print(f"\nfirst chunk: a {prompt}-token prompt, chunks of 1 frame")
     print(f"{args.frames} frames per sentence; memory bandwidth {bandwidth:.1f} GB/s; float32 LM weights "
           f"{weight_bytes / 1e6:.0f} MB read per step -> limit {limit_rtf:.1f}x real time for one sentence\n")
-    print("| backend | weights | load s | 1 sentence RTF | 8 sentences RTF | 32 sentences RTF | first chunk ms "
-          "| peak RSS MB (1 sentence / all) | hidden cos min | audio SNR dB | decoder alone SNR dB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    counts = [int(c) for c in args.counts.split(",") if c]
+    print("| backend | weights | load s | " + " | ".join(f"{c} sentence{'s' if c > 1 else ''} RTF" for c in counts)
+          + " | first chunk ms | peak RSS MB (1 sentence / all) | hidden cos min | audio SNR dB "
+          "| decoder alone SNR dB |")
+    print("|---" * (len(counts) + 8) + "|")
     transformers_one = next((r["rtf_1"] for r in rows if r["backend"] == "transformers"), None)
     for r in rows:
         q = drift.get(r["dtype"], {})
         weights = r["dtype"] + (" + int8 decoder" if r.get("decoder") == "int8" else "")
-        cells = [r["backend"], weights, f"{r['load_s']:.2f}", f"{r['rtf_1']:.1f}", f"{r['rtf_8']:.1f}",
-                 f"{r['rtf_32']:.1f}" if "rtf_32" in r else "—", f"{r['first_chunk_ms']:.0f}",
-                 f"{r['peak_rss_one_mb']:.0f} / {r['peak_rss_mb']:.0f}",
+        cells = [r["backend"], weights, f"{r['load_s']:.2f}",
+                 *(f"{r[f'rtf_{c}']:.1f}" if f"rtf_{c}" in r else "—" for c in counts),
+                 f"{r['first_chunk_ms']:.0f}",
+                 f"{r.get('peak_rss_one_mb', 0):.0f} / {r['peak_rss_mb']:.0f}",
                  f"{q['cos_min']:.5f}" if q else ("1 (exact)" if r["dtype"] == "float32" else "—"),
                  f"{q['snr_db']:.1f}" if q else ("∞" if r["dtype"] == "float32" else "—"),
                  f"{q['decoder_snr_db']:.1f}" if q and q["decoder"] == "int8" else "∞ (float32)"]

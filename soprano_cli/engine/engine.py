@@ -148,6 +148,10 @@ class Engine:
         decoder = SopranoDecoder.from_state_dict(checkpoint.load_decoder_weights(folder)).to(device)
         if backend == "torch":
             lm, dtype = _build_torch_lm(folder, lm_config, device, dtype, tokenizer, decoder)
+            if device.type == "cuda":
+                from soprano_cli.engine.cuda_graphs import CudaGraphRunner
+
+                lm.cuda_graphs = CudaGraphRunner(lm)
         _release_free_memory()
         log.info("loaded %s (%s, %s, LM %s) in %.2f s", folder, backend, device, dtype, time.perf_counter() - started)
         return cls(lm=lm, decoder=decoder, tokenizer=tokenizer, config=config, model_dir=folder,

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # under SIMILAR_FRAME_DISTANCE raise a counter (others lower it); above REPEAT_LIMIT it is a loop.
 SIMILAR_FRAME_DISTANCE = 300.0
 REPEAT_LIMIT = 16
+# KV cache positions allocated up front on CUDA: a long prompt plus the 512-token cap.
+STATIC_CACHE_LEN = 1024
 
 
 @dataclass
@@ -108,6 +110,9 @@ class BatchGenerator:
     def _ensure_cache(self, need_len: int, need_slots: int) -> None:
         """Grow the cache to `need_len` positions and enough slots (never beyond max_batch; never shrinks)."""
         need_slots = min(self.max_batch, need_slots)
+        if self.device.type == "cuda":
+            # Allocated once at full size: captured CUDA graphs hold the cache's addresses.
+            need_slots, need_len = self.max_batch, max(need_len, STATIC_CACHE_LEN)
         if self.cache is not None and self.cache.max_len >= need_len and self.cache.slots >= need_slots:
             return
         # Round up so slightly longer prompts or one more sentence do not reallocate every time.

@@ -178,6 +178,7 @@ class Qwen3LM(nn.Module):
         self.model = Backbone(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.cuda_graphs = None  # a CudaGraphRunner on CUDA: decode replays captured graphs
 
     def new_cache(self, slots: int, max_len: int) -> KVCache:
         weight = self.model.embed_tokens.weight  # lm_head may be int8
@@ -242,12 +243,26 @@ class Qwen3LM(nn.Module):
         One token per sequence is bound by per-operator overhead as much as by reading weights,
         so this is `_run` written out for T = 1 with as few tensor operations as it can take.
         """
+        if self.cuda_graphs is not None and ids.is_cuda:
+            return self.cuda_graphs(ids, lengths, cache)
         B = ids.shape[0]
         read_len = int(lengths.max()) + 1
         mask = None
         if B > 1 and bool((lengths != lengths[0]).any()):
             key_positions = torch.arange(read_len, device=ids.device)
             mask = (key_positions[None, :] <= lengths[:, None])[:, None, None, :]  # (B, 1, 1, L)
+        return self._decode_step(ids, lengths, cache, read_len, mask, static=False)
+
+    @torch.inference_mode()
+    def decode_static(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
+        """`decode` with fixed shapes and no host synchronization, for CUDA graphs: attention
+        runs over the whole cache, masked past each slot's length."""
+        key_positions = torch.arange(cache.max_len, device=ids.device)
+        mask = (key_positions[None, :] <= lengths[:, None])[:, None, None, :]
+        return self._decode_step(ids, lengths, cache, cache.max_len, mask, static=True)
+
+    def _decode_step(self, ids, lengths, cache: KVCache, read_len: int, mask, static: bool):
+        B = ids.shape[0]
         config = self.config
         heads, kv_heads, dim = config.num_heads, config.num_kv_heads, config.head_dim
         cos_table, sin_table = self._rope_decode(read_len)
@@ -256,7 +271,7 @@ class Qwen3LM(nn.Module):
         sin = sin_table[lengths].to(x.dtype)[:, None, :]
         half = dim // 2
         # Where each layer's new key and value go: one slice (B = 1) or one indexed write.
-        if B == 1:
+        if B == 1 and not static:
             k_new, v_new = cache.k[:, 0, :, read_len - 1], cache.v[:, 0, :, read_len - 1]  # (layers, kvh, D)
         else:
             slots = torch.arange(B, device=ids.device)
@@ -268,7 +283,7 @@ class Qwen3LM(nn.Module):
             qk = F.rms_norm(qk, (dim,), eps=attn.q_norm.eps) * attn.qk_norm_weight()
             qk = torch.addcmul(qk * cos, qk.roll(half, -1), sin)  # rotary embedding
             v = qkv[:, q_size + kv_heads * dim:].view(B, kv_heads, dim)
-            if B == 1:
+            if B == 1 and not static:
                 k_new[layer].copy_(qk[0, heads:])
                 v_new[layer].copy_(v[0])
             else:
