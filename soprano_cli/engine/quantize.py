@@ -12,6 +12,7 @@ weights (one scale per output channel) read a quarter of float32's bytes. Two ke
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -125,15 +126,19 @@ def int8_supported(device: torch.device) -> bool:
     return hasattr(torch.ops.aten, "_weight_int8pack_mm") and cpu_has_fast_bfloat16()
 
 
-def cpu_has_flag(*names: str) -> bool:
-    """Whether /proc/cpuinfo lists any of these CPU flags (False where it cannot be read)."""
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    """The CPU flags /proc/cpuinfo lists, read once (every int8 layer asks)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as info:
-            flags = next((line for line in info if line.startswith("flags")), "")
+            return frozenset(next((line for line in info if line.startswith("flags")), "").split())
     except OSError:
-        return False
-    listed = set(flags.split())
-    return any(name in listed for name in names)
+        return frozenset()
+
+
+def cpu_has_flag(*names: str) -> bool:
+    """Whether /proc/cpuinfo lists any of these CPU flags (False where it cannot be read)."""
+    return any(name in _cpu_flags() for name in names)
 
 
 def cpu_has_fast_bfloat16() -> bool:
