@@ -59,20 +59,24 @@ class KVCache(nn.Module):
 
 
 def rope_tables(config: LMConfig, max_len: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin for every position: (max_len, head_dim), the rotate-half layout."""
+    """cos, and sin with the rotate-half signs folded in, for every position: (max_len, head_dim).
+
+    rotate_half(x) * sin equals roll(x, D/2) * sin_signed, and a roll is one operation where
+    rotate_half is four.
+    """
     dim = config.head_dim
     inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
     positions = torch.arange(max_len, dtype=torch.float32)
     freqs = torch.outer(positions, inv_freq)  # (max_len, dim/2)
     emb = torch.cat([freqs, freqs], dim=-1)
-    return emb.cos().to(device), emb.sin().to(device)
+    sin = emb.sin()
+    sin[:, : dim // 2].neg_()
+    return emb.cos().to(device), sin.to(device)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x: (B, T, heads, D); cos/sin: (B, T, 1, D)
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos + rotated * sin
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding over the last dimension; cos and sin_signed broadcast against x."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), sin_signed)
 
 
 class Attention(nn.Module):
@@ -224,16 +228,6 @@ class Qwen3LM(nn.Module):
         last = hidden[torch.arange(N, device=device), torch.tensor(lengths, device=device) - 1]  # (N, H)
         return last, self.lm_head(last).float()
 
-    def _rope_decode(self, length: int):
-        """cos, and sin with the rotate-half signs folded in: rope(x) = x*cos + roll(x, D/2)*sin_signed."""
-        cos, sin = self.rope(length)
-        cached = getattr(self, "_rope_signed", None)
-        if cached is None or cached[0] is not cos:
-            half = sin.shape[-1] // 2
-            signed = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)
-            cached = self._rope_signed = (cos, signed)
-        return cached
-
     @torch.inference_mode()
     def decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
         """ids, lengths: (B,) for slots 0..B-1; each token goes to position lengths[b].
@@ -265,11 +259,10 @@ class Qwen3LM(nn.Module):
         B = ids.shape[0]
         config = self.config
         heads, kv_heads, dim = config.num_heads, config.num_kv_heads, config.head_dim
-        cos_table, sin_table = self._rope_decode(read_len)
+        cos_table, sin_table = self.rope(read_len)
         x = self.model.embed_tokens(ids)  # (B, H)
         cos = cos_table[lengths].to(x.dtype)[:, None, :]  # (B, 1, D)
         sin = sin_table[lengths].to(x.dtype)[:, None, :]
-        half = dim // 2
         # Where each layer's new key and value go: one slice (B = 1) or one indexed write.
         if B == 1 and not static:
             k_new, v_new = cache.k[:, 0, :, read_len - 1], cache.v[:, 0, :, read_len - 1]  # (layers, kvh, D)
@@ -281,7 +274,7 @@ class Qwen3LM(nn.Module):
             qkv = attn.qkv_proj(block.input_layernorm(x))  # (B, (h + 2 kvh) D)
             qk = qkv[:, :q_size + kv_heads * dim].view(B, heads + kv_heads, dim)
             qk = F.rms_norm(qk, (dim,), eps=attn.q_norm.eps) * attn.qk_norm_weight()
-            qk = torch.addcmul(qk * cos, qk.roll(half, -1), sin)  # rotary embedding
+            qk = apply_rope(qk, cos, sin)
             v = qkv[:, q_size + kv_heads * dim:].view(B, kv_heads, dim)
             if B == 1 and not static:
                 k_new[layer].copy_(qk[0, heads:])
