@@ -48,11 +48,15 @@ def worker(args) -> dict:
     from soprano_cli.engine.sampling import SamplingParams
 
     started = time.perf_counter()
-    engine = Engine.load(EngineConfig(model=args.checkpoint, backend=args.backend, dtype=args.dtype, device=args.device))
+    engine = Engine.load(EngineConfig(model=args.checkpoint, backend=args.backend, dtype=args.dtype, device=args.device,
+                                      max_batch=args.max_batch))
     load = time.perf_counter() - started
+    gpu = engine.device.type == "cuda"
     params = SamplingParams(max_new_tokens=args.frames + 0)  # exactly `frames` frames: no EOS here
-    engine.synthesize(["warm up."], SamplingParams(max_new_tokens=8))
-    result = {"backend": args.backend, "dtype": engine.dtype, "decoder": engine.decoder_dtype, "load_s": load, "threads": torch.get_num_threads(),
+    engine.warm_up()  # what a daemon does at start (on CUDA: captures the decode graphs)
+    engine.synthesize(sentences(max(args.counts)) if gpu else ["warm up."], SamplingParams(max_new_tokens=8))
+    result = {"backend": args.backend, "dtype": engine.dtype, "decoder": engine.decoder_dtype, "load_s": load,
+              "threads": torch.get_num_threads(), "max_batch": engine.config.max_batch,
               "first_chunk_prompt": len(engine.prompt_ids(FIRST_CHUNK_TEXT))}
     # First streamed chunk: wall time from the call to the first audible samples.
     latencies = []
@@ -75,6 +79,9 @@ def worker(args) -> dict:
         if count == 1:
             result["peak_rss_one_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if gpu:
+        result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        result["gpu"] = torch.cuda.get_device_name()
     return result
 
 
@@ -103,7 +110,7 @@ def quality(folder: Path, modes: list[str], frames: int, device: str = "cpu") ->
     text = sentences(1)[0]
     tokens = reference.generate([text], SamplingParams(max_new_tokens=frames))[0].tokens
     prompt = reference.prompt_ids(text)
-    ids = torch.tensor(prompt + tokens)
+    ids = torch.tensor(prompt + tokens, device=reference.device)
     span = slice(len(prompt) - 1, len(prompt) - 1 + len(tokens))  # positions that predicted each token
     ref_frames = hidden_states(reference.lm, ids)[span]
     ref_audio = reference.decode([ref_frames])[0]
@@ -135,6 +142,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     parser.add_argument("--counts", default="1,8,32", help="sentences per text, comma-separated")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--json", help="also write the measurements to this file")
+    parser.add_argument("--max-batch", type=int, default=None, help="sentences per LM batch (default: the engine's)")
     args = parser.parse_args()
     if args.quick:
         args.frames = 64
@@ -152,6 +161,7 @@ def main() -> None:
     for backend, mode, counts in runs:
         command = [sys.executable, __file__, "--worker", "--backend", backend, "--dtype", mode, "--checkpoint",
                    str(folder), "--frames", str(args.frames), "--counts", counts, "--device", args.device]
+        command += ["--max-batch", str(args.max_batch)] if args.max_batch else []
         out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
         if out.returncode != 0:
             print(f"{backend}/{mode} failed:\n{out.stderr}", file=sys.stderr)
@@ -180,15 +190,20 @@ def main() -> None:
     transformers_one = next((r["rtf_1"] for r in rows if r["backend"] == "transformers"), None)
     for r in rows:
         q = drift.get(r["dtype"], {})
-        weights = r["dtype"] + (" + int8 decoder" if r.get("decoder") == "int8" else "")
+        weights = r["dtype"] + (f" + {r['decoder']} decoder" if r.get("decoder", "float32") != "float32" else "")
         cells = [r["backend"], weights, f"{r['load_s']:.2f}",
                  *(f"{r[f'rtf_{c}']:.1f}" if f"rtf_{c}" in r else "—" for c in counts),
                  f"{r['first_chunk_ms']:.0f}",
                  f"{r.get('peak_rss_one_mb', 0):.0f} / {r['peak_rss_mb']:.0f}",
                  f"{q['cos_min']:.5f}" if q else ("1 (exact)" if r["dtype"] == "float32" else "—"),
                  f"{q['snr_db']:.1f}" if q else ("∞" if r["dtype"] == "float32" else "—"),
-                 f"{q['decoder_snr_db']:.1f}" if q and q["decoder"] == "int8" else "∞ (float32)"]
+                 f"{q['decoder_snr_db']:.1f}" if q and q["decoder"] != "float32" else "∞ (float32)"]
         print("| " + " | ".join(cells) + " |")
+    for r in rows:
+        if "gpu" in r:
+            print(f"{r['gpu']}, {r['dtype']}: batches of {r['max_batch']}, peak GPU memory {r['gpu_peak_mb']:.0f} MB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "drift": drift, "bandwidth_gbs": bandwidth}, indent=1))
     f32 = next((r for r in rows if r["backend"] == "torch" and r["dtype"] == "float32"), None)
     if f32 and transformers_one:
         print(f"\ntorch float32 / transformers, one sentence: {f32['rtf_1'] / transformers_one:.2f}x")

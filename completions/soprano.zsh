@@ -68,7 +68,7 @@ _soprano_serve() {
         '(--api-key)--api-key[Require '\''Authorization: Bearer KEY'\'' on every route but /health]:api_key: ' \
         '(--max-input-chars)--max-input-chars[Longest accepted input]:max_input_chars: ' \
         '(--max-queue)--max-queue[Requests that may wait for the batch before 429]:max_queue: ' \
-        '(--max-batch)--max-batch[Sentences generated at once by the LM]:max_batch: ' \
+        '(--max-batch)--max-batch[Sentences generated at once by the LM \[default: 16 on CPU, 64 on CUDA\]]:max_batch: ' \
         '*--cors-origin[Allow browser requests from this origin (repeatable)]:cors_origin: ' \
         '(-q --quiet)'{-q,--quiet}'[Only warnings and errors on stderr]' \
         '(-v --verbose)'{-v,--verbose}'[Debug messages and an access log]' \
@@ -113,8 +113,8 @@ _soprano_synth() {
         '(-b --backend)'{-b,--backend}'[auto (= torch), torch, transformers or lmdeploy]:backend:(auto torch transformers lmdeploy)' \
         '(--dtype)--dtype[Weights: auto (fastest that holds quality), float32 (exact), bfloat16, or int8 (LM and...]:dtype:(auto float32 bfloat16 int8)' \
         '(-c --cache-size)'{-c,--cache-size}'[KV cache budget in MB (lmdeploy)]:cache_size: ' \
-        '(-bs --decoder-batch-size)'{-bs,--decoder-batch-size}'[Sentences decoded to audio at once]:decoder_batch_size: ' \
-        '(--max-batch)--max-batch[Sentences generated at once by the LM]:max_batch: ' \
+        '(-bs --decoder-batch-size)'{-bs,--decoder-batch-size}'[Sentences decoded to audio at once \[default: 1 on CPU, --max-batch on CUDA\]]:decoder_batch_size: ' \
+        '(--max-batch)--max-batch[Sentences generated at once by the LM \[default: 16 on CPU, 64 on CUDA\]]:max_batch: ' \
         '(--temperature)--temperature[0 is greedy (deterministic)]:temperature: ' \
         '(--top-p)--top-p[Nucleus sampling mass]:top_p: ' \
         '(--repetition-penalty)--repetition-penalty[Penalty on token ids already used]:repetition_penalty: ' \

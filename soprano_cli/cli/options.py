@@ -28,12 +28,12 @@ Dtype = Annotated[str, typer.Option(
     help="Weights: auto (fastest that holds quality), float32 (exact), bfloat16, or int8 (LM and decoder).")]
 CacheSize = Annotated[int, typer.Option(
     "--cache-size", "-c", rich_help_panel=MODEL_PANEL, help="KV cache budget in MB (lmdeploy).")]
-DecoderBatchSize = Annotated[int, typer.Option(
-    "--decoder-batch-size", "-bs", min=1, rich_help_panel=MODEL_PANEL,
-    help="Sentences decoded to audio at once.")]
-MaxBatch = Annotated[int, typer.Option(
-    "--max-batch", min=1, max=256, envvar="SOPRANO_MAX_BATCH", rich_help_panel=MODEL_PANEL,
-    help="Sentences generated at once by the LM.")]
+DecoderBatchSize = Annotated[Optional[int], typer.Option(
+    "--decoder-batch-size", "-bs", min=1, rich_help_panel=MODEL_PANEL, show_default=False,
+    help="Sentences decoded to audio at once [default: 1 on CPU, --max-batch on CUDA].")]
+MaxBatch = Annotated[Optional[int], typer.Option(
+    "--max-batch", min=1, max=256, envvar="SOPRANO_MAX_BATCH", rich_help_panel=MODEL_PANEL, show_default=False,
+    help="Sentences generated at once by the LM [default: 16 on CPU, 64 on CUDA].")]
 
 Temperature = Annotated[float, typer.Option(
     "--temperature", min=0.0, max=5.0, rich_help_panel=SAMPLING_PANEL, help="0 is greedy (deterministic).")]
@@ -66,7 +66,7 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     root.propagate = False
 
 
-def engine_config(model, device, backend, dtype, max_batch=16, decoder_batch_size=1, cache_size=100):
+def engine_config(model, device, backend, dtype, max_batch=None, decoder_batch_size=None, cache_size=100):
     """An EngineConfig from the shared options."""
     from soprano_cli.engine.engine import EngineConfig
 

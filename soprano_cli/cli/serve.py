@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         max_input_chars: int = typer.Option(4096, "--max-input-chars", min=1, help="Longest accepted input."),
         max_queue: int = typer.Option(64, "--max-queue", min=0,
                                       help="Requests that may wait for the batch before 429."),
-        max_batch: opt.MaxBatch = 16,
+        max_batch: opt.MaxBatch = None,
         cors_origin: list[str] = typer.Option(None, "--cors-origin",
                                               help="Allow browser requests from this origin (repeatable)."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings and errors on stderr."),

@@ -9,6 +9,8 @@ longer change as frames arrive, which is what makes streaming exact.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -73,6 +75,9 @@ class SopranoDecoder(nn.Module):
         super().__init__()
         self.decoder = Backbone(channels, dim, intermediate, layers, kernel)
         self.head = Head(dim, n_fft)
+        # None: float32 throughout. bfloat16: the convolutions and matmuls under autocast (a GPU's
+        # tensor cores); norms and the inverse STFT stay float32.
+        self.compute_dtype: torch.dtype | None = None
         self.n_fft = n_fft
         self.hop = n_fft // 4
         self.samples_per_frame = self.hop * UPSAMPLE
@@ -104,6 +109,12 @@ class SopranoDecoder(nn.Module):
 
     # -- shapes -------------------------------------------------------------------------------
 
+    def reduced_precision(self):
+        """The context the network part runs in: autocast to `compute_dtype`, or nothing."""
+        if self.compute_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.head.out.weight.device.type, dtype=self.compute_dtype)
+
     def num_samples(self, frames: int) -> int:
         """Samples of audio that `frames` frames decode to."""
         return max(frames - 1, 0) * self.samples_per_frame
@@ -132,8 +143,9 @@ class SopranoDecoder(nn.Module):
         if any(n != T for n in lengths):
             mask = (torch.arange(steps, device=frames.device)[None, :] < step_lengths[:, None]).float()
             x = x * mask[:, None, :]
-        hidden = self.decoder(x, None if mask is None else mask[:, None, :])  # (B, S, dim)
-        bins = self.head.out(hidden).transpose(1, 2)  # (B, n_fft + 2, S)
+        with self.reduced_precision():
+            hidden = self.decoder(x, None if mask is None else mask[:, None, :])  # (B, S, dim)
+            bins = self.head.out(hidden).float().transpose(1, 2)  # (B, n_fft + 2, S)
         audio = self._istft(bins, mask)
         if mask is not None:
             for row, n in enumerate(lengths):
@@ -189,8 +201,9 @@ class IncrementalDecoder:
         self._first = [0] * len(self.blocks)
         self._produced = [0] * len(self.blocks)
         self._steps = 0  # spectral steps overlap-added so far
-        self._audio = torch.zeros(0)  # overlap-add buffer from untrimmed sample `_base` on
-        self._envelope = torch.zeros(0)
+        self.device = decoder.head.out.weight.device
+        self._audio = torch.zeros(0, device=self.device)  # overlap-add buffer from untrimmed sample `_base` on
+        self._envelope = torch.zeros(0, device=self.device)
         self._base = 0
         self.emitted = 0  # trimmed samples handed out
 
@@ -216,13 +229,16 @@ class IncrementalDecoder:
             steps = self._steps_from(frames)
             self.frames += frames.shape[0]
             backbone = self.decoder.decoder
-            rows = backbone.norm(backbone.embed(steps.T[None])[0].T)  # (steps, dim)
+            with self.decoder.reduced_precision():
+                rows = backbone.norm(backbone.embed(steps.T[None])[0].T)  # (steps, dim)
         if self.frames == 0:
-            return torch.zeros(0)
-        for i, block in enumerate(self.blocks):
-            rows = self._advance_block(i, block, rows, finished)
+            return torch.zeros(0, device=self.device)
+        with self.decoder.reduced_precision():
+            for i, block in enumerate(self.blocks):
+                rows = self._advance_block(i, block, rows, finished)
+            if rows is not None and rows.shape[0]:
+                bins = self.decoder.head.out(self.decoder.decoder.final_layer_norm(rows)).float().T  # (n_fft + 2, k)
         if rows is not None and rows.shape[0]:
-            bins = self.decoder.head.out(self.decoder.decoder.final_layer_norm(rows)).T  # (n_fft + 2, k)
             self._overlap_add(bins)
         return self._take(finished)
 
@@ -268,8 +284,8 @@ class IncrementalDecoder:
         needed = offset + length
         if needed > self._audio.shape[0]:
             grow = needed - self._audio.shape[0]
-            self._audio = torch.cat([self._audio, torch.zeros(grow)])
-            self._envelope = torch.cat([self._envelope, torch.zeros(grow)])
+            self._audio = torch.cat([self._audio, self._audio.new_zeros(grow)])
+            self._envelope = torch.cat([self._envelope, self._envelope.new_zeros(grow)])
         self._audio[offset:offset + length] += segment
         self._envelope[offset:offset + length] += envelope
         self._steps += k
@@ -283,7 +299,7 @@ class IncrementalDecoder:
             final_end = self._steps * hop  # step `_steps` (not yet added) starts here
         stop = final_end - self.pad
         if stop <= self.emitted:
-            return torch.zeros(0)
+            return torch.zeros(0, device=self.device)
         begin = self.emitted + self.pad - self._base
         end = stop + self.pad - self._base
         norm = self._envelope[begin:end]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from soprano_cli.engine.sampling import SamplingParams, choose_token, sequence_generator
+from soprano_cli.engine.sampling import SamplingParams, apply_repetition_penalty, sample_token, sequence_generator
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,14 @@ class RepetitionGuard:
 
     def update(self, frame: torch.Tensor) -> bool:
         if self._previous is not None:
-            distance = float((frame - self._previous).abs().sum())
-            self.count = self.count + 1 if distance < SIMILAR_FRAME_DISTANCE else max(self.count - 1, 0)
-            self.flagged = self.flagged or self.count > REPEAT_LIMIT
+            self.observe(float((frame - self._previous).abs().sum()))
         self._previous = frame
+        return self.flagged
+
+    def observe(self, distance: float) -> bool:
+        """Count one frame at `distance` from the one before it (the batch computes these at once)."""
+        self.count = self.count + 1 if distance < SIMILAR_FRAME_DISTANCE else max(self.count - 1, 0)
+        self.flagged = self.flagged or self.count > REPEAT_LIMIT
         return self.flagged
 
 
@@ -60,7 +64,6 @@ class Sequence:
     slot: int = -1
     length: int = 0  # positions in the KV cache
     _generator: torch.Generator | None = None
-    _seen: torch.Tensor | None = None
 
     @property
     def finished(self) -> bool:
@@ -91,6 +94,15 @@ class BatchGenerator:
         self.waiting: deque[Sequence] = deque()
         self.active: list[Sequence] = []
         self.cache = None
+        # Ids in each slot's prompt or output (the repetition penalty's input), kept beside the
+        # logits so a whole batch chooses its tokens in a few tensor operations.
+        self.seen: torch.Tensor | None = None
+        # On a GPU, step t+1 is queued before step t's results are handed out (see `step`).
+        self.pipelined = self.device.type == "cuda"
+        self._inflight: _Step | None = None
+        self._previous: tuple[list[Sequence], torch.Tensor] | None = None  # last decode step's batch and frames
+        # With CUDA graphs the engine's shared cache, whose decode graphs are captured, is leased per batch.
+        self._graphs = getattr(lm, "cuda_graphs", None)
 
     def add(self, sequence: Sequence) -> None:
         self.waiting.append(sequence)
@@ -101,7 +113,9 @@ class BatchGenerator:
         for sequence in self.active:
             if sequence.key is key:
                 sequence.finish_reason = "cancelled"
-        self._compact()
+        if self._inflight is None:  # else the step in flight still uses the slots: `step` compacts
+            self._compact()
+            self._release_if_idle()
 
     @property
     def idle(self) -> bool:
@@ -113,35 +127,112 @@ class BatchGenerator:
         if self.device.type == "cuda":
             # Allocated once at full size: captured CUDA graphs hold the cache's addresses.
             need_slots, need_len = self.max_batch, max(need_len, STATIC_CACHE_LEN)
+        if self._graphs is not None and not self.active:
+            shared = self._graphs.lease(self, need_slots, need_len)
+            if shared is not None:
+                self._use_cache(shared)
+                return
+            if self.cache is self._graphs.cache:
+                self.cache = None  # released after our last batch; another generator holds it now
         if self.cache is not None and self.cache.max_len >= need_len and self.cache.slots >= need_slots:
             return
         # Round up so slightly longer prompts or one more sentence do not reallocate every time.
         max_len = -(-max(need_len, 256, self.cache.max_len if self.cache else 0) // 128) * 128
         slots = max(need_slots, self.cache.slots if self.cache else 0)
-        new = self.lm.new_cache(slots, max_len)
-        if self.cache is not None:
+        self._use_cache(self.lm.new_cache(slots, max_len))
+
+    def _use_cache(self, new) -> None:
+        """Switch to `new`, carrying over the active sentences' keys, values and seen ids."""
+        if self.cache is not None and self.cache is not new:
             for sequence in self.active:
                 new.copy_slot_from(self.cache, sequence.slot, sequence.length)
+        if self.seen is None or self.seen.shape[0] != new.slots:
+            seen = torch.zeros(new.slots, self.config.vocab_size, dtype=torch.bool, device=self.device)
+            for sequence in self.active:
+                seen[sequence.slot] = self.seen[sequence.slot]
+            self.seen = seen
         self.cache = new
 
-    def _record(self, sequence: Sequence, hidden: torch.Tensor, logits: torch.Tensor,
-                events: list[FrameEvent]) -> None:
-        """Choose the next token from the output at the sequence's last position."""
-        token = choose_token(logits, sequence._seen, sequence.params, sequence._generator)
-        if token == self.config.eos_token_id:
-            sequence.finish_reason = "stop"
-            events.append(FrameEvent(sequence, None, True))
-            return
-        # The hidden state that predicted this token is its frame.
-        frame = hidden.float()
-        sequence.tokens.append(token)
-        sequence.frames.append(frame)
-        sequence._seen[token] = True
-        if sequence.guard.update(frame) and sequence.stop_on_hallucination:
-            sequence.finish_reason = "hallucination"
-        elif len(sequence.tokens) >= sequence.params.max_new_tokens:
-            sequence.finish_reason = "length"
-        events.append(FrameEvent(sequence, frame, sequence.finished))
+    def _release_if_idle(self) -> None:
+        if self._graphs is not None and self.idle:
+            self._graphs.release(self)
+
+    def _launch(self, batch: list[Sequence], hidden: torch.Tensor, logits: torch.Tensor,
+                lengths: torch.Tensor | None = None) -> "_Step":
+        """Queue the token choice for `batch` (rows follow slots) and the copies of its results to the host.
+
+        Greedy batches choose on the device and copy without waiting, so on a GPU the host can go
+        on while the step runs; sampling draws from each sentence's own CPU generator (its tokens
+        are then reproducible on any device), which waits for the logits.
+        """
+        first = batch[0].slot
+        seen = self.seen[first:first + len(batch)]
+        penalties = {s.params.repetition_penalty for s in batch}
+        if len(penalties) == 1:  # elementwise, so exactly what each row alone would get
+            scores = apply_repetition_penalty(logits, seen, penalties.pop())
+        else:
+            scores = torch.stack([apply_repetition_penalty(logits[row], seen[row], s.params.repetition_penalty)
+                                  for row, s in enumerate(batch)])
+        if all(s.params.temperature == 0 for s in batch):
+            ids, tokens = scores.argmax(-1), None
+        else:
+            scores = scores.cpu()
+            tokens = [sample_token(scores[row], s.params, s._generator) for row, s in enumerate(batch)]
+            ids = torch.tensor(tokens, device=self.device)
+        seen.scatter_(1, ids[:, None], True)
+        # The hidden state that predicted each token is its frame.
+        gpu = self.device.type == "cuda"
+        step = _Step(batch, ids, lengths, frames=hidden.float().to("cpu", non_blocking=gpu),
+                     tokens=tokens, host_ids=None if tokens is not None else ids.to("cpu", non_blocking=gpu))
+        if gpu:
+            step.done = torch.cuda.Event()
+            step.done.record()
+        return step
+
+    def _settle(self, step: "_Step") -> bool:
+        """Wait for `step`'s results and decide each sentence's end; True if the batch changes."""
+        if step.done is not None:
+            step.done.synchronize()
+        if step.tokens is None:
+            step.tokens = step.host_ids.tolist()
+        batch, frames, eos = step.batch, step.frames, self.config.eos_token_id
+        # The guard's distances to each sentence's previous frame, for the whole batch at once.
+        if self._previous is not None and self._previous[0] is batch:  # the same batch as last step's
+            step.distances = dict(enumerate((frames - self._previous[1]).abs().sum(-1).tolist()))
+        else:
+            rows = [row for row, s in enumerate(batch) if s.frames and not s.finished]
+            if rows:
+                previous = torch.stack([batch[row].frames[-1] for row in rows])
+                step.distances = dict(zip(rows, (frames[rows] - previous).abs().sum(-1).tolist()))
+        self._previous = (batch, frames) if step.lengths is not None else None
+        changes = False
+        for row, (sequence, token) in enumerate(zip(batch, step.tokens)):
+            if sequence.finished:  # cancelled while the step ran
+                changes = True
+            elif token == eos:
+                sequence.finish_reason = "stop"
+            else:
+                if row in step.distances:
+                    sequence.guard.observe(step.distances[row])
+                if sequence.guard.flagged and sequence.stop_on_hallucination:
+                    sequence.finish_reason = "hallucination"
+                elif len(sequence.tokens) + 1 >= sequence.params.max_new_tokens:
+                    sequence.finish_reason = "length"
+            changes = changes or sequence.finished
+        return changes
+
+    def _report(self, step: "_Step", events: list[FrameEvent]) -> None:
+        """Append each sentence's new token and frame, and the events saying so."""
+        eos = self.config.eos_token_id
+        for sequence, token, frame in zip(step.batch, step.tokens, step.frames.unbind(0)):
+            if sequence.finish_reason == "cancelled":
+                continue
+            if token == eos:
+                events.append(FrameEvent(sequence, None, True))
+                continue
+            sequence.tokens.append(token)
+            sequence.frames.append(frame)
+            events.append(FrameEvent(sequence, frame, sequence.finished))
 
     def _admit(self, events: list[FrameEvent]) -> None:
         """Prefill as many waiting sentences as there are free slots, in one batched pass."""
@@ -153,18 +244,20 @@ class BatchGenerator:
         self._ensure_cache(max(len(s.prompt) + s.params.max_new_tokens + 1 for s in newcomers),
                            len(self.active) + len(newcomers) + len(self.waiting))
         prompts = []
+        seen = torch.zeros(len(newcomers), self.config.vocab_size, dtype=torch.bool)
         for offset, sequence in enumerate(newcomers):
             sequence.slot = len(self.active) + offset
             sequence._generator = sequence_generator(sequence.params, sequence.index, sequence.attempt)
-            sequence._seen = torch.zeros(self.config.vocab_size, dtype=torch.bool)
             prompt = torch.tensor(sequence.prompt, dtype=torch.long)
-            sequence._seen[prompt] = True
+            seen[offset, prompt] = True
             sequence.length = len(sequence.prompt)
             prompts.append(prompt.to(self.device))
+        first = newcomers[0].slot
+        self.seen[first:first + len(newcomers)] = seen.to(self.device)
         hidden, logits = self.lm.prefill(prompts, [s.slot for s in newcomers], self.cache)
-        hidden, logits = hidden.cpu(), logits.cpu()
-        for row, sequence in enumerate(newcomers):
-            self._record(sequence, hidden[row], logits[row], events)
+        step = self._launch(newcomers, hidden, logits)
+        self._settle(step)
+        self._report(step, events)
         # A sentence may end at its first token; compaction closes the gap it leaves.
         self.active.extend(newcomers)
         self._compact()
@@ -172,24 +265,62 @@ class BatchGenerator:
     def _compact(self) -> None:
         """Drop finished sentences and keep the live ones in slots 0..B-1."""
         live = [s for s in self.active if not s.finished]
+        if len(live) == len(self.active):
+            return  # keep the list: the next step knows it as the same batch
         for slot, sequence in enumerate(live):
             if sequence.slot != slot:
                 self.cache.move(sequence.slot, slot, sequence.length)
+                self.seen[slot] = self.seen[sequence.slot]
                 sequence.slot = slot
         self.active = live
 
+    def _decode(self, ids: torch.Tensor, lengths: torch.Tensor) -> "_Step":
+        reach = max(s.length for s in self.active) + 1  # the positions attention must cover
+        hidden, logits = self.lm.decode(ids, lengths, self.cache, reach)
+        return self._launch(self.active, hidden, logits, lengths)
+
     def step(self) -> list[FrameEvent]:
-        """Admit what fits, then decode one token for every active sentence."""
+        """Admit what fits, then decode one token for every active sentence.
+
+        On a GPU, while nothing joins or leaves, the next step is queued before this one's results
+        are handed out, its input ids taken straight from this step's choice on the device: the
+        GPU computes while the host does the bookkeeping.
+        """
         events: list[FrameEvent] = []
-        self._admit(events)
-        if not self.active:
-            return events
-        ids = torch.tensor([s.tokens[-1] for s in self.active], dtype=torch.long, device=self.device)
-        lengths = torch.tensor([s.length for s in self.active], dtype=torch.long, device=self.device)
-        hidden, logits = self.lm.decode(ids, lengths, self.cache)
-        hidden, logits = hidden.cpu(), logits.cpu()
-        for row, sequence in enumerate(self.active):
-            sequence.length += 1
-            self._record(sequence, hidden[row], logits[row], events)
-        self._compact()
+        step, self._inflight = self._inflight, None
+        if step is None:
+            self._admit(events)
+            if self.active:
+                step = self._decode(
+                    torch.tensor([s.tokens[-1] for s in self.active], dtype=torch.long, device=self.device),
+                    torch.tensor([s.length for s in self.active], dtype=torch.long, device=self.device))
+        if step is not None:
+            changes = self._settle(step)
+            for sequence in step.batch:
+                sequence.length += 1
+            joining = self.waiting and len(self.active) < self.max_batch
+            if self.pipelined and not changes and not joining and step.tokens_on_device:
+                self._inflight = self._decode(step.ids, step.lengths + 1)
+            self._report(step, events)
+            if self._inflight is None:
+                self._compact()
+        self._release_if_idle()
         return events
+
+
+@dataclass
+class _Step:
+    """One batched step on its way to the host: the chosen ids stay on the device for the next step."""
+
+    batch: list[Sequence]
+    ids: torch.Tensor  # (B,) chosen ids, on the device
+    lengths: torch.Tensor | None  # (B,) positions this step wrote (decode steps), on the device
+    frames: torch.Tensor  # (B, H) float32 on the host (valid once `done`)
+    tokens: list[int] | None  # the chosen ids on the host, once known
+    host_ids: torch.Tensor | None = None  # the chosen ids' copy to the host, when chosen on the device
+    done: object = None  # a CUDA event: the copies have landed
+    distances: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def tokens_on_device(self) -> bool:
+        return self.host_ids is not None

@@ -21,12 +21,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32:
-            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)  # one fused kernel
-        # Normalize in float32 as Qwen3 does for lower-precision activations.
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
+        # One fused kernel; it accumulates lower-precision activations in float32 as Qwen3 does,
+        # and rounds once (after the weight) where Qwen3 rounds before it too.
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
 class KVCache(nn.Module):
@@ -196,8 +193,8 @@ class Qwen3LM(nn.Module):
             self._rope = rope_tables(self.config, max(length, 1024), self.model.embed_tokens.weight.device)
         return self._rope
 
-    def _run(self, ids, positions, cache, write_index, read_len, mask):
-        cos, sin = self.rope(int(positions.max()) + 1)
+    def _run(self, ids, positions, cache, write_index, read_len, mask, rope_len: int | None = None):
+        cos, sin = self.rope(rope_len or int(positions.max()) + 1)
         x = self.model.embed_tokens(ids)
         cos, sin = cos[positions].unsqueeze(2).to(x.dtype), sin[positions].unsqueeze(2).to(x.dtype)  # (B, T, 1, D)
         for block in self.model.layers:
@@ -211,6 +208,10 @@ class Qwen3LM(nn.Module):
 
         Returns hidden (N, H) and logits (N, V) at each prompt's last position.
         """
+        if self.cuda_graphs is not None and len(prompts) == 1:
+            graphed = self.cuda_graphs.prefill(prompts[0], slots[0], cache)
+            if graphed is not None:
+                return graphed
         lengths = [p.shape[0] for p in prompts]
         N, T = len(prompts), max(lengths)
         device = prompts[0].device
@@ -229,16 +230,27 @@ class Qwen3LM(nn.Module):
         return last, self.lm_head(last).float()
 
     @torch.inference_mode()
-    def decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
+    def prefill_static(self, ids: torch.Tensor, slot: torch.Tensor, last: torch.Tensor, cache: KVCache):
+        """`prefill` of one right-padded prompt (1, T) with fixed shapes and no host synchronization,
+        for CUDA graphs: hidden (1, H) and logits (1, V) at position `last`."""
+        T = ids.shape[1]
+        positions = torch.arange(T, device=ids.device)[None]
+        hidden = self._run(ids, positions, cache, slot, T, None, rope_len=T)[0].index_select(0, last)
+        return hidden, self.lm_head(hidden).float()
+
+    @torch.inference_mode()
+    def decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache,
+               reach: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """ids, lengths: (B,) for slots 0..B-1; each token goes to position lengths[b].
+        `reach`, if the caller knows it, is max(lengths) + 1 (it saves CUDA graphs a look).
 
         Returns hidden (B, H) and logits (B, V) for the next token of each slot.
 
         One token per sequence is bound by per-operator overhead as much as by reading weights,
         so this is `_run` written out for T = 1 with as few tensor operations as it can take.
         """
-        if self.cuda_graphs is not None and ids.is_cuda:
-            return self.cuda_graphs(ids, lengths, cache)
+        if self.cuda_graphs is not None:
+            return self.cuda_graphs(ids, lengths, cache, reach)
         B = ids.shape[0]
         read_len = int(lengths.max()) + 1
         mask = None
@@ -248,12 +260,18 @@ class Qwen3LM(nn.Module):
         return self._decode_step(ids, lengths, cache, read_len, mask, static=False)
 
     @torch.inference_mode()
-    def decode_static(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
-        """`decode` with fixed shapes and no host synchronization, for CUDA graphs: attention
-        runs over the whole cache, masked past each slot's length."""
-        key_positions = torch.arange(cache.max_len, device=ids.device)
-        mask = (key_positions[None, :] <= lengths[:, None])[:, None, None, :]
-        return self._decode_step(ids, lengths, cache, cache.max_len, mask, static=True)
+    def decode_static(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache,
+                      span: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`decode` with fixed shapes and no host synchronization, for CUDA graphs: attention runs
+        over the cache's first `span` positions (all of them by default; more than any length),
+        masked past each slot's length."""
+        span = span or cache.max_len
+        key_positions = torch.arange(span, device=ids.device)
+        # Additive, in the activations' dtype: attention would otherwise convert a boolean mask per layer.
+        dtype = self.model.embed_tokens.weight.dtype
+        mask = torch.zeros(ids.shape[0], 1, 1, span, dtype=dtype, device=ids.device)
+        mask.masked_fill_((key_positions[None, :] > lengths[:, None])[:, None, None, :], float("-inf"))
+        return self._decode_step(ids, lengths, cache, span, mask, static=True)
 
     def _decode_step(self, ids, lengths, cache: KVCache, read_len: int, mask, static: bool):
         B = ids.shape[0]
@@ -267,7 +285,11 @@ class Qwen3LM(nn.Module):
         if B == 1 and not static:
             k_new, v_new = cache.k[:, 0, :, read_len - 1], cache.v[:, 0, :, read_len - 1]  # (layers, kvh, D)
         else:
-            slots = torch.arange(B, device=ids.device)
+            # Row (slot b, head h, position lengths[b]) of a layer's cache seen as (slots * kvh * L, D):
+            # one index_copy_ per tensor and layer.
+            rows = ((torch.arange(B, device=ids.device)[:, None] * kv_heads
+                     + torch.arange(kv_heads, device=ids.device)[None, :]) * cache.max_len
+                    + lengths[:, None]).reshape(-1)
         q_size, group = heads * dim, heads // kv_heads
         for layer, block in enumerate(self.model.layers):
             attn = block.self_attn
@@ -280,8 +302,8 @@ class Qwen3LM(nn.Module):
                 k_new[layer].copy_(qk[0, heads:])
                 v_new[layer].copy_(v[0])
             else:
-                cache.k[layer, slots, :, lengths] = qk[:, heads:]
-                cache.v[layer, slots, :, lengths] = v
+                cache.k[layer].view(-1, dim).index_copy_(0, rows, qk[:, heads:].reshape(-1, dim))
+                cache.v[layer].view(-1, dim).index_copy_(0, rows, v.reshape(-1, dim))
             keys, values = cache.k[layer, :B, :, :read_len], cache.v[layer, :B, :, :read_len]
             # The query heads that share a key head attend as that head's rows: plain attention
             # with no head expansion, which torch runs far faster than its GQA path.

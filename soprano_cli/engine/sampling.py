@@ -58,7 +58,7 @@ def sequence_generator(params: SamplingParams, index: int, attempt: int) -> torc
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    """logits, seen: (V,) — divide positive scores of seen ids by the penalty, multiply negative ones."""
+    """logits, seen: (V,) or (B, V) — divide positive scores of seen ids by the penalty, multiply negative ones."""
     import torch
 
     if penalty == 1.0:
@@ -70,9 +70,13 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
 def choose_token(logits: torch.Tensor, seen: torch.Tensor, params: SamplingParams,
                  generator: torch.Generator | None) -> int:
     """Pick the next id for one sequence from its (V,) float32 logits."""
+    return sample_token(apply_repetition_penalty(logits, seen, params.repetition_penalty), params, generator)
+
+
+def sample_token(scores: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
+    """Pick an id from one sequence's (V,) penalized scores: greedy, or temperature + top-p."""
     import torch
 
-    scores = apply_repetition_penalty(logits, seen, params.repetition_penalty)
     if params.temperature == 0:
         return int(torch.argmax(scores))
     scores = scores / params.temperature

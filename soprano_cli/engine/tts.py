@@ -36,8 +36,8 @@ class SopranoTTS:
     sample_rate = SAMPLE_RATE
 
     def __init__(self, backend: str = "auto", device: str = "auto", cache_size_mb: int = 100,
-                 decoder_batch_size: int = 1, model_path: str | None = None, *, dtype: str | None = None,
-                 max_batch: int = 16):
+                 decoder_batch_size: int | None = None, model_path: str | None = None, *, dtype: str | None = None,
+                 max_batch: int | None = None):
         dtype = dtype or os.environ.get("SOPRANO_DTYPE") or "auto"
         self.engine = Engine.load(EngineConfig(
             model=model_path, device=device, backend=backend, dtype=dtype, max_batch=max_batch,

@@ -115,7 +115,7 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
     async def lifespan(app: FastAPI):
         loaded = engine or await asyncio.to_thread(Engine.load, config.engine)
         if config.warmup:
-            await asyncio.to_thread(_warm_up, loaded)
+            await asyncio.to_thread(loaded.warm_up)
         scheduler = Scheduler(loaded, max_queue=config.max_queue, metrics=metrics)
         scheduler.start()
         app.state.soprano = _State(config, loaded, scheduler, metrics)
@@ -136,21 +136,6 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     return app
-
-
-def _warm_up(engine: Engine) -> None:
-    """A few frames through LM and decoder: the first real request then starts at full speed."""
-    import torch
-
-    from soprano_cli.engine.generate import Sequence
-
-    generator = engine.new_generator()
-    generator.add(Sequence(key=0, prompt=engine.prompt_ids("Warm up."), params=SamplingParams(max_new_tokens=4)))
-    frames = []
-    while not generator.idle:
-        frames += [event.frame for event in generator.step() if event.frame is not None]
-    if len(frames) > 1:
-        engine.decode([torch.stack(frames)])
 
 
 # -- middleware and errors -----------------------------------------------------------------------

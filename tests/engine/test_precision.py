@@ -92,6 +92,24 @@ def test_int8_decoder_holds_quality(tiny_checkpoint, tiny_engine, golden):
         assert quantize.snr_db(reference, audio) > quantize.MIN_DECODER_SNR_DB
 
 
+def test_bfloat16_decoder_holds_quality_batched_and_streamed(tiny_checkpoint, golden):
+    """The decoder's bfloat16 mode (a GPU's default) on this CPU: close to float32, and its
+    frame-by-frame streaming still equals its batched output."""
+    from soprano_cli.engine.engine import decode_frames
+
+    arrays = golden[1]
+    engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="float32"))
+    frames = [torch.from_numpy(arrays[f"hidden_{case}"]) for case in range(3)]
+    reference = [engine.decoder(f[None])[0].numpy() for f in frames]
+    engine.decoder.compute_dtype = torch.bfloat16
+    batched = engine.decoder(torch.nn.utils.rnn.pad_sequence(frames, batch_first=True), [len(f) for f in frames])
+    for case, f in enumerate(frames):
+        audio = batched[case, :len(reference[case])].numpy()
+        assert audio.dtype == np.float32
+        assert quantize.MIN_DECODER_SNR_DB < quantize.snr_db(reference[case], audio) < 100  # reduced, but close
+        assert quantize.snr_db(audio, decode_frames(engine.decoder, f)) > 60
+
+
 @needs_fbgemm
 def test_auto_keeps_a_float32_decoder_when_its_probe_fails(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

@@ -40,7 +40,10 @@ def test_generation_through_the_static_step_matches_the_reference(tiny_engine, g
         assert sequence.tokens + [tiny_engine.eos_token_id] == arrays[f"gen_ids_{case}"].tolist()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the lent GPU machine)")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the lent GPU machine)")
+
+
+@needs_cuda
 def test_cuda_graphs_generate_what_eager_cuda_does(tiny_checkpoint, golden):
     meta, arrays = golden
     engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cuda", dtype="float32"))
@@ -54,3 +57,31 @@ def test_cuda_graphs_generate_what_eager_cuda_does(tiny_checkpoint, golden):
         assert graphed.tokens == plain.tokens
         assert graphed.tokens + [engine.eos_token_id] == arrays[f"gen_ids_{case}"].tolist()
         torch.testing.assert_close(torch.stack(graphed.frames), torch.stack(plain.frames), rtol=1e-4, atol=1e-4)
+
+
+@needs_cuda
+def test_cuda_audio_matches_the_cpu_and_streams_losslessly(tiny_checkpoint, tiny_engine, golden_texts):
+    """The GPU's batched decoder and its frame-by-frame streaming decoder both give the CPU's audio."""
+    import numpy as np
+
+    from soprano_cli.engine.quantize import snr_db
+
+    engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cuda", dtype="float32"))
+    params = SamplingParams(retries=0)
+    on_gpu, on_cpu = engine.synthesize(golden_texts, params), tiny_engine.synthesize(golden_texts, params)
+    chunks = list(engine.stream(golden_texts, params, chunk_frames=1))
+    for i, (gpu, cpu) in enumerate(zip(on_gpu, on_cpu)):
+        assert gpu.frames == cpu.frames
+        assert snr_db(cpu.audio, gpu.audio) > 40
+        streamed = np.concatenate([c.audio for c in chunks if c.sentence == i])
+        assert snr_db(gpu.audio, streamed) > 60
+
+
+@needs_cuda
+def test_cuda_bfloat16_runs_the_decoder_in_bfloat16_within_quality(tiny_checkpoint, tiny_engine, golden):
+    from soprano_cli.engine.quantize import MIN_DECODER_SNR_DB, snr_db
+
+    engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cuda", dtype="bfloat16"))
+    assert engine.dtype == "bfloat16" and engine.decoder_dtype == "bfloat16"
+    frames = torch.from_numpy(golden[1]["hidden_0"])
+    assert snr_db(tiny_engine.decode([frames])[0], engine.decode([frames])[0]) > MIN_DECODER_SNR_DB

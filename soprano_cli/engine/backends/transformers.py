@@ -76,7 +76,7 @@ class TransformersLM:
         return torch.stack(hiddens), torch.stack(logits)
 
     @torch.inference_mode()
-    def decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: _SlotCaches):
+    def decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: _SlotCaches, reach: int | None = None):
         hiddens, logits = [], []
         for slot in range(ids.shape[0]):
             hidden, row_logits, cache.entries[slot] = self._forward(ids[slot:slot + 1], cache.entries[slot])
