@@ -53,9 +53,11 @@ def worker(args) -> dict:
     load = time.perf_counter() - started
     gpu = engine.device.type == "cuda"
     params = SamplingParams(max_new_tokens=args.frames + 0)  # exactly `frames` frames: no EOS here
+    started = time.perf_counter()
     engine.warm_up()  # what a daemon does at start (on CUDA: captures the decode graphs)
+    warm = time.perf_counter() - started
     engine.synthesize(sentences(max(args.counts)) if gpu else ["warm up."], SamplingParams(max_new_tokens=8))
-    result = {"backend": args.backend, "dtype": engine.dtype, "decoder": engine.decoder_dtype, "load_s": load,
+    result = {"backend": args.backend, "dtype": engine.dtype, "decoder": engine.decoder_dtype, "load_s": load, "warm_up_s": warm,
               "threads": torch.get_num_threads(), "max_batch": engine.config.max_batch,
               "first_chunk_prompt": len(engine.prompt_ids(FIRST_CHUNK_TEXT))}
     # First streamed chunk: wall time from the call to the first audible samples.
@@ -201,7 +203,8 @@ def main() -> None:
         print("| " + " | ".join(cells) + " |")
     for r in rows:
         if "gpu" in r:
-            print(f"{r['gpu']}, {r['dtype']}: batches of {r['max_batch']}, peak GPU memory {r['gpu_peak_mb']:.0f} MB")
+            print(f"{r['gpu']}, {r['dtype']}: batches of {r['max_batch']}, warm-up {r['warm_up_s']:.2f} s, "
+                  f"peak GPU memory {r['gpu_peak_mb']:.0f} MB")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "drift": drift, "bandwidth_gbs": bandwidth}, indent=1))
     f32 = next((r for r in rows if r["backend"] == "torch" and r["dtype"] == "float32"), None)
