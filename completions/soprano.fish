@@ -69,7 +69,7 @@ complete -c soprano -n '__soprano_in synth' -s d -l device -x -a 'auto cpu cuda 
 complete -c soprano -n '__soprano_in synth' -s b -l backend -x -a 'auto torch transformers lmdeploy' -d 'auto (= torch), torch, transformers or lmdeploy'
 complete -c soprano -n '__soprano_in synth' -l dtype -x -a 'auto float32 bfloat16 int8' -d 'Weights: auto (fastest that holds quality), float32 (exact), bfloat16, or int8 (LM and...'
 complete -c soprano -n '__soprano_in synth' -s c -l cache-size -x -d 'KV cache budget in MB (lmdeploy)'
-complete -c soprano -n '__soprano_in synth' -o bs -l decoder-batch-size -x -d 'Sentences decoded to audio at once [default: 1 on CPU, --max-batch on CUDA]'
+complete -c soprano -n '__soprano_in synth' -o bs -l decoder-batch-size -x -d 'Sentences decoded to audio at once [default: 1 on CPU, 16 on CUDA]'
 complete -c soprano -n '__soprano_in synth' -l max-batch -x -d 'Sentences generated at once by the LM [default: 16 on CPU, 64 on CUDA]'
 complete -c soprano -n '__soprano_in synth' -l temperature -x -d '0 is greedy (deterministic)'
 complete -c soprano -n '__soprano_in synth' -l top-p -x -d 'Nucleus sampling mass'

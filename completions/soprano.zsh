@@ -113,7 +113,7 @@ _soprano_synth() {
         '(-b --backend)'{-b,--backend}'[auto (= torch), torch, transformers or lmdeploy]:backend:(auto torch transformers lmdeploy)' \
         '(--dtype)--dtype[Weights: auto (fastest that holds quality), float32 (exact), bfloat16, or int8 (LM and...]:dtype:(auto float32 bfloat16 int8)' \
         '(-c --cache-size)'{-c,--cache-size}'[KV cache budget in MB (lmdeploy)]:cache_size: ' \
-        '(-bs --decoder-batch-size)'{-bs,--decoder-batch-size}'[Sentences decoded to audio at once \[default: 1 on CPU, --max-batch on CUDA\]]:decoder_batch_size: ' \
+        '(-bs --decoder-batch-size)'{-bs,--decoder-batch-size}'[Sentences decoded to audio at once \[default: 1 on CPU, 16 on CUDA\]]:decoder_batch_size: ' \
         '(--max-batch)--max-batch[Sentences generated at once by the LM \[default: 16 on CPU, 64 on CUDA\]]:max_batch: ' \
         '(--temperature)--temperature[0 is greedy (deterministic)]:temperature: ' \
         '(--top-p)--top-p[Nucleus sampling mass]:top_p: ' \

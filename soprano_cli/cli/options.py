@@ -30,7 +30,7 @@ CacheSize = Annotated[int, typer.Option(
     "--cache-size", "-c", rich_help_panel=MODEL_PANEL, help="KV cache budget in MB (lmdeploy).")]
 DecoderBatchSize = Annotated[Optional[int], typer.Option(
     "--decoder-batch-size", "-bs", min=1, rich_help_panel=MODEL_PANEL, show_default=False,
-    help="Sentences decoded to audio at once [default: 1 on CPU, --max-batch on CUDA].")]
+    help="Sentences decoded to audio at once [default: 1 on CPU, 16 on CUDA].")]
 MaxBatch = Annotated[Optional[int], typer.Option(
     "--max-batch", min=1, max=256, envvar="SOPRANO_MAX_BATCH", rich_help_panel=MODEL_PANEL, show_default=False,
     help="Sentences generated at once by the LM [default: 16 on CPU, 64 on CUDA].")]

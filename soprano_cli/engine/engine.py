@@ -34,12 +34,15 @@ class EngineConfig:
     backend: str = "auto"  # auto (= torch), torch, transformers, lmdeploy
     dtype: str = "auto"  # LM weight precision: auto (fastest that holds quality), float32 (exact), bfloat16, int8
     max_batch: int | None = None  # sentences the LM generates at once; None: 16 on CPU, 64 on CUDA
-    decoder_batch_size: int | None = None  # sentences decoded at once (non-streaming); None: 1, or max_batch on CUDA
+    decoder_batch_size: int | None = None  # sentences decoded at once (non-streaming); None: 1 on CPU, 16 on CUDA
     cache_size_mb: int = 100  # lmdeploy's KV cache budget (accepted for upstream compatibility)
     download: bool = True  # fetch a hub model that is not cached yet
 
 
 CPU_MAX_BATCH, CUDA_MAX_BATCH = 16, 64  # default sentences per LM batch
+# Default sentences per decoder pass on CUDA: passes large enough to fill the GPU, small enough that
+# their audio's pinned host buffer (about 1 MB per sentence) is reused from one pass to the next.
+CUDA_DECODER_BATCH = 16
 
 # Frames the decoder takes at once when nobody is waiting for each chunk: large enough to read its
 # weights rarely, small enough to bound its activations (~60 MB at the published sizes).
@@ -147,7 +150,7 @@ class Engine:
         # A GPU runs wide batches for little more than narrow ones; a CPU's step grows with the batch.
         wide = device.type == "cuda"
         config = replace(config, max_batch=config.max_batch or (CUDA_MAX_BATCH if wide else CPU_MAX_BATCH))
-        config.decoder_batch_size = config.decoder_batch_size or (config.max_batch if wide else 1)
+        config.decoder_batch_size = config.decoder_batch_size or (CUDA_DECODER_BATCH if wide else 1)
         if config.max_batch < 1 or config.decoder_batch_size < 1:
             raise InvalidParameterError("max_batch and decoder_batch_size must be at least 1")
         backend = select_backend(config.backend, device)
@@ -251,11 +254,11 @@ class Engine:
             if not batch:
                 continue
             lengths = [frame_lists[i].shape[0] for i in batch]
-            gpu = self.device.type == "cuda"
-            padded = torch.zeros(len(batch), max(lengths), frame_lists[batch[0]].shape[1], pin_memory=gpu)
+            # Built where the decoder runs (the frames are usually there already).
+            padded = torch.zeros(len(batch), max(lengths), frame_lists[batch[0]].shape[1], device=self.device)
             for row, i in enumerate(batch):
                 padded[row, :lengths[row]] = frame_lists[i]
-            out = to_host(self.decoder(padded.to(self.device, non_blocking=gpu), lengths))
+            out = to_host(self.decoder(padded, lengths))
             for row, i in enumerate(batch):
                 audio[i] = out[row, :self.decoder.num_samples(lengths[row])].numpy().copy()
         return audio  # type: ignore[return-value]

@@ -159,11 +159,12 @@ class BatchGenerator:
 
     def _launch(self, batch: list[Sequence], hidden: torch.Tensor, logits: torch.Tensor,
                 lengths: torch.Tensor | None = None) -> "_Step":
-        """Queue the token choice for `batch` (rows follow slots) and the copies of its results to the host.
+        """Queue the token choice for `batch` (rows follow slots) and the copy of what the host needs.
 
-        Greedy batches choose on the device and copy without waiting, so on a GPU the host can go
-        on while the step runs; sampling draws from each sentence's own CPU generator (its tokens
-        are then reproducible on any device), which waits for the logits.
+        Frames stay on the LM's device (the decoder runs there). Greedy batches choose on the
+        device, and the ids and the guard's distances reach the host in one copy that nobody waits
+        for yet, so on a GPU the host goes on while the step runs. Sampling draws from each
+        sentence's own CPU generator (its tokens are then reproducible on any device), which waits.
         """
         first = batch[0].slot
         seen = self.seen[first:first + len(batch)]
@@ -181,9 +182,23 @@ class BatchGenerator:
             ids = torch.tensor(tokens, device=self.device)
         seen.scatter_(1, ids[:, None], True)
         # The hidden state that predicted each token is its frame.
+        frames = hidden.float()
+        # The guard's distance from each sentence's previous frame.
+        previous, guarded = self._previous, None
+        if previous is not None and previous[0] is batch and previous[1].shape[0] == len(batch):
+            distances = (frames - previous[1]).abs().sum(-1)  # the same batch as the last step's
+        else:
+            guarded = [row for row, s in enumerate(batch) if s.frames and not s.finished]
+            distances = torch.zeros(len(batch), device=frames.device)
+            if guarded:
+                last = torch.stack([batch[row].frames[-1] for row in guarded])
+                distances[guarded] = (frames[guarded] - last).abs().sum(-1)
+        if lengths is not None:  # a decode step: the next one compares with these frames
+            self._previous = (batch, frames)
         gpu = self.device.type == "cuda"
-        step = _Step(batch, ids, lengths, frames=hidden.float().to("cpu", non_blocking=gpu),
-                     tokens=tokens, host_ids=None if tokens is not None else ids.to("cpu", non_blocking=gpu))
+        # Ids below 2**24 are exact in float32: one tensor, one copy.
+        host = torch.stack([ids.float(), distances]).to("cpu", non_blocking=gpu)
+        step = _Step(batch, ids, lengths, frames, tokens, host, guarded, greedy=tokens is None)
         if gpu:
             step.done = torch.cuda.Event()
             step.done.record()
@@ -193,27 +208,20 @@ class BatchGenerator:
         """Wait for `step`'s results and decide each sentence's end; True if the batch changes."""
         if step.done is not None:
             step.done.synchronize()
+        chosen, distances = step.host.tolist()
         if step.tokens is None:
-            step.tokens = step.host_ids.tolist()
-        batch, frames, eos = step.batch, step.frames, self.config.eos_token_id
-        # The guard's distances to each sentence's previous frame, for the whole batch at once.
-        if self._previous is not None and self._previous[0] is batch:  # the same batch as last step's
-            step.distances = dict(enumerate((frames - self._previous[1]).abs().sum(-1).tolist()))
-        else:
-            rows = [row for row, s in enumerate(batch) if s.frames and not s.finished]
-            if rows:
-                previous = torch.stack([batch[row].frames[-1] for row in rows])
-                step.distances = dict(zip(rows, (frames[rows] - previous).abs().sum(-1).tolist()))
-        self._previous = (batch, frames) if step.lengths is not None else None
+            step.tokens = [int(token) for token in chosen]
+        guarded = range(len(step.batch)) if step.guarded is None else set(step.guarded)
+        eos = self.config.eos_token_id
         changes = False
-        for row, (sequence, token) in enumerate(zip(batch, step.tokens)):
+        for row, (sequence, token) in enumerate(zip(step.batch, step.tokens)):
             if sequence.finished:  # cancelled while the step ran
                 changes = True
             elif token == eos:
                 sequence.finish_reason = "stop"
             else:
-                if row in step.distances:
-                    sequence.guard.observe(step.distances[row])
+                if row in guarded:
+                    sequence.guard.observe(distances[row])
                 if sequence.guard.flagged and sequence.stop_on_hallucination:
                     sequence.finish_reason = "hallucination"
                 elif len(sequence.tokens) + 1 >= sequence.params.max_new_tokens:
@@ -259,7 +267,7 @@ class BatchGenerator:
         self._settle(step)
         self._report(step, events)
         # A sentence may end at its first token; compaction closes the gap it leaves.
-        self.active.extend(newcomers)
+        self.active = self.active + newcomers  # a new list: a changed batch is never the last step's
         self._compact()
 
     def _compact(self) -> None:
@@ -299,7 +307,7 @@ class BatchGenerator:
             for sequence in step.batch:
                 sequence.length += 1
             joining = self.waiting and len(self.active) < self.max_batch
-            if self.pipelined and not changes and not joining and step.tokens_on_device:
+            if self.pipelined and not changes and not joining and step.greedy:
                 self._inflight = self._decode(step.ids, step.lengths + 1)
             self._report(step, events)
             if self._inflight is None:
@@ -315,12 +323,9 @@ class _Step:
     batch: list[Sequence]
     ids: torch.Tensor  # (B,) chosen ids, on the device
     lengths: torch.Tensor | None  # (B,) positions this step wrote (decode steps), on the device
-    frames: torch.Tensor  # (B, H) float32 on the host (valid once `done`)
+    frames: torch.Tensor  # (B, H) float32, on the device
     tokens: list[int] | None  # the chosen ids on the host, once known
-    host_ids: torch.Tensor | None = None  # the chosen ids' copy to the host, when chosen on the device
-    done: object = None  # a CUDA event: the copies have landed
-    distances: dict[int, float] = field(default_factory=dict)
-
-    @property
-    def tokens_on_device(self) -> bool:
-        return self.host_ids is not None
+    host: torch.Tensor  # (2, B) float32: chosen ids and guard distances, copied to the host
+    guarded: list[int] | None  # rows with a guard distance (None: all of them)
+    greedy: bool = False  # ids chosen on the device: the next step can start from them unseen
+    done: object = None  # a CUDA event: the copy has landed

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from soprano_cli.engine.decoder import UPSAMPLE
-from soprano_cli.engine.engine import AudioChunk, Engine, SentenceStreamer
+from soprano_cli.engine.engine import AudioChunk, Engine, SentenceStreamer, to_host
 from soprano_cli.engine.generate import Sequence
 from soprano_cli.engine.sampling import MAX_NEW_TOKENS, SamplingParams
 from soprano_cli.errors import SopranoError
@@ -322,11 +322,11 @@ class Scheduler:
             windows.append(torch.stack(item.sentence.frames[first:last + 1]))
             firsts.append(first)
         lengths = [len(w) for w in windows]
-        padded = torch.zeros(len(windows), max(lengths), windows[0].shape[1])  # (B, T, C)
+        device = decoder.head.out.weight.device
+        padded = torch.zeros(len(windows), max(lengths), windows[0].shape[1], device=device)  # (B, T, C)
         for row, window in enumerate(windows):
             padded[row, :len(window)] = window
-        device = decoder.head.out.weight.device
-        audio = decoder(padded.to(device), lengths).cpu().numpy()  # (B, (T-1) * samples_per_frame)
+        audio = to_host(decoder(padded, lengths)).numpy()  # (B, (T-1) * samples_per_frame)
         for row, item in enumerate(due):
             sentence = item.sentence
             base = firsts[row] * decoder.samples_per_frame

@@ -128,3 +128,41 @@ def test_incremental_decoder_equals_one_pass(tiny_engine, golden, group):
     assert streamed.shape == whole.shape
     torch.testing.assert_close(streamed, whole, atol=1e-5, rtol=0)
     assert pieces[0].numel() > 0 or pieces[1].numel() > 0, "audio must start within the first frames"
+
+
+def test_a_sentence_joining_a_running_batch_is_guarded_as_if_alone(tiny_engine, golden_texts):
+    """The repetition guard compares each sentence's frames with its own previous ones, also
+    when a sentence joins a batch that is mid-sentence (no one finishing to make room)."""
+    from soprano_cli.engine.generate import RepetitionGuard
+    from soprano_cli.engine.sampling import SamplingParams
+
+    class RecordingGuard(RepetitionGuard):
+        def observe(self, distance):
+            self.seen.append(distance)
+            return super().observe(distance)
+
+    def sequence(index):
+        made = tiny_engine._sequence(index, golden_texts[index], SamplingParams())
+        made.guard = RecordingGuard()
+        made.guard.seen = []
+        return made
+
+    alone = []
+    for index in (0, 1):
+        generator = tiny_engine.new_generator()
+        generator.add(sequence(index))
+        events = []
+        while not generator.idle:
+            events += generator.step()
+        alone.append(events[-1].sequence)
+    generator = tiny_engine.new_generator()
+    generator.add(sequence(0))
+    events = generator.step() + generator.step()
+    generator.add(sequence(1))
+    while not generator.idle:
+        events += generator.step()
+    done = {e.sequence.key: e.sequence for e in events if e.finished}
+    for key in (0, 1):
+        assert done[key].tokens == alone[key].tokens
+        assert len(done[key].guard.seen) == len(alone[key].tokens) - 1
+        np.testing.assert_allclose(done[key].guard.seen, alone[key].guard.seen, rtol=1e-4)
