@@ -213,11 +213,14 @@ class BatchGenerator:
             step.tokens = [int(token) for token in chosen]
         guarded = range(len(step.batch)) if step.guarded is None else set(step.guarded)
         eos = self.config.eos_token_id
-        changes = False
+        # Rows whose sentence ended before this step (it was queued ahead, or they were cancelled
+        # while it ran) are computed but not reported.
+        step.live = [not sequence.finished for sequence in step.batch]
+        changes = not all(step.live)
         for row, (sequence, token) in enumerate(zip(step.batch, step.tokens)):
-            if sequence.finished:  # cancelled while the step ran
-                changes = True
-            elif token == eos:
+            if not step.live[row]:
+                continue
+            if token == eos:
                 sequence.finish_reason = "stop"
             else:
                 if row in guarded:
@@ -232,8 +235,8 @@ class BatchGenerator:
     def _report(self, step: "_Step", events: list[FrameEvent]) -> None:
         """Append each sentence's new token and frame, and the events saying so."""
         eos = self.config.eos_token_id
-        for sequence, token, frame in zip(step.batch, step.tokens, step.frames.unbind(0)):
-            if sequence.finish_reason == "cancelled":
+        for sequence, token, frame, live in zip(step.batch, step.tokens, step.frames.unbind(0), step.live):
+            if not live:
                 continue
             if token == eos:
                 events.append(FrameEvent(sequence, None, True))
@@ -290,9 +293,10 @@ class BatchGenerator:
     def step(self) -> list[FrameEvent]:
         """Admit what fits, then decode one token for every active sentence.
 
-        On a GPU, while nothing joins or leaves, the next step is queued before this one's results
-        are handed out, its input ids taken straight from this step's choice on the device: the
-        GPU computes while the host does the bookkeeping.
+        On a GPU, while nobody is waiting to join, the next step is queued before this one's
+        results are even read, its input ids taken straight from this step's choice on the
+        device, so the GPU never waits for the host's bookkeeping. A sentence that turns out to
+        have ended gets that one extra step computed and dropped.
         """
         events: list[FrameEvent] = []
         step, self._inflight = self._inflight, None
@@ -303,17 +307,23 @@ class BatchGenerator:
                     torch.tensor([s.tokens[-1] for s in self.active], dtype=torch.long, device=self.device),
                     torch.tensor([s.length for s in self.active], dtype=torch.long, device=self.device))
         if step is not None:
-            changes = self._settle(step)
             for sequence in step.batch:
-                sequence.length += 1
-            joining = self.waiting and len(self.active) < self.max_batch
-            if self.pipelined and not changes and not joining and step.greedy:
+                sequence.length += 1  # the position this step wrote is now part of the sentence
+            if self.pipelined and step.greedy and self._may_continue(step.batch):
                 self._inflight = self._decode(step.ids, step.lengths + 1)
+            self._settle(step)
             self._report(step, events)
             if self._inflight is None:
                 self._compact()
         self._release_if_idle()
         return events
+
+    def _may_continue(self, batch: list[Sequence]) -> bool:
+        """Whether the step after the one in flight can be queued now: nobody waits to join, and
+        no sentence has ended or reaches its token cap in the step in flight."""
+        if self.waiting and len(self.active) < self.max_batch:
+            return False
+        return not any(s.finished or len(s.tokens) + 1 >= s.params.max_new_tokens for s in batch)
 
 
 @dataclass
@@ -329,3 +339,4 @@ class _Step:
     guarded: list[int] | None  # rows with a guard distance (None: all of them)
     greedy: bool = False  # ids chosen on the device: the next step can start from them unseen
     done: object = None  # a CUDA event: the copy has landed
+    live: list[bool] = field(default_factory=list)  # rows still generating when the step was read
