@@ -15,6 +15,7 @@ from soprano_cli.engine import checkpoint
 from soprano_cli.engine.decoder import SopranoDecoder
 from soprano_cli.engine.devices import select_backend, select_device, select_dtype
 from soprano_cli.engine.generate import STATIC_CACHE_LEN, BatchGenerator, Sequence
+from soprano_cli.engine.memory import release_free_memory
 from soprano_cli.engine.prefetch import Prefetch
 from soprano_cli.engine.results import AudioChunk, SentenceAudio
 from soprano_cli.engine.sampling import SamplingParams
@@ -177,7 +178,7 @@ class Engine:
                     decoder.compute_dtype = torch.bfloat16
 
                 lm.cuda_graphs = CudaGraphRunner(lm, slots=config.max_batch, max_len=STATIC_CACHE_LEN)
-        _release_free_memory()
+        release_free_memory()
         log.info("loaded %s (%s, %s, LM %s) in %.2f s", folder, backend, device, dtype, time.perf_counter() - started)
         return cls(lm=lm, decoder=decoder, tokenizer=tokenizer, config=config, model_dir=folder,
                    device=device, backend=backend, dtype=dtype)
@@ -376,16 +377,6 @@ def _build_torch_lm(folder: Path, lm_config, device: torch.device, mode: str, to
              choice, cosine, quantize.MIN_COSINE, decoder_choice, "n/a" if snr is None else f"{snr:.1f}",
              quantize.MIN_DECODER_SNR_DB)
     return (lm, "int8") if choice == "int8" else build("float32")
-
-
-def _release_free_memory() -> None:
-    """Hand the loader's freed temporaries back to the OS (glibc keeps them in its heap otherwise)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def _stack(frames: list[torch.Tensor], width: int) -> torch.Tensor:

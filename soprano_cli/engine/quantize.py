@@ -188,6 +188,15 @@ def quantize_decoder(decoder: nn.Module) -> list[tuple[nn.Module, str, nn.Module
         layers = list(pool.map(lambda item: DynamicInt8Linear(item[2].weight, item[2].bias), replaced))
     for (block, name, _), layer in zip(replaced, layers):
         setattr(block, name, layer)
+    # The other tensors still view decoder.pth's memory map, which keeps every page of it that
+    # was read (the float32 layers just replaced: ~110 MB at the published sizes) resident.
+    # Copies of those few small tensors let the map go.
+    for module in decoder.modules():
+        for tensors in (module._parameters, module._buffers):
+            for key, tensor in tensors.items():
+                if tensor is not None:
+                    copy = tensor.detach().clone()
+                    tensors[key] = nn.Parameter(copy, requires_grad=False) if isinstance(tensor, nn.Parameter) else copy
     return replaced
 
 

@@ -139,3 +139,17 @@ def test_int8_batched_equals_one_by_one(tiny_checkpoint):
 def test_unknown_dtype(tiny_checkpoint):
     with pytest.raises(InvalidParameterError, match="unknown dtype"):
         Engine.load(EngineConfig(model=str(tiny_checkpoint), dtype="float8"))
+
+
+@needs_fbgemm
+def test_an_int8_decoder_lets_go_of_the_checkpoints_memory_map(tiny_checkpoint):
+    """After quantizing, no decoder tensor views decoder.pth's map, so the pages read from it can go."""
+    from soprano_cli.engine import checkpoint
+    from soprano_cli.engine.decoder import SopranoDecoder
+
+    state = checkpoint.load_decoder_weights(tiny_checkpoint)
+    mapped = {tensor.untyped_storage().data_ptr() for tensor in state.values()}
+    decoder = SopranoDecoder.from_state_dict(state)
+    assert mapped & {t.untyped_storage().data_ptr() for t in [*decoder.parameters(), *decoder.buffers()]}
+    quantize.quantize_decoder(decoder)
+    assert not mapped & {t.untyped_storage().data_ptr() for t in [*decoder.parameters(), *decoder.buffers()]}
