@@ -69,7 +69,8 @@ def test_padded_batches_generate_the_reference_tokens(graphed_engine, golden, go
 def test_graphs_and_cache_are_reused_by_later_requests(graphed_engine, golden_texts):
     runner = graphed_engine.lm.cuda_graphs
     graphed_engine.warm_up()
-    assert sorted(runner.graphs) == [(b, s) for b in (1, 2, 4, 8) for s in (256, 512, 768, 1024)] and sorted(runner.prefill_graphs) == list(PREFILL_BUCKETS)
+    assert sorted(runner.graphs) == [(b, s) for b in (1, 2, 4, 8) for s in (256, 512, 768, 1024)]
+    assert sorted(runner.prefill_graphs) == list(PREFILL_BUCKETS)
     captured, cache = runner.captures, runner.cache
     graphed_engine.generate(golden_texts[:2])
     graphed_engine.generate(golden_texts)
