@@ -31,16 +31,10 @@ class RepetitionGuard:
 
     count: int = 0
     flagged: bool = False
-    _previous: torch.Tensor | None = None
-
-    def update(self, frame: torch.Tensor) -> bool:
-        if self._previous is not None:
-            self.observe(float((frame - self._previous).abs().sum()))
-        self._previous = frame
-        return self.flagged
 
     def observe(self, distance: float) -> bool:
-        """Count one frame at `distance` from the one before it (the batch computes these at once)."""
+        """Count one frame at `distance` (summed absolute difference) from the one before it;
+        the generator computes these for a whole batch at once."""
         self.count = self.count + 1 if distance < SIMILAR_FRAME_DISTANCE else max(self.count - 1, 0)
         self.flagged = self.flagged or self.count > REPEAT_LIMIT
         return self.flagged

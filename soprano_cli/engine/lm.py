@@ -253,7 +253,7 @@ class Qwen3LM(nn.Module):
         if self.cuda_graphs is not None:
             return self.cuda_graphs(ids, lengths, cache, reach)
         B = ids.shape[0]
-        read_len = int(lengths.max()) + 1
+        read_len = reach or int(lengths.max()) + 1
         mask = None
         if B > 1 and bool((lengths != lengths[0]).any()):
             key_positions = torch.arange(read_len, device=ids.device)

@@ -67,12 +67,6 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
     return torch.where(seen, penalized, logits)
 
 
-def choose_token(logits: torch.Tensor, seen: torch.Tensor, params: SamplingParams,
-                 generator: torch.Generator | None) -> int:
-    """Pick the next id for one sequence from its (V,) float32 logits."""
-    return sample_token(apply_repetition_penalty(logits, seen, params.repetition_penalty), params, generator)
-
-
 def sample_token(scores: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
     """Pick an id from one sequence's (V,) penalized scores: greedy, or temperature + top-p."""
     import torch

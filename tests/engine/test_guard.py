@@ -11,21 +11,26 @@ from soprano_cli.engine.generate import REPEAT_LIMIT, RepetitionGuard
 from soprano_cli.engine.sampling import SamplingParams
 
 
+def observe_frames(guard: RepetitionGuard, frames) -> list[bool]:
+    """Feed consecutive frames as the generator does: each one's distance from the one before."""
+    return [guard.observe(float((frame - previous).abs().sum())) for previous, frame in zip(frames, frames[1:])]
+
+
 def test_guard_flags_a_long_run_of_near_identical_frames():
     guard = RepetitionGuard()
-    frame = torch.zeros(512)
-    flags = [guard.update(frame + 0.1 * (i % 2)) for i in range(REPEAT_LIMIT + 2)]
-    assert not any(flags[:REPEAT_LIMIT + 1])  # the counter must exceed the limit
+    frames = [torch.zeros(512) + 0.1 * (i % 2) for i in range(REPEAT_LIMIT + 2)]  # 51.2 apart
+    flags = observe_frames(guard, frames)
+    assert not any(flags[:REPEAT_LIMIT])  # the counter must exceed the limit
     assert flags[-1]
 
 
 def test_guard_counter_falls_on_distinct_frames():
     guard = RepetitionGuard()
+    frames = []
     for _ in range(5):
-        for _ in range(10):  # similar: the counter rises by up to 10
-            guard.update(torch.zeros(512))
-        for k in range(10):  # each far from the last: it falls back to zero
-            guard.update(torch.full((512,), 10.0 * (k + 1)))
+        frames += [torch.zeros(512)] * 10  # similar: the counter rises by up to 10
+        frames += [torch.full((512,), 10.0 * (k + 1)) for k in range(10)]  # each far from the last
+    observe_frames(guard, frames)
     assert guard.count == 0 and not guard.flagged
 
 
