@@ -150,8 +150,11 @@ class Engine:
         device = select_device(config.device)
         # A GPU runs wide batches for little more than narrow ones; a CPU's step grows with the batch.
         wide = device.type == "cuda"
-        config = replace(config, max_batch=config.max_batch or (CUDA_MAX_BATCH if wide else CPU_MAX_BATCH))
-        config.decoder_batch_size = config.decoder_batch_size or (CUDA_DECODER_BATCH if wide else 1)
+        config = replace(config)  # the caller's stays as given
+        if config.max_batch is None:
+            config.max_batch = CUDA_MAX_BATCH if wide else CPU_MAX_BATCH
+        if config.decoder_batch_size is None:
+            config.decoder_batch_size = CUDA_DECODER_BATCH if wide else 1
         if config.max_batch < 1 or config.decoder_batch_size < 1:
             raise InvalidParameterError("max_batch and decoder_batch_size must be at least 1")
         backend = select_backend(config.backend, device)
@@ -201,8 +204,9 @@ class Engine:
         return BatchGenerator(self.lm, max_batch=self.config.max_batch, device=self.device)
 
     def warm_up(self) -> None:
-        """Pay first-call costs now (a daemon's start): a few frames through LM and decoder, and
-        on CUDA the decode graph of every batch size, so the first requests run at full speed."""
+        """Pay first-call costs now (a daemon's start): a few frames through LM and decoder, and on
+        CUDA every graph (each batch bucket and attention span, and the lone-prompt prefills), so
+        the first requests run at full speed."""
         generator = self.new_generator()
         generator.add(self._sequence(0, "Warm up.", SamplingParams(max_new_tokens=4)))
         frames = []

@@ -166,3 +166,16 @@ def test_a_sentence_joining_a_running_batch_is_guarded_as_if_alone(tiny_engine, 
         assert done[key].tokens == alone[key].tokens
         assert len(done[key].guard.seen) == len(alone[key].tokens) - 1
         np.testing.assert_allclose(done[key].guard.seen, alone[key].guard.seen, rtol=1e-4)
+
+
+def test_batch_sizes_default_per_device_and_reject_zero(tiny_checkpoint):
+    from soprano_cli.engine.engine import Engine, EngineConfig
+    from soprano_cli.errors import InvalidParameterError
+
+    config = EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="float32")
+    engine = Engine.load(config)
+    assert (engine.config.max_batch, engine.config.decoder_batch_size) == (16, 1)
+    assert config.max_batch is None  # the caller's config is left as given
+    for field in ("max_batch", "decoder_batch_size"):
+        with pytest.raises(InvalidParameterError):
+            Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="float32", **{field: 0}))
