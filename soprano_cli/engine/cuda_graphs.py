@@ -7,7 +7,7 @@ once and replayed with new inputs copied into the captured buffers.
 
 Graphs hold the addresses of the KV cache they were captured with, so the runner owns one shared
 cache and lends it to one batch generator at a time; a generator that finds it taken allocates
-its own and decodes eagerly. Batches are padded up to a few bucket sizes (the padding rows write
+its own and decodes eagerly (the LM's own step). Batches are padded up to a few bucket sizes (the padding rows write
 into free slots only), so a handful of graphs serves every batch size. A prompt that arrives
 alone (a stream's first sentence) is prefilled through a graph too, padded to a length bucket.
 """
@@ -96,12 +96,13 @@ class CudaGraphRunner:
     # -- decoding -------------------------------------------------------------------------------
 
     def __call__(self, ids: torch.Tensor, lengths: torch.Tensor, cache,
-                 reach: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 reach: int | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """One decode step through a graph (None: not graphed, run it eagerly): only on the shared cache."""
         if cache is not self.cache or self.failed or ids.shape[0] > self.slots:
-            return self.lm.decode_static(ids, lengths, cache)
+            return None
         return self._replay(ids, lengths, reach or int(lengths.max()) + 1)
 
-    def _replay(self, ids: torch.Tensor, lengths: torch.Tensor, reach: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _replay(self, ids: torch.Tensor, lengths: torch.Tensor, reach: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         B = ids.shape[0]
         bucket = next(b for b in self.buckets if b >= B)
         # Attention covers a multiple of SPAN positions, not the whole cache: its cost follows the longest sentence.
@@ -115,7 +116,7 @@ class CudaGraphRunner:
             entry = self._try_capture(lambda: self.lm.decode_static(static_ids, static_lengths, self.cache, span),
                                       static_ids, static_lengths)
             if entry is None:
-                return self.lm.decode_static(ids, lengths, self.cache)
+                return None
             self.graphs[(bucket, span)] = entry
         graph, (static_ids, static_lengths), (hidden, logits) = entry
         if B < bucket:

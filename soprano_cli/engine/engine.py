@@ -180,7 +180,6 @@ class Engine:
 
                 if dtype != "float32":  # tensor cores; float32 stays the exact mode
                     decoder.compute_dtype = torch.bfloat16
-
                 lm.cuda_graphs = CudaGraphRunner(lm, slots=config.max_batch, max_len=STATIC_CACHE_LEN)
         release_free_memory()
         log.info("loaded %s (%s, %s, LM %s) in %.2f s", folder, backend, device, dtype, time.perf_counter() - started)

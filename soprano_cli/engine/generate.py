@@ -198,8 +198,8 @@ class BatchGenerator:
             step.done.record()
         return step
 
-    def _settle(self, step: "_Step") -> bool:
-        """Wait for `step`'s results and decide each sentence's end; True if the batch changes."""
+    def _settle(self, step: "_Step") -> None:
+        """Wait for `step`'s results and decide each sentence's end."""
         if step.done is not None:
             step.done.synchronize()
         chosen, distances = step.host.tolist()
@@ -210,7 +210,6 @@ class BatchGenerator:
         # Rows whose sentence ended before this step (it was queued ahead, or they were cancelled
         # while it ran) are computed but not reported.
         step.live = [not sequence.finished for sequence in step.batch]
-        changes = not all(step.live)
         for row, (sequence, token) in enumerate(zip(step.batch, step.tokens)):
             if not step.live[row]:
                 continue
@@ -223,8 +222,6 @@ class BatchGenerator:
                     sequence.finish_reason = "hallucination"
                 elif len(sequence.tokens) + 1 >= sequence.params.max_new_tokens:
                     sequence.finish_reason = "length"
-            changes = changes or sequence.finished
-        return changes
 
     def _report(self, step: "_Step", events: list[FrameEvent]) -> None:
         """Append each sentence's new token and frame, and the events saying so."""

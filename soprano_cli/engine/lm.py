@@ -251,7 +251,9 @@ class Qwen3LM(nn.Module):
         so this is `_run` written out for T = 1 with as few tensor operations as it can take.
         """
         if self.cuda_graphs is not None:
-            return self.cuda_graphs(ids, lengths, cache, reach)
+            graphed = self.cuda_graphs(ids, lengths, cache, reach)
+            if graphed is not None:
+                return graphed
         B = ids.shape[0]
         read_len = reach or int(lengths.max()) + 1
         mask = None
