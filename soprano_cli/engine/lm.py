@@ -77,6 +77,24 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> 
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), sin_signed)
 
 
+def rope_matrices(cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+    """Each row's rotation (B, D) as a (B, D, D) matrix M, so that apply_rope(x[b]) == x[b] @ M[b]:
+    one matmul where the elementwise form takes a multiply, a roll (itself three operations) and
+    an addcmul. Row (j - D/2) mod D of column j holds sin, the diagonal cos, every other entry 0."""
+    dim = cos.shape[-1]
+    columns = torch.arange(dim, device=cos.device)
+    matrices = torch.diag_embed(cos)
+    matrices[:, (columns - dim // 2) % dim, columns] = sin_signed
+    return matrices
+
+
+def inverse_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """1 / sqrt(mean(x^2) + eps) over the last dimension, kept: three operations where
+    `x.pow(2).mean()` alone takes five on a CPU."""
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)  # as Qwen3 accumulates
+    return torch.addcmul(norm.new_full((), eps), norm, norm, value=1 / x.shape[-1]).rsqrt_()
+
+
 class Attention(nn.Module):
     def __init__(self, config: LMConfig, layer: int):
         super().__init__()
@@ -93,10 +111,14 @@ class Attention(nn.Module):
         self.k_norm = RMSNorm(dim, config.rms_norm_eps)
 
     def qk_norm_weight(self) -> torch.Tensor:
-        """q_norm's weight for each query head, then k_norm's for each key head: (h + kvh, D)."""
+        """q_norm's weight for each query head, then k_norm's for each key head: (h + kvh, D).
+
+        The query rows carry attention's 1/sqrt(D) too, so attention itself runs unscaled (one
+        operation fewer per layer; rotation is linear, so where the factor goes is immaterial).
+        """
         cached = getattr(self, "_qk_weight", None)
         if cached is None or cached.device != self.q_norm.weight.device or cached.dtype != self.q_norm.weight.dtype:
-            cached = torch.cat([self.q_norm.weight.expand(self.num_heads, -1),
+            cached = torch.cat([self.q_norm.weight.expand(self.num_heads, -1) * self.head_dim ** -0.5,
                                 self.k_norm.weight.expand(self.num_kv_heads, -1)]).detach()
             self._qk_weight = cached
         return cached
@@ -128,7 +150,7 @@ class Attention(nn.Module):
             v_layer[write_index, :, :T] = v
             keys, values = k, v
         out = F.scaled_dot_product_attention(
-            q, keys, values, attn_mask=mask, is_causal=(T > 1 and mask is None),
+            q, keys, values, attn_mask=mask, is_causal=(T > 1 and mask is None), scale=1.0,
             enable_gqa=self.num_kv_heads != self.num_heads,
         )  # (B, h, T, D)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
@@ -258,8 +280,7 @@ class Qwen3LM(nn.Module):
         read_len = reach or int(lengths.max()) + 1
         mask = None
         if B > 1 and bool((lengths != lengths[0]).any()):
-            key_positions = torch.arange(read_len, device=ids.device)
-            mask = (key_positions[None, :] <= lengths[:, None])[:, None, None, :]  # (B, 1, 1, L)
+            mask = self._length_mask(lengths, read_len)
         return self._decode_step(ids, lengths, cache, read_len, mask, static=False)
 
     @torch.inference_mode()
@@ -269,12 +290,15 @@ class Qwen3LM(nn.Module):
         over the cache's first `span` positions (all of them by default; more than any length),
         masked past each slot's length."""
         span = span or cache.max_len
-        key_positions = torch.arange(span, device=ids.device)
-        # Additive, in the activations' dtype: attention would otherwise convert a boolean mask per layer.
-        dtype = self.model.embed_tokens.weight.dtype
-        mask = torch.zeros(ids.shape[0], 1, 1, span, dtype=dtype, device=ids.device)
-        mask.masked_fill_((key_positions[None, :] > lengths[:, None])[:, None, None, :], float("-inf"))
-        return self._decode_step(ids, lengths, cache, span, mask, static=True)
+        return self._decode_step(ids, lengths, cache, span, self._length_mask(lengths, span), static=True)
+
+    def _length_mask(self, lengths: torch.Tensor, span: int) -> torch.Tensor:
+        """Additive attention mask (B, 1, 1, span): 0 up to each slot's new position, -inf past it.
+        Additive and in the activations' dtype: a boolean one would be converted in every layer."""
+        key_positions = torch.arange(span, device=lengths.device)
+        mask = torch.zeros(lengths.shape[0], 1, 1, span, dtype=self.model.embed_tokens.weight.dtype,
+                           device=lengths.device)
+        return mask.masked_fill_((key_positions[None, :] > lengths[:, None])[:, None, None, :], float("-inf"))
 
     def _decode_step(self, ids, lengths, cache: KVCache, read_len: int, mask, static: bool):
         B = ids.shape[0]
@@ -282,10 +306,13 @@ class Qwen3LM(nn.Module):
         heads, kv_heads, dim = config.num_heads, config.num_kv_heads, config.head_dim
         cos_table, sin_table = self.rope(read_len)
         x = self.model.embed_tokens(ids)  # (B, H)
-        cos = cos_table[lengths].to(x.dtype)[:, None, :]  # (B, 1, D)
-        sin = sin_table[lengths].to(x.dtype)[:, None, :]
-        # Where each layer's new key and value go: one slice (B = 1) or one indexed write.
-        if B == 1 and not static:
+        lone = B == 1 and not static  # one sentence: plain slices where a batch needs indexing
+        if static:  # elementwise rotation: on a GPU a (B, D, D) matrix per step costs more than it saves
+            cos = cos_table[lengths].to(x.dtype)[:, None, :]  # (B, 1, D)
+            sin = sin_table[lengths].to(x.dtype)[:, None, :]
+        else:
+            rotations = rope_matrices(cos_table[lengths], sin_table[lengths]).to(x.dtype)  # (B, D, D)
+        if lone:
             k_new, v_new = cache.k[:, 0, :, read_len - 1], cache.v[:, 0, :, read_len - 1]  # (layers, kvh, D)
         else:
             # Row (slot b, head h, position lengths[b]) of a layer's cache seen as (slots * kvh * L, D):
@@ -293,31 +320,65 @@ class Qwen3LM(nn.Module):
             rows = ((torch.arange(B, device=ids.device)[:, None] * kv_heads
                      + torch.arange(kv_heads, device=ids.device)[None, :]) * cache.max_len
                     + lengths[:, None]).reshape(-1)
-        q_size, group = heads * dim, heads // kv_heads
+        every_key, every_value = cache.k[:, :B, :, :read_len], cache.v[:, :B, :, :read_len]  # (layers, B, kvh, L, D)
+        q_size, kv_size, group = heads * dim, kv_heads * dim, heads // kv_heads
         for layer, block in enumerate(self.model.layers):
             attn = block.self_attn
-            qkv = attn.qkv_proj(block.input_layernorm(x))  # (B, (h + 2 kvh) D)
-            qk = qkv[:, :q_size + kv_heads * dim].view(B, heads + kv_heads, dim)
-            qk = F.rms_norm(qk, (dim,), eps=attn.q_norm.eps) * attn.qk_norm_weight()
-            qk = apply_rope(qk, cos, sin)
-            v = qkv[:, q_size + kv_heads * dim:].view(B, kv_heads, dim)
-            if B == 1 and not static:
+            # q and k heads side by side (B, h + kvh, D): one norm and one rotation for both.
+            if static:  # few, fused kernels: what a GPU wants
+                qkv = attn.qkv_proj(block.input_layernorm(x))  # (B, (h + 2 kvh) D)
+                qk = qkv[:, :q_size + kv_size].view(B, heads + kv_heads, dim)
+                qk = apply_rope(F.rms_norm(qk, (dim,), eps=attn.q_norm.eps).mul_(attn.qk_norm_weight()), cos, sin)
+            else:  # few operations, what a CPU wants: each norm's factor applied after what it commutes with
+                qkv = _normed_linear(attn.qkv_proj, block.input_layernorm, x)
+                qk = qkv[:, :q_size + kv_size].view(B, heads + kv_heads, dim)
+                qk = torch.bmm(qk * attn.qk_norm_weight(), rotations).mul_(inverse_rms(qk, attn.q_norm.eps))
+            v = qkv[:, q_size + kv_size:].view(B, kv_heads, dim)
+            if lone:
                 k_new[layer].copy_(qk[0, heads:])
                 v_new[layer].copy_(v[0])
             else:
                 cache.k[layer].view(-1, dim).index_copy_(0, rows, qk[:, heads:].reshape(-1, dim))
                 cache.v[layer].view(-1, dim).index_copy_(0, rows, v.reshape(-1, dim))
-            keys, values = cache.k[layer, :B, :, :read_len], cache.v[layer, :B, :, :read_len]
-            # The query heads that share a key head attend as that head's rows: plain attention
-            # with no head expansion, which torch runs far faster than its GQA path.
+            # The query heads that share a key head attend as that head's rows: no head expansion.
             queries = qk[:, :heads].view(B, kv_heads, group, dim)
-            out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask)  # (B, kvh, group, D)
+            if static:
+                out = F.scaled_dot_product_attention(queries, every_key[layer], every_value[layer],
+                                                     attn_mask=mask, scale=1.0)
+            else:
+                out = _attend_one_position(queries, every_key[layer], every_value[layer], mask)
             x = x + attn.o_proj(out.reshape(B, q_size))
-            gate_up = block.mlp.gate_up_proj(block.post_attention_layernorm(x))
+            norm = block.post_attention_layernorm
+            gate_up = block.mlp.gate_up_proj(norm(x)) if static else _normed_linear(block.mlp.gate_up_proj, norm, x)
             gate, up = gate_up.chunk(2, dim=-1)
             x = x + block.mlp.down_proj(F.silu(gate).mul_(up))
         hidden = self.model.norm(x)
         return hidden, self.lm_head(hidden).float()
+
+
+def _normed_linear(linear: nn.Module, norm: RMSNorm, x: torch.Tensor) -> torch.Tensor:
+    """`linear(norm(x))` with the norm's per-row factor applied to the output instead (a bias-free
+    linear layer commutes with it): fewer CPU operations than the norm itself, and one fused
+    call where the layer has one (the CPU's int8 layers, which scale rows anyway)."""
+    fused = getattr(linear, "normed", None)
+    if fused is not None:
+        return fused(x, norm.weight, norm.eps)
+    if getattr(linear, "bias", None) is not None or not isinstance(linear, nn.Linear):
+        return linear(norm(x))
+    return F.linear(x * norm.weight, linear.weight).mul_(inverse_rms(x, norm.eps))
+
+
+def _attend_one_position(queries, keys, values, mask):
+    """Attention of each slot's one new position, queries already scaled: (B, kvh, group, D)
+    against keys and values (B, kvh, L, D). Two batched matmuls and a softmax: with a single
+    query per head, torch's fused attention costs more in set-up than it saves (measured on CPUs)."""
+    B, kv_heads, group, dim = queries.shape
+    scores = torch.bmm(queries.reshape(B * kv_heads, group, dim), keys.flatten(0, 1).transpose(1, 2))
+    if mask is not None:  # (B, 1, 1, L) over (B, kvh, group, L)
+        scores = scores.view(B, kv_heads, group, -1).add_(mask).flatten(0, 1)
+    weights = torch.softmax(scores, dim=-1) if scores.dtype == torch.float32 else \
+        torch.softmax(scores, dim=-1, dtype=torch.float32).to(values.dtype)
+    return torch.bmm(weights, values.flatten(0, 1))  # (B kvh, group, D)
 
 
 # Our fused parameters and the checkpoint tensors they are stacked from.

@@ -1,0 +1,89 @@
+"""The decode step's rewritten pieces against the plain formulas they replace."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from soprano_cli.engine import quantize
+from soprano_cli.engine.lm import (RMSNorm, _attend_one_position, _normed_linear, apply_rope, inverse_rms,
+                                   rope_matrices, rope_tables)
+from soprano_cli.engine.checkpoint import LMConfig
+
+needs_fbgemm = pytest.mark.skipif(not quantize.use_fbgemm(torch.device("cpu")), reason="needs fbgemm (an x86 CPU)")
+
+
+def _norm(dim: int, generator: torch.Generator) -> RMSNorm:
+    norm = RMSNorm(dim, 1e-6)
+    norm.weight.data = torch.rand(dim, generator=generator) * 2
+    return norm
+
+
+def test_inverse_rms_is_the_rms_norm_factor():
+    x = torch.randn(3, 5, 128) * torch.tensor([1e-3, 1.0, 30.0])[:, None, None]
+    expected = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+    torch.testing.assert_close(inverse_rms(x, 1e-6), expected, rtol=2e-6, atol=0)
+    # eps dominates a silent row, as in the norm
+    torch.testing.assert_close(inverse_rms(torch.zeros(1, 8), 1e-6), torch.full((1, 1), 1e3))
+
+
+def test_rope_matrices_rotate_as_the_elementwise_rope():
+    config = LMConfig(vocab_size=8, hidden_size=64, intermediate_size=64, num_layers=1, num_heads=4,
+                      num_kv_heads=1, head_dim=128, rms_norm_eps=1e-6, rope_theta=10000.0,
+                      max_position_embeddings=1024, tie_word_embeddings=False, eos_token_id=0)
+    cos, sin = rope_tables(config, 700, "cpu")
+    positions = torch.tensor([0, 1, 57, 699])
+    x = torch.randn(4, 5, 128)
+    rotated = torch.bmm(x, rope_matrices(cos[positions], sin[positions]))
+    torch.testing.assert_close(rotated, apply_rope(x, cos[positions][:, None], sin[positions][:, None]),
+                               rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2])
+def test_attention_of_one_position_equals_fused_attention(kv_heads):
+    generator = torch.Generator().manual_seed(0)
+    B, group, L, D = 3, 2, 40, 16
+    queries = torch.randn(B, kv_heads, group, D, generator=generator) / D ** 0.5
+    keys = torch.randn(B, kv_heads, 64, D, generator=generator)[:, :, :L]  # a slice of a longer cache
+    values = torch.randn(B, kv_heads, 64, D, generator=generator)[:, :, :L]
+    lengths = torch.tensor([39, 10, 25])
+    mask = torch.zeros(B, 1, 1, L).masked_fill_(torch.arange(L)[None, None, None, :] > lengths[:, None, None, None],
+                                                float("-inf"))
+    out = _attend_one_position(queries, keys, values, mask).view(B, kv_heads, group, D)
+    expected = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, scale=1.0)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    # unmasked, and in bfloat16 (softmax in float32)
+    torch.testing.assert_close(_attend_one_position(queries, keys, values, None).view(B, kv_heads, group, D),
+                               F.scaled_dot_product_attention(queries, keys, values, scale=1.0), rtol=1e-5, atol=1e-6)
+    half = _attend_one_position(queries.bfloat16(), keys.bfloat16(), values.bfloat16(), mask.bfloat16())
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float().view(B, kv_heads, group, D), expected, rtol=0.05, atol=0.02)
+
+
+def test_normed_float_linear_equals_linear_of_the_norm():
+    generator = torch.Generator().manual_seed(1)
+    norm, linear = _norm(64, generator), torch.nn.Linear(64, 96, bias=False)
+    x = torch.randn(4, 64, generator=generator) * 5
+    with torch.inference_mode():
+        torch.testing.assert_close(_normed_linear(linear, norm, x), linear(norm(x)), rtol=1e-5, atol=1e-5)
+        biased = torch.nn.Linear(64, 96)  # the factor does not commute with a bias: the plain path
+        torch.testing.assert_close(_normed_linear(biased, norm, x), biased(norm(x)))
+
+
+@needs_fbgemm
+def test_normed_int8_linear_equals_int8_linear_of_the_norm():
+    generator = torch.Generator().manual_seed(2)
+    norm = _norm(256, generator)
+    layer = quantize.DynamicInt8Linear(torch.randn(384, 256, generator=generator) * 0.05)
+    x = torch.randn(5, 256, generator=generator) * torch.tensor([0.01, 1, 3, 10, 100])[:, None]
+    with torch.inference_mode():
+        fused, plain = _normed_linear(layer, norm, x), layer(norm(x))
+    # The same int8 inputs (the scalings differ in order only), so all but float rounding agrees;
+    # a wrong norm factor would be off by far more.
+    scale = plain.abs().amax(dim=1, keepdim=True)
+    assert ((fused - plain).abs() / scale).max() < 1e-5
+    # Each row on its own: a row's result does not depend on the others.
+    with torch.inference_mode():
+        for row in range(5):
+            torch.testing.assert_close(_normed_linear(layer, norm, x[row:row + 1]), fused[row:row + 1], rtol=0, atol=0)
