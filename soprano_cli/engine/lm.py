@@ -7,6 +7,8 @@ last one into it.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -92,7 +94,14 @@ def inverse_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
     """1 / sqrt(mean(x^2) + eps) over the last dimension, kept: three operations where
     `x.pow(2).mean()` alone takes five on a CPU."""
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)  # as Qwen3 accumulates
-    return torch.addcmul(norm.new_full((), eps), norm, norm, value=1 / x.shape[-1]).rsqrt_()
+    return torch.addcmul(_constant(eps, norm.device), norm, norm, value=1 / x.shape[-1]).rsqrt_()
+
+
+@functools.lru_cache(maxsize=16)
+def _constant(value: float, device: torch.device) -> torch.Tensor:
+    """A float32 scalar tensor, made once: making one per call would cost two operations."""
+    with torch.inference_mode(False):  # usable in and out of inference mode
+        return torch.tensor(value, dtype=torch.float32, device=device)
 
 
 class Attention(nn.Module):
@@ -321,7 +330,10 @@ class Qwen3LM(nn.Module):
                      + torch.arange(kv_heads, device=ids.device)[None, :]) * cache.max_len
                     + lengths[:, None]).reshape(-1)
         every_key, every_value = cache.k[:, :B, :, :read_len], cache.v[:, :B, :, :read_len]  # (layers, B, kvh, L, D)
+        if not static:  # as the batched matmuls take them, made once for all layers
+            every_key, every_value = every_key.flatten(1, 2).transpose(2, 3), every_value.flatten(1, 2)
         q_size, kv_size, group = heads * dim, kv_heads * dim, heads // kv_heads
+        inner = config.intermediate_size
         for layer, block in enumerate(self.model.layers):
             attn = block.self_attn
             # q and k heads side by side (B, h + kvh, D): one norm and one rotation for both.
@@ -341,16 +353,16 @@ class Qwen3LM(nn.Module):
                 cache.k[layer].view(-1, dim).index_copy_(0, rows, qk[:, heads:].reshape(-1, dim))
                 cache.v[layer].view(-1, dim).index_copy_(0, rows, v.reshape(-1, dim))
             # The query heads that share a key head attend as that head's rows: no head expansion.
-            queries = qk[:, :heads].view(B, kv_heads, group, dim)
             if static:
-                out = F.scaled_dot_product_attention(queries, every_key[layer], every_value[layer],
-                                                     attn_mask=mask, scale=1.0)
+                out = F.scaled_dot_product_attention(qk[:, :heads].view(B, kv_heads, group, dim), every_key[layer],
+                                                     every_value[layer], attn_mask=mask, scale=1.0)
             else:
-                out = _attend_one_position(queries, every_key[layer], every_value[layer], mask)
+                out = _attend_one_position(qk[:, :heads].reshape(B * kv_heads, group, dim), every_key[layer],
+                                           every_value[layer], mask)
             x = x + attn.o_proj(out.reshape(B, q_size))
             norm = block.post_attention_layernorm
             gate_up = block.mlp.gate_up_proj(norm(x)) if static else _normed_linear(block.mlp.gate_up_proj, norm, x)
-            gate, up = gate_up.chunk(2, dim=-1)
+            gate, up = gate_up[:, :inner], gate_up[:, inner:]  # two slices: chunk costs four operations
             x = x + block.mlp.down_proj(F.silu(gate).mul_(up))
         hidden = self.model.norm(x)
         return hidden, self.lm_head(hidden).float()
@@ -368,17 +380,20 @@ def _normed_linear(linear: nn.Module, norm: RMSNorm, x: torch.Tensor) -> torch.T
     return F.linear(x * norm.weight, linear.weight).mul_(inverse_rms(x, norm.eps))
 
 
-def _attend_one_position(queries, keys, values, mask):
-    """Attention of each slot's one new position, queries already scaled: (B, kvh, group, D)
-    against keys and values (B, kvh, L, D). Two batched matmuls and a softmax: with a single
-    query per head, torch's fused attention costs more in set-up than it saves (measured on CPUs)."""
-    B, kv_heads, group, dim = queries.shape
-    scores = torch.bmm(queries.reshape(B * kv_heads, group, dim), keys.flatten(0, 1).transpose(1, 2))
-    if mask is not None:  # (B, 1, 1, L) over (B, kvh, group, L)
-        scores = scores.view(B, kv_heads, group, -1).add_(mask).flatten(0, 1)
+def _attend_one_position(queries, keys_t, values, mask):
+    """Attention of each slot's one new position: queries (B kvh, group, D), already scaled,
+    against keys_t (B kvh, D, L) and values (B kvh, L, D); mask (B, 1, 1, L) or None.
+
+    Two batched matmuls and a softmax: with a single query per head, torch's fused attention
+    costs more in set-up than it saves (measured on CPUs).
+    """
+    scores = torch.bmm(queries, keys_t)  # (B kvh, group, L)
+    if mask is not None:
+        rows, group, span = scores.shape
+        scores = scores.view(mask.shape[0], -1, group, span).add_(mask).view(rows, group, span)
     weights = torch.softmax(scores, dim=-1) if scores.dtype == torch.float32 else \
         torch.softmax(scores, dim=-1, dtype=torch.float32).to(values.dtype)
-    return torch.bmm(weights, values.flatten(0, 1))  # (B kvh, group, D)
+    return torch.bmm(weights, values)  # (B kvh, group, D)
 
 
 # Our fused parameters and the checkpoint tensors they are stacked from.

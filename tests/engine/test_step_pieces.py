@@ -50,15 +50,18 @@ def test_attention_of_one_position_equals_fused_attention(kv_heads):
     lengths = torch.tensor([39, 10, 25])
     mask = torch.zeros(B, 1, 1, L).masked_fill_(torch.arange(L)[None, None, None, :] > lengths[:, None, None, None],
                                                 float("-inf"))
-    out = _attend_one_position(queries, keys, values, mask).view(B, kv_heads, group, D)
+    def attend(q, k, v, m):
+        return _attend_one_position(q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2), v.flatten(0, 1), m).view(
+            B, kv_heads, group, D)
+
     expected = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, scale=1.0)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(attend(queries, keys, values, mask), expected, rtol=1e-5, atol=1e-6)
     # unmasked, and in bfloat16 (softmax in float32)
-    torch.testing.assert_close(_attend_one_position(queries, keys, values, None).view(B, kv_heads, group, D),
+    torch.testing.assert_close(attend(queries, keys, values, None),
                                F.scaled_dot_product_attention(queries, keys, values, scale=1.0), rtol=1e-5, atol=1e-6)
-    half = _attend_one_position(queries.bfloat16(), keys.bfloat16(), values.bfloat16(), mask.bfloat16())
+    half = attend(queries.bfloat16(), keys.bfloat16(), values.bfloat16(), mask.bfloat16())
     assert half.dtype == torch.bfloat16
-    torch.testing.assert_close(half.float().view(B, kv_heads, group, D), expected, rtol=0.05, atol=0.02)
+    torch.testing.assert_close(half.float(), expected, rtol=0.05, atol=0.02)
 
 
 def test_normed_float_linear_equals_linear_of_the_norm():
