@@ -330,7 +330,10 @@ class Qwen3LM(nn.Module):
                      + torch.arange(kv_heads, device=ids.device)[None, :]) * cache.max_len
                     + lengths[:, None]).reshape(-1)
         every_key, every_value = cache.k[:, :B, :, :read_len], cache.v[:, :B, :, :read_len]  # (layers, B, kvh, L, D)
-        if not static:  # as the batched matmuls take them, made once for all layers
+        # Plain matmuls for attention on a CPU in float32. Not in lower precision: oneDNN would build
+        # (and keep) a kernel for every new length, hundreds of MB over a sentence.
+        plain_attention = not static and x.dtype == torch.float32
+        if plain_attention:  # keys and values as the batched matmuls take them, made once for all layers
             every_key, every_value = every_key.flatten(1, 2).transpose(2, 3), every_value.flatten(1, 2)
         q_size, kv_size, group = heads * dim, kv_heads * dim, heads // kv_heads
         inner = config.intermediate_size
@@ -353,7 +356,7 @@ class Qwen3LM(nn.Module):
                 cache.k[layer].view(-1, dim).index_copy_(0, rows, qk[:, heads:].reshape(-1, dim))
                 cache.v[layer].view(-1, dim).index_copy_(0, rows, v.reshape(-1, dim))
             # The query heads that share a key head attend as that head's rows: no head expansion.
-            if static:
+            if not plain_attention:
                 out = F.scaled_dot_product_attention(qk[:, :heads].view(B, kv_heads, group, dim), every_key[layer],
                                                      every_value[layer], attn_mask=mask, scale=1.0)
             else:
@@ -384,16 +387,14 @@ def _attend_one_position(queries, keys_t, values, mask):
     """Attention of each slot's one new position: queries (B kvh, group, D), already scaled,
     against keys_t (B kvh, D, L) and values (B kvh, L, D); mask (B, 1, 1, L) or None.
 
-    Two batched matmuls and a softmax: with a single query per head, torch's fused attention
-    costs more in set-up than it saves (measured on CPUs).
+    Two batched matmuls and a softmax, for float32 on a CPU: with a single query per head,
+    torch's fused attention costs more in set-up than it saves.
     """
     scores = torch.bmm(queries, keys_t)  # (B kvh, group, L)
     if mask is not None:
         rows, group, span = scores.shape
         scores = scores.view(mask.shape[0], -1, group, span).add_(mask).view(rows, group, span)
-    weights = torch.softmax(scores, dim=-1) if scores.dtype == torch.float32 else \
-        torch.softmax(scores, dim=-1, dtype=torch.float32).to(values.dtype)
-    return torch.bmm(weights, values)  # (B kvh, group, D)
+    return torch.bmm(torch.softmax(scores, dim=-1), values)  # (B kvh, group, D)
 
 
 # Our fused parameters and the checkpoint tensors they are stacked from.
