@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from soprano_cli.engine.lm import inverse_rms
+
 # A mode must keep every probed hidden state this close (cosine) to float32 to be chosen by `auto`.
 MIN_COSINE = 0.999
 # The int8 decoder must keep this signal-to-noise ratio against the float32 decoder on the same frames.
@@ -111,8 +113,6 @@ class DynamicInt8Linear(nn.Module):
         the output instead of the input: a decode step is bound by its operator count as much
         as by its weights, and this saves the norm's own half dozen.
         """
-        from soprano_cli.engine.lm import inverse_rms
-
         weighted = x * norm_weight
         row_max = weighted.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12)
         out = self._multiply(weighted.div_(row_max))
@@ -130,7 +130,8 @@ class DynamicInt8Linear(nn.Module):
 def _fbgemm_linear():
     """fbgemm's linear as the bare C++ function: `torch.ops` adds about 4 us of Python checks to
     each call (for fake script objects, which never occur here), and a step makes 69 calls."""
-    return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32.default._op
+    overload = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32.default
+    return getattr(overload, "_op", overload)  # a private attribute: the checked call where it is gone
 
 
 def use_fbgemm(device: torch.device) -> bool:
