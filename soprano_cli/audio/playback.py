@@ -35,7 +35,33 @@ def _sounddevice():
         ) from error
     except ImportError as error:
         raise AudioDeviceError("cannot play audio: the sounddevice package is not installed") from error
+    _silence_alsa_messages()
     return sounddevice
+
+
+_alsa_handler = None  # the installed no-op handler; ALSA keeps only a pointer, so it must live on
+
+
+def _silence_alsa_messages() -> None:
+    """Stop ALSA's library printing its own lines ("ALSA lib pcm.c:…: underrun occurred") onto
+    stderr: they break `-q` and our one-line messages, and `Player` counts and reports underruns
+    itself. Where there is no ALSA (macOS, Windows, a bare container) there is nothing to do."""
+    global _alsa_handler
+    if _alsa_handler is not None:
+        return
+    import ctypes
+    import ctypes.util
+
+    try:
+        alsa = ctypes.CDLL(ctypes.util.find_library("asound") or "libasound.so.2")
+        # void handler(const char *file, int line, const char *function, int err, const char *fmt, ...)
+        handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                                        ctypes.c_char_p)
+        handler = handler_type(lambda *_: None)
+        alsa.snd_lib_error_set_handler(handler)
+    except (OSError, AttributeError):
+        return
+    _alsa_handler = handler
 
 
 @dataclass(frozen=True)

@@ -79,3 +79,25 @@ def test_streamed_wav_from_a_slow_producer(recorder):
     # The producer's pause is heard as silence between the parts, not dropped and not padded.
     pause = find(heard, sent).heard_seconds - match.heard_seconds
     assert 0.05 < pause < 0.55, pause
+
+
+_OPEN_UNKNOWN_PCM = """
+import ctypes, ctypes.util, sys
+if sys.argv[1] == "quiet":
+    from soprano_cli.audio.playback import _sounddevice
+    _sounddevice()
+alsa = ctypes.CDLL(ctypes.util.find_library("asound") or "libasound.so.2")
+print(alsa.snd_pcm_open(ctypes.byref(ctypes.c_void_p()), b"no_such_soprano_pcm", 0, 0))
+"""
+
+
+def test_alsa_library_messages_stay_off_stderr():
+    """ALSA prints its own lines (an underrun recovered on a busy machine, here an unknown device)
+    straight to stderr; once the player has loaded PortAudio, they are silenced."""
+    def open_unknown(mode):
+        result = subprocess.run([sys.executable, "-c", _OPEN_UNKNOWN_PCM, mode], capture_output=True, timeout=60)
+        assert int(result.stdout) < 0, result  # the open failed: ALSA had something to say
+        return result.stderr
+
+    assert b"ALSA lib" in open_unknown("loud")  # what a user would otherwise see
+    assert open_unknown("quiet") == b""
