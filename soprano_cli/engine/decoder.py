@@ -19,6 +19,42 @@ UPSAMPLE = 4  # steps per frame (contract: interpolate T frames to 4(T-1)+1 step
 LAYER_NORM_EPS = 1e-6
 
 
+def overlap_add(frames: torch.Tensor, hop: int, steps: int) -> torch.Tensor:
+    """Frames (B, n_fft, steps or 1, broadcast) summed `hop` samples apart: (B, n_fft + hop (steps - 1)),
+    what F.fold does for an inverse STFT. With n_fft a multiple of hop (Soprano's is 4 hops) it
+    is a few shifted adds, a tenth of fold's time on a CPU."""
+    batch, n_fft, _ = frames.shape
+    if n_fft % hop:
+        fold = dict(output_size=(1, n_fft + hop * (steps - 1)), kernel_size=(1, n_fft), stride=(1, hop))
+        return F.fold(frames.expand(batch, n_fft, steps).contiguous(), **fold)[:, 0, 0]
+    parts = n_fft // hop
+    chunks = frames.reshape(batch, parts, hop, -1)  # sample q * hop + i of a frame is chunks[:, q, i]
+    out = frames.new_zeros(batch, hop, steps + parts - 1)  # column c holds samples c * hop ... c * hop + hop - 1
+    for part in range(parts):
+        out[:, :, part:part + steps] += chunks[:, part]
+    return out.transpose(1, 2).reshape(batch, -1)
+
+
+def depthwise_conv_rows(rows: torch.Tensor, conv: nn.Conv1d, left: int, right: int,
+                        rounding: torch.dtype | None = None) -> torch.Tensor:
+    """`conv` (depthwise, no padding of its own) over rows (steps, channels) kept in that layout,
+    zero-padded by `left` and `right` rows: a multiply-add per tap instead of a transpose, a
+    general convolution and a copy back. With `rounding` (bfloat16), inputs and result are
+    rounded to it around float32 arithmetic, as an autocast convolution does."""
+    weight, bias = conv.weight[:, 0], conv.bias  # (channels, taps), (channels,)
+    if rounding is not None:
+        rows, weight = rows.to(rounding).float(), weight.to(rounding).float()
+        bias = None if bias is None else bias.to(rounding).float()
+    taps = weight.shape[-1]
+    padded = F.pad(rows, (0, 0, left, right))
+    count = padded.shape[0] - taps + 1
+    first = padded[:count] * weight[:, 0]
+    out = first if bias is None else first.add_(bias)
+    for tap in range(1, taps):
+        out.addcmul_(padded[tap:tap + count], weight[:, tap])
+    return out if rounding is None else out.to(rounding)
+
+
 class ConvNeXtBlock(nn.Module):
     def __init__(self, dim: int, intermediate: int, kernel: int):
         super().__init__()
@@ -161,15 +197,14 @@ class SopranoDecoder(nn.Module):
         spectrum[:, -1] = 0
         window = self.head.istft.window
         frames = torch.fft.irfft(spectrum, n=self.n_fft, dim=1) * window[None, :, None]  # (B, n_fft, S)
-        envelope = window.square()[None, :, None].expand_as(frames)
+        envelope = window.square()[None, :, None]  # (1, n_fft, 1): the same for every step
         if mask is not None:
             frames = frames * mask[:, None, :]
             envelope = envelope * mask[:, None, :]
         steps = frames.shape[-1]
         length = self.n_fft + self.hop * (steps - 1)
-        fold = dict(output_size=(1, length), kernel_size=(1, self.n_fft), stride=(1, self.hop))
-        audio = F.fold(frames, **fold)[:, 0, 0]  # (B, length)
-        norm = F.fold(envelope.contiguous(), **fold)[:, 0, 0]
+        audio = overlap_add(frames, self.hop, steps)  # (B, length)
+        norm = overlap_add(envelope, self.hop, steps)  # (B or 1, length)
         pad = self.n_fft // 2
         audio, norm = audio[:, pad:length - pad], norm[:, pad:length - pad]
         return audio / torch.where(norm > 1e-11, norm, torch.ones_like(norm))
@@ -257,8 +292,7 @@ class IncrementalDecoder:
         window = buffered[max(start - 1, 0) - self._first[i]:min(stop + 1, known) - self._first[i]]  # (w, dim)
         left = 1 if start == 0 else 0  # the sentence's start: the conv's zero padding
         right = 1 if stop == known else 0  # the sentence's end
-        x = F.pad(window.T[None], (left, right))  # (1, dim, w + pads)
-        x = F.conv1d(x, block.dwconv.weight, block.dwconv.bias, groups=x.shape[1])[0].T  # (stop - start, dim)
+        x = depthwise_conv_rows(window, block.dwconv, left, right, self.decoder.compute_dtype)  # (stop - start, dim)
         x = block.pwconv2(F.gelu(block.pwconv1(block.norm(x))))
         out = buffered[start - self._first[i]:stop - self._first[i]] + block.gamma * x
         keep = max(stop - 1, 0)  # left context for the next rows
@@ -277,9 +311,8 @@ class IncrementalDecoder:
         frames = torch.fft.irfft(spectrum, n=n_fft, dim=0) * window[:, None]  # (n_fft, k)
         k = frames.shape[1]
         length = n_fft + hop * (k - 1)
-        fold = dict(output_size=(1, length), kernel_size=(1, n_fft), stride=(1, hop))
-        segment = F.fold(frames[None], **fold)[0, 0, 0]
-        envelope = F.fold(window.square()[None, :, None].expand(1, n_fft, k).contiguous(), **fold)[0, 0, 0]
+        segment = overlap_add(frames[None], hop, k)[0]
+        envelope = overlap_add(window.square()[None, :, None], hop, k)[0]
         offset = self._steps * hop - self._base  # where step `_steps` starts in the buffer
         needed = offset + length
         if needed > self._audio.shape[0]:

@@ -1,4 +1,4 @@
-"""The decode step's rewritten pieces against the plain formulas they replace."""
+"""The CPU fast paths' pieces (LM decode step, decoder) against the plain formulas they replace."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from soprano_cli.engine import quantize
 from soprano_cli.engine.lm import (RMSNorm, _attend_one_position, _normed_linear, apply_rope, inverse_rms,
                                    rope_matrices, rope_tables)
 from soprano_cli.engine.checkpoint import LMConfig
+from soprano_cli.engine.decoder import depthwise_conv_rows, overlap_add
 
 needs_fbgemm = pytest.mark.skipif(not quantize.use_fbgemm(torch.device("cpu")), reason="needs fbgemm (an x86 CPU)")
 
@@ -86,3 +87,30 @@ def test_normed_int8_linear_equals_int8_linear_of_the_norm():
     with torch.inference_mode():
         for row in range(5):
             torch.testing.assert_close(_normed_linear(layer, norm, x[row:row + 1]), fused[row:row + 1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("n_fft, hop", [(2048, 512), (16, 4), (12, 5)])  # the last falls back to fold
+def test_overlap_add_is_fold(n_fft, hop):
+    steps = 7
+    frames = torch.randn(2, n_fft, steps)
+    fold = dict(output_size=(1, n_fft + hop * (steps - 1)), kernel_size=(1, n_fft), stride=(1, hop))
+    expected = F.fold(frames, **fold)[:, 0, 0]
+    torch.testing.assert_close(overlap_add(frames, hop, steps), expected, rtol=1e-6, atol=1e-6)
+    # one frame broadcast to every step (the window's envelope)
+    one = torch.rand(1, n_fft, 1)
+    torch.testing.assert_close(overlap_add(one, hop, steps), F.fold(one.expand(1, n_fft, steps).contiguous(), **fold)[:, 0, 0],
+                               rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("left, right", [(1, 1), (0, 1), (1, 0), (0, 0)])
+def test_depthwise_conv_in_rows_is_conv1d(bias, left, right):
+    conv = torch.nn.Conv1d(8, 8, kernel_size=3, groups=8, bias=bias)
+    rows = torch.randn(10, 8)  # (steps, channels)
+    with torch.no_grad():
+        expected = F.conv1d(F.pad(rows.T[None], (left, right)), conv.weight, conv.bias, groups=8)[0].T
+        torch.testing.assert_close(depthwise_conv_rows(rows, conv, left, right), expected, rtol=1e-5, atol=1e-6)
+        # bfloat16 rounding around float32 arithmetic, as an autocast convolution
+        rounded = depthwise_conv_rows(rows, conv, left, right, torch.bfloat16)
+        assert rounded.dtype == torch.bfloat16
+        torch.testing.assert_close(rounded.float(), expected, rtol=0.02, atol=0.02)
