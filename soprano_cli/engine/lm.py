@@ -330,8 +330,8 @@ class Qwen3LM(nn.Module):
                      + torch.arange(kv_heads, device=ids.device)[None, :]) * cache.max_len
                     + lengths[:, None]).reshape(-1)
         every_key, every_value = cache.k[:, :B, :, :read_len], cache.v[:, :B, :, :read_len]  # (layers, B, kvh, L, D)
-        # Plain matmuls for attention on a CPU in float32. Not in lower precision: oneDNN would build
-        # (and keep) a kernel for every new length, hundreds of MB over a sentence.
+        # Plain matmuls for eager attention in float32 (the CPU's step). Not in lower precision: on a
+        # CPU oneDNN would build (and keep) a kernel for every new length, hundreds of MB a sentence.
         plain_attention = not static and x.dtype == torch.float32
         if plain_attention:  # keys and values as the batched matmuls take them, made once for all layers
             every_key, every_value = every_key.flatten(1, 2).transpose(2, 3), every_value.flatten(1, 2)
