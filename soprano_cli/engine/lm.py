@@ -378,7 +378,7 @@ def _normed_linear(linear: nn.Module, norm: RMSNorm, x: torch.Tensor) -> torch.T
     fused = getattr(linear, "normed", None)
     if fused is not None:
         return fused(x, norm.weight, norm.eps)
-    if getattr(linear, "bias", None) is not None or not isinstance(linear, nn.Linear):
+    if not isinstance(linear, nn.Linear) or linear.bias is not None:
         return linear(norm(x))
     return F.linear(x * norm.weight, linear.weight).mul_(inverse_rms(x, norm.eps))
 

@@ -102,7 +102,7 @@ class DynamicInt8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plain = x.dim() == 2 and x.dtype == torch.float32  # a decode step's rows: no reshaping
         flat = x if plain else x.reshape(-1, self.in_features).float()
-        row_max = flat.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12)
+        row_max = _row_max(flat)
         out = self._scaled_back(self._multiply(flat / row_max), row_max)
         return out if plain else out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
@@ -114,7 +114,7 @@ class DynamicInt8Linear(nn.Module):
         as by its weights, and this saves the norm's own half dozen.
         """
         weighted = x * norm_weight
-        row_max = weighted.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12)
+        row_max = _row_max(weighted)
         out = self._multiply(weighted.div_(row_max))
         return self._scaled_back(out, inverse_rms(x, eps).mul_(row_max))
 
@@ -124,6 +124,11 @@ class DynamicInt8Linear(nn.Module):
 
     def _scaled_back(self, out: torch.Tensor, row_scale: torch.Tensor) -> torch.Tensor:
         return out.mul_(row_scale) if self.bias is None else torch.addcmul(self.bias, out, row_scale)
+
+
+def _row_max(rows: torch.Tensor) -> torch.Tensor:
+    """Each row's largest magnitude (B, 1), kept above 0 so an all-zero row divides safely."""
+    return rows.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12)
 
 
 @functools.cache
