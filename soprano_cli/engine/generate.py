@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from soprano_cli.engine.sampling import SamplingParams, apply_repetition_penalty, sample_token, sequence_generator
+from soprano_cli.engine.sampling import SamplingParams, penalize, sample_token, sequence_generator
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,9 @@ class BatchGenerator:
         self.waiting: deque[Sequence] = deque()
         self.active: list[Sequence] = []
         self.cache = None
-        # Ids in each slot's prompt or output (the repetition penalty's input), kept beside the
-        # logits so a whole batch chooses its tokens in a few tensor operations.
-        self.seen: torch.Tensor | None = None
+        # Each slot's repetition penalty at the ids in its prompt or output, 1 elsewhere (see
+        # `penalize`), kept beside the logits so a whole batch chooses its tokens in a few operations.
+        self.divisors: torch.Tensor | None = None
         # On a GPU, step t+1 is queued before step t's results are handed out (see `step`).
         self.pipelined = self.device.type == "cuda"
         self._inflight: _Step | None = None
@@ -140,11 +140,11 @@ class BatchGenerator:
         if self.cache is not None and self.cache is not new:
             for sequence in self.active:
                 new.copy_slot_from(self.cache, sequence.slot, sequence.length)
-        if self.seen is None or self.seen.shape[0] != new.slots:
-            seen = torch.zeros(new.slots, self.config.vocab_size, dtype=torch.bool, device=self.device)
+        if self.divisors is None or self.divisors.shape[0] != new.slots:
+            divisors = torch.ones(new.slots, self.config.vocab_size, device=self.device)
             for sequence in self.active:
-                seen[sequence.slot] = self.seen[sequence.slot]
-            self.seen = seen
+                divisors[sequence.slot] = self.divisors[sequence.slot]
+            self.divisors = divisors
         self.cache = new
 
     def _release_if_idle(self) -> None:
@@ -161,12 +161,12 @@ class BatchGenerator:
         sentence's own CPU generator (its tokens are then reproducible on any device), which waits.
         """
         first = batch[0].slot
-        seen = self.seen[first:first + len(batch)]
+        divisors = self.divisors[first:first + len(batch)]
         penalties = {s.params.repetition_penalty for s in batch}
         if len(penalties) == 1:  # elementwise, so exactly what each row alone would get
-            scores = apply_repetition_penalty(logits, seen, penalties.pop())
+            scores = penalize(logits, divisors, next(iter(penalties)))
         else:
-            scores = torch.stack([apply_repetition_penalty(logits[row], seen[row], s.params.repetition_penalty)
+            scores = torch.stack([penalize(logits[row], divisors[row], s.params.repetition_penalty)
                                   for row, s in enumerate(batch)])
         if all(s.params.temperature == 0 for s in batch):
             ids, tokens = scores.argmax(-1), None
@@ -174,7 +174,11 @@ class BatchGenerator:
             scores = scores.cpu()
             tokens = [sample_token(scores[row], s.params, s._generator) for row, s in enumerate(batch)]
             ids = torch.tensor(tokens, device=self.device)
-        seen.scatter_(1, ids[:, None], True)
+        if len(penalties) == 1:
+            divisors.scatter_(1, ids[:, None], next(iter(penalties)))
+        else:
+            divisors.scatter_(1, ids[:, None], torch.tensor([[s.params.repetition_penalty] for s in batch],
+                                                            device=divisors.device))
         # The hidden state that predicted each token is its frame.
         frames = hidden.float()
         # The guard's distance from each sentence's previous frame.
@@ -246,16 +250,16 @@ class BatchGenerator:
         self._ensure_cache(max(len(s.prompt) + s.params.max_new_tokens + 1 for s in newcomers),
                            len(self.active) + len(newcomers) + len(self.waiting))
         prompts = []
-        seen = torch.zeros(len(newcomers), self.config.vocab_size, dtype=torch.bool)
+        divisors = torch.ones(len(newcomers), self.config.vocab_size)
         for offset, sequence in enumerate(newcomers):
             sequence.slot = len(self.active) + offset
             sequence._generator = sequence_generator(sequence.params, sequence.index, sequence.attempt)
             prompt = torch.tensor(sequence.prompt, dtype=torch.long)
-            seen[offset, prompt] = True
+            divisors[offset, prompt] = sequence.params.repetition_penalty
             sequence.length = len(sequence.prompt)
             prompts.append(prompt.to(self.device))
         first = newcomers[0].slot
-        self.seen[first:first + len(newcomers)] = seen.to(self.device)
+        self.divisors[first:first + len(newcomers)] = divisors.to(self.device)
         hidden, logits = self.lm.prefill(prompts, [s.slot for s in newcomers], self.cache)
         step = self._launch(newcomers, hidden, logits)
         self._settle(step)
@@ -272,7 +276,7 @@ class BatchGenerator:
         for slot, sequence in enumerate(live):
             if sequence.slot != slot:
                 self.cache.move(sequence.slot, slot, sequence.length)
-                self.seen[slot] = self.seen[sequence.slot]
+                self.divisors[slot] = self.divisors[sequence.slot]
                 sequence.slot = slot
         self.active = live
 

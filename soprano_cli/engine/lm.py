@@ -79,15 +79,25 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> 
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), sin_signed)
 
 
-def rope_matrices(cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
-    """Each row's rotation (B, D) as a (B, D, D) matrix M, so that apply_rope(x[b]) == x[b] @ M[b]:
-    one matmul where the elementwise form takes a multiply, a roll (itself three operations) and
-    an addcmul. Row (j - D/2) mod D of column j holds sin, the diagonal cos, every other entry 0."""
-    dim = cos.shape[-1]
-    columns = torch.arange(dim, device=cos.device)
-    matrices = torch.diag_embed(cos)
-    matrices[:, (columns - dim // 2) % dim, columns] = sin_signed
-    return matrices
+def rope_matrices(cos_sin: torch.Tensor) -> torch.Tensor:
+    """Each row's rotation as a (B, D, D) matrix M, so that apply_rope(x[b]) == x[b] @ M[b]: one
+    matmul where the elementwise form takes a multiply, a roll (itself three operations) and an
+    addcmul. `cos_sin` (B, 2D) is each row's cos then signed sin (a row of `Qwen3LM.rope_rows`).
+
+    The diagonal holds cos, row (j - D/2) mod D of column j holds sin, every other entry is 0:
+    written with one scatter at fixed places.
+    """
+    rows, dim = cos_sin.shape[0], cos_sin.shape[1] // 2
+    matrices = torch.zeros(rows, dim * dim, dtype=cos_sin.dtype, device=cos_sin.device)
+    return matrices.scatter_(1, _rope_places(dim, cos_sin.device).expand(rows, -1), cos_sin).view(rows, dim, dim)
+
+
+@functools.lru_cache(maxsize=8)
+def _rope_places(dim: int, device: torch.device) -> torch.Tensor:
+    """Flat places in a D x D matrix of the diagonal (cos) and then of the signed sin entries."""
+    with torch.inference_mode(False):  # usable in and out of inference mode
+        columns = torch.arange(dim, device=device)
+        return torch.cat([columns * dim + columns, (columns - dim // 2) % dim * dim + columns])[None]
 
 
 def inverse_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -211,6 +221,7 @@ class Qwen3LM(nn.Module):
         self.model = Backbone(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._rope_rows: torch.Tensor | None = None
         self.cuda_graphs = None  # a CudaGraphRunner on CUDA: decode replays captured graphs
 
     def new_cache(self, slots: int, max_len: int) -> KVCache:
@@ -223,7 +234,17 @@ class Qwen3LM(nn.Module):
     def rope(self, length: int):
         if self._rope is None or self._rope[0].shape[0] < length:
             self._rope = rope_tables(self.config, max(length, 1024), self.model.embed_tokens.weight.device)
+            self._rope_rows = None
         return self._rope
+
+    def rope_rows(self, length: int) -> torch.Tensor:
+        """cos and signed sin side by side for every position, (max_len, 2D), in the activations'
+        dtype: one row per step where two tables take two lookups and a conversion."""
+        cos, sin = self.rope(length)
+        dtype = self.model.embed_tokens.weight.dtype
+        if self._rope_rows is None or self._rope_rows.dtype != dtype:
+            self._rope_rows = torch.cat([cos, sin], dim=-1).to(dtype)
+        return self._rope_rows
 
     def _run(self, ids, positions, cache, write_index, read_len, mask, rope_len: int | None = None):
         cos, sin = self.rope(rope_len or int(positions.max()) + 1)
@@ -313,16 +334,18 @@ class Qwen3LM(nn.Module):
         B = ids.shape[0]
         config = self.config
         heads, kv_heads, dim = config.num_heads, config.num_kv_heads, config.head_dim
-        cos_table, sin_table = self.rope(read_len)
         x = self.model.embed_tokens(ids)  # (B, H)
         lone = B == 1 and not static  # one sentence: plain slices where a batch needs indexing
         if static:  # elementwise rotation: on a GPU a (B, D, D) matrix per step costs more than it saves
+            cos_table, sin_table = self.rope(read_len)
             cos = cos_table[lengths].to(x.dtype)[:, None, :]  # (B, 1, D)
             sin = sin_table[lengths].to(x.dtype)[:, None, :]
         else:
-            rotations = rope_matrices(cos_table[lengths], sin_table[lengths]).to(x.dtype)  # (B, D, D)
-        if lone:
-            k_new, v_new = cache.k[:, 0, :, read_len - 1], cache.v[:, 0, :, read_len - 1]  # (layers, kvh, D)
+            table = self.rope_rows(read_len)
+            rotations = rope_matrices(table[read_len - 1:read_len] if lone else table[lengths])  # (B, D, D)
+        if lone:  # each layer's row for the new position, (kvh, D): views taken once for all layers
+            k_new = cache.k[:, 0, :, read_len - 1].unbind(0)
+            v_new = cache.v[:, 0, :, read_len - 1].unbind(0)
         else:
             # Row (slot b, head h, position lengths[b]) of a layer's cache seen as (slots * kvh * L, D):
             # one index_copy_ per tensor and layer.
@@ -335,6 +358,7 @@ class Qwen3LM(nn.Module):
         plain_attention = not static and x.dtype == torch.float32
         if plain_attention:  # keys and values as the batched matmuls take them, made once for all layers
             every_key, every_value = every_key.flatten(1, 2).transpose(2, 3), every_value.flatten(1, 2)
+        every_key, every_value = every_key.unbind(0), every_value.unbind(0)  # one call, not one per layer
         q_size, kv_size, group = heads * dim, kv_heads * dim, heads // kv_heads
         inner = config.intermediate_size
         for layer, block in enumerate(self.model.layers):
@@ -367,7 +391,11 @@ class Qwen3LM(nn.Module):
             gate_up = block.mlp.gate_up_proj(norm(x)) if static else _normed_linear(block.mlp.gate_up_proj, norm, x)
             gate, up = gate_up[:, :inner], gate_up[:, inner:]  # two slices: chunk costs four operations
             x = x + block.mlp.down_proj(F.silu(gate).mul_(up))
-        hidden = self.model.norm(x)
+        if not plain_attention:  # one rounding in lower precision
+            hidden = self.model.norm(x)
+        else:  # the fused norm is a composite of seven operations on a CPU
+            norm = self.model.norm
+            hidden = (x * norm.weight).mul_(inverse_rms(x, norm.eps))
         return hidden, self.lm_head(hidden).float()
 
 

@@ -67,6 +67,23 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
     return torch.where(seen, penalized, logits)
 
 
+def penalize(logits: torch.Tensor, divisors: torch.Tensor, penalty: float) -> torch.Tensor:
+    """`apply_repetition_penalty` with the seen ids given as `divisors` (the penalty at a seen id,
+    1 elsewhere), equal bit for bit and in three vectorized operations where the mask takes five,
+    two of them slow `where`s (a sizeable part of choosing one sentence's token on a CPU).
+
+    Dividing and multiplying by a penalty above 1 shrinks positive scores one way and negative
+    ones the other, so the smaller of the two is what the reference picks (the larger below 1);
+    at an unseen id both are the score itself.
+    """
+    import torch
+
+    if penalty == 1.0:
+        return logits
+    pick = torch.minimum if penalty > 1.0 else torch.maximum
+    return pick(logits / divisors, logits * divisors)
+
+
 def sample_token(scores: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
     """Pick an id from one sequence's (V,) penalized scores: greedy, or temperature + top-p."""
     import torch

@@ -19,6 +19,25 @@ def test_batched_equals_one_by_one(tiny_engine, golden_texts):
         np.testing.assert_allclose(batched.audio, alone.audio, atol=1e-5, rtol=0)
 
 
+def test_sentences_with_their_own_penalties_batch_as_if_alone(tiny_engine, golden_texts):
+    """Each sentence's repetition penalty (above, below and at 1) stays its own in a shared batch."""
+    params = [SamplingParams(repetition_penalty=p, max_new_tokens=80) for p in (1.2, 0.8, 1.0)]
+
+    def tokens(pairs):
+        generator = tiny_engine.new_generator()
+        sequences = [tiny_engine._sequence(i, text, p) for i, (text, p) in enumerate(pairs)]
+        for sequence in sequences:
+            generator.add(sequence)
+        while not generator.idle:
+            generator.step()
+        return [s.tokens for s in sequences]
+
+    together = tokens(list(zip(golden_texts, params)))
+    alone = [tokens([pair])[0] for pair in zip(golden_texts, params)]
+    assert together == alone
+    assert len({tuple(t) for t in together}) == 3
+
+
 def test_continuous_batching_with_fewer_slots_than_sentences(tiny_checkpoint, tiny_engine, golden_texts):
     # Two slots for six sentences: sentences join as others leave, results unchanged.
     narrow = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="float32", max_batch=2))

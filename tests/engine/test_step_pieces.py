@@ -11,6 +11,7 @@ from soprano_cli.engine.lm import (RMSNorm, _attend_one_position, _normed_linear
                                    rope_matrices, rope_tables)
 from soprano_cli.engine.checkpoint import LMConfig
 from soprano_cli.engine.decoder import depthwise_conv_rows, overlap_add
+from soprano_cli.engine.sampling import apply_repetition_penalty, penalize
 
 needs_fbgemm = pytest.mark.skipif(not quantize.use_fbgemm(torch.device("cpu")), reason="needs fbgemm (an x86 CPU)")
 
@@ -36,9 +37,11 @@ def test_rope_matrices_rotate_as_the_elementwise_rope():
     cos, sin = rope_tables(config, 700, "cpu")
     positions = torch.tensor([0, 1, 57, 699])
     x = torch.randn(4, 5, 128)
-    rotated = torch.bmm(x, rope_matrices(cos[positions], sin[positions]))
+    matrices = rope_matrices(torch.cat([cos, sin], dim=-1)[positions])
+    rotated = torch.bmm(x, matrices)
     torch.testing.assert_close(rotated, apply_rope(x, cos[positions][:, None], sin[positions][:, None]),
                                rtol=1e-6, atol=1e-6)
+    assert int((matrices[1:] != 0).sum()) == 3 * 2 * 128  # cos and sin in each column, nothing else
 
 
 @pytest.mark.parametrize("kv_heads", [1, 2])
@@ -114,3 +117,14 @@ def test_depthwise_conv_in_rows_is_conv1d(bias, left, right):
         rounded = depthwise_conv_rows(rows, conv, left, right, torch.bfloat16)
         assert rounded.dtype == torch.bfloat16
         torch.testing.assert_close(rounded.float(), expected, rtol=0.02, atol=0.02)
+
+
+@pytest.mark.parametrize("penalty", [1.2, 1.0001, 3.7, 10.0, 1.0, 0.999, 0.5, 0.1])
+def test_penalize_is_the_reference_penalty_bit_for_bit(penalty):
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 4096, generator=generator) * 10
+    logits[0, :6] = torch.tensor([0.0, -0.0, float("inf"), float("-inf"), 1e-40, -1e-40])
+    seen = torch.rand(3, 4096, generator=generator) < 0.3
+    seen[0, :6] = True
+    divisors = torch.where(seen, torch.tensor(penalty), torch.tensor(1.0))
+    assert torch.equal(penalize(logits, divisors, penalty), apply_repetition_penalty(logits, seen, penalty))
