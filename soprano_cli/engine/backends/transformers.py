@@ -36,9 +36,13 @@ class TransformersLM:
     """prefill/decode over `Qwen3ForCausalLM`, one sequence at a time."""
 
     def __init__(self, model, config: LMConfig, device: torch.device):
+        import inspect
+
         self.model = model
         self.config = config
         self.device = device
+        # transformers 5 renamed `past_key_values` to `cache` (the old name is going away).
+        self._cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @classmethod
     def load(cls, folder: Path, config: LMConfig, *, device: torch.device, dtype: torch.dtype) -> "TransformersLM":
@@ -62,9 +66,10 @@ class TransformersLM:
         return _SlotCaches(slots, max_len)
 
     def _forward(self, ids: torch.Tensor, past):
-        out = self.model(input_ids=ids.view(1, -1), past_key_values=past, use_cache=True, output_hidden_states=True)
+        out = self.model(input_ids=ids.view(1, -1), use_cache=True, output_hidden_states=True,
+                         **{self._cache_argument: past})
         # The last entry of hidden_states is after the final norm: the frame the decoder reads.
-        return out.hidden_states[-1][0, -1], out.logits[0, -1].float(), out.past_key_values
+        return out.hidden_states[-1][0, -1], out.logits[0, -1].float(), out[self._cache_argument]
 
     @torch.inference_mode()
     def prefill(self, prompts: list[torch.Tensor], slots: list[int], cache: _SlotCaches):
