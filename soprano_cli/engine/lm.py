@@ -368,11 +368,11 @@ class Qwen3LM(nn.Module):
                 qkv = attn.qkv_proj(block.input_layernorm(x))  # (B, (h + 2 kvh) D)
                 qk = qkv[:, :q_size + kv_size].view(B, heads + kv_heads, dim)
                 qk = apply_rope(F.rms_norm(qk, (dim,), eps=attn.q_norm.eps).mul_(attn.qk_norm_weight()), cos, sin)
+                v = qkv[:, q_size + kv_size:].view(B, kv_heads, dim)
             else:  # few operations, what a CPU wants: each norm's factor applied after what it commutes with
-                qkv = _normed_linear(attn.qkv_proj, block.input_layernorm, x)
-                qk = qkv[:, :q_size + kv_size].view(B, heads + kv_heads, dim)
+                qkv = _normed_linear(attn.qkv_proj, block.input_layernorm, x).view(B, heads + 2 * kv_heads, dim)
+                qk, v = qkv[:, :heads + kv_heads], qkv[:, heads + kv_heads:]
                 qk = torch.bmm(qk * attn.qk_norm_weight(), rotations).mul_(inverse_rms(qk, attn.q_norm.eps))
-            v = qkv[:, q_size + kv_size:].view(B, kv_heads, dim)
             if lone:
                 k_new[layer].copy_(qk[0, heads:])
                 v_new[layer].copy_(v[0])
@@ -383,14 +383,22 @@ class Qwen3LM(nn.Module):
             if not plain_attention:
                 out = F.scaled_dot_product_attention(qk[:, :heads].view(B, kv_heads, group, dim), every_key[layer],
                                                      every_value[layer], attn_mask=mask, scale=1.0)
-            else:
-                out = _attend_one_position(qk[:, :heads].reshape(B * kv_heads, group, dim), every_key[layer],
-                                           every_value[layer], mask)
-            x = x + attn.o_proj(out.reshape(B, q_size))
+            else:  # with one key head, the query heads are already that head's rows
+                queries = qk[:, :heads] if kv_heads == 1 else qk[:, :heads].reshape(B * kv_heads, group, dim)
+                out = _attend_one_position(queries, every_key[layer], every_value[layer], mask)
             norm = block.post_attention_layernorm
-            gate_up = block.mlp.gate_up_proj(norm(x)) if static else _normed_linear(block.mlp.gate_up_proj, norm, x)
+            if static:
+                x = x + attn.o_proj(out.reshape(B, q_size))
+                gate_up = block.mlp.gate_up_proj(norm(x))
+            else:
+                x = _added_linear(attn.o_proj, out.reshape(B, q_size), x)
+                gate_up = _normed_linear(block.mlp.gate_up_proj, norm, x)
             gate, up = gate_up[:, :inner], gate_up[:, inner:]  # two slices: chunk costs four operations
-            x = x + block.mlp.down_proj(F.silu(gate).mul_(up))
+            activated = F.silu(gate).mul_(up)
+            if static:
+                x = x + block.mlp.down_proj(activated)
+            else:
+                x = _added_linear(block.mlp.down_proj, activated, x)
         if not plain_attention:  # one rounding in lower precision
             hidden = self.model.norm(x)
         else:  # the fused norm is a composite of seven operations on a CPU
@@ -409,6 +417,17 @@ def _normed_linear(linear: nn.Module, norm: RMSNorm, x: torch.Tensor) -> torch.T
     if not isinstance(linear, nn.Linear) or linear.bias is not None:
         return linear(norm(x))
     return F.linear(x * norm.weight, linear.weight).mul_(inverse_rms(x, norm.eps))
+
+
+def _added_linear(linear: nn.Module, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """`residual + linear(x)`, in one operation where the layer allows it: the CPU's int8 layers add
+    it as they scale rows back, and a bias-free float32 layer is one addmm."""
+    fused = getattr(linear, "added_to", None)
+    if fused is not None:
+        return fused(x, residual)
+    if isinstance(linear, nn.Linear) and linear.bias is None and x.dtype == torch.float32:
+        return torch.addmm(residual, x, linear.weight.t())
+    return residual + linear(x)
 
 
 def _attend_one_position(queries, keys_t, values, mask):

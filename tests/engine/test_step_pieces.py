@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from soprano_cli.engine import quantize
-from soprano_cli.engine.lm import (RMSNorm, _attend_one_position, _normed_linear, apply_rope, inverse_rms,
-                                   rope_matrices, rope_tables)
+from soprano_cli.engine.lm import (RMSNorm, _added_linear, _attend_one_position, _normed_linear, apply_rope,
+                                   inverse_rms, rope_matrices, rope_tables)
 from soprano_cli.engine.checkpoint import LMConfig
 from soprano_cli.engine.decoder import depthwise_conv_rows, overlap_add
 from soprano_cli.engine.sampling import apply_repetition_penalty, penalize
@@ -90,6 +90,30 @@ def test_normed_int8_linear_equals_int8_linear_of_the_norm():
     with torch.inference_mode():
         for row in range(5):
             torch.testing.assert_close(_normed_linear(layer, norm, x[row:row + 1]), fused[row:row + 1], rtol=0, atol=0)
+
+
+def test_added_float_linear_equals_the_residual_plus_the_linear():
+    generator = torch.Generator().manual_seed(3)
+    linear, biased = torch.nn.Linear(64, 96, bias=False), torch.nn.Linear(64, 96)
+    x, residual = torch.randn(4, 64, generator=generator), torch.randn(4, 96, generator=generator) * 3
+    with torch.inference_mode():
+        torch.testing.assert_close(_added_linear(linear, x, residual), residual + linear(x), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(_added_linear(biased, x, residual), residual + biased(x))  # the plain path
+
+
+@needs_fbgemm
+def test_added_int8_linear_equals_the_residual_plus_the_int8_linear():
+    generator = torch.Generator().manual_seed(4)
+    layer = quantize.DynamicInt8Linear(torch.randn(96, 256, generator=generator) * 0.05)
+    x = torch.randn(5, 256, generator=generator) * torch.tensor([0.01, 1, 3, 10, 100])[:, None]
+    x[2] = 0  # a silent row adds nothing
+    residual = torch.randn(5, 96, generator=generator)
+    with torch.inference_mode():
+        added, plain = _added_linear(layer, x, residual), residual + layer(x)
+        torch.testing.assert_close(added, plain, rtol=1e-6, atol=1e-6)
+        assert torch.equal(added[2], residual[2])
+        for row in range(5):  # a row's result does not depend on the others
+            assert torch.equal(_added_linear(layer, x[row:row + 1], residual[row:row + 1]), added[row:row + 1])
 
 
 @pytest.mark.parametrize("n_fft, hop", [(2048, 512), (16, 4), (12, 5)])  # the last falls back to fold
