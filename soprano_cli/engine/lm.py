@@ -343,9 +343,10 @@ class Qwen3LM(nn.Module):
         else:
             table = self.rope_rows(read_len)
             rotations = rope_matrices(table[read_len - 1:read_len] if lone else table[lengths])  # (B, D, D)
-        if lone:  # each layer's row for the new position, (kvh, D): views taken once for all layers
-            k_new = cache.k[:, 0, :, read_len - 1].unbind(0)
-            v_new = cache.v[:, 0, :, read_len - 1].unbind(0)
+        rows = None
+        if lone:  # each layer's row for the new position, (1, kvh, D): views taken once for all layers
+            k_new = cache.k[:, 0:1, :, read_len - 1].unbind(0)
+            v_new = cache.v[:, 0:1, :, read_len - 1].unbind(0)
         else:
             # Row (slot b, head h, position lengths[b]) of a layer's cache seen as (slots * kvh * L, D):
             # one index_copy_ per tensor and layer.
@@ -359,6 +360,17 @@ class Qwen3LM(nn.Module):
         if plain_attention:  # keys and values as the batched matmuls take them, made once for all layers
             every_key, every_value = every_key.flatten(1, 2).transpose(2, 3), every_value.flatten(1, 2)
         every_key, every_value = every_key.unbind(0), every_value.unbind(0)  # one call, not one per layer
+        if plain_attention and x.device.type == "cpu":
+            scripted = self._scripted_layers()
+            if scripted is not None:
+                run, linears = scripted
+                if lone:
+                    key_rows, value_rows = list(k_new), list(v_new)
+                else:
+                    key_rows = list(cache.k.view(config.num_layers, -1, dim).unbind(0))
+                    value_rows = list(cache.v.view(config.num_layers, -1, dim).unbind(0))
+                x = run(x, rotations, mask, rows, key_rows, value_rows, list(every_key), list(every_value), *linears)
+                return self._final_norm_and_head(x, plain_attention)
         q_size, kv_size, group = heads * dim, kv_heads * dim, heads // kv_heads
         inner = config.intermediate_size
         for layer, block in enumerate(self.model.layers):
@@ -374,8 +386,8 @@ class Qwen3LM(nn.Module):
                 qk, v = qkv[:, :heads + kv_heads], qkv[:, heads + kv_heads:]
                 qk = torch.bmm(qk * attn.qk_norm_weight(), rotations).mul_(inverse_rms(qk, attn.q_norm.eps))
             if lone:
-                k_new[layer].copy_(qk[0, heads:])
-                v_new[layer].copy_(v[0])
+                k_new[layer].copy_(qk[:, heads:])
+                v_new[layer].copy_(v)
             else:
                 cache.k[layer].view(-1, dim).index_copy_(0, rows, qk[:, heads:].reshape(-1, dim))
                 cache.v[layer].view(-1, dim).index_copy_(0, rows, v.reshape(-1, dim))
@@ -399,12 +411,48 @@ class Qwen3LM(nn.Module):
                 x = x + block.mlp.down_proj(activated)
             else:
                 x = _added_linear(block.mlp.down_proj, activated, x)
-        if not plain_attention:  # one rounding in lower precision
+        return self._final_norm_and_head(x, plain_attention)
+
+    def _final_norm_and_head(self, x: torch.Tensor, plain: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """hidden (B, H) after the final norm, and logits (B, V)."""
+        if not plain:  # one rounding in lower precision
             hidden = self.model.norm(x)
         else:  # the fused norm is a composite of seven operations on a CPU
             norm = self.model.norm
             hidden = (x * norm.weight).mul_(inverse_rms(x, norm.eps))
         return hidden, self.lm_head(hidden).float()
+
+    def _scripted_layers(self):
+        """The TorchScript loop over the blocks (`scripted.py`) and its per-model arguments, or None
+        where it does not apply: TorchScript unavailable, or a linear layer that is neither fbgemm
+        int8 nor a bias-free float32 `nn.Linear`. The arguments are gathered afresh each step (a few
+        tens of microseconds), so a replaced layer or moved weight is never missed."""
+        from soprano_cli.engine.scripted import scripted_decode_layers
+
+        run = scripted_decode_layers()
+        if run is None:
+            return None
+        norms, qk_norms, post_norms, weights, packed = [], [], [], [], []
+        for block in self.model.layers:
+            attn, mlp = block.self_attn, block.mlp
+            norms.append(block.input_layernorm.weight)
+            qk_norms.append(attn.qk_norm_weight())
+            post_norms.append(block.post_attention_layernorm.weight)
+            for linear in (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj):
+                if getattr(linear, "packed", None) is not None and linear.bias is None:
+                    packed.append(linear.packed)
+                elif type(linear) is nn.Linear and linear.bias is None and linear.weight.dtype == torch.float32:
+                    weights.append(linear.weight)
+                else:
+                    return None
+        if packed and weights:  # one kind for every layer
+            return None
+        first = self.model.layers[0]
+        config, device = self.config, norms[0].device
+        input_scale = first.self_attn.qkv_proj.input_scale if packed else 0.0
+        return run, (norms, qk_norms, post_norms, weights, packed,
+                     _constant(first.input_layernorm.eps, device), _constant(first.self_attn.q_norm.eps, device),
+                     config.num_heads, config.num_kv_heads, config.head_dim, config.intermediate_size, input_scale)
 
 
 def _normed_linear(linear: nn.Module, norm: RMSNorm, x: torch.Tensor) -> torch.Tensor:

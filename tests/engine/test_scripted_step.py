@@ -1,0 +1,117 @@
+"""The TorchScript loop over the blocks (scripted.py) against the eager loop it stands in for."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from soprano_cli.engine import quantize, scripted
+from soprano_cli.engine.engine import Engine, EngineConfig
+from soprano_cli.engine.random_checkpoint import CheckpointSizes, write_random_checkpoint
+from soprano_cli.engine.sampling import SamplingParams
+
+needs_fbgemm = pytest.mark.skipif(not quantize.use_fbgemm(torch.device("cpu")), reason="needs fbgemm (an x86 CPU)")
+TEXTS = ["hello there.", "a somewhat longer sentence to read aloud, with a comma.", "three words here."]
+
+
+@pytest.fixture(scope="module")
+def grouped_checkpoint(tmp_path_factory):
+    """Two key heads for four query heads: the attention path that groups query heads."""
+    sizes = dataclasses.replace(CheckpointSizes.tiny(), num_kv_heads=2)
+    return write_random_checkpoint(tmp_path_factory.mktemp("grouped") / "ckpt", sizes, seed=5)
+
+
+def _engine(checkpoint, dtype: str) -> Engine:
+    return Engine.load(EngineConfig(model=str(checkpoint), device="cpu", dtype=dtype, max_batch=4))
+
+
+def _running_batch(engine: Engine, texts: list[str], steps: int = 6):
+    """A generator a few steps into `texts` (prompts of different lengths), and its next decode inputs."""
+    generator = engine.new_generator()
+    for index, text in enumerate(texts):
+        generator.add(engine._sequence(index, text, SamplingParams(max_new_tokens=64)))
+    for _ in range(steps):
+        generator.step()
+    ids = torch.tensor([s.tokens[-1] for s in generator.active])
+    lengths = torch.tensor([s.length for s in generator.active])
+    return generator, ids, lengths
+
+
+def _both_ways(engine: Engine, generator, ids, lengths, monkeypatch):
+    """(hidden, logits) of one decode step through the scripted loop, then through the eager one."""
+    lm = engine.lm
+    assert lm._scripted_layers() is not None, "the scripted loop should serve this model"
+    with torch.inference_mode():
+        fast = lm.decode(ids, lengths, generator.cache)
+        with monkeypatch.context() as patch:
+            patch.setattr(type(lm), "_scripted_layers", lambda self: None)
+            eager = lm.decode(ids, lengths, generator.cache)
+    return fast, eager
+
+
+def test_torchscript_serves_this_platform():
+    """CI's PyTorch scripts the loop: the fast path is what the other tests here exercise."""
+    assert scripted.scripted_decode_layers() is not None
+
+
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("int8", marks=needs_fbgemm)])
+@pytest.mark.parametrize("count", [1, 3])  # one sentence (direct writes), a batch (indexed writes, a mask)
+def test_scripted_step_equals_the_eager_step_bit_for_bit(tiny_checkpoint, dtype, count, monkeypatch):
+    engine = _engine(tiny_checkpoint, dtype)
+    generator, ids, lengths = _running_batch(engine, TEXTS[:count])
+    assert count == 1 or len(set(lengths.tolist())) > 1  # so the batch is masked
+    (hidden, logits), (eager_hidden, eager_logits) = _both_ways(engine, generator, ids, lengths, monkeypatch)
+    assert torch.equal(hidden, eager_hidden) and torch.equal(logits, eager_logits)
+
+
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("int8", marks=needs_fbgemm)])
+def test_scripted_step_groups_query_heads_as_the_eager_step(grouped_checkpoint, dtype, monkeypatch):
+    engine = _engine(grouped_checkpoint, dtype)
+    generator, ids, lengths = _running_batch(engine, TEXTS)
+    (hidden, logits), (eager_hidden, eager_logits) = _both_ways(engine, generator, ids, lengths, monkeypatch)
+    assert torch.equal(hidden, eager_hidden) and torch.equal(logits, eager_logits)
+
+
+def test_scripted_step_writes_the_cache_as_the_eager_step(tiny_checkpoint, monkeypatch):
+    engine = _engine(tiny_checkpoint, "float32")
+    generator, ids, lengths = _running_batch(engine, TEXTS)
+    before = generator.cache.k.clone(), generator.cache.v.clone()
+    with torch.inference_mode():
+        engine.lm.decode(ids, lengths, generator.cache)
+        fast = generator.cache.k.clone(), generator.cache.v.clone()
+        generator.cache.k.copy_(before[0])
+        generator.cache.v.copy_(before[1])
+        with monkeypatch.context() as patch:
+            patch.setattr(type(engine.lm), "_scripted_layers", lambda self: None)
+            engine.lm.decode(ids, lengths, generator.cache)
+    assert not torch.equal(fast[0], before[0])  # the step wrote its keys
+    assert torch.equal(fast[0], generator.cache.k) and torch.equal(fast[1], generator.cache.v)
+
+
+def test_without_torchscript_the_eager_loop_gives_the_same_audio(tiny_checkpoint, monkeypatch):
+    engine = _engine(tiny_checkpoint, "float32")
+    fast = engine.synthesize(TEXTS[:2], SamplingParams(max_new_tokens=40))
+
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("TorchScript is gone")
+
+    monkeypatch.setattr(torch.jit, "script", unavailable)
+    scripted.scripted_decode_layers.cache_clear()
+    try:
+        assert engine.lm._scripted_layers() is None
+        eager = engine.synthesize(TEXTS[:2], SamplingParams(max_new_tokens=40))
+    finally:
+        scripted.scripted_decode_layers.cache_clear()  # later tests script it again
+    for a, b in zip(fast, eager):
+        assert a.frames == b.frames and (a.audio == b.audio).all()
+
+
+@needs_fbgemm
+def test_a_layer_neither_int8_nor_float32_keeps_the_eager_loop(tiny_checkpoint):
+    engine = _engine(tiny_checkpoint, "float32")
+    block = engine.lm.model.layers[0]
+    block.mlp.down_proj = quantize.Int8Linear.from_float(block.mlp.down_proj.weight)  # int8 weights, bf16 math
+    assert engine.lm._scripted_layers() is None
+    engine.synthesize(TEXTS[:1], SamplingParams(max_new_tokens=8))  # and still runs
