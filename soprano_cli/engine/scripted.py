@@ -7,14 +7,15 @@ TorchScript's interpreter dispatches the same operations from compact C++: the s
 for bit (tested), in about half the time (one int8 step at batch 1: 6.9 -> 3.8 ms).
 
 TorchScript is deprecated in PyTorch. Scripting happens once, at the first decode step; where it
-fails (a PyTorch without it, or without fbgemm's packed-weight class) the eager loop in `lm.py`
-runs instead, with the same operations.
+fails (a PyTorch without it, or without fbgemm's packed-weight class), or SOPRANO_TORCHSCRIPT=0
+turns it off, the eager loop in `lm.py` runs instead, with the same operations.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import warnings
 from typing import List, Optional
 
@@ -113,7 +114,10 @@ def _float_normed(x: Tensor, norm_weight: Tensor, weight: Tensor, eps: Tensor) -
 
 @functools.cache
 def scripted_decode_layers():
-    """`decode_layers` compiled by TorchScript, or None where that fails (made once, on first use)."""
+    """`decode_layers` compiled by TorchScript, or None where that fails or SOPRANO_TORCHSCRIPT=0
+    (made once, on first use)."""
+    if os.environ.get("SOPRANO_TORCHSCRIPT", "").strip() == "0":
+        return None
     try:
         with warnings.catch_warnings():  # TorchScript's deprecation notice: the eager loop is the fallback
             warnings.simplefilter("ignore")

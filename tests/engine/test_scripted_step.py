@@ -108,6 +108,15 @@ def test_without_torchscript_the_eager_loop_gives_the_same_audio(tiny_checkpoint
         assert a.frames == b.frames and (a.audio == b.audio).all()
 
 
+def test_soprano_torchscript_0_keeps_the_eager_loop(monkeypatch):
+    monkeypatch.setenv("SOPRANO_TORCHSCRIPT", "0")
+    scripted.scripted_decode_layers.cache_clear()
+    try:
+        assert scripted.scripted_decode_layers() is None
+    finally:
+        scripted.scripted_decode_layers.cache_clear()
+
+
 @needs_fbgemm
 def test_a_layer_neither_int8_nor_float32_keeps_the_eager_loop(tiny_checkpoint):
     engine = _engine(tiny_checkpoint, "float32")
