@@ -360,7 +360,7 @@ class Qwen3LM(nn.Module):
         if plain_attention:  # keys and values as the batched matmuls take them, made once for all layers
             every_key, every_value = every_key.flatten(1, 2).transpose(2, 3), every_value.flatten(1, 2)
         every_key, every_value = every_key.unbind(0), every_value.unbind(0)  # one call, not one per layer
-        if plain_attention and x.device.type == "cpu":
+        if plain_attention and x.device.type == "cpu":  # the loop below, run by TorchScript: half the time
             scripted = self._scripted_layers()
             if scripted is not None:
                 run, linears = scripted
