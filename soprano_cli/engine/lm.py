@@ -8,6 +8,7 @@ last one into it.
 from __future__ import annotations
 
 import functools
+import logging
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,8 @@ from torch import nn
 
 from soprano_cli.engine.checkpoint import LMConfig
 from soprano_cli.engine.memory import release_free_memory
+
+log = logging.getLogger(__name__)
 
 
 class RMSNorm(nn.Module):
@@ -222,6 +225,7 @@ class Qwen3LM(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
         self._rope_rows: torch.Tensor | None = None
+        self._scripted_failed = False  # the TorchScript loop raised once: the eager loop from then on
         self.cuda_graphs = None  # a CudaGraphRunner on CUDA: decode replays captured graphs
 
     def new_cache(self, slots: int, max_len: int) -> KVCache:
@@ -369,8 +373,15 @@ class Qwen3LM(nn.Module):
                 else:
                     key_rows = list(cache.k.view(config.num_layers, -1, dim).unbind(0))
                     value_rows = list(cache.v.view(config.num_layers, -1, dim).unbind(0))
-                x = run(x, rotations, mask, rows, key_rows, value_rows, list(every_key), list(every_value), *linears)
-                return self._final_norm_and_head(x, plain_attention)
+                try:
+                    out = run(x, rotations, mask, rows, key_rows, value_rows, list(every_key), list(every_value),
+                              *linears)
+                except Exception as error:  # noqa: BLE001 - scripted but cannot run here (another PyTorch)
+                    # The eager loop from now on; it rewrites whatever cache rows the failed call wrote.
+                    log.warning("TorchScript decode loop failed (%s); using the eager loop", error)
+                    self._scripted_failed = True
+                else:
+                    return self._final_norm_and_head(out, plain_attention)
         q_size, kv_size, group = heads * dim, kv_heads * dim, heads // kv_heads
         inner = config.intermediate_size
         for layer, block in enumerate(self.model.layers):
@@ -429,7 +440,7 @@ class Qwen3LM(nn.Module):
         tens of microseconds), so a replaced layer or moved weight is never missed."""
         from soprano_cli.engine.scripted import scripted_decode_layers
 
-        run = scripted_decode_layers()
+        run = None if self._scripted_failed else scripted_decode_layers()
         if run is None:
             return None
         norms, qk_norms, post_norms, weights, packed = [], [], [], [], []

@@ -7,7 +7,8 @@ TorchScript's interpreter dispatches the same operations from compact C++: the s
 for bit (tested), in about half the time (one int8 step at batch 1: 6.9 -> 3.8 ms).
 
 TorchScript is deprecated in PyTorch. Scripting happens once, at the first decode step; where it
-fails (a PyTorch without it, or without fbgemm's packed-weight class), or SOPRANO_TORCHSCRIPT=0
+fails (a PyTorch without it, or without fbgemm's packed-weight class), where the scripted loop
+fails to run (`Qwen3LM._decode_step` then keeps to the eager loop), or SOPRANO_TORCHSCRIPT=0
 turns it off, the eager loop in `lm.py` runs instead, with the same operations.
 """
 

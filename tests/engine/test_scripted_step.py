@@ -108,6 +108,21 @@ def test_without_torchscript_the_eager_loop_gives_the_same_audio(tiny_checkpoint
         assert a.frames == b.frames and (a.audio == b.audio).all()
 
 
+def test_a_scripted_loop_that_fails_to_run_gives_way_to_the_eager_loop(tiny_checkpoint, monkeypatch, caplog):
+    engine = _engine(tiny_checkpoint, "float32")
+    expected = engine.synthesize(TEXTS[:1], SamplingParams(max_new_tokens=30))[0]
+
+    def broken(*args):
+        args[4][0].fill_(7.0)  # a partial write first: the eager loop must overwrite it
+        raise RuntimeError("unknown builtin op")
+
+    monkeypatch.setattr(scripted, "scripted_decode_layers", lambda: broken)
+    result = engine.synthesize(TEXTS[:1], SamplingParams(max_new_tokens=30))[0]
+    assert result.frames == expected.frames and (result.audio == expected.audio).all()
+    assert engine.lm._scripted_failed and engine.lm._scripted_layers() is None
+    assert "TorchScript decode loop failed" in caplog.text
+
+
 def test_soprano_torchscript_0_keeps_the_eager_loop(monkeypatch):
     monkeypatch.setenv("SOPRANO_TORCHSCRIPT", "0")
     scripted.scripted_decode_layers.cache_clear()
