@@ -136,6 +136,9 @@ def check_cpu() -> list[Check]:
         cpu = torch.device("cpu")
         kernel = "fbgemm" if use_fbgemm(cpu) else ("bfloat16 int8-weight" if int8_supported(cpu) else "none")
         detail += f"; int8 kernel: {kernel}; fast bfloat16: {'yes' if cpu_has_fast_bfloat16() else 'no'}"
+        from soprano_cli.engine.scripted import decode_loop_kind
+
+        detail += f"; decode loop: {decode_loop_kind()}"
         if flags and "AVX2" not in have:
             results.append(Check("cpu.features", WARN, detail, "no AVX2: CPU synthesis will be slow"))
         elif flags and not int8_supported(cpu):

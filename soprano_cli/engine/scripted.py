@@ -126,3 +126,10 @@ def scripted_decode_layers():
     except Exception as error:  # noqa: BLE001 - any failure means "use the eager loop"
         log.debug("TorchScript decode loop unavailable (%s: %s); using the eager loop", type(error).__name__, error)
         return None
+
+
+def decode_loop_kind() -> str:
+    """How CPU decode steps run here, for `soprano doctor`."""
+    if os.environ.get("SOPRANO_TORCHSCRIPT", "").strip() == "0":
+        return "eager (SOPRANO_TORCHSCRIPT=0)"
+    return "TorchScript" if scripted_decode_layers() is not None else "eager (TorchScript unavailable)"

@@ -29,6 +29,14 @@ def test_doctor_json_with_a_usable_model(tiny_checkpoint):
     assert done.returncode == (EXIT_FAILURE if failed else EXIT_OK), failed
 
 
+def test_doctor_says_how_decode_steps_run(monkeypatch):
+    [features] = [check for check in doctor.check_cpu() if check.name == "cpu.features"]
+    assert "decode loop: TorchScript" in features.detail
+    monkeypatch.setenv("SOPRANO_TORCHSCRIPT", "0")
+    [features] = [check for check in doctor.check_cpu() if check.name == "cpu.features"]
+    assert "decode loop: eager (SOPRANO_TORCHSCRIPT=0)" in features.detail
+
+
 def test_doctor_fails_offline_without_model():
     # The sandbox is offline with an empty cache: the default model can't load, so doctor exits 1.
     done = run_soprano(["doctor"])
