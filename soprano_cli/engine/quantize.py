@@ -102,7 +102,7 @@ class DynamicInt8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plain = x.dim() == 2 and x.dtype == torch.float32  # a decode step's rows: no reshaping
         flat = x if plain else x.reshape(-1, self.in_features).float()
-        row_max = _row_max(flat)
+        row_max = row_max_of(flat)
         out = self._scaled_back(self._multiply(flat / row_max), row_max)
         return out if plain else out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
@@ -114,14 +114,14 @@ class DynamicInt8Linear(nn.Module):
         as by its weights, and this saves the norm's own half dozen.
         """
         weighted = x * norm_weight
-        row_max = _row_max(weighted)
+        row_max = row_max_of(weighted)
         out = self._multiply(weighted.div_(row_max))
         return self._scaled_back(out, inverse_rms(x, eps).mul_(row_max))
 
     def added_to(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """`residual + self(x)` for float32 rows (B, in) of a bias-free layer: the residual is added
         as the rows are scaled back, one operation instead of two."""
-        row_max = _row_max(x)
+        row_max = row_max_of(x)
         return torch.addcmul(residual, self._multiply(x / row_max), row_max)
 
     def _multiply(self, rows: torch.Tensor) -> torch.Tensor:
@@ -132,7 +132,7 @@ class DynamicInt8Linear(nn.Module):
         return out.mul_(row_scale) if self.bias is None else torch.addcmul(self.bias, out, row_scale)
 
 
-def _row_max(rows: torch.Tensor) -> torch.Tensor:
+def row_max_of(rows: torch.Tensor) -> torch.Tensor:
     """Each row's largest magnitude (B, 1), kept above 0 so an all-zero row divides safely."""
     return rows.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12)
 

@@ -57,20 +57,12 @@ def sequence_generator(params: SamplingParams, index: int, attempt: int) -> torc
     return generator
 
 
-def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    """logits, seen: (V,) or (B, V) — divide positive scores of seen ids by the penalty, multiply negative ones."""
-    import torch
-
-    if penalty == 1.0:
-        return logits
-    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
-    return torch.where(seen, penalized, logits)
-
-
 def penalize(logits: torch.Tensor, divisors: torch.Tensor, penalty: float) -> torch.Tensor:
-    """`apply_repetition_penalty` with the seen ids given as `divisors` (the penalty at a seen id,
-    1 elsewhere), equal bit for bit and in three vectorized operations where the mask takes five,
-    two of them slow `where`s (a sizeable part of choosing one sentence's token on a CPU).
+    """The repetition penalty: logits (V,) or (B, V), positive scores of seen ids divided by the
+    penalty and negative ones multiplied by it. The seen ids come as `divisors` (the penalty at a
+    seen id, 1 elsewhere): bit for bit the reference's `where(seen, where(logits > 0, logits / p,
+    logits * p), logits)`, in three vectorized operations where that takes five, two of them slow
+    `where`s (a sizeable part of choosing one sentence's token on a CPU).
 
     Dividing and multiplying by a penalty above 1 shrinks positive scores one way and negative
     ones the other, so the smaller of the two is what the reference picks (the larger below 1);

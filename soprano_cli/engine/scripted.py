@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from soprano_cli.engine.quantize import row_max_of
+
 log = logging.getLogger(__name__)
 
 
@@ -85,16 +87,11 @@ def _inverse_rms(x: Tensor, eps: Tensor) -> Tensor:
     return torch.addcmul(eps, norm, norm, value=1.0 / x.shape[-1]).rsqrt_()
 
 
-def _row_max(rows: Tensor) -> Tensor:
-    """`quantize._row_max`."""
-    return rows.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12)
-
-
 def _int8_normed(x: Tensor, norm_weight: Tensor, packed: torch.classes.quantized.LinearPackedParamsBase,
                  eps: Tensor, input_scale: float) -> Tensor:
     """`DynamicInt8Linear.normed`."""
     weighted = x * norm_weight
-    row_max = _row_max(weighted)
+    row_max = row_max_of(weighted)
     out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
         weighted.div_(row_max), input_scale, 128, packed)
     return out.mul_(_inverse_rms(x, eps).mul_(row_max))
@@ -103,7 +100,7 @@ def _int8_normed(x: Tensor, norm_weight: Tensor, packed: torch.classes.quantized
 def _int8_added(x: Tensor, residual: Tensor, packed: torch.classes.quantized.LinearPackedParamsBase,
                 input_scale: float) -> Tensor:
     """`DynamicInt8Linear.added_to`."""
-    row_max = _row_max(x)
+    row_max = row_max_of(x)
     out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(x / row_max, input_scale, 128, packed)
     return torch.addcmul(residual, out, row_max)
 

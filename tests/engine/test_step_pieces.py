@@ -11,7 +11,7 @@ from soprano_cli.engine.lm import (RMSNorm, _added_linear, _attend_one_position,
                                    inverse_rms, rope_matrices, rope_tables)
 from soprano_cli.engine.checkpoint import LMConfig
 from soprano_cli.engine.decoder import depthwise_conv_rows, overlap_add
-from soprano_cli.engine.sampling import apply_repetition_penalty, penalize
+from soprano_cli.engine.sampling import penalize
 
 needs_fbgemm = pytest.mark.skipif(not quantize.use_fbgemm(torch.device("cpu")), reason="needs fbgemm (an x86 CPU)")
 
@@ -143,6 +143,11 @@ def test_depthwise_conv_in_rows_is_conv1d(bias, left, right):
         torch.testing.assert_close(rounded.float(), expected, rtol=0.02, atol=0.02)
 
 
+def reference_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """The reference implementation's repetition penalty, as a mask."""
+    return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+
 @pytest.mark.parametrize("penalty", [1.2, 1.0001, 3.7, 10.0, 1.0, 0.999, 0.5, 0.1])
 def test_penalize_is_the_reference_penalty_bit_for_bit(penalty):
     generator = torch.Generator().manual_seed(0)
@@ -151,4 +156,4 @@ def test_penalize_is_the_reference_penalty_bit_for_bit(penalty):
     seen = torch.rand(3, 4096, generator=generator) < 0.3
     seen[0, :6] = True
     divisors = torch.where(seen, torch.tensor(penalty), torch.tensor(1.0))
-    assert torch.equal(penalize(logits, divisors, penalty), apply_repetition_penalty(logits, seen, penalty))
+    assert torch.equal(penalize(logits, divisors, penalty), reference_penalty(logits, seen, penalty))
