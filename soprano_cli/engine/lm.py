@@ -106,8 +106,13 @@ def _rope_places(dim: int, device: torch.device) -> torch.Tensor:
 def inverse_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
     """1 / sqrt(mean(x^2) + eps) over the last dimension, kept: three operations where
     `x.pow(2).mean()` alone takes five on a CPU."""
+    return inverse_rms_with(x, _constant(eps, x.device))
+
+
+def inverse_rms_with(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """`inverse_rms` with eps as a float32 scalar tensor (what TorchScript's loop passes)."""
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)  # as Qwen3 accumulates
-    return torch.addcmul(_constant(eps, norm.device), norm, norm, value=1 / x.shape[-1]).rsqrt_()
+    return torch.addcmul(eps, norm, norm, value=1.0 / x.shape[-1]).rsqrt_()
 
 
 @functools.lru_cache(maxsize=16)

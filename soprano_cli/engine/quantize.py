@@ -119,10 +119,11 @@ class DynamicInt8Linear(nn.Module):
         return self._scaled_back(out, inverse_rms(x, eps).mul_(row_max))
 
     def added_to(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        """`residual + self(x)` for float32 rows (B, in) of a bias-free layer: the residual is added
-        as the rows are scaled back, one operation instead of two."""
+        """`residual + self(x)` for float32 rows (B, in): the residual is added as the rows are
+        scaled back, one operation instead of two (and the bias after, where there is one)."""
         row_max = row_max_of(x)
-        return torch.addcmul(residual, self._multiply(x / row_max), row_max)
+        out = torch.addcmul(residual, self._multiply(x / row_max), row_max)
+        return out if self.bias is None else out.add_(self.bias)
 
     def _multiply(self, rows: torch.Tensor) -> torch.Tensor:
         """fbgemm's int8 product of rows already scaled to [-1, 1]."""

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from soprano_cli.engine.lm import inverse_rms_with
 from soprano_cli.engine.quantize import row_max_of
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def decode_layers(x: Tensor, rotations: Tensor, mask: Optional[Tensor], write_ro
             qkv = _float_normed(x, input_norms[i], weights[4 * i], eps)
         qkv = qkv.view(B, heads + 2 * kv_heads, head_dim)
         qk, v = qkv[:, :heads + kv_heads], qkv[:, heads + kv_heads:]
-        qk = torch.bmm(qk * qk_norms[i], rotations).mul_(_inverse_rms(qk, qk_eps))
+        qk = torch.bmm(qk * qk_norms[i], rotations).mul_(inverse_rms_with(qk, qk_eps))
         if write_rows is None:
             key_rows[i].copy_(qk[:, heads:])
             value_rows[i].copy_(v)
@@ -81,12 +82,6 @@ def decode_layers(x: Tensor, rotations: Tensor, mask: Optional[Tensor], write_ro
     return x
 
 
-def _inverse_rms(x: Tensor, eps: Tensor) -> Tensor:
-    """`lm.inverse_rms` (eps as a float32 scalar tensor)."""
-    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)
-    return torch.addcmul(eps, norm, norm, value=1.0 / x.shape[-1]).rsqrt_()
-
-
 def _int8_normed(x: Tensor, norm_weight: Tensor, packed: torch.classes.quantized.LinearPackedParamsBase,
                  eps: Tensor, input_scale: float) -> Tensor:
     """`DynamicInt8Linear.normed`."""
@@ -94,7 +89,7 @@ def _int8_normed(x: Tensor, norm_weight: Tensor, packed: torch.classes.quantized
     row_max = row_max_of(weighted)
     out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
         weighted.div_(row_max), input_scale, 128, packed)
-    return out.mul_(_inverse_rms(x, eps).mul_(row_max))
+    return out.mul_(inverse_rms_with(x, eps).mul_(row_max))
 
 
 def _int8_added(x: Tensor, residual: Tensor, packed: torch.classes.quantized.LinearPackedParamsBase,
@@ -107,14 +102,14 @@ def _int8_added(x: Tensor, residual: Tensor, packed: torch.classes.quantized.Lin
 
 def _float_normed(x: Tensor, norm_weight: Tensor, weight: Tensor, eps: Tensor) -> Tensor:
     """`lm._normed_linear` for a bias-free float layer."""
-    return F.linear(x * norm_weight, weight).mul_(_inverse_rms(x, eps))
+    return F.linear(x * norm_weight, weight).mul_(inverse_rms_with(x, eps))
 
 
 @functools.cache
 def scripted_decode_layers():
     """`decode_layers` compiled by TorchScript, or None where that fails or SOPRANO_TORCHSCRIPT=0
     (made once, on first use)."""
-    if os.environ.get("SOPRANO_TORCHSCRIPT", "").strip() == "0":
+    if _turned_off():
         return None
     try:
         with warnings.catch_warnings():  # TorchScript's deprecation notice: the eager loop is the fallback
@@ -127,6 +122,10 @@ def scripted_decode_layers():
 
 def decode_loop_kind() -> str:
     """How CPU decode steps run here, for `soprano doctor`."""
-    if os.environ.get("SOPRANO_TORCHSCRIPT", "").strip() == "0":
+    if _turned_off():
         return "eager (SOPRANO_TORCHSCRIPT=0)"
     return "TorchScript" if scripted_decode_layers() is not None else "eager (TorchScript unavailable)"
+
+
+def _turned_off() -> bool:
+    return os.environ.get("SOPRANO_TORCHSCRIPT", "").strip() == "0"

@@ -114,6 +114,8 @@ def test_added_int8_linear_equals_the_residual_plus_the_int8_linear():
         assert torch.equal(added[2], residual[2])
         for row in range(5):  # a row's result does not depend on the others
             assert torch.equal(_added_linear(layer, x[row:row + 1], residual[row:row + 1]), added[row:row + 1])
+        biased = quantize.DynamicInt8Linear(layer.weight.float() * 0.01, torch.randn(96, generator=generator))
+        torch.testing.assert_close(_added_linear(biased, x, residual), residual + biased(x), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("n_fft, hop", [(2048, 512), (16, 4), (12, 5)])  # the last falls back to fold
