@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -33,6 +34,11 @@ PROBE_TEXT = "[STOP][TEXT]the quick brown fox jumps over the lazy dog, then naps
 
 
 COMPUTE_DTYPE = torch.bfloat16  # activations in the int8-weight kernel
+
+# Layers are quantized on two threads, and `warnings.catch_warnings` is not thread-safe: a
+# thread leaving it restores the filters it found, which can drop another thread's "ignore"
+# just before that thread's (once-per-process) deprecation warning is shown. One at a time.
+_QUANTIZED_TENSOR_LOCK = threading.Lock()
 
 
 def quantize_weight(weight: torch.Tensor, scale_dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,7 +92,8 @@ class DynamicInt8Linear(nn.Module):
         self.out_features, self.in_features = weight.shape
         integers, scales = quantize_weight(weight)  # vectorized; torch.quantize_per_channel is 6x slower
         zero_points = torch.zeros(self.out_features, dtype=torch.long)
-        with warnings.catch_warnings():  # quantized tensors are deprecated; fbgemm's prepack still takes one
+        # Quantized tensors are deprecated; fbgemm's prepack still takes one.
+        with _QUANTIZED_TENSOR_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quantized = torch._make_per_channel_quantized_tensor(integers, scales.double(), zero_points, 0)
         self.packed = torch.ops.quantized.linear_prepack(quantized, None)  # fbgemm's own layout, no copy kept
