@@ -4,7 +4,8 @@ On a CPU one decode step is about a thousand small tensor operations around 69 m
 from Python each costs a few microseconds more than its arithmetic, and more again because the
 weights streaming through the caches between them evict the interpreter's own code and data.
 TorchScript's interpreter dispatches the same operations from compact C++: the same results bit
-for bit (tested), in about half the time (one int8 step at batch 1: 6.9 -> 3.8 ms).
+for bit (tested), in about half the time (one int8 step at batch 1: 7.3 -> 4.0 ms, as the README
+reports from benchmarks/bench_step.py).
 
 TorchScript is deprecated in PyTorch. Scripting happens once, at the first decode step; where it
 fails (a PyTorch without it, or without fbgemm's packed-weight class), where the scripted loop
