@@ -51,19 +51,20 @@ class EngineChoice:
     """Where synthesis runs: a daemon when one answers, else an engine loaded here."""
 
     config: object  # EngineConfig
-    server: str | None = None  # URL, 'unix:/path', 'none', or None for the default socket
-    explicit_model: bool = False
+    server: str | None = None  # URL, 'unix:/path', 'none' (never a daemon), or None for the default socket
+    explicit: tuple[str, ...] = ()  # config fields the user set (model, device, backend, dtype): a daemon must match
 
 
 def open_engine(choice: EngineChoice):
-    """A running daemon's RemoteEngine if one serves this model, else a freshly loaded Engine."""
+    """A running daemon's RemoteEngine if its engine is the one asked for, else a freshly loaded Engine."""
     if choice.server != "none":
         try:
             from soprano_cli.server.client import connect_daemon
         except ImportError:  # the server package is optional at runtime
             connect_daemon = None
         if connect_daemon is not None:
-            remote = connect_daemon(choice.server, model=choice.config.model if choice.explicit_model else None)
+            wanted = {name: getattr(choice.config, name) for name in choice.explicit}
+            remote = connect_daemon(choice.server, **wanted)
             if remote is not None:
                 log.info("using the daemon at %s", remote.url)
                 return remote

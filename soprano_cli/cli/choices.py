@@ -1,8 +1,8 @@
 """What each option's value can be, in one place: enum values, file paths or folders.
 
 The shell completions and man pages (tools/gen_docs.py) read this; options may use it for
-validation later. Value lists stay defined where the code uses them (engine/devices.py imports
-torch, so they are looked up lazily, never at import time).
+validation later. Value lists stay defined where the code uses them, and are looked up lazily,
+never at import time.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import importlib
 
 # Option name -> "module:CONSTANT" holding the values it accepts.
 OPTION_VALUES = {
-    "--device": "soprano_cli.engine.devices:DEVICES",
-    "--backend": "soprano_cli.engine.devices:BACKENDS",
-    "--dtype": "soprano_cli.engine.devices:DTYPES",
+    "--device": "soprano_cli.engine.config:DEVICES",
+    "--backend": "soprano_cli.engine.config:BACKENDS",
+    "--dtype": "soprano_cli.engine.config:DTYPES",
     "--format": "soprano_cli.audio.formats:SUPPORTED_FORMATS",
     "--sample-format": "soprano_cli.audio.formats:SAMPLE_FORMATS",
 }

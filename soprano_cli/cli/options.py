@@ -66,12 +66,23 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     root.propagate = False
 
 
+# Engine options a running daemon must match (when given) before `synth` sends it work.
+DAEMON_MUST_MATCH = ("model", "device", "backend", "dtype")
+
+
+def explicit(ctx: typer.Context, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The parameters among `names` set on the command line or by their environment variable."""
+    # By name: newer typer vendors click, so its ParameterSource need not be click's.
+    given = ("COMMANDLINE", "ENVIRONMENT")
+    return tuple(name for name in names if getattr(ctx.get_parameter_source(name), "name", None) in given)
+
+
 def engine_config(model, device, backend, dtype, max_batch=None, decoder_batch_size=None, cache_size=100):
-    """An EngineConfig from the shared options."""
-    from soprano_cli.engine.engine import EngineConfig
+    """An EngineConfig from the shared options, its device, backend and dtype names checked (no torch)."""
+    from soprano_cli.engine.config import EngineConfig
 
     return EngineConfig(model=model, device=device, backend=backend, dtype=dtype, max_batch=max_batch,
-                        decoder_batch_size=decoder_batch_size, cache_size_mb=cache_size)
+                        decoder_batch_size=decoder_batch_size, cache_size_mb=cache_size).validated()
 
 
 def sampling_params(temperature, top_p, repetition_penalty, seed, retries, max_frames):

@@ -20,11 +20,16 @@ def register(app: typer.Typer) -> None:
     """Add the `synth` subcommand to the app."""
     app.command("synth", help=(
         "Speak TEXT (or stdin) as audio on stdout or in a file. Text is normalized and split into "
-        "sentences that are synthesized as they arrive; --streaming writes audio as it is generated."
+        "sentences that are synthesized as they arrive; --streaming writes audio as it is generated. "
+        "A running daemon (`soprano serve`) does the work only when its engine is the one asked for: the "
+        "same --model, --device, --backend and --dtype, for each of them given as an option or SOPRANO_* "
+        "variable; otherwise synth loads the model itself (-v says why). Every option is checked first, "
+        "daemon or not; --no-server never contacts a daemon."
     ))(synth_command)
 
 
 def synth_command(
+    ctx: typer.Context,
     text: Annotated[Optional[list[str]], typer.Argument(help="Text to speak; stdin when omitted.", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", rich_help_panel=OUTPUT_PANEL,
         help="Audio file; its extension picks the format (.wav .flac .ogg .opus .mp3 .pcm/.raw).")] = None,
@@ -76,7 +81,7 @@ def synth_command(
     server: Annotated[Optional[str], typer.Option("--server", envvar="SOPRANO_SERVER", rich_help_panel=SERVER_PANEL,
         help="Daemon URL (http://host:port or unix:/path); 'none' disables [default: the local daemon if running].")] = None,
     no_server: Annotated[bool, typer.Option("--no-server", rich_help_panel=SERVER_PANEL,
-        help="Always synthesize in this process.")] = False,
+        help="Never contact a daemon: always synthesize in this process.")] = False,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -90,9 +95,10 @@ def synth_command(
         chunk_frames=chunk_frames, normalize=normalize, lines=lines, min_seconds=min_seconds,
         max_seconds=max_seconds, quiet=quiet, verbose=verbose,
     )
+    # Every option is checked before any daemon is asked: a daemon must not hide a misspelt one.
     engine_options = synth_job.EngineChoice(
         config=opt.engine_config(model, device, backend, dtype, max_batch, decoder_batch_size, cache_size),
-        server=None if no_server else server, explicit_model=model is not None,
+        server="none" if no_server else server, explicit=opt.explicit(ctx, opt.DAEMON_MUST_MATCH),
     )
     params = opt.sampling_params(temperature, top_p, repetition_penalty, seed, retries, max_frames)
     if jsonl or input_dir or output_dir:

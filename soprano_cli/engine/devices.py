@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from soprano_cli.errors import BackendUnavailableError, InvalidParameterError
+from soprano_cli.engine.config import BACKENDS, DEVICES, DTYPES, check_choice, check_device
+from soprano_cli.errors import BackendUnavailableError
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-BACKENDS = ("auto", "torch", "transformers", "lmdeploy")
-DTYPES = ("auto", "float32", "bfloat16", "int8")
+__all__ = ["BACKENDS", "DEVICES", "DTYPES", "select_backend", "select_device", "select_dtype"]
 
 
 def _mps_available() -> bool:
@@ -17,10 +16,8 @@ def _mps_available() -> bool:
 
 def select_device(name: str = "auto") -> torch.device:
     """`auto` prefers CUDA, then Apple's MPS, then the CPU."""
-    name = (name or "auto").lower()
+    name = check_device(name)
     kind = name.split(":")[0]
-    if kind not in DEVICES:
-        raise InvalidParameterError(f"unknown device '{name}' (choose from {', '.join(DEVICES)})", param="device")
     if kind == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -34,9 +31,7 @@ def select_device(name: str = "auto") -> torch.device:
 
 def select_backend(name: str, device: torch.device) -> str:
     """`auto` is our own torch LM everywhere; lmdeploy only on CUDA and only when installed."""
-    name = (name or "auto").lower()
-    if name not in BACKENDS:
-        raise InvalidParameterError(f"unknown backend '{name}' (choose from {', '.join(BACKENDS)})", param="backend")
+    name = check_choice("backend", name, BACKENDS)
     if name == "auto":
         return "torch"
     if name == "lmdeploy":
@@ -59,9 +54,7 @@ def select_backend(name: str, device: torch.device) -> str:
 def select_dtype(name: str, device: torch.device) -> str:
     """Validate a weight-precision mode. `auto` stays `auto` on the CPU (the engine probes it) and
     becomes bfloat16 on CUDA; float32 is the exact mode the parity tests pin."""
-    name = (name or "auto").lower()
-    if name not in DTYPES:
-        raise InvalidParameterError(f"unknown dtype '{name}' (choose from {', '.join(DTYPES)})", param="dtype")
+    name = check_choice("dtype", name, DTYPES)
     if name == "auto" and device.type == "cuda":
         return "bfloat16"
     if name == "auto" and device.type != "cpu":

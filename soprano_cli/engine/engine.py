@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence as SequenceOf
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from soprano_cli.engine import checkpoint
+from soprano_cli.engine.config import EngineConfig
 from soprano_cli.engine.decoder import SopranoDecoder
 from soprano_cli.engine.devices import select_backend, select_device, select_dtype
 from soprano_cli.engine.generate import STATIC_CACHE_LEN, BatchGenerator, Sequence
@@ -24,20 +25,6 @@ from soprano_cli.errors import InvalidParameterError
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 32000  # the decoder's output rate (contract)
-
-
-@dataclass
-class EngineConfig:
-    """What to load and how to run it."""
-
-    model: str | None = None  # local folder or hub id; None: $SOPRANO_MODEL or the published model
-    device: str = "auto"  # auto, cpu, cuda, mps
-    backend: str = "auto"  # auto (= torch), torch, transformers, lmdeploy
-    dtype: str = "auto"  # LM weight precision: auto (fastest that holds quality), float32 (exact), bfloat16, int8
-    max_batch: int | None = None  # sentences the LM generates at once; None: 16 on CPU, 64 on CUDA
-    decoder_batch_size: int | None = None  # sentences decoded at once (non-streaming); None: 1 on CPU, 16 on CUDA
-    cache_size_mb: int = 100  # lmdeploy's KV cache budget (accepted for upstream compatibility)
-    download: bool = True  # fetch a hub model that is not cached yet
 
 
 CPU_MAX_BATCH, CUDA_MAX_BATCH = 16, 64  # default sentences per LM batch

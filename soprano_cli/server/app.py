@@ -225,7 +225,9 @@ def _add_routes(app: FastAPI) -> None:
         state: _State = request.app.state.soprano
         return {"status": "ok", "model": state.model, "model_path": str(state.engine.model_dir),
                 "max_batch": state.engine.config.max_batch, "device": str(state.engine.device),
-                "backend": state.engine.backend, "queue_depth": state.scheduler.queue_depth,
+                # What clients compare with the engine they were asked for (see client.engine_mismatch).
+                "backend": state.engine.backend, "dtype": state.engine.dtype,
+                "decoder_dtype": state.engine.decoder_dtype, "queue_depth": state.scheduler.queue_depth,
                 "uptime_s": round(time.time() - state.started, 3)}
 
     @app.get("/v1/models")

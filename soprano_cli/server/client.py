@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import queue
 import socket
@@ -22,6 +23,8 @@ from urllib.parse import urlsplit
 from soprano_cli.engine.prefetch import Prefetch
 from soprano_cli.engine.results import AudioChunk, SentenceAudio
 from soprano_cli.errors import InvalidParameterError, ServerError
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 32000
 DISABLED = ("none", "off", "no", "0", "false")
@@ -85,13 +88,16 @@ def find_daemon(server: str | None = None, *, timeout: float = 0.2) -> str | Non
     return f"unix:{path}" if probe_socket(path, timeout) else None
 
 
-def connect_daemon(server: str | None = None, *, model: str | None = None,
+def connect_daemon(server: str | None = None, *, model: str | None = None, device: str | None = None,
+                   backend: str | None = None, dtype: str | None = None,
                    timeout: float = 0.2) -> "RemoteEngine | None":
     """A RemoteEngine for the daemon `find_daemon(server)` names, or None to synthesize in-process.
 
-    With `model`, the daemon must serve that model (hub id, or the same folder); if it does not, a
-    daemon found on its own is skipped (None), while an explicitly named one is an error. An
-    explicitly named daemon that does not answer is an error too (ServerError), never a silent fallback.
+    `model`, `device`, `backend` and `dtype` are what the caller asked for (None or 'auto': no
+    wish); the daemon is used only when its engine, as its /health reports it, matches each of
+    them. A daemon found on its own that does not match is skipped (None, with the reason logged),
+    while an explicitly named one is an error. An explicitly named daemon that does not answer is an
+    error too (ServerError), never a silent fallback.
     """
     explicit = (server if server is not None else os.environ.get("SOPRANO_SERVER") or "").strip()
     url = find_daemon(server, timeout=timeout)
@@ -105,12 +111,28 @@ def connect_daemon(server: str | None = None, *, model: str | None = None,
             raise
         return None
     remote.config = RemoteConfig(model=health.get("model", ""), max_batch=int(health.get("max_batch", 16)))
-    if model is not None and not _same_model(model, health):
+    mismatch = engine_mismatch(health, model=model, device=device, backend=backend, dtype=dtype)
+    if mismatch is not None:
         if explicit:
-            raise ServerError(f"the daemon at {url} serves {health.get('model')}, not {model}; "
-                              "start one with that model or use --no-server")
+            raise ServerError(f"the daemon at {url} {mismatch}; start one with what you asked for, or use --no-server")
+        log.info("not using the daemon at %s: it %s; synthesizing in this process", url, mismatch)
         return None
     return remote
+
+
+def engine_mismatch(health: dict, *, model: str | None = None, device: str | None = None,
+                    backend: str | None = None, dtype: str | None = None) -> str | None:
+    """How a daemon's engine (its /health) differs from the one asked for, e.g. "runs dtype int8, not float32"; None if it matches."""
+    if model is not None and not _same_model(model, health):
+        return f"serves {health.get('model')}, not {model}"
+    for name, wanted in (("device", device), ("backend", backend), ("dtype", dtype)):
+        if wanted is None or wanted.lower() == "auto":
+            continue
+        served = str(health.get(name) or "")
+        # "cuda" asks for any GPU; "cuda:1" for that one (a daemon reports the device it placed itself on).
+        if served.lower() != wanted.lower() and served.lower().partition(":")[0] != wanted.lower():
+            return f"runs {name} {served or 'unknown'}, not {wanted}"
+    return None
 
 
 def _same_model(requested: str, health: dict) -> bool:

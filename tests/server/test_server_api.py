@@ -63,6 +63,9 @@ def assert_same_wav(first: bytes, second: bytes) -> None:
 def test_health_and_models(server, client):
     health = httpx.get(server.url + "/health").json()
     assert health["status"] == "ok" and health["model"] == "tiny"
+    # The engine's settings, which `soprano synth` compares with what it was asked for.
+    assert (health["device"], health["backend"], health["dtype"], health["decoder_dtype"]) == (
+        "cpu", "torch", "float32", "float32")
     ids = [model.id for model in client.models.list()]
     assert ids[0] == "tiny" and {"soprano", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"} <= set(ids)
 
