@@ -29,12 +29,13 @@ complete -c soprano -n '__soprano_in' -a play -d 'Play WAV (or raw PCM with --ra
 complete -c soprano -n '__soprano_in' -a serve -d 'Load the model once and serve OpenAI\'s /v1/audio/speech, a web page and a daemon for...'
 complete -c soprano -n '__soprano_in' -a doctor -d 'Check Python, torch, devices, backends, CPU features, audio output, the model cache...'
 complete -c soprano -n '__soprano_in' -a models -d 'Download, list and remove Soprano models in the Hugging Face cache'
-complete -c soprano -n '__soprano_in' -l install-completion -d 'Install completion for the current shell'
-complete -c soprano -n '__soprano_in' -l show-completion -d 'Show completion for the current shell, to copy it or customize the installation'
+complete -c soprano -n '__soprano_in' -s V -l version -d 'Print the version and exit'
+complete -c soprano -n '__soprano_in' -l install-completion -d 'Install the completion script for your shell ($SHELL: bash, zsh or fish) in your user...'
+complete -c soprano -n '__soprano_in' -l show-completion -d 'Print the completion script for your shell, to install it elsewhere'
 complete -c soprano -n '__soprano_in' -s h -l help -d 'Show the help and exit'
 
 # soprano normalize
-complete -c soprano -n '__soprano_in normalize' -l model -d 'Also apply the model\'s cleanup: lowercase, its character set only'
+complete -c soprano -n '__soprano_in normalize' -l for-model -d 'Also apply the model\'s cleanup: lowercase, its character set only'
 complete -c soprano -n '__soprano_in normalize' -s h -l help -d 'Show the help and exit'
 complete -c soprano -n '__soprano_in normalize' -F
 
@@ -78,7 +79,7 @@ complete -c soprano -n '__soprano_in synth' -l seed -x -d 'Makes sampling reprod
 complete -c soprano -n '__soprano_in synth' -l retries -x -d 'Regenerate a sentence that loops or hits the frame cap, up to N times'
 complete -c soprano -n '__soprano_in synth' -l max-frames -x -d 'Cap on generated tokens (frames + end) per sentence'
 complete -c soprano -n '__soprano_in synth' -l server -x -d 'Daemon URL (http://host:port or unix:/path); \'none\' disables [default: the local...'
-complete -c soprano -n '__soprano_in synth' -l no-server -d 'Always synthesize in this process'
+complete -c soprano -n '__soprano_in synth' -l no-server -d 'Never contact a daemon: always synthesize in this process'
 complete -c soprano -n '__soprano_in synth' -s q -l quiet -d 'Only errors on stderr'
 complete -c soprano -n '__soprano_in synth' -s v -l verbose -d 'More detail on stderr'
 complete -c soprano -n '__soprano_in synth' -s h -l help -d 'Show the help and exit'
@@ -107,6 +108,8 @@ complete -c soprano -n '__soprano_in serve' -l api-key -x -d 'Require \'Authoriz
 complete -c soprano -n '__soprano_in serve' -l max-input-chars -x -d 'Longest accepted input'
 complete -c soprano -n '__soprano_in serve' -l max-queue -x -d 'Requests that may wait for the batch before 429'
 complete -c soprano -n '__soprano_in serve' -l max-batch -x -d 'Sentences generated at once by the LM [default: 16 on CPU, 64 on CUDA]'
+complete -c soprano -n '__soprano_in serve' -o bs -l decoder-batch-size -x -d 'Sentences decoded to audio at once [default: 1 on CPU, 16 on CUDA]'
+complete -c soprano -n '__soprano_in serve' -s c -l cache-size -x -d 'KV cache budget in MB (lmdeploy)'
 complete -c soprano -n '__soprano_in serve' -l cors-origin -x -d 'Allow browser requests from this origin (repeatable)'
 complete -c soprano -n '__soprano_in serve' -s q -l quiet -d 'Only warnings and errors on stderr'
 complete -c soprano -n '__soprano_in serve' -s v -l verbose -d 'Debug messages and an access log'

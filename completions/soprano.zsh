@@ -69,6 +69,8 @@ _soprano_serve() {
         '(--max-input-chars)--max-input-chars[Longest accepted input]:max_input_chars: ' \
         '(--max-queue)--max-queue[Requests that may wait for the batch before 429]:max_queue: ' \
         '(--max-batch)--max-batch[Sentences generated at once by the LM \[default: 16 on CPU, 64 on CUDA\]]:max_batch: ' \
+        '(-bs --decoder-batch-size)'{-bs,--decoder-batch-size}'[Sentences decoded to audio at once \[default: 1 on CPU, 16 on CUDA\]]:decoder_batch_size: ' \
+        '(-c --cache-size)'{-c,--cache-size}'[KV cache budget in MB (lmdeploy)]:cache_size: ' \
         '*--cors-origin[Allow browser requests from this origin (repeatable)]:cors_origin: ' \
         '(-q --quiet)'{-q,--quiet}'[Only warnings and errors on stderr]' \
         '(-v --verbose)'{-v,--verbose}'[Debug messages and an access log]' \
@@ -122,7 +124,7 @@ _soprano_synth() {
         '(--retries)--retries[Regenerate a sentence that loops or hits the frame cap, up to N times]:retries: ' \
         '(--max-frames)--max-frames[Cap on generated tokens (frames + end) per sentence]:max_frames: ' \
         '(--server)--server[Daemon URL (http://host:port or unix:/path); '\''none'\'' disables \[default: the local...]:server: ' \
-        '(--no-server)--no-server[Always synthesize in this process]' \
+        '(--no-server)--no-server[Never contact a daemon: always synthesize in this process]' \
         '(-q --quiet)'{-q,--quiet}'[Only errors on stderr]' \
         '(-v --verbose)'{-v,--verbose}'[More detail on stderr]' \
         '(- *)'{-h,--help}'[Show the help and exit]' \
@@ -140,7 +142,7 @@ _soprano_split() {
 
 _soprano_normalize() {
     _arguments -s -S \
-        '(--model)--model[Also apply the model'\''s cleanup: lowercase, its character set only]' \
+        '(--for-model)--for-model[Also apply the model'\''s cleanup: lowercase, its character set only]' \
         '(- *)'{-h,--help}'[Show the help and exit]' \
         '*:files:_files'
 }
@@ -149,8 +151,9 @@ _soprano() {
     local curcontext="$curcontext" state line
     typeset -A opt_args
     _arguments -C -s -S \
-        '(--install-completion)--install-completion[Install completion for the current shell]' \
-        '(--show-completion)--show-completion[Show completion for the current shell, to copy it or customize the installation]' \
+        '(-V --version)'{-V,--version}'[Print the version and exit]' \
+        '(--install-completion)--install-completion[Install the completion script for your shell ($SHELL: bash, zsh or fish) in your user...]' \
+        '(--show-completion)--show-completion[Print the completion script for your shell, to install it elsewhere]' \
         '(- *)'{-h,--help}'[Show the help and exit]' \
         '1:command:->command' \
         '*::argument:->argument'

@@ -585,11 +585,6 @@ DESCRIPTIONS = {
         "Data goes to stdout and only data: logs, progress and errors go to stderr, so every command "
         "works in a pipeline. Each subcommand has its own page, listed below.",
     ],
-    "synth": [
-        "When a daemon started by `soprano serve` answers on the default socket (or SOPRANO_SERVER "
-        "names one), synth sends the text there and writes the same audio without loading the model; "
-        "`--no-server` always synthesizes in this process.",
-    ],
     "models": [
         "Models live in the Hugging Face hub cache, shared with other tools that use the hub. "
         "Downloads show a progress bar on stderr and every file is checked against the hash the hub "
@@ -610,7 +605,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "normalize": [
         ("Write numbers, money and abbreviations as words:",
          'echo "Dr. Smith paid $3.50 on 5/1." | soprano normalize'),
-        ("Also apply the model's own cleanup (lowercase, its character set):", "soprano normalize --model notes.txt"),
+        ("Also apply the model's own cleanup (lowercase, its character set):", "soprano normalize --for-model notes.txt"),
     ],
     "split": [
         ("Split a chapter into speakable chunks, one per line:", "soprano split chapter.txt"),

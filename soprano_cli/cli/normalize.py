@@ -14,14 +14,17 @@ def register(app: typer.Typer) -> None:
     @app.command("normalize", help="Write text as the words to be said: numbers, dates, money, symbols, abbreviations.")
     def normalize_command(
         files: list[Path] = typer.Argument(None, help="Text files to read; stdin when none or '-'.", show_default=False),
-        model: bool = typer.Option(False, "--model", help="Also apply the model's cleanup: lowercase, its character set only."),
+        for_model: bool = typer.Option(False, "--for-model",
+                                       help="Also apply the model's cleanup: lowercase, its character set only."),
+        # The old spelling, hidden: elsewhere --model takes a model folder or hub id.
+        old_model_flag: bool = typer.Option(False, "--model", hidden=True),
     ) -> None:
         from soprano_cli.cli.textio import iter_input_lines
         from soprano_cli.text import model_text, normalize
 
         for line in iter_input_lines(files or []):
             said = normalize(line)
-            if model:
+            if for_model or old_model_flag:
                 said = model_text(said)
             sys.stdout.write(said + "\n")
             sys.stdout.flush()

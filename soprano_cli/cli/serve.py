@@ -37,6 +37,8 @@ def register(app: typer.Typer) -> None:
         max_queue: int = typer.Option(64, "--max-queue", min=0,
                                       help="Requests that may wait for the batch before 429."),
         max_batch: opt.MaxBatch = None,
+        decoder_batch_size: opt.DecoderBatchSize = None,
+        cache_size: opt.CacheSize = 100,
         cors_origin: list[str] = typer.Option(None, "--cors-origin",
                                               help="Allow browser requests from this origin (repeatable)."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings and errors on stderr."),
@@ -48,7 +50,7 @@ def register(app: typer.Typer) -> None:
         level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
         logging.basicConfig(level=level, stream=sys.stderr, format="soprano: %(message)s")
         config = ServerConfig(
-            engine=opt.engine_config(model, device, backend, dtype, max_batch),
+            engine=opt.engine_config(model, device, backend, dtype, max_batch, decoder_batch_size, cache_size),
             api_key=api_key or None,
             max_input_chars=max_input_chars,
             max_queue=max_queue,
@@ -60,7 +62,16 @@ def register(app: typer.Typer) -> None:
 
 
 def webui_main() -> None:
-    """`soprano-webui`: the daemon on port 7860, as upstream's web UI; other options pass through."""
-    from soprano_cli.cli.app import main
+    """`soprano-webui`: `soprano serve` under its own name, on upstream's web UI port 7860."""
+    import copy
 
-    main(["serve", "--port", str(WEBUI_PORT), *sys.argv[1:]])
+    from soprano_cli.cli.app import app, main
+
+    serve = copy.deepcopy(typer.main.get_command(app).commands["serve"])
+    for param in serve.params:
+        if param.name == "port":
+            param.default = WEBUI_PORT
+    serve.context_settings = {**serve.context_settings, "help_option_names": ["-h", "--help"]}
+    serve.help = (f"Serve the web page at http://127.0.0.1:{WEBUI_PORT}/ (and OpenAI's /v1/audio/speech) with the "
+                  "model loaded once: `soprano serve --port 7860`, under upstream's name.")
+    main(sys.argv[1:], command=serve, prog_name="soprano-webui")

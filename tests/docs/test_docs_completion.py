@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import typer
@@ -111,16 +112,58 @@ def test_fish_completes(line, expected, tmp_path):
     assert {row.split("\t")[0] for row in done.stdout.splitlines()} == expected
 
 
-def test_typer_install_completion(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {"SHELL": "/bin/bash", "HOME": str(home)}
-    shown = run_soprano(["--show-completion"], env=env)
-    assert shown.returncode == 0, shown.stderr
-    assert b"complete" in shown.stdout and b"soprano" in shown.stdout
-    installed = run_soprano(["--install-completion"], env=env)
-    assert installed.returncode == 0, installed.stderr
-    assert "soprano" in (home / ".bashrc").read_text()
+INSTALLED = {
+    "bash": (".local/share/bash-completion/completions/soprano", BASH),
+    "zsh": (".zfunc/_soprano", REPO / "completions" / "_soprano"),
+    "fish": (".config/fish/completions/soprano.fish", FISH),
+}
+
+
+@pytest.mark.parametrize("shell", sorted(INSTALLED))
+def test_install_completion_copies_the_static_script(shell):
+    # Broke: typer's own installer appended a line to ~/.bashrc (or ~/.zshrc, adding compinit and a
+    # zstyle) that starts Python on every Tab, with no completion of option values.
+    home = Path(os.environ["HOME"])  # the autouse fixture's private HOME
+    done = run_soprano(["--install-completion"], env={"SHELL": f"/usr/bin/{shell}"})
+    assert done.returncode == 0, done.stderr
+    relative, shipped = INSTALLED[shell]
+    assert (home / relative).read_bytes() == shipped.read_bytes()
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file()) == [relative]
+    assert relative in done.stderr.decode() and done.stdout == b""
+    if shell == "zsh":
+        assert "fpath=(~/.zfunc $fpath)" in done.stderr.decode()  # the note, instead of editing ~/.zshrc
+
+
+def test_installed_bash_script_completes_values_without_python(tmp_path):
+    run_soprano(["--install-completion"], env={"SHELL": "/bin/bash"})
+    installed = Path(os.environ["HOME"]) / INSTALLED["bash"][0]
+    script = installed.read_text()
+    assert "python" not in script and "_SOPRANO_COMPLETE" not in script
+    done = subprocess.run(["bash", "--norc", "--noprofile", "-c",
+                           f"source {installed}; COMP_WORDS=(soprano synth --dtype ''); COMP_CWORD=3; _soprano; "
+                           "printf '%s\\n' \"${COMPREPLY[@]}\""], capture_output=True, text=True, timeout=30)
+    assert done.stdout.split() == list(DTYPES)
+
+
+def test_install_completion_honours_xdg_folders(tmp_path):
+    env = {"SHELL": "/bin/fish", "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    assert run_soprano(["--install-completion"], env=env).returncode == 0
+    assert (tmp_path / "config" / "fish" / "completions" / "soprano.fish").read_bytes() == FISH.read_bytes()
+    env = {"SHELL": "/bin/bash", "XDG_DATA_HOME": str(tmp_path / "data")}
+    assert run_soprano(["--install-completion"], env=env).returncode == 0
+    assert (tmp_path / "data" / "bash-completion" / "completions" / "soprano").is_file()
+
+
+def test_install_completion_unknown_shell():
+    done = run_soprano(["--install-completion"], env={"SHELL": "/bin/tcsh"})
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith("soprano: error: cannot tell which completion to use from SHELL=/bin/tcsh")
+
+
+def test_show_completion_prints_the_static_script():
+    done = run_soprano(["--show-completion"], env={"SHELL": "/bin/zsh"})
+    assert done.returncode == 0
+    assert done.stdout == (REPO / "completions" / "_soprano").read_bytes()
 
 
 def test_typer_dynamic_completion():

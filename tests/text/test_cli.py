@@ -26,9 +26,16 @@ def test_normalize_stdin():
     ]
 
 
-def test_normalize_model_flag():
-    done = run(["normalize", "--model"], b"Dr. Smith: \"Hi\" (5)\n")
+def test_normalize_for_model_flag():
+    done = run(["normalize", "--for-model"], b"Dr. Smith: \"Hi\" (5)\n")
     assert done.stdout.decode() == "doctor smith. hi five\n"
+
+
+def test_normalize_model_spelling_is_hidden_but_still_works():
+    # Broke: normalize's --model was a flag while --model elsewhere takes a PATH; it is --for-model now.
+    assert run(["normalize", "--model"], b"Hi (5)\n").stdout.decode() == "hi five\n"
+    help_text = run(["normalize", "--help"]).stdout.decode()
+    assert "--for-model" in help_text and "--model" not in help_text
 
 
 def test_normalize_files_and_dash(tmp_path):
