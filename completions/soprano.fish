@@ -27,7 +27,7 @@ complete -c soprano -n '__soprano_in' -a split -d 'Split text into sentences and
 complete -c soprano -n '__soprano_in' -a synth -d 'Speak TEXT (or stdin) as audio on stdout or in a file'
 complete -c soprano -n '__soprano_in' -a play -d 'Play WAV (or raw PCM with --raw) from FILE or stdin as it arrives'
 complete -c soprano -n '__soprano_in' -a serve -d 'Load the model once and serve OpenAI\'s /v1/audio/speech, a web page and a daemon for...'
-complete -c soprano -n '__soprano_in' -a doctor -d 'Check Python, torch, devices, backends, CPU features, audio output, the model cache...'
+complete -c soprano -n '__soprano_in' -a doctor -d 'Check Python, torch, devices, backends, CPU features, audio output, ffmpeg, the model...'
 complete -c soprano -n '__soprano_in' -a models -d 'Download, list and remove Soprano models in the Hugging Face cache'
 complete -c soprano -n '__soprano_in' -s V -l version -d 'Print the version and exit'
 complete -c soprano -n '__soprano_in' -l install-completion -d 'Install the completion script for your shell ($SHELL: bash, zsh or fish) in your user...'

@@ -166,7 +166,7 @@ _soprano() {
                 'synth:Speak TEXT (or stdin) as audio on stdout or in a file'
                 'play:Play WAV (or raw PCM with --raw) from FILE or stdin as it arrives'
                 'serve:Load the model once and serve OpenAI'\''s /v1/audio/speech, a web page and a daemon for...'
-                'doctor:Check Python, torch, devices, backends, CPU features, audio output, the model cache...'
+                'doctor:Check Python, torch, devices, backends, CPU features, audio output, ffmpeg, the model...'
                 'models:Download, list and remove Soprano models in the Hugging Face cache'
             )
             _describe -t commands 'soprano command' commands ;;

@@ -1,4 +1,4 @@
-"""Checks of this machine for `soprano doctor`: Python, torch, devices, backends, CPU, audio, model, daemon.
+"""Checks of this machine for `soprano doctor`: Python, torch, devices, backends, CPU, audio, ffmpeg, model, daemon.
 
 Each check returns a `Check`; none downloads anything or loads a model, and the slowest part is
 importing torch. Optional packages are found with importlib's spec lookup, not imported.
@@ -192,6 +192,27 @@ def check_audio() -> list[Check]:
     return [Check("audio", OK, f"{len(devices)} output device(s); default: {default}")]
 
 
+def check_ffmpeg() -> list[Check]:
+    import shutil
+    import subprocess
+
+    from soprano_cli.audio.formats import ffmpeg_formats
+
+    needs = ", ".join(ffmpeg_formats())
+    path = shutil.which("ffmpeg")
+    if path is None:
+        return [Check("ffmpeg", WARN, f"not found on PATH; {needs} output needs it",
+                      "install ffmpeg (e.g. apt install ffmpeg) for those formats; wav, pcm and the rest work without it")]
+    try:
+        first = subprocess.run([path, "-hide_banner", "-version"], capture_output=True, text=True,
+                               timeout=5).stdout.partition("\n")[0]
+    except (OSError, subprocess.SubprocessError) as error:
+        return [Check("ffmpeg", WARN, f"{path} does not run ({error}); {needs} output needs it",
+                      "reinstall ffmpeg")]
+    version = first.split()[2] if first.startswith("ffmpeg version ") else "unknown version"
+    return [Check("ffmpeg", OK, f"ffmpeg {version} at {path} (encodes {needs})")]
+
+
 def check_model() -> list[Check]:
     from soprano_cli.engine import checkpoint
     from soprano_cli.errors import ModelLoadError, ModelNotFoundError
@@ -202,8 +223,11 @@ def check_model() -> list[Check]:
         path = checkpoint.resolve_model(name, download=False)
     except ModelNotFoundError:
         if checkpoint.is_hub_id(name) and not checkpoint.hub_offline():
-            return [Check("model.cache", WARN, f"{name} is not cached in {checkpoint.hub_cache_dir()}",
-                          f"the first synthesis downloads it; or run `soprano models download {name}` now")]
+            # Only promise a download the hub can serve: offline, the first synthesis fails instead.
+            if checkpoint.hub_reachable(name):
+                return [Check("model.cache", WARN, f"{name} is not cached in {checkpoint.hub_cache_dir()}",
+                              f"the first synthesis downloads it; or run `soprano models download {name}` now")]
+            offline = f" and the hub ({checkpoint.hub_endpoint()}) does not answer"
         where = f"not cached in {checkpoint.hub_cache_dir()}{offline}" if checkpoint.is_hub_id(name) else "no such folder"
         return [Check("model.cache", FAIL, f"{name}: {where}",
                       "run `soprano models download` while online, or set SOPRANO_MODEL to a model folder")]
@@ -253,7 +277,8 @@ def _probe_http(url: str, timeout: float = 0.5) -> bool:
 
 
 CHECKS: tuple[Callable[[], list[Check]], ...] = (
-    check_python, check_torch, check_devices, check_backends, check_cpu, check_audio, check_model, check_daemon,
+    check_python, check_torch, check_devices, check_backends, check_cpu, check_audio, check_ffmpeg, check_model,
+    check_daemon,
 )
 
 

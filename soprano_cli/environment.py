@@ -12,7 +12,8 @@ from soprano_cli import errors
 from soprano_cli.engine.checkpoint import DEFAULT_MODEL  # checkpoint.py imports no torch at the top
 
 # `commands` names the subcommands (their first word) that read a variable; "asgi" is the server
-# app run directly (`uvicorn soprano_cli.server:app`), "all" is every command.
+# app run directly (`uvicorn soprano_cli.server:app`), "install-completion" the root option of that
+# name, "all" is every command.
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
            "16", ("synth", "serve", "asgi"), "--max-batch"),
     EnvVar("SOPRANO_TORCHSCRIPT", "0: run the CPU decode step's loop in eager PyTorch instead of TorchScript "
            "(the same results, about half the speed; an escape hatch, TorchScript being deprecated).",
-           "1 (TorchScript where it works)", ("synth", "serve", "asgi")),
+           "1 (TorchScript where it works)", ("synth", "serve", "doctor", "asgi")),
     EnvVar("SOPRANO_SERVER", "Daemon that synth sends its work to: http://host:port, unix:/path, "
            "or none to always synthesize in-process.",
            "the local daemon's socket when one answers", ("synth", "doctor"), "--server"),
@@ -59,9 +60,19 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
            "$HF_HOME/hub", ("synth", "serve", "models", "doctor", "asgi")),
     EnvVar("HF_HUB_OFFLINE", "1: never reach the network; only cached models load.",
            "unset (downloads allowed)", ("synth", "serve", "models", "doctor", "asgi")),
+    EnvVar("HF_ENDPOINT", "Address of the Hugging Face hub (or a mirror) that models download from.",
+           "https://huggingface.co", ("synth", "serve", "models", "doctor", "asgi")),
     EnvVar("XDG_CACHE_HOME", "Base of the default Hugging Face cache and of soprano/auto-dtype.json "
            "(what the --dtype auto probe chose per checkpoint).",
            "~/.cache", ("synth", "serve", "models", "doctor", "asgi")),
+    EnvVar("SHELL", "Which shell's completion script --install-completion and --show-completion use "
+           "(bash, zsh or fish).", "the login shell", ("install-completion",)),
+    EnvVar("XDG_DATA_HOME", "Base of bash's user completion folder, bash-completion/completions.",
+           "~/.local/share", ("install-completion",)),
+    EnvVar("BASH_COMPLETION_USER_DIR", "bash-completion's user folder (overrides $XDG_DATA_HOME/bash-completion).",
+           "unset", ("install-completion",)),
+    EnvVar("XDG_CONFIG_HOME", "Base of fish's user completion folder, fish/completions.",
+           "~/.config", ("install-completion",)),
     EnvVar("XDG_RUNTIME_DIR", "Where the daemon's socket lives: $XDG_RUNTIME_DIR/soprano/soprano.sock.",
            "/tmp/soprano-UID when unset", ("synth", "serve", "doctor")),
 )

@@ -374,6 +374,11 @@ class FfmpegEncoder(Encoder):
         _flush(self.sink)
 
 
+def ffmpeg_formats() -> tuple[str, ...]:
+    """The formats this machine encodes through ffmpeg: aac always, others where libsndfile lacks them."""
+    return tuple(fmt for fmt in _FFMPEG if fmt not in _LIBSNDFILE or not _libsndfile_has(fmt))
+
+
 def _libsndfile_has(fmt: str) -> bool:
     import soundfile
 

@@ -13,7 +13,7 @@ COLORS = {"ok": "green", "warn": "yellow", "fail": "red", "info": "blue"}
 def register(app: typer.Typer) -> None:
     """Add the `doctor` subcommand to the app."""
     app.command("doctor", help=(
-        "Check Python, torch, devices, backends, CPU features, audio output, the model cache and the daemon. "
+        "Check Python, torch, devices, backends, CPU features, audio output, ffmpeg, the model cache and the daemon. "
         "Exits 1 when a check fails."))(doctor_command)
 
 

@@ -56,6 +56,26 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def hub_endpoint() -> str:
+    """The hub's address: HF_ENDPOINT, as huggingface_hub reads it, else huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def hub_reachable(repo_id: str = DEFAULT_MODEL, timeout: float = 3.0) -> bool:
+    """True when the hub answers HTTP at all (any status) within `timeout`; proxies from the environment apply."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(hub_endpoint() + "/api/models/" + repo_id, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True  # an answer, even 401 or 404, means the hub is there
+    except (OSError, ValueError):  # URLError, timeouts, refused connections, a malformed HF_ENDPOINT
+        return False
+
+
 def _from_hub(repo_id: str, *, download: bool) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import shutil
+import socket
+import threading
+
+import pytest
 
 from soprano_cli import doctor
 from soprano_cli.errors import EXIT_FAILURE, EXIT_OK
@@ -11,7 +17,7 @@ from .conftest import run_soprano
 
 EXPECTED = [
     "python", "torch", "device.cpu", "device.cuda", "device.mps", "backend.torch", "backend.transformers",
-    "backend.lmdeploy", "cpu.features", "cpu.threads", "audio", "model.cache", "daemon",
+    "backend.lmdeploy", "cpu.features", "cpu.threads", "audio", "ffmpeg", "model.cache", "daemon",
 ]
 
 
@@ -51,11 +57,66 @@ def test_model_check_with_cached_model(cached_model):
     assert check.status == "ok" and str(cached_model) in check.detail
 
 
-def test_model_check_online_not_cached(monkeypatch):
+@pytest.fixture
+def local_hub(monkeypatch):
+    """A stand-in hub on loopback that answers every request with 404, as HF_ENDPOINT."""
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(404)
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    yield
+    server.shutdown()
+
+
+def test_model_check_online_not_cached(monkeypatch, local_hub):
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr("soprano_cli.engine.checkpoint.hub_offline", lambda: False)
     [check] = doctor.check_model()
-    assert check.status == "warn" and "soprano models download" in check.hint
+    assert check.status == "warn" and "the first synthesis downloads it" in check.hint
+    assert "soprano models download" in check.hint
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again when the socket is: connections are refused
+
+
+@pytest.mark.parametrize("env", [{"HF_HUB_OFFLINE": "1"}, {"HF_HUB_OFFLINE": "", "HF_ENDPOINT": "closed"}],
+                         ids=["HF_HUB_OFFLINE", "hub unreachable"])
+def test_doctor_offline_promises_no_download(env):
+    # Broke: with the hub unreachable doctor said "the first synthesis downloads it", which then failed.
+    env = {name: f"http://127.0.0.1:{_closed_port()}" if value == "closed" else value for name, value in env.items()}
+    done = run_soprano(["doctor", "--json"], env=env)
+    [check] = [check for check in json.loads(done.stdout) if check["name"] == "model.cache"]
+    assert check["status"] == "fail" and "downloads it" not in check["hint"]
+    assert "soprano models download" in check["hint"]
+    if "HF_ENDPOINT" in env:
+        assert f"the hub ({env['HF_ENDPOINT']}) does not answer" in check["detail"]
+    assert done.returncode == EXIT_FAILURE
+
+
+@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="ffmpeg is not installed")
+def test_doctor_reports_ffmpeg():
+    [check] = doctor.check_ffmpeg()
+    assert check.status == "ok" and check.detail.startswith("ffmpeg ") and shutil.which("ffmpeg") in check.detail
+    assert "aac" in check.detail
+
+
+def test_doctor_warns_without_ffmpeg(monkeypatch, tmp_path):
+    # Broke: doctor did not look for ffmpeg, and aac output failed only when asked for.
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no ffmpeg on PATH
+    [check] = doctor.check_ffmpeg()
+    assert check.status == "warn" and "aac output needs it" in check.detail and "install ffmpeg" in check.hint
 
 
 def test_model_check_bad_folder(tmp_path, monkeypatch):
