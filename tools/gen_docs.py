@@ -222,8 +222,9 @@ def _bash_value_cases(command: Command) -> list[str]:
 def gen_bash(root: Command) -> str:
     out = [
         f"# bash completion for {PROG}: {GENERATED}.",
-        "# Install: copy to $(pkg-config --variable=completionsdir bash-completion)/soprano, or source it from",
-        "# ~/.bashrc. Needs bash 4+; does not need the bash-completion package.",
+        "# Install: `soprano --install-completion` (to ~/.local/share/bash-completion/completions/soprano), or",
+        "# copy to $(pkg-config --variable=completionsdir bash-completion)/soprano, or source it from ~/.bashrc.",
+        "# Needs bash 4+; only the first two need the bash-completion package.",
         "",
         "__soprano_words() { local IFS=$' \\t\\n'; COMPREPLY=( $(compgen -W \"$1\" -- \"$cur\") ); }",
         "__soprano_files() { compopt -o filenames 2>/dev/null; COMPREPLY=( $(compgen -f -- \"$cur\") ); }",
@@ -335,8 +336,8 @@ def _zsh_argument_specs(command: Command) -> list[str]:
 
 def gen_zsh(root: Command) -> str:
     out = [f"#compdef {PROG}", f"# zsh completion for {PROG}: {GENERATED}.",
-           "# Install: copy to a folder on $fpath as _soprano (e.g. /usr/share/zsh/site-functions/_soprano),",
-           "# or source it after compinit.", ""]
+           "# Install: `soprano --install-completion` (to ~/.zfunc/_soprano), or copy to a folder on $fpath as",
+           "# _soprano (e.g. /usr/share/zsh/site-functions/_soprano), or source it after compinit.", ""]
     for command in reversed(all_commands(root)):  # helpers before their callers
         out.append(f"_{_fn(command)}() {{")
         if command.subcommands:
@@ -390,7 +391,8 @@ def _fish_quote(text: str) -> str:
 def gen_fish(root: Command) -> str:
     out = [
         f"# fish completion for {PROG}: {GENERATED}.",
-        "# Install: copy to ~/.config/fish/completions/soprano.fish (or the vendor_completions.d folder).",
+        "# Install: `soprano --install-completion`, or copy to ~/.config/fish/completions/soprano.fish",
+        "# (or the vendor_completions.d folder).",
         "",
         "function __soprano_command --description 'The soprano subcommand being completed, e.g. \"models rm\"'",
         "    set -l path ''",

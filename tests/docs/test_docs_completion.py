@@ -145,6 +145,21 @@ def test_installed_bash_script_completes_values_without_python(tmp_path):
     assert done.stdout.split() == list(DTYPES)
 
 
+BASH_COMPLETION = Path("/usr/share/bash-completion/bash_completion")
+
+
+@pytest.mark.skipif(not BASH_COMPLETION.exists(), reason="the bash-completion package is not installed")
+def test_bash_completion_package_loads_the_installed_script():
+    # What a new interactive shell does on the first Tab after `soprano`: bash-completion's loader
+    # finds the command's script in the user folder by name.
+    assert run_soprano(["--install-completion"], env={"SHELL": "/bin/bash"}).returncode == 0
+    script = (f"source {BASH_COMPLETION}; __load_completion soprano && complete -p soprano; "
+              "COMP_WORDS=(soprano synth --format o); COMP_CWORD=3; _soprano; echo \"${COMPREPLY[@]}\"")
+    done = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], capture_output=True, text=True,
+                          timeout=30)
+    assert done.stdout.splitlines() == ["complete -F _soprano soprano", "ogg opus"], done.stderr
+
+
 def test_install_completion_honours_xdg_folders(tmp_path):
     env = {"SHELL": "/bin/fish", "XDG_CONFIG_HOME": str(tmp_path / "config")}
     assert run_soprano(["--install-completion"], env=env).returncode == 0

@@ -100,3 +100,16 @@ HEALTH = {"model": "tiny", "model_path": "/nonexistent/tiny", "device": "cpu", "
 ])
 def test_engine_mismatch(served, wanted, mismatch):
     assert engine_mismatch({**HEALTH, **served}, **wanted) == mismatch
+
+
+def test_synth_through_the_daemon_never_imports_torch(server):
+    # Options are validated without torch (engine/config.py), so a daemon run stays light: it
+    # used to import torch (about 2 s) only to build an EngineConfig.
+    code = ("import atexit, sys; atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules, "
+            "file=sys.stderr)); from soprano_cli.cli.app import main; "
+            "main(['synth', '-v', '--dtype', 'float32', '--device', 'cpu', 'Hi there.'])")
+    env = {k: v for k, v in os.environ.items() if k != "SOPRANO_SERVER"}
+    env["XDG_RUNTIME_DIR"] = str(server.socket_path.parent.parent)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert b"using the daemon" in done.stderr and b"torch loaded: False" in done.stderr
