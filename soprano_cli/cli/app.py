@@ -15,7 +15,6 @@ from soprano_cli import errors
 ClickException = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
 
 
-
 class SopranoGroup(TyperGroup):
     """The root command group: a first word that is no subcommand gets a pointer, not click's error."""
 
