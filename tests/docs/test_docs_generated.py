@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 import typer
+from system_deps import needs
 
 from soprano_cli import environment, errors
 from soprano_cli.cli.app import app
@@ -109,8 +109,7 @@ def test_environment_section_lists_the_table():
         assert f"\\fB{var.name}\\fR" in page
 
 
-@pytest.mark.skipif(not (shutil.which("man") and shutil.which("groff")),
-                    reason="man and groff are not installed (apt-get install groff man-db)")
+@needs("man")
 @pytest.mark.parametrize("page", sorted(p.name for p in (REPO / "man").glob("*.1")))
 def test_man_renders_without_warnings(page):
     env = {**os.environ, "MANWIDTH": "80", "MANPAGER": "cat", "PAGER": "cat", "LC_ALL": "C.UTF-8"}
