@@ -78,7 +78,9 @@ def test_marker_require_and_have_in_a_real_pytest_run(tmp_path, require_all):
     and have() warns; with SOPRANO_TEST_REQUIRE_ALL=1 all three fail, so the run fails."""
     (tmp_path / "conftest.py").write_text("from system_deps import pytest_configure, pytest_runtest_setup\n")
     (tmp_path / "test_probe.py").write_text(textwrap.dedent(_PROBE))
-    env = {**os.environ, "PATH": os.path.dirname(sys.executable), "PYTHONPATH": str(TESTS),
+    empty = tmp_path / "bin"  # a PATH with nothing on it, wherever sox is installed
+    empty.mkdir()
+    env = {**os.environ, "PATH": str(empty), "PYTHONPATH": str(TESTS),
            "SOPRANO_TEST_REQUIRE_ALL": require_all}
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(tmp_path)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
