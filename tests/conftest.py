@@ -1,4 +1,4 @@
-"""Shared fixtures: the reference checkpoint, golden vectors, and a sandbox for user directories."""
+"""Shared fixtures: the reference checkpoint, golden vectors, a sandbox for user directories; the `needs` hooks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from system_deps import pytest_configure, pytest_runtest_setup  # noqa: F401  (the `needs` marker's hooks)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"

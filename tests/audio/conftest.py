@@ -6,14 +6,13 @@ import os
 
 import pytest
 from pulse_server import PulseServer, Recorder
+from system_deps import require
 
 
 @pytest.fixture(scope="session")
 def pulse_server(tmp_path_factory):
     """Start a private pulseaudio for the session; skip only when it is not installed."""
-    reason = PulseServer.available()
-    if reason:
-        pytest.skip(f"PulseAudio {reason}")
+    require("pulseaudio")
     server = PulseServer(tmp_path_factory.mktemp("pulse")).start()
     # Set for the whole session, before anything imports sounddevice in this process:
     # PortAudio lists devices once, at import, and the ALSA pulse plugin reads PULSE_SERVER.

@@ -34,7 +34,8 @@ class PulseServer:
 
     @staticmethod
     def available() -> str | None:
-        """None if pulseaudio and its tools are installed, else the reason to skip."""
+        """None if pulseaudio and its tools are installed, else the reason to skip (for the benchmark;
+        the tests ask tests/system_deps.py, which knows the same three programs)."""
         missing = [tool for tool in ("pulseaudio", "pactl", "parec") if shutil.which(tool) is None]
         return f"not installed: {', '.join(missing)}" if missing else None
 

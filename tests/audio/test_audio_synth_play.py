@@ -10,9 +10,12 @@ import time
 import numpy as np
 import soundfile
 from signals import find, without_pauses
+from system_deps import needs
 
 SOPRANO = [sys.executable, "-m", "soprano_cli"]
 TEXT = "Hello world! The quick brown fox jumps over the lazy dog."
+
+pytestmark = needs("portaudio")  # `synth --play` and `soprano play` play through PortAudio
 
 
 def _reference(tiny_checkpoint, tmp_path) -> np.ndarray:

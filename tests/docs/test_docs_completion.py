@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import typer
+from system_deps import needs
 
 from soprano_cli.cli.app import app
 from soprano_cli.engine.devices import BACKENDS, DEVICES, DTYPES
@@ -86,7 +86,7 @@ def test_bash_completes_paths(tmp_path):
     assert sorted(bash_complete(["soprano", "play", "o"], cwd=tmp_path)) == ["out.wav", "outdir"]
 
 
-@pytest.mark.skipif(not shutil.which("zsh"), reason="zsh is not installed")
+@needs("zsh")
 def test_zsh_script_parses_and_registers(tmp_path):
     (tmp_path / "_soprano").write_bytes(ZSH.read_bytes())
     script = (f"fpath=({tmp_path} $fpath); autoload -U compinit; compinit -u -d {tmp_path}/dump; "
@@ -97,7 +97,7 @@ def test_zsh_script_parses_and_registers(tmp_path):
     assert done.stdout.split() == ["_soprano", "_soprano"]
 
 
-@pytest.mark.skipif(not shutil.which("fish"), reason="fish is not installed")
+@needs("fish")
 @pytest.mark.parametrize("line,expected", [
     ("soprano sy", {"synth"}),
     ("soprano models ", {"download", "list", "rm"}),

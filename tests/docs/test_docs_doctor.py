@@ -9,6 +9,7 @@ import socket
 import threading
 
 import pytest
+from system_deps import needs
 
 from soprano_cli import doctor
 from soprano_cli.errors import EXIT_FAILURE, EXIT_OK
@@ -105,7 +106,7 @@ def test_doctor_offline_promises_no_download(env):
     assert done.returncode == EXIT_FAILURE
 
 
-@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="ffmpeg is not installed")
+@needs("ffmpeg")
 def test_doctor_reports_ffmpeg():
     [check] = doctor.check_ffmpeg()
     assert check.status == "ok" and check.detail.startswith("ffmpeg ") and shutil.which("ffmpeg") in check.detail

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
 import typer
+from system_deps import needs
 
 from soprano_cli import environment, errors
 from soprano_cli.cli.app import app
@@ -110,8 +110,7 @@ def test_environment_section_lists_the_table():
         assert f"\\fB{var.name}\\fR" in page
 
 
-@pytest.mark.skipif(not (shutil.which("man") and shutil.which("groff")),
-                    reason="man and groff are not installed (apt-get install groff man-db)")
+@needs("man")
 @pytest.mark.parametrize("page", sorted(p.name for p in (REPO / "man").glob("*.1")))
 def test_man_renders_without_warnings(page):
     env = {**os.environ, "MANWIDTH": "80", "MANPAGER": "cat", "PAGER": "cat", "LC_ALL": "C.UTF-8"}
@@ -145,7 +144,7 @@ def test_title_line_has_a_date(page):
     assert re.match(r'\.TH \S+ 1 "?\d{4}-\d{2}-\d{2}"? "soprano-cli ', first), first
 
 
-@pytest.mark.skipif(not shutil.which("mandoc"), reason="mandoc is not installed (apt-get install mandoc)")
+@needs("mandoc")
 @pytest.mark.parametrize("page", PAGES)
 def test_mandoc_lint_is_clean(page):
     # Broke: every page had warnings (missing date, .PP after .SH) and style notes (lines over 80 bytes).

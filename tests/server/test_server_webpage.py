@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
+from system_deps import needs
 
-CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which("chromium"),
-                                reason="Debian's chromium is not installed (/usr/bin/chromium)")
+# Debian's chromium, driven by playwright (which then needs no browser download of its own).
+pytestmark = needs("chromium", "playwright")
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
         try:
             page = browser.new_page()
             page.goto(server.url + "/")

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import pty
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import soundfile
+from system_deps import have
 
 HELLO = "Hello world!"  # normalizes to the golden case "hello world!": 42 frames
 HELLO_SAMPLES = 41 * 2048
@@ -46,12 +46,12 @@ def test_stdin_to_stdout_streamed_wav_is_readable_by_every_tool(synth, tmp_path)
     assert rate == 32000 and audio.size == (41 + 104) * 2048
     path = tmp_path / "piped.wav"
     path.write_bytes(data)
-    if shutil.which("sox"):
+    if have("sox"):
         info = subprocess.run(["sox", "--info", "-r", str(path)], capture_output=True, text=True)
         assert info.returncode == 0 and info.stdout.strip() == "32000"
         decoded = subprocess.run(["sox", str(path), "-t", "raw", "-e", "signed", "-b", "16", "-"], capture_output=True)
         assert len(decoded.stdout) == audio.size * 2
-    if shutil.which("ffprobe"):
+    if have("ffmpeg"):
         probe = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"], capture_output=True)
         assert probe.returncode == 0 and len(probe.stdout) == audio.size * 2
 
@@ -66,12 +66,12 @@ def test_each_output_format_reads_back(synth, tmp_path, fmt):
         samples = np.frombuffer(out.read_bytes(), dtype="<i2")
         assert samples.size == HELLO_SAMPLES
         return
-    if shutil.which("ffprobe"):
+    if have("ffmpeg"):
         probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(out)],
                                capture_output=True, text=True)
         assert probe.returncode == 0, probe.stderr
         assert abs(float(probe.stdout) - seconds) < 0.1
-    if fmt in ("wav", "flac", "ogg") and shutil.which("sox"):
+    if fmt in ("wav", "flac", "ogg") and have("sox"):
         info = subprocess.run(["sox", "--info", "-D", str(out)], capture_output=True, text=True)
         assert info.returncode == 0 and abs(float(info.stdout) - seconds) < 0.1
     audio, rate = soundfile.read(out, dtype="float32")
