@@ -1,16 +1,15 @@
-"""Shared fixtures: the reference checkpoint, golden vectors, a sandbox for user directories; the `needs` hooks."""
+"""Shared fixtures: the tiny checkpoint, the reference implementation's outputs on it, a sandbox for user
+directories; the `needs` hooks."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from checkpoints import GOLDEN_TEXTS, TINY_CHECKPOINT
 from system_deps import pytest_configure, pytest_runtest_setup  # noqa: F401  (the `needs` marker's hooks)
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
-TINY_CHECKPOINT = REFERENCE_DIR / "tiny"
 
 
 @pytest.fixture(autouse=True)
@@ -34,18 +33,26 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint() -> Path:
-    """The official-layout tiny checkpoint from shared/reference."""
+    """The trained tiny checkpoint in the official layout (tests/data/tiny)."""
     assert (TINY_CHECKPOINT / "config.json").exists(), f"missing {TINY_CHECKPOINT}"
     return TINY_CHECKPOINT
 
 
 @pytest.fixture(scope="session")
-def golden():
-    """Golden vectors from the reference implementation (see shared/reference/README.md)."""
-    import json
+def golden(tiny_checkpoint):
+    """What the reference implementation produces for GOLDEN_TEXTS on the tiny checkpoint, computed live.
 
-    import numpy as np
+    (meta, arrays): meta["cases"][i] has the text, prompt, finish reason, frames and samples of case i;
+    arrays has prompt_ids_i, gen_ids_i (ending with EOS), hidden_i (the decoder's frames) and audio_i.
+    """
+    from reference_impl import ReferenceSoprano
 
-    arrays = np.load(REFERENCE_DIR / "golden.npz")
-    meta = json.loads((REFERENCE_DIR / "golden.json").read_text())
-    return meta, arrays
+    reference = ReferenceSoprano(tiny_checkpoint)
+    cases, arrays = [], {}
+    for i, text in enumerate(GOLDEN_TEXTS):
+        out = reference.run(text)
+        cases.append({"text": text, "prompt": f"[STOP][TEXT]{text}[START]", "finish_reason": out.finish_reason,
+                      "frames": len(out.hidden), "samples": len(out.audio)})
+        arrays.update({f"prompt_ids_{i}": np.array(out.prompt_ids), f"gen_ids_{i}": np.array(out.gen_ids),
+                       f"hidden_{i}": out.hidden, f"audio_{i}": out.audio})
+    return {"cases": cases, "sample_rate": 32000, "samples_per_frame": 2048}, arrays

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from checkpoints import FRAMES
+
 from soprano_cli.engine import checkpoint
 from soprano_cli.engine.engine import Engine, EngineConfig
 from soprano_cli.engine.random_checkpoint import CheckpointSizes, write_random_checkpoint
@@ -51,7 +53,7 @@ def test_hub_id_resolves_from_the_cache_offline(tiny_checkpoint, tmp_path, monke
     assert checkpoint.resolve_model(None) == snapshot
     engine = Engine.load(EngineConfig(device="cpu", dtype="float32"))  # the default model, via the cache
     assert engine.model_dir == snapshot
-    assert engine.synthesize(["hello world!"])[0].frames == 42
+    assert engine.synthesize(["hello world!"])[0].frames == FRAMES["hello world!"]
 
 
 def test_offline_with_nothing_cached_names_the_way_out(tmp_path, monkeypatch):

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TINY_CHECKPOINT = REPO_ROOT.parent / "shared" / "reference" / "tiny"
+from checkpoints import TINY_CHECKPOINT  # noqa: F401 (the server tests import it from here)
 
 
 def free_port() -> int:
