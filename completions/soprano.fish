@@ -59,7 +59,7 @@ complete -c soprano -n '__soprano_in synth' -l chunk-frames -x -d 'Frames (64 ms
 complete -c soprano -n '__soprano_in synth' -l normalize -d 'Expand numbers, symbols and abbreviations to words first'
 complete -c soprano -n '__soprano_in synth' -l no-normalize -d 'Expand numbers, symbols and abbreviations to words first'
 complete -c soprano -n '__soprano_in synth' -l lines -d 'Each input line is one finished chunk (as `soprano split` writes them)'
-complete -c soprano -n '__soprano_in synth' -l min-seconds -x -d 'Merge sentences shorter than this (estimated speech)'
+complete -c soprano -n '__soprano_in synth' -l min-seconds -x -d 'Merge sentences shorter than this (estimated speech); 0 with --sentence-silence or...'
 complete -c soprano -n '__soprano_in synth' -l max-seconds -x -d 'Break chunks longer than this (estimated speech)'
 complete -c soprano -n '__soprano_in synth' -l jsonl -d 'Read jobs from stdin, one JSON object per line: {"text": ..., "output": ...}'
 complete -c soprano -n '__soprano_in synth' -l input-dir -x -a '(__fish_complete_directories (commandline -ct))' -d 'Speak every .txt file in this folder '

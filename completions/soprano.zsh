@@ -103,7 +103,7 @@ _soprano_synth() {
         '(--normalize --no-normalize)--normalize[Expand numbers, symbols and abbreviations to words first]' \
         '(--normalize --no-normalize)--no-normalize[Expand numbers, symbols and abbreviations to words first]' \
         '(--lines)--lines[Each input line is one finished chunk (as `soprano split` writes them)]' \
-        '(--min-seconds)--min-seconds[Merge sentences shorter than this (estimated speech)]:min_seconds: ' \
+        '(--min-seconds)--min-seconds[Merge sentences shorter than this (estimated speech); 0 with --sentence-silence or...]:min_seconds: ' \
         '(--max-seconds)--max-seconds[Break chunks longer than this (estimated speech)]:max_seconds: ' \
         '(--jsonl)--jsonl[Read jobs from stdin, one JSON object per line: {"text": ..., "output": ...}]' \
         '(--input-dir)--input-dir[Speak every .txt file in this folder ]:dir:_files -/' \

@@ -42,8 +42,14 @@ class SynthRequest:
     verbose: bool = False
 
     def sentence_options(self) -> dict:
+        """Options for `sentences_from_lines`.
+
+        --sentence-silence and --captions are per sentence, and silence and cues fall between the
+        chunks the engine speaks: so with either, short sentences are not merged into one chunk.
+        """
+        per_sentence = self.sentence_silence > 0 or self.captions is not None
         return dict(normalize=self.normalize, lines_are_chunks=self.lines,
-                    min_seconds=self.min_seconds, max_seconds=self.max_seconds)
+                    min_seconds=0.0 if per_sentence else self.min_seconds, max_seconds=self.max_seconds)
 
 
 @dataclass

@@ -51,7 +51,7 @@ def synth_command(
     lines: Annotated[bool, typer.Option("--lines", rich_help_panel=INPUT_PANEL,
         help="Each input line is one finished chunk (as `soprano split` writes them).")] = False,
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0.0, rich_help_panel=INPUT_PANEL,
-        help="Merge sentences shorter than this (estimated speech).")] = 2.0,
+        help="Merge sentences shorter than this (estimated speech); 0 with --sentence-silence or --captions.")] = 2.0,
     max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.5, rich_help_panel=INPUT_PANEL,
         help="Break chunks longer than this (estimated speech).")] = 30.0,
     jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=BATCH_PANEL,

@@ -286,3 +286,46 @@ def test_input_dir_to_output_dir(synth, tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["one.flac", "two.flac"]
     assert soundfile.info(target / "two.flac").frames == (41 + 104) * 2048
     assert "2 files" in result.stderr.decode()
+
+
+def _silent_runs(audio: np.ndarray, length: int) -> list[tuple[int, int]]:
+    """(start, length) of each run of exact zeros at least `length` samples long."""
+    runs, start = [], None
+    for i, zero in enumerate(np.append(audio == 0, False)):
+        if zero and start is None:
+            start = i
+        elif not zero and start is not None:
+            if i - start >= length:
+                runs.append((start, i - start))
+            start = None
+    return runs
+
+
+def test_sentence_silence_and_captions_are_per_sentence_not_per_chunk(synth, tmp_path):
+    # Issue 15: short sentences were merged into one chunk first, so "One. Two. Three." got no
+    # silence and one cue, although --help and the README say "between sentences".
+    out, srt = tmp_path / "s.wav", tmp_path / "s.srt"
+    result = synth("-o", out, "--sentence-silence", "0.3", "--captions", srt, "One. Two. Three.")
+    assert result.returncode == 0, result.stderr
+    audio, _ = soundfile.read(out)
+    assert [length for _, length in _silent_runs(audio, 9600)] == [9600, 9600]
+    cues = [cue.splitlines() for cue in srt.read_text().strip().split("\n\n")]
+    assert [cue[2] for cue in cues] == ["One.", "Two.", "Three."]
+    # Each cue ends where its silence starts and the next starts 0.3 s later.
+    silences = _silent_runs(audio, 9600)
+    for (start, _), cue, following in zip(silences, cues, cues[1:]):
+        assert cue[1].split(" --> ")[1] == _srt_time(start / 32000)
+        assert following[1].split(" --> ")[0] == _srt_time(start / 32000 + 0.3)
+    # Captions alone also keep sentences apart; so do batch jobs with silence.
+    assert synth("-o", out, "--captions", srt, "One. Two. Three.").returncode == 0
+    assert srt.read_text().count("-->") == 3
+    job = json.dumps({"text": "One. Two. Three.", "output": str(tmp_path / "job.wav")})
+    assert synth("--jsonl", "--sentence-silence", "0.3", input=job + "\n").returncode == 0
+    batch, _ = soundfile.read(tmp_path / "job.wav")
+    np.testing.assert_array_equal(batch, audio)
+
+
+def _srt_time(seconds: float) -> str:
+    from soprano_cli.audio.captions import format_timestamp
+
+    return format_timestamp(seconds, "srt")
