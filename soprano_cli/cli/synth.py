@@ -81,6 +81,7 @@ def synth_command(
     verbose: opt.Verbose = False,
 ) -> None:
     from soprano_cli import synth_job
+    from soprano_cli.cli.progress import terminal_progress
 
     opt.configure_logging(verbose, quiet)
     job = synth_job.SynthRequest(
@@ -97,6 +98,6 @@ def synth_command(
     params = opt.sampling_params(temperature, top_p, repetition_penalty, seed, retries, max_frames)
     if jsonl or input_dir or output_dir:
         synth_job.run_batch(job, engine_options, params, jsonl=jsonl, input_dir=input_dir, output_dir=output_dir,
-                            stdin=sys.stdin.buffer)
+                            stdin=sys.stdin.buffer, start_display=terminal_progress(quiet, verbose))
     else:
-        synth_job.run_single(job, engine_options, params)
+        synth_job.run_single(job, engine_options, params, start_display=terminal_progress(quiet, verbose))
