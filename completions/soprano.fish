@@ -25,7 +25,7 @@ complete -c soprano -f
 complete -c soprano -n '__soprano_in' -a normalize -d 'Write text as the words to be said: numbers, dates, money, symbols, abbreviations'
 complete -c soprano -n '__soprano_in' -a split -d 'Split text into sentences and chunks of about --min-seconds to --max-seconds of speech'
 complete -c soprano -n '__soprano_in' -a synth -d 'Speak TEXT (or stdin) as audio on stdout or in a file'
-complete -c soprano -n '__soprano_in' -a play -d 'Play WAV (or raw PCM with --raw) from FILE or stdin as it arrives'
+complete -c soprano -n '__soprano_in' -a play -d 'Play audio from FILE or stdin: WAV (from its first bytes, as it arrives), FLAC, Ogg...'
 complete -c soprano -n '__soprano_in' -a serve -d 'Load the model once and serve OpenAI\'s /v1/audio/speech, a web page and a daemon for...'
 complete -c soprano -n '__soprano_in' -a doctor -d 'Check Python, torch, devices, backends, CPU features, audio output, the model cache...'
 complete -c soprano -n '__soprano_in' -a models -d 'Download, list and remove Soprano models in the Hugging Face cache'

@@ -161,7 +161,7 @@ _soprano() {
                 'normalize:Write text as the words to be said: numbers, dates, money, symbols, abbreviations'
                 'split:Split text into sentences and chunks of about --min-seconds to --max-seconds of speech'
                 'synth:Speak TEXT (or stdin) as audio on stdout or in a file'
-                'play:Play WAV (or raw PCM with --raw) from FILE or stdin as it arrives'
+                'play:Play audio from FILE or stdin: WAV (from its first bytes, as it arrives), FLAC, Ogg...'
                 'serve:Load the model once and serve OpenAI'\''s /v1/audio/speech, a web page and a daemon for...'
                 'doctor:Check Python, torch, devices, backends, CPU features, audio output, the model cache...'
                 'models:Download, list and remove Soprano models in the Hugging Face cache'
