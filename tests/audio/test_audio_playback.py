@@ -127,7 +127,8 @@ def test_play_decodes_compressed_audio(recorder, tmp_path, fmt, how):
     assert result.returncode == 0, result.stderr
     assert result.stderr.decode().startswith("played 0.8"), result.stderr  # encoder padding may add a frame
     time.sleep(0.3)
-    match = find(recorder.samples(), sent)
+    # Pauses a busy machine adds by starving the player are exact silence: cut them out first.
+    match = find(np.pad(without_pauses(recorder.samples()), RATE // 10), sent)
     # Lossy codecs change the waveform a little (mp3 here: peak 0.965, 0.3 dB quieter), soften the
     # 10 ms fades at the ends (mp3: 0.767 s above the threshold) and may pad them with near-silence.
     assert match.peak > 0.9 and abs(match.gain_db) < MAX_GAIN_DB, match
