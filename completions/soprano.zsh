@@ -105,7 +105,7 @@ _soprano_synth() {
         '(--normalize --no-normalize)--normalize[Expand numbers, symbols and abbreviations to words first]' \
         '(--normalize --no-normalize)--no-normalize[Expand numbers, symbols and abbreviations to words first]' \
         '(--lines)--lines[Each input line is one finished chunk (as `soprano split` writes them)]' \
-        '(--min-seconds)--min-seconds[Merge sentences shorter than this (estimated speech)]:min_seconds: ' \
+        '(--min-seconds)--min-seconds[Merge sentences shorter than this (estimated speech); 0 with --sentence-silence or...]:min_seconds: ' \
         '(--max-seconds)--max-seconds[Break chunks longer than this (estimated speech)]:max_seconds: ' \
         '(--jsonl)--jsonl[Read jobs from stdin, one JSON object per line: {"text": ..., "output": ...}]' \
         '(--input-dir)--input-dir[Speak every .txt file in this folder ]:dir:_files -/' \
@@ -164,7 +164,7 @@ _soprano() {
                 'normalize:Write text as the words to be said: numbers, dates, money, symbols, abbreviations'
                 'split:Split text into sentences and chunks of about --min-seconds to --max-seconds of speech'
                 'synth:Speak TEXT (or stdin) as audio on stdout or in a file'
-                'play:Play WAV (or raw PCM with --raw) from FILE or stdin as it arrives'
+                'play:Play audio from FILE or stdin: WAV (from its first bytes, as it arrives), FLAC, Ogg...'
                 'serve:Load the model once and serve OpenAI'\''s /v1/audio/speech, a web page and a daemon for...'
                 'doctor:Check Python, torch, devices, backends, CPU features, audio output, ffmpeg, the model...'
                 'models:Download, list and remove Soprano models in the Hugging Face cache'

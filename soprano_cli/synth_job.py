@@ -42,8 +42,14 @@ class SynthRequest:
     verbose: bool = False
 
     def sentence_options(self) -> dict:
+        """Options for `sentences_from_lines`.
+
+        --sentence-silence and --captions are per sentence, and silence and cues fall between the
+        chunks the engine speaks: so with either, short sentences are not merged into one chunk.
+        """
+        per_sentence = self.sentence_silence > 0 or self.captions is not None
         return dict(normalize=self.normalize, lines_are_chunks=self.lines,
-                    min_seconds=self.min_seconds, max_seconds=self.max_seconds)
+                    min_seconds=0.0 if per_sentence else self.min_seconds, max_seconds=self.max_seconds)
 
 
 @dataclass
@@ -71,6 +77,44 @@ def open_engine(choice: EngineChoice):
     from soprano_cli.engine.engine import Engine
 
     return Engine.load(choice.config)
+
+
+@dataclass
+class Progress:
+    """How far a run has got, for a display (the CLI draws it on a terminal)."""
+
+    unit: str  # what is counted: "sentences" or "files"
+    done: int = 0
+    total: int = 0  # known so far
+    total_final: bool = False  # the input has ended: total will not grow
+    audio_seconds: float = 0.0  # generated so far
+    elapsed: float = 0.0  # wall seconds since synthesis started
+
+    @property
+    def speed(self) -> float:
+        """Seconds of audio per second of wall time."""
+        return self.audio_seconds / self.elapsed if self.elapsed > 0 else 0.0
+
+
+class _Counted:
+    """Passes items through, counting them; `exhausted` once the source has ended."""
+
+    def __init__(self, items):
+        self._items = iter(items)
+        self.count = 0
+        self.exhausted = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            item = next(self._items)
+        except StopIteration:
+            self.exhausted = True
+            raise
+        self.count += 1
+        return item
 
 
 class _Background:
@@ -118,8 +162,12 @@ def _check_output_options(request: SynthRequest, fmt: str) -> None:
     open_encoder(fmt, io.BytesIO(), output_rate=request.sample_rate, sample_format=request.sample_format)
 
 
-def run_single(request: SynthRequest, choice: EngineChoice, params) -> None:
-    """Speak the request's text (or stdin) to its output, streaming as configured."""
+def run_single(request: SynthRequest, choice: EngineChoice, params, start_display=None) -> None:
+    """Speak the request's text (or stdin) to its output, streaming as configured.
+
+    `start_display`, if given, is called once synthesis starts and returns an object with
+    update(Progress) and close(): it sees sentences finished out of those read so far, and audio.
+    """
     from soprano_cli.cli.textio import iter_input_lines
     from soprano_cli.synthesis import Renderer, open_output
     from soprano_cli.text.pipeline import sentences_from_lines
@@ -145,7 +193,7 @@ def run_single(request: SynthRequest, choice: EngineChoice, params) -> None:
     engine = loading.result()
 
     sink = None if to_terminal else open_output(request.output) if request.output else sys.stdout.buffer
-    encoder = player = None
+    encoder = player = display = None
     completed = False
     try:
         if sink is not None:
@@ -158,10 +206,27 @@ def run_single(request: SynthRequest, choice: EngineChoice, params) -> None:
 
             player = Player(engine.sample_rate, 1, request.audio_device)
         live = request.streaming or play
-        renderer = Renderer(encoder, player, request.sentence_silence)
-        chunks = engine.stream(itertools.chain([first], sentences), params,
-                               request.chunk_frames if live else WHOLE_SENTENCE)
-        stats = renderer.feed(chunks)
+        counted = _Counted(itertools.chain([first], sentences))
+        display = start_display() if start_display else None
+        if display is not None:
+            display.update(Progress("sentences", 0, counted.count, counted.exhausted))
+
+        def report(stats) -> None:
+            display.update(Progress("sentences", stats.finished, counted.count, counted.exhausted,
+                                    stats.generated / engine.sample_rate, stats.elapsed))
+
+        renderer = Renderer(encoder, player, request.sentence_silence, on_progress=report if display else None)
+        # A file gets each sentence as soon as it and the ones before it have ended; sentences that
+        # end early wait in the renderer rather than in the engine, so Ctrl-C can still write them.
+        chunks = engine.stream(counted, params, request.chunk_frames if live else WHOLE_SENTENCE, in_order=live)
+        try:
+            stats = renderer.feed(chunks)
+            if display is not None:
+                report(stats)  # the input's end may come after the last chunk (a pipe left open)
+        except KeyboardInterrupt:
+            if request.captions is not None:
+                _write_captions(request.captions, renderer.stats.cues)  # the cues of what the file holds
+            raise
         completed = True
     finally:
         # Also on Ctrl-C: the file written so far is closed into a valid, shorter one.
@@ -171,12 +236,18 @@ def run_single(request: SynthRequest, choice: EngineChoice, params) -> None:
             sink.close()
         if player is not None:
             player.close() if completed else player.abort()
+        if display is not None:
+            display.close()
     if request.captions is not None:
-        from soprano_cli.audio.captions import write_captions
-
-        write_captions(request.captions, stats.cues)
+        _write_captions(request.captions, stats.cues)
     if request.verbose:
         _summary(1, stats.audio_seconds, stats.elapsed, first_audio=stats.first_audio_seconds)
+
+
+def _write_captions(path: Path, cues: list) -> None:
+    from soprano_cli.audio.captions import write_captions
+
+    write_captions(path, cues)
 
 
 def _summary(files: int, audio_seconds: float, elapsed: float, first_audio: float | None = None) -> None:
@@ -232,23 +303,13 @@ def _jobs_from_folder(input_dir: Path, output_dir: Path, fmt: str) -> Iterator[_
         yield _Job(text, output_dir / f"{path.stem}.{fmt}", str(path))
 
 
-def _progress(total: int | None, quiet: bool):
-    """A rich progress bar on stderr when it is a terminal, else None."""
-    if quiet or not sys.stderr.isatty():
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=Console(stderr=True), transient=True)
-    progress.start()
-    progress.add_task("files", total=total)
-    return progress
-
-
 def run_batch(request: SynthRequest, choice: EngineChoice, params, *, jsonl: bool, input_dir: Path | None,
-              output_dir: Path | None, stdin) -> None:
-    """One model load for many outputs: JSON Lines jobs on stdin, or a folder of .txt files."""
+              output_dir: Path | None, stdin, start_display=None) -> None:
+    """One model load for many outputs: JSON Lines jobs on stdin, or a folder of .txt files.
+
+    The display (as for run_single) sees files written out of the jobs known so far: a folder's
+    are all known at the start, stdin's as their lines are read.
+    """
     from soprano_cli.audio.formats import check_format, format_from_path
     from soprano_cli.synthesis import join_sentences, write_audio_file
     from soprano_cli.text.pipeline import sentences_from_text
@@ -257,17 +318,24 @@ def run_batch(request: SynthRequest, choice: EngineChoice, params, *, jsonl: boo
         raise InvalidParameterError("--jsonl reads jobs from stdin; it cannot be combined with --input-dir")
     if not jsonl and (input_dir is None or output_dir is None):
         raise InvalidParameterError("--input-dir and --output-dir go together")
+    folder: list[_Job] = []
     if jsonl:
-        jobs = _jobs_from_jsonl(stdin)
+        jobs = _Counted(_jobs_from_jsonl(stdin))
     else:
         fmt = check_format((request.audio_format or "wav").lower())
-        jobs = _jobs_from_folder(input_dir, output_dir, fmt)
+        folder = list(_jobs_from_folder(input_dir, output_dir, fmt))  # all known before the model loads
+        jobs = _Counted(folder)
 
     engine = open_engine(choice)
     started = time.perf_counter()
     files, audio_seconds = 0, 0.0
-    progress = _progress(None, request.quiet)
     group: list[tuple[_Job, list[str]]] = []
+    display = start_display() if start_display else None
+
+    def report() -> None:
+        if display is not None:
+            total, final = (jobs.count, jobs.exhausted) if jsonl else (len(folder), True)
+            display.update(Progress("files", files, total, final, audio_seconds, time.perf_counter() - started))
 
     def flush() -> None:
         nonlocal files, audio_seconds
@@ -280,11 +348,11 @@ def run_batch(request: SynthRequest, choice: EngineChoice, params, *, jsonl: boo
                              sample_rate=request.sample_rate, sample_format=request.sample_format)
             files += 1
             audio_seconds += audio.size / engine.sample_rate
-            if progress is not None:
-                progress.advance(progress.task_ids[0])
+            report()
         group.clear()
 
     try:
+        report()
         for job in jobs:
             if jsonl:
                 format_from_path(job.output)  # an unknown extension fails before any work on it
@@ -298,7 +366,7 @@ def run_batch(request: SynthRequest, choice: EngineChoice, params, *, jsonl: boo
         if group:
             flush()
     finally:
-        if progress is not None:
-            progress.stop()
-    if not request.quiet:
+        if display is not None:
+            display.close()
+    if request.verbose:
         _summary(files, audio_seconds, time.perf_counter() - started)

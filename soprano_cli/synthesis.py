@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ import numpy as np
 
 from soprano_cli.errors import OutputError
 
+log = logging.getLogger(__name__)
+
 SAMPLE_RATE = 32000
 
 
@@ -21,8 +24,10 @@ SAMPLE_RATE = 32000
 class RenderStats:
     """What a render produced, timed from its start."""
 
-    sentences: int = 0
-    samples: int = 0  # at the model's 32 kHz, silence included
+    sentences: int = 0  # written
+    finished: int = 0  # ended, written or held until an earlier sentence ends
+    samples: int = 0  # written, at the model's 32 kHz, silence included
+    generated: int = 0  # samples received from the engine, silence excluded
     cues: list = field(default_factory=list)  # (start s, end s, text) per spoken sentence
     first_audio_seconds: float | None = None  # wall time until the first audio left
     elapsed: float = 0.0
@@ -33,15 +38,24 @@ class RenderStats:
 
 
 class Renderer:
-    """Writes chunks in order to an encoder and/or a player; inserts silence between sentences."""
+    """Writes chunks in sentence order to an encoder and/or a player; inserts silence between sentences.
 
-    def __init__(self, encoder=None, player=None, sentence_silence: float = 0.0):
+    Chunks may arrive out of order (`Engine.stream(in_order=False)`): a sentence that ends before
+    an earlier one is held and written as soon as the earlier ones are out. On Ctrl-C, every held
+    sentence that had ended is written too (in order, without the unfinished ones between), so an
+    interrupted file keeps every finished sentence.
+    """
+
+    def __init__(self, encoder=None, player=None, sentence_silence: float = 0.0, on_progress=None):
         self.encoder = encoder
         self.player = player
         self.silence = np.zeros(int(round(max(sentence_silence, 0.0) * SAMPLE_RATE)), dtype=np.float32)
         self.stats = RenderStats()
+        self.on_progress = on_progress  # called with the stats after each chunk, e.g. a progress display
         self._started = time.perf_counter()
         self._cue_start: float | None = None
+        self._next = 0  # the sentence whose chunks are written now
+        self._held: dict[int, list] = {}  # chunks of later sentences, by sentence index
 
     def _emit(self, audio: np.ndarray) -> None:
         if not audio.size:
@@ -54,21 +68,75 @@ class Renderer:
             self.player.write(audio)
         self.stats.samples += audio.size
 
+    def _write(self, chunk) -> None:
+        if self._cue_start is None and chunk.audio.size:
+            if self.stats.cues and self.silence.size:
+                self._emit(self.silence)  # between sentences only, never before the first
+            self._cue_start = self.stats.samples / SAMPLE_RATE
+        self._emit(chunk.audio)
+        if chunk.final:
+            self.stats.sentences += 1
+            if self._cue_start is not None:
+                self.stats.cues.append((self._cue_start, self.stats.samples / SAMPLE_RATE, chunk.text))
+            self._cue_start = None
+
+    def _take(self, chunk) -> None:
+        if chunk.sentence != self._next:
+            self._held.setdefault(chunk.sentence, []).append(chunk)
+            return
+        self._write(chunk)
+        while chunk.final:
+            self._next += 1
+            held = self._held.get(self._next, [])
+            if not (held and held[-1].final):
+                return  # the next sentence's chunks are not all here yet
+            del self._held[self._next]
+            for chunk in held:
+                self._write(chunk)
+
+    def _write_finished_held(self) -> None:
+        """Write every held sentence that had ended, in order, leaving out unfinished ones."""
+        finished = sorted(i for i, chunks in self._held.items() if chunks[-1].final)
+        if not finished:
+            return
+        missing = [i + 1 for i in range(self._next, finished[-1]) if i not in finished]
+        log.warning("interrupted: wrote finished sentence%s %s without unfinished sentence%s %s before %s",
+                    "s" if len(finished) > 1 else "", _numbers([i + 1 for i in finished]),
+                    "s" if len(missing) > 1 else "", _numbers(missing), "them" if len(finished) > 1 else "it")
+        self._cue_start = None  # an unfinished sentence's partial audio (live chunks) has no cue
+        for index in finished:
+            for chunk in self._held.pop(index):
+                self._write(chunk)
+
     def feed(self, chunks: Iterable) -> RenderStats:
         """Consume engine `AudioChunk`s to the end; returns the stats (also on self.stats)."""
-        for chunk in chunks:
-            if self._cue_start is None and chunk.audio.size:
-                if self.stats.cues and self.silence.size:
-                    self._emit(self.silence)  # between sentences only, never before the first
-                self._cue_start = self.stats.samples / SAMPLE_RATE
-            self._emit(chunk.audio)
-            if chunk.final:
-                self.stats.sentences += 1
-                if self._cue_start is not None:
-                    self.stats.cues.append((self._cue_start, self.stats.samples / SAMPLE_RATE, chunk.text))
-                self._cue_start = None
-        self.stats.elapsed = time.perf_counter() - self._started
+        try:
+            for chunk in chunks:
+                self._take(chunk)
+                self.stats.generated += chunk.audio.size
+                if chunk.final:
+                    self.stats.finished += 1
+                    log.info("sentence %d finished: %.2f s of audio", chunk.sentence + 1, chunk.audio.size / SAMPLE_RATE)
+                if self.on_progress is not None:
+                    self.stats.elapsed = time.perf_counter() - self._started
+                    self.on_progress(self.stats)
+        except KeyboardInterrupt:
+            self._write_finished_held()
+            raise
+        finally:
+            self.stats.elapsed = time.perf_counter() - self._started
         return self.stats
+
+
+def _numbers(numbers: list[int]) -> str:
+    """'1, 3-5, 9' from sorted numbers."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
 def join_sentences(pieces: list[np.ndarray], sentence_silence: float = 0.0) -> np.ndarray:

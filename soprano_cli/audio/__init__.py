@@ -1,4 +1,4 @@
-"""Audio I/O: streaming encoders, WAV/PCM reading, resampling, captions and playback.
+"""Audio I/O: streaming encoders, WAV/PCM reading (other formats decoded), resampling, captions and playback.
 
 Imports here are light (numpy only); soundfile, soxr and sounddevice load when first used.
 """

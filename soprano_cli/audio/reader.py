@@ -2,7 +2,8 @@
 
 The RIFF header is parsed here rather than by libsndfile so that nothing ever seeks or waits
 for the whole input: a WAV streamed by `soprano synth` (sizes 0xFFFFFFFF), one with zero
-sizes, or a truncated file all play from their first bytes.
+sizes, or a truncated file all play from their first bytes. Input that is not WAV goes to
+`decoding.py` (libsndfile, then ffmpeg).
 """
 
 from __future__ import annotations
@@ -169,11 +170,12 @@ def read_audio_stream(
     sample_format: str = "s16",
     channels: int = 1,
 ) -> tuple[int, int, Iterator[np.ndarray]]:
-    """Open WAV (or, with raw=True, headerless PCM) on `stream`: (rate, channels, float32 blocks).
+    """Open audio on `stream`: (rate, channels, float32 blocks of shape (frames, channels)).
 
-    The header is read before returning; blocks of shape (frames, channels) follow as soon as
-    whole frames arrive. rate, sample_format ("s16"/"f32") and channels describe raw input only.
-    A partial frame at the end of the input is dropped.
+    WAV (or, with raw=True, headerless PCM) streams: the header is read before returning, and
+    blocks follow as soon as whole frames arrive; a partial frame at the end is dropped. Any other
+    input is read to its end and decoded by libsndfile or ffmpeg (`decoding.py`). rate,
+    sample_format ("s16"/"f32") and channels describe raw input only.
     """
     source = _ByteSource(stream)
     if raw:
@@ -185,5 +187,18 @@ def read_audio_stream(
             raise InvalidParameterError(f"sample rate must be positive, not {rate}")
         decoder = _Decoder(sample_format, channels)
         return rate, channels, _blocks(source, decoder, None)
+    if not _looks_like_wav(source):
+        from soprano_cli.audio.decoding import decode_audio
+
+        while source.fill():  # compressed formats are decoded from the whole input
+            pass
+        return decode_audio(bytes(source.pending))
     rate, decoder, data_size = _parse_wav_header(source)
     return rate, decoder.channels, _blocks(source, decoder, data_size)
+
+
+def _looks_like_wav(source: _ByteSource) -> bool:
+    """Whether the input starts like a RIFF/RF64 WAV (or is too short or empty to be anything else)."""
+    while len(source.pending) < 4 and source.fill():
+        pass
+    return len(source.pending) < 4 or bytes(source.pending[:4]) in (b"RIFF", b"RF64")

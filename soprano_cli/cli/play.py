@@ -1,4 +1,4 @@
-"""`soprano play`: play WAV or raw PCM from a file or stdin on a sound device, as it arrives."""
+"""`soprano play`: play audio or raw PCM from a file or stdin on a sound device, as it arrives."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class SampleFormat(str, Enum):
 def _open_input(file: Optional[str]):
     if file in (None, "-"):
         if sys.stdin is None or sys.stdin.isatty():
-            raise InputTextError("no audio to play: give a FILE or pipe WAV/PCM into stdin")
+            raise InputTextError("no audio to play: give a FILE or pipe audio into stdin")
         return sys.stdin.buffer, "stdin"
     try:
         return open(file, "rb", buffering=0), file
@@ -65,9 +65,12 @@ def _traced(blocks, stamps: dict):
 def register(app: typer.Typer) -> None:
     """Add the `play` subcommand to the app."""
 
-    @app.command("play", help="Play WAV (or raw PCM with --raw) from FILE or stdin as it arrives.")
+    @app.command("play", help=(
+        "Play audio from FILE or stdin: WAV (from its first bytes, as it arrives), FLAC, Ogg Vorbis, Opus and "
+        "MP3 through libsndfile, anything else ffmpeg decodes (AAC, M4A, ...) when ffmpeg is installed; "
+        "or headerless PCM with --raw."))
     def play_command(
-        file: Optional[str] = typer.Argument(None, help="WAV or PCM file; stdin when absent or '-'."),
+        file: Optional[str] = typer.Argument(None, help="Audio or PCM file; stdin when absent or '-'."),
         raw: bool = typer.Option(False, "--raw", help="Input is headerless PCM (see --rate, --sample-format)."),
         rate: int = typer.Option(32000, "--rate", min=1000, max=384000, help="Sample rate of --raw input."),
         sample_format: SampleFormat = typer.Option(

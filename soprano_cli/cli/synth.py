@@ -56,7 +56,7 @@ def synth_command(
     lines: Annotated[bool, typer.Option("--lines", rich_help_panel=INPUT_PANEL,
         help="Each input line is one finished chunk (as `soprano split` writes them).")] = False,
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0.0, rich_help_panel=INPUT_PANEL,
-        help="Merge sentences shorter than this (estimated speech).")] = 2.0,
+        help="Merge sentences shorter than this (estimated speech); 0 with --sentence-silence or --captions.")] = 2.0,
     max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.5, rich_help_panel=INPUT_PANEL,
         help="Break chunks longer than this (estimated speech).")] = 30.0,
     jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=BATCH_PANEL,
@@ -86,6 +86,7 @@ def synth_command(
     verbose: opt.Verbose = False,
 ) -> None:
     from soprano_cli import synth_job
+    from soprano_cli.cli.progress import terminal_progress
 
     opt.configure_logging(verbose, quiet)
     job = synth_job.SynthRequest(
@@ -103,6 +104,6 @@ def synth_command(
     params = opt.sampling_params(temperature, top_p, repetition_penalty, seed, retries, max_frames)
     if jsonl or input_dir or output_dir:
         synth_job.run_batch(job, engine_options, params, jsonl=jsonl, input_dir=input_dir, output_dir=output_dir,
-                            stdin=sys.stdin.buffer)
+                            stdin=sys.stdin.buffer, start_display=terminal_progress(quiet, verbose))
     else:
-        synth_job.run_single(job, engine_options, params)
+        synth_job.run_single(job, engine_options, params, start_display=terminal_progress(quiet, verbose))

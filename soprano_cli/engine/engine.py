@@ -279,12 +279,14 @@ class Engine:
     # -- streaming ----------------------------------------------------------------------------
 
     def stream(self, sentences: Iterable[str], params: SamplingParams | None = None,
-               chunk_frames: int = 1) -> Iterator[AudioChunk]:
+               chunk_frames: int = 1, in_order: bool = True) -> Iterator[AudioChunk]:
         """Audio chunks in sentence order as frames arrive; their concatenation is the batch audio.
 
         `sentences` may be a slow iterator (a pipe): it is read on a thread, and a sentence joins
         the running batch as soon as it arrives. Chunks of a later sentence wait until the earlier
-        ones are out. Retries are not possible once audio has left, so suspicious sentences only warn.
+        ones are out, unless `in_order` is False: then each chunk comes as soon as it is decoded
+        (a whole sentence as soon as it ends) and its `sentence` index says where it belongs.
+        Retries are not possible once audio has left, so suspicious sentences only warn.
         """
         params = (params or SamplingParams()).validated()
         if chunk_frames < 1:
@@ -298,7 +300,7 @@ class Engine:
             # Take new sentences while there is room; wait for one only when there is nothing to do.
             while len(generator.waiting) + len(generator.active) < generator.max_batch:
                 try:
-                    text = source.get(block=generator.idle and next_out == seen)
+                    text = source.get(block=generator.idle and not states)
                 except StopIteration:
                     break
                 if text is None:
@@ -307,7 +309,7 @@ class Engine:
                 pending[seen] = []
                 generator.add(self._sequence(seen, text, params))
                 seen += 1
-            if generator.idle and next_out == seen and source.exhausted:
+            if generator.idle and not states and source.exhausted:
                 return
             for event in generator.step():
                 sequence = event.sequence
@@ -317,6 +319,13 @@ class Engine:
                 if event.finished and (sequence.finish_reason != "stop" or sequence.hallucinated):
                     log.warning("sentence %d %s: %r", sequence.index + 1, _describe(sequence),
                                 _shorten(states[sequence.key].text))
+            if not in_order:
+                for key in list(pending):
+                    yield from pending[key]
+                    pending[key] = []
+                    if states[key].done:
+                        del states[key], pending[key]
+                continue
             while next_out in states:
                 yield from pending[next_out]
                 pending[next_out] = []

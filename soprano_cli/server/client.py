@@ -272,8 +272,10 @@ class RemoteEngine:
             raise ServerError(f"the soprano daemon at {self.url} returned {len(results)} of {len(sentences)} sentences")
         return results
 
-    def stream(self, sentences: Iterable[str], params=None, chunk_frames: int = 1) -> Iterator:
+    def stream(self, sentences: Iterable[str], params=None, chunk_frames: int = 1, in_order: bool = True) -> Iterator:
         """Audio chunks in sentence order, as Engine.stream; a slow iterable (a pipe) is read as it arrives.
+
+        The daemon answers in order whatever `in_order` says (it is accepted for Engine's interface).
 
         Sentences available together go in one request; sentences that arrive while earlier ones
         are still generating go in a new request at once, so the daemon batches them together.

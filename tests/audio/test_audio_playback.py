@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,3 +108,51 @@ def test_alsa_library_messages_stay_off_stderr():
 
     assert b"ALSA lib" in open_unknown("loud")  # what a user would otherwise see
     assert open_unknown("quiet") == b""
+
+
+def _m4a(audio: np.ndarray, path) -> bytes:
+    """AAC in an MP4 container, as phones and browsers write it (moov after the data)."""
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "f32le", "-ar", str(RATE), "-ac", "1",
+                    "-i", "pipe:0", "-c:a", "aac", "-f", "ipod", "-y", str(path)],
+                   input=audio.astype("<f4").tobytes(), check=True, timeout=60)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+@pytest.mark.parametrize("fmt", ["flac", "ogg", "opus", "mp3", "aac", "m4a"])
+def test_play_decodes_compressed_audio(recorder, tmp_path, fmt, how):
+    # Issue 15: play read only WAV and told the user to use --raw for an mp3. libsndfile decodes
+    # flac, ogg, opus and mp3; ffmpeg the rest (aac, m4a).
+    if fmt in ("aac", "m4a") and shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    sent = chirp(0.8)
+    path = tmp_path / f"chirp.{fmt}"
+    data = _m4a(sent, path) if fmt == "m4a" else encode(sent, fmt)
+    path.write_bytes(data)
+    result = _run(["play", str(path)]) if how == "file" else _run(["play"], input=data)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.decode().startswith("played 0.8"), result.stderr  # encoder padding may add a frame
+    time.sleep(0.3)
+    # Pauses a busy machine adds by starving the player are exact silence: cut them out first.
+    match = find(np.pad(without_pauses(recorder.samples()), RATE // 10), sent)
+    # Lossy codecs change the waveform a little (mp3 here: peak 0.965, 0.3 dB quieter), soften the
+    # 10 ms fades at the ends (mp3: 0.767 s above the threshold) and may pad them with near-silence.
+    assert match.peak > 0.9 and abs(match.gain_db) < MAX_GAIN_DB, match
+    assert 0.74 <= match.heard_seconds <= 0.9, match
+
+
+def test_play_without_a_decoder_gives_one_line_and_exit_3(pulse, tmp_path):
+    garbage = _run(["play"], input=b"this is text, not audio")
+    assert garbage.returncode == 3
+    lines = garbage.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("soprano: error: cannot decode the input (it starts with b'this')")
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed: no m4a to test with")
+    path = tmp_path / "chirp.m4a"
+    _m4a(chirp(0.5), path)
+    no_ffmpeg = _run(["play", str(path)], env={**os.environ, "PATH": str(tmp_path)})
+    assert no_ffmpeg.returncode == 3
+    lines = no_ffmpeg.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("soprano: error: cannot decode the input"), lines
+    assert lines[0].endswith("libsndfile does not know it and ffmpeg is not on PATH; install ffmpeg, "
+                             "or use --raw for headerless PCM")

@@ -138,7 +138,7 @@ def test_first_block_arrives_before_the_end_of_input():
 @pytest.mark.parametrize(
     "data, message",
     [(b"", "no audio on input"),
-     (b"ID3\x04 an mp3", "input is not a WAV file"),
+     (b"ID3\x04 an mp3", "cannot decode the input (it starts with b'ID3\\x04')"),
      (b"RIFF\x00\x00", "input is not a WAV file"),
      (b"RIFF\xff\xff\xff\xffWAVEfmt \x10\x00", "truncated WAV header"),
      (b"RIFF\xff\xff\xff\xffWAVEdata\x00\x00\x00\x00", "no fmt chunk"),

@@ -70,6 +70,16 @@ def test_streaming_is_lossless(tiny_engine, golden_texts, chunk_frames):
         np.testing.assert_allclose(streamed, result.audio, atol=1e-5, rtol=0)
 
 
+def test_unordered_stream_gives_each_sentence_as_it_ends(tiny_engine):
+    # For Ctrl-C in `synth -o` (issue 15): a short sentence after a long one comes first, whole.
+    texts = ["echo sierra charlie india delta papa oscar papa.", "hello world!"]  # 167 and 42 frames
+    ordered = list(tiny_engine.stream(texts, chunk_frames=1 << 30))
+    unordered = list(tiny_engine.stream(texts, chunk_frames=1 << 30, in_order=False))
+    assert [c.sentence for c in unordered] == [1, 0] and all(c.final for c in unordered)
+    for chunk in unordered:
+        np.testing.assert_array_equal(chunk.audio, ordered[chunk.sentence].audio)
+
+
 def test_first_chunk_arrives_long_before_the_sentence_ends(tiny_engine, golden_texts):
     chunks = list(tiny_engine.stream(golden_texts[:1], chunk_frames=1))
     audible = [c for c in chunks if c.audio.size]

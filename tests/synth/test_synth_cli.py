@@ -208,6 +208,40 @@ def test_ctrl_c_leaves_a_valid_shorter_file(tiny_checkpoint, tmp_path):
     assert info.frames == audio.size  # the header was patched with the real length
 
 
+def test_ctrl_c_keeps_every_finished_sentence(tiny_checkpoint, tmp_path):
+    # Issue 15: a file got a sentence only once every sentence before it had ended, and Ctrl-C
+    # dropped the rest: here sentence 2 (42 frames) ends long before sentence 1 (167 frames), so
+    # an interrupted 16-sentence batch left 0 samples. Now the finished one is written.
+    long = "Echo sierra charlie india delta papa oscar papa."
+    text = " ".join([long, HELLO] + [long] * 14)
+    out, srt = tmp_path / "partial.wav", tmp_path / "partial.srt"
+    process = subprocess.Popen([sys.executable, "-m", "soprano_cli", "synth", "--model", str(tiny_checkpoint),
+                                "--dtype", "float32", "--min-seconds", "0", "-v", "-o", str(out),
+                                "--captions", str(srt), text],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        lines = []
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            line = process.stderr.readline().decode()
+            lines.append(line)
+            if not line or "sentence 2 finished" in line:
+                break
+        assert "sentence 2 finished" in lines[-1], lines
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130
+    finally:
+        process.kill()
+    stderr = process.stderr.read().decode().strip().splitlines()
+    assert stderr[-1] == "soprano: error: interrupted"
+    assert "wrote finished sentence 2 without unfinished sentence 1 before it" in stderr[-2]
+    audio, rate = soundfile.read(out)
+    assert rate == 32000 and audio.size == HELLO_SAMPLES
+    assert soundfile.info(out).frames == HELLO_SAMPLES  # the header was patched with the real length
+    cues = srt.read_text().strip().splitlines()
+    assert cues == ["1", "00:00:00,000 --> 00:00:02,624", HELLO]
+
+
 @pytest.mark.parametrize("args,stdin,code,message", [
     ((), b"", 3, "no text to synthesize"),
     ((), b"   \n\n", 3, "no text to synthesize"),
@@ -272,7 +306,7 @@ def test_jsonl_batch_writes_every_file_with_one_load(synth, tmp_path):
             {"text": TWO_SENTENCES, "output": str(tmp_path / "b.flac")},
             {"text": "The quick brown fox jumps over the lazy dog.", "output": str(tmp_path / "c.mp3")}]
     stdin = "\n".join(json.dumps(job) for job in jobs) + "\n"
-    result = synth("--jsonl", "--min-seconds", "0", input=stdin)
+    result = synth("--jsonl", "--min-seconds", "0", "-v", input=stdin)
     assert result.returncode == 0, result.stderr
     assert soundfile.info(tmp_path / "a.wav").frames == HELLO_SAMPLES
     assert soundfile.info(tmp_path / "b.flac").frames == (HELLO_SAMPLES + FOX_SAMPLES)
@@ -293,8 +327,51 @@ def test_input_dir_to_output_dir(synth, tmp_path):
     (source / "one.txt").write_text(HELLO)
     (source / "two.txt").write_text(TWO_SENTENCES)
     (source / "notes.md").write_text("ignored")
-    result = synth("--input-dir", source, "--output-dir", target, "--format", "flac", "--min-seconds", "0")
+    result = synth("--input-dir", source, "--output-dir", target, "--format", "flac", "--min-seconds", "0", "-v")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in target.iterdir()) == ["one.flac", "two.flac"]
     assert soundfile.info(target / "two.flac").frames == (HELLO_SAMPLES + FOX_SAMPLES)
     assert "2 files" in result.stderr.decode()
+
+
+def _silent_runs(audio: np.ndarray, length: int) -> list[tuple[int, int]]:
+    """(start, length) of each run of exact zeros at least `length` samples long."""
+    runs, start = [], None
+    for i, zero in enumerate(np.append(audio == 0, False)):
+        if zero and start is None:
+            start = i
+        elif not zero and start is not None:
+            if i - start >= length:
+                runs.append((start, i - start))
+            start = None
+    return runs
+
+
+def test_sentence_silence_and_captions_are_per_sentence_not_per_chunk(synth, tmp_path):
+    # Issue 15: short sentences were merged into one chunk first, so "One. Two. Three." got no
+    # silence and one cue, although --help and the README say "between sentences".
+    out, srt = tmp_path / "s.wav", tmp_path / "s.srt"
+    result = synth("-o", out, "--sentence-silence", "0.3", "--captions", srt, "One. Two. Three.")
+    assert result.returncode == 0, result.stderr
+    audio, _ = soundfile.read(out)
+    assert [length for _, length in _silent_runs(audio, 9600)] == [9600, 9600]
+    cues = [cue.splitlines() for cue in srt.read_text().strip().split("\n\n")]
+    assert [cue[2] for cue in cues] == ["One.", "Two.", "Three."]
+    # Each cue ends where its silence starts and the next starts 0.3 s later.
+    silences = _silent_runs(audio, 9600)
+    for (start, _), cue, following in zip(silences, cues, cues[1:]):
+        assert cue[1].split(" --> ")[1] == _srt_time(start / 32000)
+        assert following[1].split(" --> ")[0] == _srt_time(start / 32000 + 0.3)
+    # Captions alone also keep sentences apart; so do batch jobs with silence.
+    assert synth("-o", out, "--captions", srt, "One. Two. Three.").returncode == 0
+    assert srt.read_text().count("-->") == 3
+    job = json.dumps({"text": "One. Two. Three.", "output": str(tmp_path / "job.wav")})
+    assert synth("--jsonl", "--sentence-silence", "0.3", input=job + "\n").returncode == 0
+    batch, _ = soundfile.read(tmp_path / "job.wav")
+    np.testing.assert_array_equal(batch, audio)
+
+
+def _srt_time(seconds: float) -> str:
+    from soprano_cli.audio.captions import format_timestamp
+
+    return format_timestamp(seconds, "srt")
