@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -83,10 +84,25 @@ def join_sentences(pieces: list[np.ndarray], sentence_silence: float = 0.0) -> n
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
+class OutputFile(io.FileIO):
+    """An unbuffered output file whose write() writes all or raises.
+
+    Unbuffered because the encoders flush every chunk anyway, and because a buffered file that
+    failed to write (a full disk) still holds the bytes and raises again, with a traceback, on close.
+    """
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            done += super().write(view[done:])
+        return done
+
+
 def open_output(path: str | Path):
     """Open an output file for writing, with a one-line error for unwritable paths."""
     try:
-        return open(path, "wb")
+        return OutputFile(path, "wb")
     except IsADirectoryError:
         raise OutputError(f"cannot write {path}: it is a directory") from None
     except OSError as error:
