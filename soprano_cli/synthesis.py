@@ -109,6 +109,27 @@ def open_output(path: str | Path):
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
 
 
+def check_writable(path: str | Path) -> None:
+    """Fail now, not after a whole synthesis, when `path` cannot be created or written.
+
+    A regular file (or a new one) is opened for appending and closed again, a new one removed;
+    other existing files (a FIFO, /dev/stdout) are left to the real open, which must not block here.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory")
+    if target.exists() and not target.is_file():
+        return
+    existed = target.exists()
+    try:
+        with open(target, "ab"):
+            pass
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
+    if not existed:
+        target.unlink(missing_ok=True)
+
+
 def write_audio_file(path: str | Path, audio: np.ndarray, fmt: str, *, sample_rate: int | None = None,
                      sample_format: str = "s16") -> None:
     """Encode `audio` (32 kHz float32) to `path` in `fmt`."""
