@@ -193,15 +193,15 @@ class Encoder:
     def _fail(self, error: OSError):
         """Give up on a failed sink: nothing more is written to it (also not on close)."""
         self.closed = True
-        self._abandon()
+        self._abandon(error)
         if isinstance(error, BrokenPipeError):
             raise error
         name = getattr(self.sink, "name", None)
         where = os.fspath(name) if isinstance(name, (str, os.PathLike)) else "the output"
         raise OutputError(f"cannot write {self.format} audio to {where}: {error.strerror or error}") from None
 
-    def _abandon(self) -> None:
-        """Release the codec after a sink failure, writing nothing more."""
+    def _abandon(self, error: OSError) -> None:
+        """Release the codec after the sink failed with `error`, writing nothing more."""
 
     def _encode(self, samples: np.ndarray) -> None:
         raise NotImplementedError
@@ -361,9 +361,8 @@ class SoundFileEncoder(Encoder):
         self._adapter.raise_error()
         _flush(self.sink)
 
-    def _abandon(self) -> None:
-        if self._adapter.error is None:
-            self._adapter.error = BrokenPipeError()  # any bytes libsndfile still has are dropped
+    def _abandon(self, error: OSError) -> None:
+        self._adapter.error = self._adapter.error or error  # what libsndfile still writes is dropped
         self._file.close()
 
 
@@ -421,7 +420,7 @@ class FfmpegEncoder(Encoder):
         self._errors.close()
         _flush(self.sink)
 
-    def _abandon(self) -> None:
+    def _abandon(self, error: OSError) -> None:
         self._process.kill()
         self._process.wait()
 
