@@ -79,11 +79,12 @@ FAMILIES = {
 
 
 def _best_of_3(function, text: str) -> float:
+    """CPU seconds of this process, best of three: other work on a loaded machine does not count."""
     best = float("inf")
     for _ in range(3):
-        start = time.perf_counter()
+        start = time.process_time()
         function(text)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     return best
 
 
@@ -93,7 +94,10 @@ def _growth(function, family) -> float:
     probe = _best_of_3(function, family(SMALL * 8)) / small
     if probe > 8 * 3:
         return probe * GROWTH / 8  # what 64x would cost, at the growth already seen
-    return _best_of_3(function, family(SMALL * GROWTH)) / small
+    growth = _best_of_3(function, family(SMALL * GROWTH)) / small
+    if growth >= ALLOWED:  # once more, against a stray slow run; a quadratic rule is ~20x over
+        growth = min(growth, _best_of_3(function, family(SMALL * GROWTH)) / small)
+    return growth
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
