@@ -97,7 +97,8 @@ EXIT_CODES: tuple[ExitCode, ...] = (
              "No such model folder, or offline with the model not cached."),
     ExitCode(errors.EXIT_MODEL_INVALID, "EXIT_MODEL_INVALID", "A checkpoint file is missing or corrupt."),
     ExitCode(errors.EXIT_OUTPUT, "EXIT_OUTPUT",
-             "Audio cannot be written: unknown format, unwritable path, or audio to a terminal."),
+             "Audio cannot be written: unknown format, unwritable path, a write that failed (a full disk), "
+             "or audio to a terminal."),
     ExitCode(errors.EXIT_AUDIO_DEVICE, "EXIT_AUDIO_DEVICE", "No sound device or no PortAudio library."),
     ExitCode(errors.EXIT_SERVER, "EXIT_SERVER", "A daemon could not be reached or answered with an error."),
     ExitCode(errors.EXIT_BACKEND, "EXIT_BACKEND", "The requested backend, device or dtype is unavailable here."),

@@ -156,6 +156,11 @@ def _check_output_options(request: SynthRequest, fmt: str) -> None:
         from soprano_cli.audio.captions import captions_format_from_path
 
         captions_format_from_path(request.captions)
+    from soprano_cli.synthesis import check_writable
+
+    for path in (request.output, request.captions):  # found unwritable before, not after, synthesis
+        if path is not None:
+            check_writable(path)
     # An encoder over a throwaway buffer validates rate, sample format and codec availability.
     import io
 

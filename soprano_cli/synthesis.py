@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Iterable
@@ -151,14 +152,50 @@ def join_sentences(pieces: list[np.ndarray], sentence_silence: float = 0.0) -> n
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
+class OutputFile(io.FileIO):
+    """An unbuffered output file whose write() writes all or raises.
+
+    Unbuffered because the encoders flush every chunk anyway, and because a buffered file that
+    failed to write (a full disk) still holds the bytes and raises again, with a traceback, on close.
+    """
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            done += super().write(view[done:])
+        return done
+
+
 def open_output(path: str | Path):
     """Open an output file for writing, with a one-line error for unwritable paths."""
     try:
-        return open(path, "wb")
+        return OutputFile(path, "wb")
     except IsADirectoryError:
         raise OutputError(f"cannot write {path}: it is a directory") from None
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail now, not after a whole synthesis, when `path` cannot be created or written.
+
+    A regular file (or a new one) is opened for appending and closed again, a new one removed;
+    other existing files (a FIFO, /dev/stdout) are left to the real open, which must not block here.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory")
+    if target.exists() and not target.is_file():
+        return
+    existed = target.exists()
+    try:
+        with open(target, "ab"):
+            pass
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
+    if not existed:
+        target.unlink(missing_ok=True)
 
 
 def write_audio_file(path: str | Path, audio: np.ndarray, fmt: str, *, sample_rate: int | None = None,

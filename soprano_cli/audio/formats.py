@@ -161,12 +161,19 @@ class Encoder:
         self._resampler = StreamResampler(input_rate, output_rate)
 
     def write(self, chunk: np.ndarray) -> None:
-        """Encode one float32 mono chunk in [-1, 1] (any length) and push its bytes to the sink."""
+        """Encode one float32 mono chunk in [-1, 1] (any length) and push its bytes to the sink.
+
+        A sink that fails ends the encoder at once: a closed pipe raises BrokenPipeError (the
+        CLI exits quietly, as for `| head`), anything else (a full disk, EIO) OutputError.
+        """
         if self.closed:
             raise ValueError("write to a closed encoder")
         samples = self._resampler.process(_as_mono(chunk))
         if len(samples):
-            self._encode(samples)
+            try:
+                self._encode(samples)
+            except OSError as error:
+                self._fail(error)
             self.frames_written += len(samples)
 
     def close(self) -> None:
@@ -174,11 +181,27 @@ class Encoder:
         if self.closed:
             return
         self.closed = True
-        tail = self._resampler.flush()
-        if len(tail):
-            self._encode(tail)
-            self.frames_written += len(tail)
-        self._finish()
+        try:
+            tail = self._resampler.flush()
+            if len(tail):
+                self._encode(tail)
+                self.frames_written += len(tail)
+            self._finish()
+        except OSError as error:
+            self._fail(error)
+
+    def _fail(self, error: OSError):
+        """Give up on a failed sink: nothing more is written to it (also not on close)."""
+        self.closed = True
+        self._abandon(error)
+        if isinstance(error, BrokenPipeError):
+            raise error
+        name = getattr(self.sink, "name", None)
+        where = os.fspath(name) if isinstance(name, (str, os.PathLike)) else "the output"
+        raise OutputError(f"cannot write {self.format} audio to {where}: {error.strerror or error}") from None
+
+    def _abandon(self, error: OSError) -> None:
+        """Release the codec after the sink failed with `error`, writing nothing more."""
 
     def _encode(self, samples: np.ndarray) -> None:
         raise NotImplementedError
@@ -230,8 +253,11 @@ class WavEncoder(PcmEncoder):
         self._seekable = _is_seekable(sink) if seekable is None else seekable
         self._start = sink.tell() if self._seekable else 0
         # Written up front so that an interrupted or empty stream is still a valid file.
-        sink.write(wav_header(output_rate, sample_format, 0 if self._seekable else None))
-        _flush(sink)
+        try:
+            sink.write(wav_header(output_rate, sample_format, 0 if self._seekable else None))
+            _flush(sink)
+        except OSError as error:
+            self._fail(error)
 
     def _finish(self) -> None:
         if self._seekable:
@@ -257,6 +283,10 @@ class _SinkAdapter(io.RawIOBase):
         self._base = sink.tell() if seekable else 0
         self._pos = 0  # libsndfile's idea of the position, relative to _base
         self._end = 0  # bytes emitted so far
+        # The sink's first failure. An exception cannot cross libsndfile's C callback (soundfile
+        # printed one traceback per write and the codec went on), so it is kept here, later
+        # writes are dropped, and the encoder raises it after the call into libsndfile returns.
+        self.error: OSError | None = None
 
     def writable(self) -> bool:
         return True
@@ -282,8 +312,13 @@ class _SinkAdapter(io.RawIOBase):
 
     def write(self, data) -> int:
         data = bytes(data)
-        if self._pos == self._end or self._can_seek:
-            self._sink.write(data)
+        if self.error is not None:
+            pass
+        elif self._pos == self._end or self._can_seek:
+            try:
+                self._sink.write(data)
+            except OSError as error:
+                self.error = error
         else:
             logger.debug("dropping a %d-byte header rewrite on a sink that cannot seek", len(data))
         self._pos += len(data)
@@ -291,7 +326,13 @@ class _SinkAdapter(io.RawIOBase):
         return len(data)
 
     def flush(self) -> None:
-        _flush(self._sink)
+        if self.error is None:
+            _flush(self._sink)
+
+    def raise_error(self) -> None:
+        """Raise the sink's failure, if any, in the writer's thread."""
+        if self.error is not None:
+            raise self.error
 
 
 class SoundFileEncoder(Encoder):
@@ -312,11 +353,17 @@ class SoundFileEncoder(Encoder):
 
     def _encode(self, samples: np.ndarray) -> None:
         self._file.write(np.clip(samples, -1.0, 1.0))
+        self._adapter.raise_error()
         _flush(self.sink)
 
     def _finish(self) -> None:
         self._file.close()
+        self._adapter.raise_error()
         _flush(self.sink)
+
+    def _abandon(self, error: OSError) -> None:
+        self._adapter.error = self._adapter.error or error  # what libsndfile still writes is dropped
+        self._file.close()
 
 
 class FfmpegEncoder(Encoder):
@@ -372,6 +419,10 @@ class FfmpegEncoder(Encoder):
             raise OutputError(f"ffmpeg could not encode {self.format}: {detail}")
         self._errors.close()
         _flush(self.sink)
+
+    def _abandon(self, error: OSError) -> None:
+        self._process.kill()
+        self._process.wait()
 
 
 def ffmpeg_formats() -> tuple[str, ...]:

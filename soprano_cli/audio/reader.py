@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 READ_SIZE = 16384  # upper bound per read; a pipe returns whatever is there, sooner
 MAX_CHANNELS = 32
+MIN_WAV_RATE, MAX_WAV_RATE = 1000, 384000  # the range `soprano play --rate` accepts
 RAW_SAMPLE_FORMATS = ("s16", "f32")
 
 _TAG_PCM, _TAG_FLOAT, _TAG_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
@@ -134,8 +135,11 @@ def _parse_wav_header(source: _ByteSource) -> tuple[int, _Decoder, int | None]:
     if fmt is None:
         raise InputTextError("malformed WAV header: no fmt chunk before the data")
     tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", fmt)
-    if not 1 <= channels <= MAX_CHANNELS or rate <= 0:
-        raise InputTextError(f"malformed WAV header: {channels} channels at {rate} Hz")
+    # Rates outside what `play --rate` accepts are header damage, not audio (1 Hz and 4294967295 Hz
+    # used to reach the sound device).
+    if not 1 <= channels <= MAX_CHANNELS or not MIN_WAV_RATE <= rate <= MAX_WAV_RATE:
+        raise InputTextError(f"malformed WAV header: {channels} channels at {rate} Hz "
+                             f"(expected 1..{MAX_CHANNELS} channels at {MIN_WAV_RATE}..{MAX_WAV_RATE} Hz)")
     decoder = _Decoder(_wav_encoding(tag, bits, fmt), channels)
     if riff[:4] == b"RF64" and size == 0xFFFFFFFF:
         size = rf64_data_size if rf64_data_size else 0

@@ -148,4 +148,29 @@ def main(argv: list[str] | None = None, *, command=None, prog_name: str = "sopra
         # The reader went away (`| head`): that ends the job, quietly.
         _silence_stdout()
         code = errors.EXIT_OK
+    try:
+        sys.stdout.flush()
+    except OSError:
+        # stdout failed (a full disk behind `>`): the error is reported already; without this
+        # the interpreter's final flush would add a traceback of its own.
+        _silence_stdout()
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    """sys.exit, unless a thread is still blocked reading stdin: then os._exit.
+
+    A run that ends early (a closed pipe, a full disk) while stdin stays open leaves the input
+    thread waiting in stdin's readline, holding its lock; the interpreter's shutdown then aborts
+    on that lock ("Fatal Python error: _enter_buffered_busy", exit 134) instead of exiting.
+    """
+    import threading
+
+    if any(thread.name == "soprano-input" and thread.is_alive() for thread in threading.enumerate()):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
     sys.exit(code)

@@ -160,7 +160,8 @@ class Engine:
         started = time.perf_counter()
         folder = checkpoint.resolve_model(config.model, download=config.download)
         lm_config = checkpoint.read_lm_config(folder)
-        tokenizer = checkpoint.load_tokenizer(folder)
+        tokenizer = checkpoint.load_tokenizer(folder, lm_config)
+        checkpoint.load_lm_weights(folder, lm_config)  # header and shapes only: fail before allocating
         if backend == "transformers":
             from soprano_cli.engine.backends.transformers import TransformersLM
 

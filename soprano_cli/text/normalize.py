@@ -26,6 +26,9 @@ _PUNCTUATION = str.maketrans({
     "‒": "–", "―": "—", "⸺": "—", "⸻": "—", "·": ",", "•": ",", "‣": ",", "⁄": "/",
     "\u00a0": " ", "\u2028": " ", "\u2029": " ", "\t": " ", "\r": " ", "\n": " ",
     "→": " to ", "←": " from ", "…": "...",
+    # The other ASCII control characters (NUL, BEL, ESC, DEL, ...) are spaces too, as
+    # _fold_unicode makes them on lines that are not all ASCII.
+    **{chr(code): " " for code in [*range(0x20), 0x7F] if chr(code) not in "\t\r\n"},
 })
 
 
@@ -66,7 +69,12 @@ def _quote(text: str) -> str:
 
 def _dashes(text: str) -> str:
     text = re.sub(r"(?<=\d)\s?–\s?(?=\d)", "-", text)  # 1990–1995 is a range
-    return re.sub(r"\s*[–—]+\s*", ", ", text)
+    # The same as \s*[–—]+\s*, but a match starts only where a run of spaces does: from every
+    # space of a long run, that pattern scanned to the run's end (quadratic).
+    return _DASH.sub(", ", text)
+
+
+_DASH = re.compile(r"(?<!\s)\s*[–—]+\s*|[–—]+\s*")
 
 
 # --- symbols and punctuation ------------------------------------------------------------------

@@ -31,6 +31,8 @@ _ORDINAL_WORDS = {
     "nine": "ninth",
     "twelve": "twelfth",
 }
+# Digits in the largest number said with scale words (999 decillion).
+_MAX_NAMED_DIGITS = 3 * len(_SCALES)
 _DIGIT_WORDS = dict(zip("0123456789", _ONES[:10]))
 
 
@@ -98,7 +100,17 @@ def number(text: str) -> str:
     plain = text.replace(",", "")
     if len(plain) > 1 and plain.startswith("0"):
         return digits(plain)  # leading zeros: a code, read digit by digit
+    if len(plain) > _MAX_NAMED_DIGITS:
+        # Past the named scales the number is read digit by digit anyway; not calling int()
+        # also keeps Python's 4,300-digit int/str conversion limit out of reach.
+        return digits(plain)
     return cardinal(int(plain))
+
+
+def integer(text: str) -> int | None:
+    """A written integer's value, or None when it has too many digits to be said as a number."""
+    plain = text.replace(",", "")
+    return int(plain) if len(plain) <= _MAX_NAMED_DIGITS else None
 
 
 def decimal(text: str) -> str:

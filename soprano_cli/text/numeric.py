@@ -43,12 +43,15 @@ _MONTH_RE = "|".join(sorted((m.capitalize() for m in MONTHS), key=len, reverse=T
 _AMPM = r"(?P<ampm>[ap]\.m\.|[ap]m\b|[AP]\.M\.|[AP]M\b)"
 
 
+_ONLY_SPACE = re.compile(r"\s*\Z")
+_NEXT_WORD = re.compile(r"\s+([A-Z][a-z]*)")
+
+
 def _sentence_period(text: str, end: int) -> str:
     """'.' when a dotted form like 'p.m.' at `end` also closes the sentence."""
-    rest = text[end:]
-    if not rest.strip():
+    if _ONLY_SPACE.match(text, end):  # at a position: slicing the rest per match is quadratic
         return "."
-    match = re.match(r"\s+([A-Z][a-z]*)", rest)
+    match = _NEXT_WORD.match(text, end)
     return "." if match and match.group(1) in STARTERS else ""
 
 
@@ -193,7 +196,9 @@ def _money(sign: str, symbol: str, low: str, high: str | None, magnitude: str | 
     whole, _, fraction = low.partition(".")
     if fraction and len(fraction) != 2:
         return f"{minus}{amount(low)} {many}"
-    units = int(whole.replace(",", "") or 0)
+    units = nw.integer(whole or "0")
+    if units is None:  # too many digits to be said as a number
+        return f"{minus}{amount(low)} {many}"
     said = f"{nw.number(whole)} {one if units == 1 else many}" if whole else ""
     if fraction and int(fraction):
         part = f"{nw.cardinal(int(fraction))} {cent if int(fraction) == 1 else cents}"
@@ -254,7 +259,7 @@ def _measure(m: re.Match) -> str:
 
 @_sub(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(st|nd|rd|th|ST|ND|RD|TH)\b")
 def _ordinal(m: re.Match) -> str:
-    return nw.ordinal(int(m.group(1).replace(",", "")))
+    return nw.ordinal_words(nw.number(m.group(1)))
 
 
 @_sub(r"(?<![\w.,'])'?(\d{2}|1\d{3}|20\d{2})'?s\b", needs='s')
@@ -275,8 +280,10 @@ def _fraction(numerator: int, denominator: int) -> str:
 
 @_sub(r"(?<![\w/.,])(\d+)\s(\d+)/(\d+)(?![\w/]|\.\d)", needs='/')
 def _mixed_fraction(m: re.Match) -> str:
-    whole, numerator, denominator = (int(g) for g in m.groups())
-    if not 0 < numerator < denominator <= 100:
+    if len(m.group(2)) > 3 or len(m.group(3)) > 3:
+        return m.group(0)  # left to the simple fraction below
+    whole, numerator, denominator = nw.integer(m.group(1)), int(m.group(2)), int(m.group(3))
+    if whole is None or not 0 < numerator < denominator <= 100:
         return m.group(0)
     part = _fraction(numerator, denominator)
     if numerator == 1:
@@ -286,7 +293,9 @@ def _mixed_fraction(m: re.Match) -> str:
 
 @_sub(r"(?<![\w/.,])(\d+)/(\d+)(?![\w/]|\.\d)", needs='/')
 def _simple_fraction(m: re.Match) -> str:
-    numerator, denominator = int(m.group(1)), int(m.group(2))
+    numerator, denominator = nw.integer(m.group(1)), nw.integer(m.group(2))
+    if numerator is None or denominator is None:
+        return f"{nw.number(m.group(1))} over {nw.number(m.group(2))}"
     if denominator and (denominator <= 10 or numerator < denominator <= 1000) and (numerator, denominator) != (24, 7):
         return _fraction(numerator, denominator)
     if numerator == denominator or (numerator, denominator) == (24, 7):

@@ -18,9 +18,17 @@ def sentences_from_lines(lines: Iterable[str], *, normalize: bool = True, lines_
     if normalize:
         lines = (normalize_text(line) for line in lines)
     if lines_are_chunks:
-        yield from (line.strip() for line in lines if line.strip())
-        return
-    yield from incremental_split(lines, min_seconds=min_seconds, max_seconds=max_seconds)
+        chunks = (line.strip() for line in lines)
+    else:
+        chunks = incremental_split(lines, min_seconds=min_seconds, max_seconds=max_seconds)
+    yield from (chunk for chunk in chunks if _speakable(chunk))
+
+
+def _speakable(chunk: str) -> bool:
+    """Whether the model gets a letter or digit to say: emoji-only or control-only text spoke an empty prompt."""
+    from soprano_cli.text import model_text
+
+    return any(ch.isalnum() for ch in model_text(chunk))
 
 
 def sentences_from_text(text: str, **options) -> list[str]:

@@ -22,12 +22,19 @@ from soprano_cli.text.vocab import (
 )
 
 
+# Matched at a position rather than on a slice: slicing the rest of the text once per
+# abbreviation made a line dense with them quadratic in its length.
+_ONLY_SPACE = re.compile(r"\s*\Z")
+_NEXT_WORD = re.compile(r"\s+[\"'(\[]*([A-Z][a-z]*)")
+_FOLLOWING = re.compile(r"[\"']?([A-Z][a-z]*)")
+_CAPITALIZED = re.compile(r"[A-Z][a-z]*")
+
+
 def _keep_period(text: str, end: int) -> str:
     """'.' when the abbreviation ending at `end` also ends the sentence."""
-    rest = text[end:]
-    if not rest.strip():
+    if _ONLY_SPACE.match(text, end):
         return "."
-    match = re.match(r"\s+[\"'(\[]*([A-Z][a-z]*)", rest)
+    match = _NEXT_WORD.match(text, end)
     return "." if match and match.group(1) in STARTERS else ""
 
 
@@ -51,16 +58,23 @@ def _spell_address(text: str) -> str:
 
 
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
-_EMAIL = re.compile(r"\b[\w.+-]+@[A-Za-z\d-]+(?:\.[A-Za-z\d-]+)+\b")
+# Bounded parts (RFC 5321: a local part of 64, labels of 63 characters): unbounded, every start
+# inside a long run of address characters scanned to its end, quadratic in the run.
+_EMAIL = re.compile(r"\b[\w.+-]{1,64}@[A-Za-z\d-]{1,63}(?:\.[A-Za-z\d-]{1,63}){1,8}\b")
 _TLD = "|".join(sorted(TLDS, key=len, reverse=True))
-_DOMAIN = re.compile(rf"(?<![\w@.])[A-Za-z\d][A-Za-z\d-]*(?:\.[A-Za-z\d-]+)*\.(?:{_TLD})(?:/[^\s<>\"']*)?(?![\w@])")
+# No start after '-': from each label of 'a-a-a-…' the pattern scanned to the end of the run.
+_DOMAIN = re.compile(rf"(?<![\w@.-])[A-Za-z\d][A-Za-z\d-]*(?:\.[A-Za-z\d-]+)*\.(?:{_TLD})(?:/[^\s<>\"']*)?(?![\w@])")
+
+
+def _split_tail(url: str) -> tuple[str, str]:
+    """The address and the punctuation after it (rstrip: a regex search for the tail is quadratic)."""
+    bare = url.rstrip(".,;:!?)]")
+    return bare, url[len(bare):]
 
 
 def _url(match: re.Match) -> str:
     url = match.group(0)
-    trail = re.search(r"[.,;:!?)\]]+$", url)
-    tail = trail.group(0) if trail else ""
-    url = url[: len(url) - len(tail)]
+    url, tail = _split_tail(url)
     url = re.sub(r"^https?://", "", url, flags=re.IGNORECASE).rstrip("/")
     return _spell_address(url) + tail
 
@@ -88,7 +102,7 @@ _WITH = re.compile(r"(?<![\w/])w/(o\b)?\s?(?=\w)")
 
 def _title(match: re.Match) -> str:
     name, period, space = match.groups()
-    following = re.match(r"[\"']?([A-Z][a-z]*)", match.string[match.end():])
+    following = _FOLLOWING.match(match.string, match.end())
     if period and following and following.group(1) in STARTERS and name in AFTER_NAME:
         return match.group(0)  # "Baker St. The ..." is a street, handled below
     if not period and name not in ("Mr", "Mrs", "Ms", "Dr", "Prof", "St", "Mt", "Messrs", "Mme"):
@@ -164,8 +178,8 @@ def _dotted_caps(match: re.Match) -> str:
 
 
 def _initial(match: re.Match) -> str:
-    following = re.match(r"([A-Z][a-z]*)", match.string[match.end():])
-    if following and following.group(1) in STARTERS:
+    following = _CAPITALIZED.match(match.string, match.end())
+    if following and following.group(0) in STARTERS:
         return match.group(0)
     return match.group(1) + match.group(2)
 
