@@ -15,6 +15,7 @@ import os
 import shutil
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +32,7 @@ class Part:
     programs: tuple[str, ...] = ()  # all must be on PATH
     libraries: tuple[str, ...] = ()  # names for ctypes.util.find_library, which sounddevice uses too
     modules: tuple[str, ...] = ()  # Python modules (installed by the test extra, not by apt)
+    files: tuple[str, ...] = ()  # paths that must exist
     install: str = ""  # what to run to get it on Debian/Ubuntu
 
     def missing(self) -> list[str]:
@@ -39,11 +41,14 @@ class Part:
         # PulseAudio fixture has set PULSE_SERVER.
         return ([f"{name} (not on PATH)" for name in self.programs if shutil.which(name) is None]
                 + [f"lib{name} (no shared library)" for name in self.libraries if ctypes.util.find_library(name) is None]
-                + [f"Python module {name}" for name in self.modules if importlib.util.find_spec(name) is None])
+                + [f"Python module {name}" for name in self.modules if importlib.util.find_spec(name) is None]
+                + [f"{path} (no such file)" for path in self.files if not Path(path).exists()])
 
 
 PARTS = {
     "alsa": Part(libraries=("asound",), install="apt-get install libasound2"),
+    "bash-completion": Part(files=("/usr/share/bash-completion/bash_completion",),
+                            install="apt-get install bash-completion"),
     "chromium": Part(programs=("chromium",), install="apt-get install chromium"),
     "ffmpeg": Part(programs=("ffmpeg", "ffprobe"), install="apt-get install ffmpeg"),
     "fish": Part(programs=("fish",), install="apt-get install fish"),

@@ -148,7 +148,7 @@ def test_installed_bash_script_completes_values_without_python(tmp_path):
 BASH_COMPLETION = Path("/usr/share/bash-completion/bash_completion")
 
 
-@pytest.mark.skipif(not BASH_COMPLETION.exists(), reason="the bash-completion package is not installed")
+@needs("bash-completion")
 def test_bash_completion_package_loads_the_installed_script():
     # What a new interactive shell does on the first Tab after `soprano`: bash-completion's loader
     # finds the command's script in the user folder by name.
