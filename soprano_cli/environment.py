@@ -102,6 +102,8 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(errors.EXIT_AUDIO_DEVICE, "EXIT_AUDIO_DEVICE", "No sound device or no PortAudio library."),
     ExitCode(errors.EXIT_SERVER, "EXIT_SERVER", "A daemon could not be reached or answered with an error."),
     ExitCode(errors.EXIT_BACKEND, "EXIT_BACKEND", "The requested backend, device or dtype is unavailable here."),
+    ExitCode(errors.EXIT_SOME_JOBS_FAILED, "EXIT_SOME_JOBS_FAILED",
+             "synth --jsonl or --input-dir: some jobs failed (stderr names each and why); the others were written."),
     ExitCode(errors.EXIT_INTERRUPTED, "EXIT_INTERRUPTED", "Interrupted (Ctrl-C)."),
 )
 

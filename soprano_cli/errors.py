@@ -13,6 +13,7 @@ EXIT_OUTPUT = 6  # unknown format, unwritable path, a failed write (full disk), 
 EXIT_AUDIO_DEVICE = 7  # no sound device or no PortAudio library
 EXIT_SERVER = 8  # a daemon could not be reached or answered with an error
 EXIT_BACKEND = 9  # requested backend or device is unavailable here
+EXIT_SOME_JOBS_FAILED = 10  # batch synth: some jobs failed (each named on stderr); the others were written
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
@@ -86,3 +87,9 @@ class BackendUnavailableError(SopranoError):
     exit_code = EXIT_BACKEND
     http_status = 400
     error_type = "invalid_request_error"
+
+
+class BatchJobsFailedError(SopranoError):
+    """Batch jobs that failed alone while the others were written; the message names each."""
+
+    exit_code = EXIT_SOME_JOBS_FAILED

@@ -1,18 +1,15 @@
-"""What `soprano synth` does, as library functions: one text to one output, or batches of files."""
+"""What `soprano synth` does, as library functions: one text to one output (batches: synth_batch.py)."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import sys
 import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from soprano_cli.errors import InputTextError, InvalidParameterError, OutputError
+from soprano_cli.errors import InputTextError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -261,117 +258,3 @@ def _summary(files: int, audio_seconds: float, elapsed: float, first_audio: floa
     if first_audio is not None:
         line += f", first audio after {first_audio * 1000:.0f} ms"
     print(f"soprano: {line}", file=sys.stderr, flush=True)
-
-
-# -- batch jobs ------------------------------------------------------------------------------
-
-
-@dataclass
-class _Job:
-    text: str
-    output: Path
-    label: str  # where the job came from, for messages
-
-
-def _jobs_from_jsonl(stdin) -> Iterator[_Job]:
-    from soprano_cli.cli.textio import iter_input_lines
-
-    for number, line in enumerate(iter_input_lines([]), start=1):
-        if not line.strip():
-            continue
-        try:
-            job = json.loads(line)
-        except ValueError as error:
-            raise InputTextError(f"stdin line {number}: invalid JSON ({error})") from None
-        if not isinstance(job, dict) or not isinstance(job.get("text"), str) or not isinstance(job.get("output"), str):
-            raise InputTextError(f'stdin line {number}: expected {{"text": "...", "output": "path"}}')
-        yield _Job(job["text"], Path(job["output"]), f"stdin line {number}")
-
-
-def _jobs_from_folder(input_dir: Path, output_dir: Path, fmt: str) -> Iterator[_Job]:
-    if not input_dir.is_dir():
-        raise InputTextError(f"no folder at {input_dir}")
-    files = sorted(p for p in input_dir.iterdir() if p.suffix.lower() == ".txt" and p.is_file())
-    if not files:
-        raise InputTextError(f"no .txt files in {input_dir}")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"cannot create {output_dir}: {error.strerror or error}") from None
-    for path in files:
-        try:
-            text = path.read_bytes().decode("utf-8-sig")
-        except UnicodeDecodeError as error:
-            raise InputTextError(f"{path}: invalid UTF-8 at byte offset {error.start}") from None
-        except OSError as error:
-            raise InputTextError(f"cannot read {path}: {error.strerror or error}") from None
-        yield _Job(text, output_dir / f"{path.stem}.{fmt}", str(path))
-
-
-def run_batch(request: SynthRequest, choice: EngineChoice, params, *, jsonl: bool, input_dir: Path | None,
-              output_dir: Path | None, stdin, start_display=None) -> None:
-    """One model load for many outputs: JSON Lines jobs on stdin, or a folder of .txt files.
-
-    The display (as for run_single) sees files written out of the jobs known so far: a folder's
-    are all known at the start, stdin's as their lines are read.
-    """
-    from soprano_cli.audio.formats import check_format, format_from_path
-    from soprano_cli.synthesis import join_sentences, write_audio_file
-    from soprano_cli.text.pipeline import sentences_from_text
-
-    if jsonl and (input_dir or output_dir):
-        raise InvalidParameterError("--jsonl reads jobs from stdin; it cannot be combined with --input-dir")
-    if not jsonl and (input_dir is None or output_dir is None):
-        raise InvalidParameterError("--input-dir and --output-dir go together")
-    folder: list[_Job] = []
-    if jsonl:
-        jobs = _Counted(_jobs_from_jsonl(stdin))
-    else:
-        fmt = check_format((request.audio_format or "wav").lower())
-        folder = list(_jobs_from_folder(input_dir, output_dir, fmt))  # all known before the model loads
-        jobs = _Counted(folder)
-
-    engine = open_engine(choice)
-    started = time.perf_counter()
-    files, audio_seconds = 0, 0.0
-    group: list[tuple[_Job, list[str]]] = []
-    display = start_display() if start_display else None
-
-    def report() -> None:
-        if display is not None:
-            total, final = (jobs.count, jobs.exhausted) if jsonl else (len(folder), True)
-            display.update(Progress("files", files, total, final, audio_seconds, time.perf_counter() - started))
-
-    def flush() -> None:
-        nonlocal files, audio_seconds
-        flat = [sentence for _, sentences in group for sentence in sentences]
-        results = iter(engine.synthesize(flat, params))
-        for job, sentences in group:
-            pieces = [next(results).audio for _ in sentences]
-            audio = join_sentences(pieces, request.sentence_silence)
-            write_audio_file(job.output, audio, format_from_path(job.output) if jsonl else fmt,
-                             sample_rate=request.sample_rate, sample_format=request.sample_format)
-            files += 1
-            audio_seconds += audio.size / engine.sample_rate
-            report()
-        group.clear()
-
-    try:
-        report()
-        for job in jobs:
-            if jsonl:
-                format_from_path(job.output)  # an unknown extension fails before any work on it
-            sentences = sentences_from_text(job.text, **request.sentence_options())
-            if not sentences:
-                raise InputTextError(f"{job.label}: no text to synthesize")
-            group.append((job, sentences))
-            # Enough sentences to fill the LM batch: synthesize them together.
-            if sum(len(s) for _, s in group) >= engine.config.max_batch:
-                flush()
-        if group:
-            flush()
-    finally:
-        if display is not None:
-            display.close()
-    if request.verbose:
-        _summary(files, audio_seconds, time.perf_counter() - started)

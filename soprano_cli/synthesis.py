@@ -1,6 +1,6 @@
 """Rendering engine output: chunks -> encoder, speakers and captions, with sentence silence and stats.
 
-`soprano synth` drives this for one output; batch jobs use `write_audio_file` per file.
+`soprano synth` drives one Renderer for its output; batch jobs one per output file.
 """
 
 from __future__ import annotations
@@ -109,18 +109,26 @@ class Renderer:
             for chunk in self._held.pop(index):
                 self._write(chunk)
 
+    def take(self, chunk) -> None:
+        """Write one engine `AudioChunk` now, or hold it until the sentences before it are out."""
+        self._take(chunk)
+        self.stats.generated += chunk.audio.size
+        if chunk.final:
+            self.stats.finished += 1
+            log.info("sentence %d finished: %.2f s of audio", chunk.sentence + 1, chunk.audio.size / SAMPLE_RATE)
+        if self.on_progress is not None:
+            self.stats.elapsed = time.perf_counter() - self._started
+            self.on_progress(self.stats)
+
+    def interrupted(self) -> None:
+        """After Ctrl-C: write the held sentences that had ended (see the class docstring)."""
+        self._write_finished_held()
+
     def feed(self, chunks: Iterable) -> RenderStats:
         """Consume engine `AudioChunk`s to the end; returns the stats (also on self.stats)."""
         try:
             for chunk in chunks:
-                self._take(chunk)
-                self.stats.generated += chunk.audio.size
-                if chunk.final:
-                    self.stats.finished += 1
-                    log.info("sentence %d finished: %.2f s of audio", chunk.sentence + 1, chunk.audio.size / SAMPLE_RATE)
-                if self.on_progress is not None:
-                    self.stats.elapsed = time.perf_counter() - self._started
-                    self.on_progress(self.stats)
+                self.take(chunk)
         except KeyboardInterrupt:
             self._write_finished_held()
             raise
@@ -138,18 +146,6 @@ def _numbers(numbers: list[int]) -> str:
         else:
             runs.append([n])
     return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
-
-
-def join_sentences(pieces: list[np.ndarray], sentence_silence: float = 0.0) -> np.ndarray:
-    """Concatenate sentence audio with silence between non-empty sentences."""
-    silence = np.zeros(int(round(max(sentence_silence, 0.0) * SAMPLE_RATE)), dtype=np.float32)
-    spoken = [p for p in pieces if p.size]
-    parts: list[np.ndarray] = []
-    for i, piece in enumerate(spoken):
-        if i and silence.size:
-            parts.append(silence)
-        parts.append(piece)
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
 class OutputFile(io.FileIO):
@@ -196,15 +192,3 @@ def check_writable(path: str | Path) -> None:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
     if not existed:
         target.unlink(missing_ok=True)
-
-
-def write_audio_file(path: str | Path, audio: np.ndarray, fmt: str, *, sample_rate: int | None = None,
-                     sample_format: str = "s16") -> None:
-    """Encode `audio` (32 kHz float32) to `path` in `fmt`."""
-    from soprano_cli.audio.formats import open_encoder
-
-    with open_output(path) as sink:
-        encoder = open_encoder(fmt, sink, input_rate=SAMPLE_RATE, output_rate=sample_rate,
-                               sample_format=sample_format, seekable=True)
-        encoder.write(audio)
-        encoder.close()

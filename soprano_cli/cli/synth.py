@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -103,7 +102,9 @@ def synth_command(
     )
     params = opt.sampling_params(temperature, top_p, repetition_penalty, seed, retries, max_frames)
     if jsonl or input_dir or output_dir:
-        synth_job.run_batch(job, engine_options, params, jsonl=jsonl, input_dir=input_dir, output_dir=output_dir,
-                            stdin=sys.stdin.buffer, start_display=terminal_progress(quiet, verbose))
+        from soprano_cli import synth_batch
+
+        synth_batch.run_batch(job, engine_options, params, jsonl=jsonl, input_dir=input_dir, output_dir=output_dir,
+                              start_display=terminal_progress(quiet, verbose))
     else:
         synth_job.run_single(job, engine_options, params, start_display=terminal_progress(quiet, verbose))

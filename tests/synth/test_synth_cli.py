@@ -315,10 +315,50 @@ def test_jsonl_batch_writes_every_file_with_one_load(synth, tmp_path):
     assert summary.startswith("soprano: 3 files, ") and "real time" in summary
 
 
-def test_jsonl_bad_line_is_named(synth, tmp_path):
-    result = synth("--jsonl", input='{"text": "hi", "output": "x.wav"}\nnot json\n')
-    assert result.returncode == 3
-    assert "stdin line 2" in result.stderr.decode()
+def test_bad_jsonl_jobs_fail_alone_and_are_named(synth, tmp_path):
+    # Issue 23 item 8: one bad job (a bad line, an unwritable path, nothing speakable) raised at
+    # once and threw away the good jobs before it that were not yet written (up to 16 sentences).
+    lines = [json.dumps({"text": HELLO, "output": str(tmp_path / "a.wav")}),
+             "not json",
+             json.dumps({"text": "... !!!", "output": str(tmp_path / "silent.wav")}),
+             json.dumps({"text": HELLO, "output": str(tmp_path / "missing" / "x.wav")}),
+             json.dumps({"text": HELLO, "output": str(tmp_path / "x.xyz")}),
+             json.dumps({"output": str(tmp_path / "y.wav")}),
+             json.dumps({"text": TWO_SENTENCES, "output": str(tmp_path / "b.flac")})]
+    result = synth("--jsonl", "--min-seconds", "0", input="\n".join(lines) + "\n")
+    assert result.returncode == 10, result.stderr
+    assert soundfile.info(tmp_path / "a.wav").frames == HELLO_SAMPLES
+    assert soundfile.info(tmp_path / "b.flac").frames == (HELLO_SAMPLES + FOX_SAMPLES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "b.flac"]
+    errors = result.stderr.decode().splitlines()
+    assert errors[0] == "soprano: error: 5 of 7 jobs failed (2 written):"
+    assert errors[1].startswith("  stdin line 2: invalid JSON")
+    assert errors[2] == "  stdin line 3: no text to synthesize"
+    assert errors[3].startswith("  stdin line 4: cannot write ") and "No such file or directory" in errors[3]
+    assert errors[4].startswith("  stdin line 5: cannot tell the audio format")
+    assert errors[5].startswith('  stdin line 6: expected {"text"')
+    assert len(errors) == 6
+
+
+def test_empty_jsonl_input_is_an_input_error(synth):
+    for stdin in ("", "\n  \n"):
+        result = synth("--jsonl", input=stdin)
+        assert result.returncode == 3 and "no jobs on stdin" in result.stderr.decode()
+
+
+def test_undecodable_input_file_fails_alone(synth, tmp_path):
+    # Issue 23 item 8: one non-UTF-8 file in --input-dir ended the run before any file was written.
+    source, target = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    (source / "a.txt").write_text(HELLO)
+    (source / "b.txt").write_bytes(b"Hello \xff world.")
+    (source / "c.txt").write_text(TWO_SENTENCES)
+    result = synth("--input-dir", source, "--output-dir", target, "--min-seconds", "0")
+    assert result.returncode == 10, result.stderr
+    assert sorted(p.name for p in target.iterdir()) == ["a.wav", "c.wav"]
+    assert soundfile.info(target / "c.wav").frames == (HELLO_SAMPLES + FOX_SAMPLES)
+    assert result.stderr.decode().splitlines() == [
+        "soprano: error: 1 of 3 jobs failed (2 written):", f"  {source / 'b.txt'}: invalid UTF-8 at byte offset 6"]
 
 
 def test_input_dir_to_output_dir(synth, tmp_path):
@@ -375,3 +415,37 @@ def _srt_time(seconds: float) -> str:
     from soprano_cli.audio.captions import format_timestamp
 
     return format_timestamp(seconds, "srt")
+
+
+def _peak_rss_mb(command: list, env: dict) -> float:
+    """Run `command` in a fresh child and return its peak resident memory (MB)."""
+    probe = ("import resource, subprocess, sys\n"
+             "code = subprocess.run(sys.argv[1:]).returncode\n"
+             "assert code == 0, code\n"
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+    result = subprocess.run([sys.executable, "-c", probe, *map(str, command)], capture_output=True, text=True,
+                            env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return float(result.stdout)
+
+
+def test_batch_memory_does_not_grow_with_the_file(tiny_checkpoint, tmp_path):
+    # Issue 23 item 2: a batch job kept a whole file's audio (and its frames) in memory until the
+    # file was written: a 10 KB text peaked at 1.53 GB, a 2 MB one grew without bound. Each file
+    # now streams to disk sentence by sentence. Here 4x the text (40 -> 160 capped sentences)
+    # raised the old peak by ~1.5x; streamed, the peak stays flat.
+    import random
+
+    rng = random.Random(23)
+    words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()
+    text = [" ".join(rng.choice(words) for _ in range(8)).capitalize() + "." for _ in range(160)]
+    peaks = {}
+    for name, count in (("short", 40), ("long", 160)):
+        source = tmp_path / name
+        source.mkdir()
+        (source / "a.txt").write_text(" ".join(text[:count]))
+        command = [sys.executable, "-m", "soprano_cli", "synth", "--model", tiny_checkpoint, "--input-dir", source,
+                   "--output-dir", tmp_path / f"{name}-out", "--max-frames", "40", "--min-seconds", "0", "-q"]
+        peaks[name] = _peak_rss_mb(command, {**os.environ, "SOPRANO_DTYPE": "float32"})
+        assert soundfile.info(tmp_path / f"{name}-out" / "a.wav").frames == count * 39 * 2048
+    assert peaks["long"] < 1.3 * peaks["short"], peaks
