@@ -104,7 +104,9 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(errors.EXIT_BACKEND, "EXIT_BACKEND", "The requested backend, device or dtype is unavailable here."),
     ExitCode(errors.EXIT_SOME_JOBS_FAILED, "EXIT_SOME_JOBS_FAILED",
              "synth --jsonl or --input-dir: some jobs failed (stderr names each and why); the others were written."),
-    ExitCode(errors.EXIT_INTERRUPTED, "EXIT_INTERRUPTED", "Interrupted (Ctrl-C)."),
+    ExitCode(errors.EXIT_INTERRUPTED, "EXIT_INTERRUPTED",
+             "Interrupted (Ctrl-C); a file being written is closed into a valid, shorter one."),
+    ExitCode(errors.EXIT_TERMINATED, "EXIT_TERMINATED", "Terminated (SIGTERM); files are closed as for Ctrl-C."),
 )
 
 

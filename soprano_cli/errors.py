@@ -15,6 +15,7 @@ EXIT_SERVER = 8  # a daemon could not be reached or answered with an error
 EXIT_BACKEND = 9  # requested backend or device is unavailable here
 EXIT_SOME_JOBS_FAILED = 10  # batch synth: some jobs failed (each named on stderr); the others were written
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)
 
 
 class SopranoError(Exception):

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from soprano_cli.errors import OutputError
+from soprano_cli.interrupts import deferred_signals
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,12 @@ class Renderer:
         self.stats.samples += audio.size
 
     def _write(self, chunk) -> None:
+        # A signal waits for the whole chunk (the encoder defers it anyway), so that a sentence in
+        # the file is also counted and cued; not with a player, whose writes may block for a while.
+        with deferred_signals() if self.player is None else contextlib.nullcontext():
+            self._write_now(chunk)
+
+    def _write_now(self, chunk) -> None:
         if self._cue_start is None and chunk.audio.size:
             if self.stats.cues and self.silence.size:
                 self._emit(self.silence)  # between sentences only, never before the first

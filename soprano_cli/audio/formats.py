@@ -22,6 +22,7 @@ import numpy as np
 
 from soprano_cli.audio.resample import StreamResampler, check_rate
 from soprano_cli.errors import InvalidParameterError, OutputError
+from soprano_cli.interrupts import deferred_signals
 
 logger = logging.getLogger(__name__)
 
@@ -170,25 +171,27 @@ class Encoder:
             raise ValueError("write to a closed encoder")
         samples = self._resampler.process(_as_mono(chunk))
         if len(samples):
-            try:
-                self._encode(samples)
-            except OSError as error:
-                self._fail(error)
-            self.frames_written += len(samples)
+            with deferred_signals():  # Ctrl-C waits for the codec: it must not land inside it
+                try:
+                    self._encode(samples)
+                except OSError as error:
+                    self._fail(error)
+                self.frames_written += len(samples)
 
     def close(self) -> None:
         """Flush the resampler and codec; the sink then holds a complete, playable file."""
         if self.closed:
             return
         self.closed = True
-        try:
-            tail = self._resampler.flush()
-            if len(tail):
-                self._encode(tail)
-                self.frames_written += len(tail)
-            self._finish()
-        except OSError as error:
-            self._fail(error)
+        with deferred_signals():  # a second Ctrl-C must not cut the file's end (a FLAC header) short
+            try:
+                tail = self._resampler.flush()
+                if len(tail):
+                    self._encode(tail)
+                    self.frames_written += len(tail)
+                self._finish()
+            except OSError as error:
+                self._fail(error)
 
     def _fail(self, error: OSError):
         """Give up on a failed sink: nothing more is written to it (also not on close)."""
@@ -381,7 +384,8 @@ class FfmpegEncoder(Encoder):
         ]  # fmt: skip
         self._errors = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors, bufsize=0
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors, bufsize=0,
+            start_new_session=True,  # a terminal's Ctrl-C is ours to handle: ffmpeg must live to finish the file
         )
         self._pump_error: BaseException | None = None
         # The pump copies ffmpeg's output to the sink while we keep feeding its input.
@@ -469,6 +473,11 @@ def open_encoder(
         raise InvalidParameterError(
             f"opus supports only {', '.join(map(str, _OPUS_RATES))} Hz, not {output_rate}", param="sample_rate"
         )
+    with deferred_signals():  # libsndfile writes a header through its callback already
+        return _new_encoder(fmt, sink, input_rate, output_rate, sample_format, seekable)
+
+
+def _new_encoder(fmt, sink, input_rate, output_rate, sample_format, seekable) -> Encoder:
     if fmt == "wav":
         return WavEncoder(
             sink, input_rate=input_rate, output_rate=output_rate, sample_format=sample_format, seekable=seekable

@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None, *, command=None, prog_name: str = "sopra
             pass
         command.main(args=argv, prog_name=prog_name)
     args = sys.argv[1:] if argv is None else argv
+    from soprano_cli.interrupts import Terminated, handle_sigterm
+
+    handle_sigterm()  # SIGTERM saves files as Ctrl-C does, instead of killing the process mid-write
     try:
         # make_context + invoke rather than main(): main() turns a closed pipe into exit 1 itself.
         with command.make_context(prog_name, list(args)) as context:
@@ -141,6 +144,9 @@ def main(argv: list[str] | None = None, *, command=None, prog_name: str = "sopra
     except ClickException as error:
         error.show()
         code = error.exit_code
+    except Terminated:
+        _print_error("terminated")
+        code = errors.EXIT_TERMINATED
     except (typer.Abort, KeyboardInterrupt):
         _print_error("interrupted")
         code = errors.EXIT_INTERRUPTED
