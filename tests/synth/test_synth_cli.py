@@ -506,3 +506,42 @@ def test_batch_memory_does_not_grow_with_the_file(tiny_checkpoint, tmp_path):
         peaks[name] = _peak_rss_mb(command, {**os.environ, "SOPRANO_DTYPE": "float32"})
         assert soundfile.info(tmp_path / f"{name}-out" / "a.wav").frames == count * 39 * 2048
     assert peaks["long"] < 1.3 * peaks["short"], peaks
+
+
+def test_batch_write_failure_fails_that_job_alone(synth, tmp_path):
+    # Issue 23 item 8: a write that fails (a full disk, here /dev/full) fails its own job only.
+    full = tmp_path / "full.wav"
+    full.symlink_to("/dev/full")
+    lines = [json.dumps({"text": HELLO, "output": str(full)}),
+             json.dumps({"text": HELLO, "output": str(tmp_path / "a.wav")})]
+    result = synth("--jsonl", input="\n".join(lines) + "\n")
+    assert result.returncode == 10, result.stderr
+    assert soundfile.info(tmp_path / "a.wav").frames == HELLO_SAMPLES
+    errors = result.stderr.decode().splitlines()
+    assert errors[0] == "soprano: error: 1 of 2 jobs failed (1 written):"
+    assert errors[1].startswith("  stdin line 1: cannot write wav audio to ") and "No space left" in errors[1]
+
+
+def test_ctrl_c_in_batch_mode_leaves_valid_files(tiny_checkpoint, tmp_path):
+    # Issue 23 item 3, in batch mode: the files open when Ctrl-C comes are closed into valid ones.
+    jobs = "".join(json.dumps({"text": " ".join([HELLO] * 10), "output": str(tmp_path / f"{n}.{fmt}")}) + "\n"
+                   for n, fmt in enumerate(["mp3", "flac", "ogg", "wav"] * 3))
+    process = subprocess.Popen([sys.executable, "-m", "soprano_cli", "synth", "--model", str(tiny_checkpoint),
+                                "--jsonl", "--min-seconds", "0"],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        process.stdin.write(jobs.encode())
+        process.stdin.close()
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(p.stat().st_size > 4096 for p in tmp_path.glob("*.*")):
+            time.sleep(0.005)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130
+    finally:
+        process.kill()
+    assert process.stderr.read().decode().strip().splitlines()[-1] == "soprano: error: interrupted"
+    written = list(tmp_path.glob("*.*"))
+    assert written
+    for path in written:
+        audio, _ = soundfile.read(path)
+        assert audio.size > 0, path  # a file opens with its first finished sentence
