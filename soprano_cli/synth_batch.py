@@ -30,6 +30,7 @@ class _Job:
     """One output to write, from a JSON line or a .txt file."""
 
     label: str  # where the job came from, for messages: "stdin line 3", a file's path
+    number: int = 0  # its place in the input, which orders the failure summary
     output: Path | None = None
     text: str | None = None  # None until read (a folder's files are read as their turn comes)
     source: Path | None = None  # the .txt file to read the text from
@@ -115,6 +116,7 @@ class _Batch:
         index = 0
         for job in jobs:
             self.read += 1
+            job.number = self.read
             sentences: list[str] = []
             if job.error is None:
                 try:
@@ -220,7 +222,7 @@ class _Batch:
         total = self.written + len(self.failed)
         lines = [f"{len(self.failed)} of {total} job{'s' if total != 1 else ''} failed "
                  f"({self.written} written):"]
-        lines += [f"  {job.label}: {job.error}" for job in self.failed]
+        lines += [f"  {job.label}: {job.error}" for job in sorted(self.failed, key=lambda job: job.number)]
         return BatchJobsFailedError("\n".join(lines))
 
 
