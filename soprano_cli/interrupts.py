@@ -33,9 +33,11 @@ def handle_sigterm() -> None:
 def deferred_signals():
     """Hold SIGINT and SIGTERM while the block runs, then deliver the first that came to its usual handler.
 
-    Only the main thread receives signals, so elsewhere (the server's workers) this does nothing.
+    Only the main thread receives signals, so elsewhere (the server's workers) this does nothing;
+    nor where an event loop owns the signals through a wakeup fd (the server's own thread), which
+    would see each signal twice.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or _event_loop_owns_signals():
         yield
         return
     caught: list[int] = []
@@ -47,3 +49,9 @@ def deferred_signals():
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
         if caught:
             signal.raise_signal(caught[0])  # the restored handler runs now: KeyboardInterrupt, Terminated, ...
+
+
+def _event_loop_owns_signals() -> bool:
+    wakeup_fd = signal.set_wakeup_fd(-1)  # the only way to read it is to set it: put it back at once
+    signal.set_wakeup_fd(wakeup_fd)
+    return wakeup_fd != -1
