@@ -31,8 +31,8 @@ def samples(text: str) -> int:
     return (FRAMES[text] - 1) * SAMPLES_PER_FRAME
 
 
-def restyled(source: Path, folder: Path, *, dtype: str | None = None, transformers_major: int | None = None) -> Path:
-    """A copy of `source` with its weights stored as `dtype` and/or its config in transformers 4.x or 5.x form."""
+def restyled(source: Path, folder: Path, *, dtype: str | None = None, transformers_4x_config: bool = False) -> Path:
+    """A copy of `source` (a 5.x config) with its weights stored as `dtype`, its config in 4.x form, or both."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -43,18 +43,12 @@ def restyled(source: Path, folder: Path, *, dtype: str | None = None, transforme
         target = getattr(torch, dtype)
         save_file({k: v.to(target).contiguous() for k, v in weights.items()}, str(folder / "model.safetensors"),
                   metadata={"format": "pt"})
-        config["dtype" if "dtype" in config else "torch_dtype"] = dtype
-    if transformers_major == 4 and "rope_parameters" in config:
+        config["dtype"] = dtype
+    if transformers_4x_config:
         config["rope_theta"] = config.pop("rope_parameters")["rope_theta"]
         config["rope_scaling"] = None
         config["torch_dtype"] = config.pop("dtype")
         config.pop("layer_types", None)
         config["transformers_version"] = "4.57.0"
-    elif transformers_major == 5 and "rope_parameters" not in config:
-        config["rope_parameters"] = {"rope_theta": config.pop("rope_theta"), "rope_type": "default"}
-        config.pop("rope_scaling", None)
-        config["dtype"] = config.pop("torch_dtype")
-        config["layer_types"] = ["full_attention"] * config["num_hidden_layers"]
-        config["transformers_version"] = "5.0.0"
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return folder

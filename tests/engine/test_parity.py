@@ -67,7 +67,7 @@ def test_float32_is_pinned_explicitly(engine):
 def _layout(name: str, tiny_checkpoint, folder):
     """The layouts a real model may come in (the tiny checkpoint itself is bfloat16, 5.x config)."""
     if name == "float32 weights, transformers 4.x config":
-        return restyled(tiny_checkpoint, folder, dtype="float32", transformers_major=4)
+        return restyled(tiny_checkpoint, folder, dtype="float32", transformers_4x_config=True)
     if name == "float32 weights, transformers 5.x config":
         return restyled(tiny_checkpoint, folder, dtype="float32")
     return write_random_checkpoint(folder, CheckpointSizes.tiny(), seed=11, dtype="bfloat16", tie=True)
