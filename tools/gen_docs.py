@@ -672,17 +672,26 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
 # soprano-serve(1)'s HTTP API section. Routes and request fields are checked against the server's
 # own lists when the pages are generated (fields) and in tests/docs (routes), so neither can drift.
 HTTP_INTRO = [
-    "Every route speaks JSON except the audio itself. With --api-key (or SOPRANO_API_KEY) each route "
-    "but /health needs the header `Authorization: Bearer KEY`. Errors come back as OpenAI's error body, "
-    '`{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}`, with status 400 (a bad '
-    "request), 401 (a missing or wrong key), 404 (an unknown model or route), 429 (the queue is full; "
-    "a Retry-After header says when to try again) or 500.",
+    "Every route speaks JSON except the audio itself. With --api-key-file (or SOPRANO_API_KEY) each route "
+    "but the web page and /health needs the header `Authorization: Bearer KEY`. Errors come back as "
+    'OpenAI\'s error body, `{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}`, with status '
+    "400 (a bad request), 401 (a missing or wrong key), 403 (a web page from an origin not given to "
+    "--cors-origin), 404 (an unknown model or route), 408 (a request that did not arrive in time), 413 (a "
+    "body over 1 MiB), 415 (a body that is not application/json), 421 (a Host that is not this server), "
+    "429 (the queue is full; a Retry-After header says when to try again) or 500.",
+    "Safe on a desktop: the server answers only to loopback names, IP addresses, its --host and each "
+    "--allowed-host, so a web page cannot reach it by rebinding its own name to 127.0.0.1; other sites' "
+    "pages are refused unless --cors-origin allows them. A client that sends its request too slowly (10 s "
+    "for the headers, 30 s for the body) or reads nothing for --client-timeout seconds is dropped, and its "
+    "work is cancelled. A request whose reader falls a minute of audio behind gets no new sentences into "
+    "the batch until it catches up.",
 ]
+
 HTTP_ROUTES = [
     ("POST /v1/audio/speech", "Speech from text, as OpenAI defines it: a JSON body (fields below) in, audio out. "
      "The audio streams as it is generated (chunked transfer); the X-Sample-Rate header gives its rate."),
     ("GET /v1/models", "The served model and the aliases it answers to, as OpenAI's model list."),
-    ("GET /health", "Needs no key. `status`, `model`, `model_path`, and the engine's settings, `device`, "
+    ("GET /health", "Needs no key. `status`, `model`, `model_digest` (a hash of the model folder's path, which clients compare; the path itself is not shown), and the engine's settings, `device`, "
      "`backend`, `dtype`, `decoder_dtype` and `max_batch` (what `soprano synth` compares with the options it "
      "was given before it uses the daemon), plus `queue_depth` and `uptime_s`."),
     ("GET /metrics", "Counters and gauges in the Prometheus text format."),

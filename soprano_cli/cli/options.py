@@ -55,15 +55,18 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stder
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")]
 
 
-def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
-    """Library logs to stderr as `soprano: message` lines (warnings by default)."""
-    level = logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING
+def configure_logging(verbose: bool = False, quiet: bool = False, *, level: int | None = None,
+                      names: tuple[str, ...] = ("soprano_cli",)) -> None:
+    """One-line "soprano: ..." messages on stderr for our loggers (and the server's, given in `names`)."""
+    if level is None:
+        level = logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("soprano: %(message)s"))
-    root = logging.getLogger("soprano_cli")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    for name in names:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
 
 
 # Engine options a running daemon must match (when given) before `synth` sends it work.

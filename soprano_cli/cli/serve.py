@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
 from soprano_cli.cli import options as opt
 
+log = logging.getLogger("soprano_cli.serve")
 WEBUI_PORT = 7860  # upstream's web UI port
+ACCESS_PANEL = "Access"
+LIMITS_PANEL = "Limits"
 
 
 def register(app: typer.Typer) -> None:
@@ -21,44 +26,96 @@ def register(app: typer.Typer) -> None:
         help="Load the model once and serve OpenAI's /v1/audio/speech, a web page and a daemon for `soprano synth`.",
     )
     def serve_command(
-        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
-        port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
-        socket_path: Path = typer.Option(
-            None, "--socket", help="Unix socket path [default: $XDG_RUNTIME_DIR/soprano/soprano.sock].",
-            show_default=False),
-        no_socket: bool = typer.Option(False, "--no-socket", help="Do not listen on a Unix socket."),
+        host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default).")] = "127.0.0.1",
+        port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
+        socket_path: Annotated[Optional[Path], typer.Option(
+            "--socket", show_default=False,
+            help="Unix socket path [default: $XDG_RUNTIME_DIR/soprano/soprano.sock].")] = None,
+        no_socket: Annotated[bool, typer.Option("--no-socket", help="Do not listen on a Unix socket.")] = False,
         model: opt.Model = None,
         device: opt.Device = "auto",
         backend: opt.Backend = "auto",
         dtype: opt.Dtype = "auto",
-        api_key: str = typer.Option(None, "--api-key", envvar="SOPRANO_API_KEY",
-                                    help="Require 'Authorization: Bearer KEY' on every route but /health."),
-        max_input_chars: int = typer.Option(4096, "--max-input-chars", min=1, help="Longest accepted input."),
-        max_queue: int = typer.Option(64, "--max-queue", min=0,
-                                      help="Requests that may wait for the batch before 429."),
+        api_key_file: Annotated[Optional[Path], typer.Option(
+            "--api-key-file", rich_help_panel=ACCESS_PANEL, show_default=False,
+            help="Require 'Authorization: Bearer KEY' on every route but the web page and /health; the key is "
+                 "this file's first line. $SOPRANO_API_KEY works too.")] = None,
+        api_key: Annotated[Optional[str], typer.Option(
+            "--api-key", rich_help_panel=ACCESS_PANEL, show_default=False,
+            help="The key itself (other users can read it in `ps`: prefer --api-key-file).")] = None,
+        allowed_host: Annotated[Optional[list[str]], typer.Option(
+            "--allowed-host", metavar="HOST", rich_help_panel=ACCESS_PANEL, show_default=False,
+            help="A host name clients may use besides loopback names and IP addresses (repeatable; "
+                 "'.example.com' allows its subdomains, '*' any).")] = None,
+        cors_origin: Annotated[Optional[list[str]], typer.Option(
+            "--cors-origin", metavar="ORIGIN", rich_help_panel=ACCESS_PANEL, show_default=False,
+            help="Let web pages from this origin call the API (repeatable).")] = None,
+        max_input_chars: Annotated[int, typer.Option(
+            "--max-input-chars", min=1, rich_help_panel=LIMITS_PANEL, help="Longest accepted input.")] = 4096,
+        max_queue: Annotated[int, typer.Option(
+            "--max-queue", min=0, rich_help_panel=LIMITS_PANEL,
+            help="Requests that may wait for the batch before 429.")] = 64,
+        request_timeout: Annotated[float, typer.Option(
+            "--request-timeout", min=1.0, rich_help_panel=LIMITS_PANEL,
+            help="Seconds a client may take to send a request's headers (its body gets three times as long).")] = 10.0,
+        client_timeout: Annotated[float, typer.Option(
+            "--client-timeout", min=1.0, rich_help_panel=LIMITS_PANEL,
+            help="Seconds a client may read nothing before it is dropped and its request cancelled.")] = 30.0,
+        drain_timeout: Annotated[float, typer.Option(
+            "--drain-timeout", min=0.0, rich_help_panel=LIMITS_PANEL,
+            help="On SIGTERM or Ctrl-C, seconds requests in flight may take before they are cancelled "
+                 "(a second signal stops at once).")] = 30.0,
         max_batch: opt.MaxBatch = None,
         decoder_batch_size: opt.DecoderBatchSize = None,
         cache_size: opt.CacheSize = 100,
-        cors_origin: list[str] = typer.Option(None, "--cors-origin",
-                                              help="Allow browser requests from this origin (repeatable)."),
-        quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings and errors on stderr."),
-        verbose: bool = typer.Option(False, "-v", "--verbose", help="Debug messages and an access log."),
-    ) -> None:
-        from soprano_cli.server.app import ServerConfig, serve
-        from soprano_cli.server.client import default_socket_path
+        quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only warnings and errors on stderr.")] = False,
+        verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Debug messages and an access log.")] = False,
+    ) -> int:
+        from soprano_cli.server.app import ServerConfig
+        from soprano_cli.server.connections import Deadlines
+        from soprano_cli.server.local_socket import default_socket_path
+        from soprano_cli.server.run import serve
 
         level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-        logging.basicConfig(level=level, stream=sys.stderr, format="soprano: %(message)s")
+        opt.configure_logging(level=level, names=("soprano_cli", "uvicorn"))
         config = ServerConfig(
             engine=opt.engine_config(model, device, backend, dtype, max_batch, decoder_batch_size, cache_size),
-            api_key=api_key or None,
+            api_key=_api_key(api_key, api_key_file),
             max_input_chars=max_input_chars,
             max_queue=max_queue,
             cors_origins=list(cors_origin or []),
+            allowed_hosts=list(allowed_host or []),
+            deadlines=Deadlines(header_timeout=request_timeout, body_timeout=3 * request_timeout,
+                                client_timeout=client_timeout),
+            drain_timeout=drain_timeout,
         )
         path = None if no_socket else (socket_path or default_socket_path())
-        serve(config, host=host, port=port, socket_path=path, log_level=logging.getLevelName(level).lower(),
-              access_log=verbose)
+        return serve(config, host=host, port=port, socket_path=path, log_level=logging.getLevelName(level).lower(),
+                     access_log=verbose)
+
+
+def _api_key(flag: str | None, path: Path | None) -> str | None:
+    """The key from --api-key-file, --api-key or $SOPRANO_API_KEY (one of them)."""
+    if flag is not None and path is not None:
+        raise typer.BadParameter("give the key once: --api-key-file or --api-key", param_hint="--api-key-file")
+    if path is not None:
+        try:
+            key = path.read_text(encoding="utf-8").splitlines()[0].strip() if path.stat().st_size else ""
+            mode = path.stat().st_mode
+        except (OSError, UnicodeDecodeError) as error:
+            raise typer.BadParameter(f"cannot read {path}: {getattr(error, 'strerror', None) or error}",
+                                     param_hint="--api-key-file") from None
+        if not key:
+            raise typer.BadParameter(f"{path} holds no key", param_hint="--api-key-file")
+        if mode & 0o077:
+            log.warning("%s can be read by other users; chmod 600 it", path)
+        return key
+    if flag is not None:
+        if not flag.strip():
+            raise typer.BadParameter("the key is empty", param_hint="--api-key")
+        log.warning("other users can read --api-key in `ps`; pass the key with --api-key-file or SOPRANO_API_KEY")
+        return flag.strip()
+    return os.environ.get("SOPRANO_API_KEY", "").strip() or None
 
 
 def webui_main() -> None:

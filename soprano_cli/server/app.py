@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import json
 import logging
 import os
-import signal
-import socket
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -30,7 +27,9 @@ from soprano_cli.engine.engine import Engine, EngineConfig
 from soprano_cli.engine.sampling import SamplingParams
 from soprano_cli.errors import InputTextError, OutputError, ServerError, SopranoError
 from soprano_cli.server import protocol
-from soprano_cli.server.client import probe_socket
+from soprano_cli.server.client import model_digest
+from soprano_cli.server.connections import Deadlines
+from soprano_cli.server.guard import JSONCORSMiddleware, RequestGuard
 from soprano_cli.server.metrics import Metrics
 from soprano_cli.server.protocol import APIError, SpeechRequest, StreamRequest
 from soprano_cli.server.scheduler import Scheduler
@@ -48,10 +47,15 @@ class ServerConfig:
     """What the server loads and how it admits requests."""
 
     engine: EngineConfig = field(default_factory=EngineConfig)
-    api_key: str | None = None  # when set, every route but /health needs `Authorization: Bearer <key>`
+    api_key: str | None = None  # when set, every route but the web page and /health needs `Authorization: Bearer <key>`
     max_input_chars: int = 4096  # longest `input` accepted
     max_queue: int = 64  # requests waiting for the batch before 429
-    cors_origins: list[str] = field(default_factory=list)  # empty: no CORS headers at all
+    cors_origins: list[str] = field(default_factory=list)  # empty: no CORS headers, cross-site requests refused
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names besides loopback names and addresses
+    max_body_bytes: int = 1 << 20  # larger request bodies get a 413 before they are read
+    deadlines: Deadlines = field(default_factory=Deadlines)
+    drain_timeout: float = 30.0  # after SIGTERM, requests in flight get this long before they are cancelled
+    max_backlog_seconds: float = 60.0  # audio a request may have waiting for its reader before it is paused
     warmup: bool = True  # run a few frames at startup so the first request pays no first-call costs
 
     @classmethod
@@ -65,9 +69,10 @@ class ServerConfig:
         if env.get("SOPRANO_MAX_BATCH"):
             engine.max_batch = _env_int("SOPRANO_MAX_BATCH")
         origins = [o.strip() for o in env.get("SOPRANO_CORS_ORIGINS", "").split(",") if o.strip()]
+        hosts = [h.strip() for h in env.get("SOPRANO_ALLOWED_HOSTS", "").split(",") if h.strip()]
         return cls(engine=engine, api_key=env.get("SOPRANO_API_KEY") or None,
                    max_input_chars=_env_int("SOPRANO_MAX_INPUT_CHARS", 4096),
-                   max_queue=_env_int("SOPRANO_MAX_QUEUE", 64), cors_origins=origins)
+                   max_queue=_env_int("SOPRANO_MAX_QUEUE", 64), cors_origins=origins, allowed_hosts=hosts)
 
 
 def _env_int(name: str, default: int | None = None) -> int:
@@ -116,7 +121,8 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
         loaded = engine or await asyncio.to_thread(Engine.load, config.engine)
         if config.warmup:
             await asyncio.to_thread(loaded.warm_up)
-        scheduler = Scheduler(loaded, max_queue=config.max_queue, metrics=metrics)
+        scheduler = Scheduler(loaded, max_queue=config.max_queue, max_backlog_seconds=config.max_backlog_seconds,
+                              metrics=metrics)
         scheduler.start()
         app.state.soprano = _State(config, loaded, scheduler, metrics)
         log.info("serving %s", app.state.soprano.model)
@@ -129,55 +135,16 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
     _install_error_handlers(app, metrics)
     _add_routes(app)
     # Starlette runs the last added middleware first: CORS answers preflights before the key check.
-    app.add_middleware(_Gate, api_key=config.api_key, metrics=metrics)
+    app.add_middleware(RequestGuard, routes=ROUTES, metrics=metrics, api_key=config.api_key,
+                       allowed_hosts=tuple(config.allowed_hosts), cors_origins=tuple(config.cors_origins),
+                       max_body_bytes=config.max_body_bytes)
     if config.cors_origins:
-        from fastapi.middleware.cors import CORSMiddleware
-
-        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
+        app.add_middleware(JSONCORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     return app
 
 
 # -- middleware and errors -----------------------------------------------------------------------
-
-
-class _Gate:
-    """Pure ASGI middleware: the API key check (constant time) and per-route request counts."""
-
-    def __init__(self, app, *, api_key: str | None, metrics: Metrics):
-        self.app = app
-        self.expected = f"Bearer {api_key}".encode() if api_key else None
-        self.metrics = metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        route = scope["path"] if scope["path"] in ROUTES else "other"
-        status = 500
-
-        async def counting_send(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            if self.expected is not None and scope["path"] != "/health" and not self._authorized(scope):
-                self.metrics.count_error("invalid_request_error")
-                body = protocol.error_body("missing or incorrect API key; send 'Authorization: Bearer <key>'",
-                                           "invalid_request_error", None, "invalid_api_key")
-                response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-                return await response(scope, receive, counting_send)
-            await self.app(scope, receive, counting_send)
-        finally:
-            self.metrics.count_request(route, status)
-
-    def _authorized(self, scope) -> bool:
-        supplied = b""
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                supplied = value
-        return hmac.compare_digest(supplied, self.expected)
 
 
 def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
@@ -198,6 +165,11 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         kind = "not_found_error" if error.status_code == 404 else "invalid_request_error"
         return render(APIError(error.status_code, str(error.detail), error_type=kind))
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception):
+        # Starlette logs the traceback; the client gets the usual shape, not "Internal Server Error".
+        return render(APIError(500, "the server failed to handle this request; see its log", error_type="server_error"))
+
 
 async def _json_object(request: Request, model):
     """Parse the body as JSON into `model`, or raise a 400 that names the problem."""
@@ -206,6 +178,8 @@ async def _json_object(request: Request, model):
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise APIError(400, f"the request body is not valid JSON: {error}", code="invalid_json") from None
+    except RecursionError:
+        raise APIError(400, "the request body is nested too deeply", code="invalid_json") from None
     if not isinstance(data, dict):
         raise APIError(400, "the request body must be a JSON object", code="invalid_json")
     try:
@@ -223,7 +197,7 @@ def _add_routes(app: FastAPI) -> None:
     @app.get("/health")
     async def health(request: Request):
         state: _State = request.app.state.soprano
-        return {"status": "ok", "model": state.model, "model_path": str(state.engine.model_dir),
+        return {"status": "ok", "model": state.model, "model_digest": model_digest(state.engine.model_dir),
                 "max_batch": state.engine.config.max_batch, "device": str(state.engine.device),
                 # What clients compare with the engine they were asked for (see client.engine_mismatch).
                 "backend": state.engine.backend, "dtype": state.engine.dtype,
@@ -285,25 +259,69 @@ def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
         raise APIError(400, "speed other than 1.0 is not supported yet", param="speed", code="unsupported_value")
     params = SamplingParams(temperature=body.temperature, top_p=body.top_p, repetition_penalty=body.repetition_penalty,
                             seed=body.seed, max_new_tokens=body.max_new_tokens).validated()
-    rate = body.sample_rate or (protocol.PCM_DEFAULT_RATE if fmt == "pcm" else None)
+    rate = body.sample_rate if body.sample_rate is not None else (protocol.PCM_DEFAULT_RATE if fmt == "pcm" else None)
     sentences = sentences_from_text(body.input, normalize=body.normalize)
     if not sentences:
         raise InputTextError("'input' has nothing to speak after normalization", param="input")
+    job = state.scheduler.submit(sentences, params)  # admission (429) before any encoder or ffmpeg starts
     sink = _ByteSink()
     try:
         encoder = open_encoder(fmt, sink, input_rate=state.engine.sample_rate, output_rate=rate)
-    except OutputError as error:
-        raise APIError(400, error.message, param="response_format", code="unsupported_format") from None
-    job = state.scheduler.submit(sentences, params)
+    except SopranoError as error:
+        state.scheduler.cancel(job)
+        param = error.param or "response_format"
+        raise APIError(400, error.message, param=param, code="unsupported_format" if param == "response_format"
+                       else "invalid_value") from None
     sse = body.stream_format == "sse"
     headers = {"X-Sample-Rate": str(encoder.sample_rate), "Cache-Control": "no-store"}
     media_type = "text/event-stream" if sse else MEDIA_TYPES[fmt]
-    chunks = _speech_chunks(state, job, encoder, sink, fmt, sse=sse, chars=len(body.input))
-    return StreamingResponse(chunks, media_type=media_type, headers=headers)
+    body_state = _Body(job, encoder)
+    chunks = _speech_chunks(state, body_state, sink, fmt, sse=sse, chars=len(body.input))
+    return _JobResponse(chunks, body_state, state.scheduler, media_type=media_type, headers=headers)
 
 
-async def _speech_chunks(state: _State, job, encoder, sink: "_ByteSink", fmt: str, *, sse: bool, chars: int):
+class _Body:
+    """A streamed response's job and encoder, and whether its body generator has started."""
+
+    def __init__(self, job, encoder=None):
+        self.job = job
+        self.encoder = encoder
+        self.started = False
+        self._codec_lock = threading.Lock()
+
+    def locked(self, call, *args):
+        """Run an encoder call alone: a write on a worker thread must end before the encoder is closed."""
+        with self._codec_lock:
+            return call(*args)
+
+
+class _JobResponse(StreamingResponse):
+    """A streamed body whose job and encoder are released however the response ends: a client that
+    leaves before the first byte never starts the body generator, whose own cleanup then never runs."""
+
+    def __init__(self, content, body: _Body, scheduler: Scheduler, **kwargs):
+        super().__init__(content, **kwargs)
+        self._body = body
+        self._scheduler = scheduler
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self._body.started:
+                # A body cut off at a `yield` (a disconnect) would run its cleanup only when the
+                # generator is collected: close it now, which cancels the job and the encoder.
+                await self.body_iterator.aclose()
+            else:
+                self._scheduler.cancel(self._body.job)
+                if self._body.encoder is not None:
+                    _close_quietly(self._body.encoder)
+
+
+async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str, *, sse: bool, chars: int):
     """The response body: encoded audio (or SSE events) as the scheduler hands over chunks."""
+    body.started = True
+    job, encoder = body.job, body.encoder
     started = time.perf_counter()
     ttfb = None
     samples = 0
@@ -325,7 +343,7 @@ async def _speech_chunks(state: _State, job, encoder, sink: "_ByteSink", fmt: st
             audio = output.chunk.audio
             samples += len(audio)
             if heavy:
-                await asyncio.to_thread(encoder.write, audio)
+                await asyncio.to_thread(body.locked, encoder.write, audio)
             else:
                 encoder.write(audio)
             data = sink.take()
@@ -333,7 +351,7 @@ async def _speech_chunks(state: _State, job, encoder, sink: "_ByteSink", fmt: st
                 ttfb = ttfb if ttfb is not None else time.perf_counter() - started
                 yield wrap(data)
         if heavy:
-            await asyncio.to_thread(encoder.close)
+            await asyncio.to_thread(body.locked, encoder.close)
         else:
             encoder.close()
         data = sink.take()
@@ -347,28 +365,36 @@ async def _speech_chunks(state: _State, job, encoder, sink: "_ByteSink", fmt: st
     finally:
         if not completed:
             state.scheduler.cancel(job)
-            _close_quietly(encoder)
+            body.locked(_close_quietly, encoder)  # after a write a cancelled await left running in its thread
         state.metrics.speech_finished(audio_seconds=samples / state.engine.sample_rate,
                                       wall_seconds=time.perf_counter() - started, ttfb=ttfb,
                                       cancelled=not completed)
 
 
 def _frames_response(state: _State, body: StreamRequest) -> StreamingResponse:
+    from soprano_cli.text.pipeline import speakable
+
     limit = state.config.max_input_chars
     for i, sentence in enumerate(body.sentences):
         if len(sentence) > limit:
             raise APIError(400, f"sentence {i + 1} is {len(sentence)} characters; the limit is {limit}",
                            param="sentences", code="string_above_max_length")
+        if not speakable(sentence):
+            raise APIError(400, f"sentence {i + 1} has nothing to speak", param="sentences", code="empty_input")
     params = SamplingParams(temperature=body.temperature, top_p=body.top_p,
                             repetition_penalty=body.repetition_penalty, seed=body.seed,
                             max_new_tokens=body.max_new_tokens, retries=body.retries).validated()
     job = state.scheduler.submit(body.sentences, params, start_index=body.start_index,
                                  chunk_frames=body.chunk_frames, whole=body.whole)
-    return StreamingResponse(_frame_chunks(state, job), media_type=protocol.MEDIA_TYPE_FRAMES)
+    body_state = _Body(job)
+    return _JobResponse(_frame_chunks(state, body_state), body_state, state.scheduler,
+                        media_type=protocol.MEDIA_TYPE_FRAMES)
 
 
-async def _frame_chunks(state: _State, job):
+async def _frame_chunks(state: _State, body: _Body):
     """The body of /v1/soprano/stream: exact float32 chunks, framed (see protocol.py)."""
+    body.started = True
+    job = body.job
     started = time.perf_counter()
     samples = 0
     completed = False
@@ -423,91 +449,3 @@ def _close_quietly(encoder) -> None:
         encoder.close()
     except (SopranoError, OSError, ValueError) as error:
         log.debug("closing an abandoned encoder: %s", error)
-
-
-# -- running: TCP and a Unix socket from one process ------------------------------------------
-
-
-def _tcp_socket(host: str, port: int) -> socket.socket:
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except socket.gaierror as error:
-        raise ServerError(f"cannot listen on {host}:{port}: {error.strerror}") from None
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-    except OSError as error:
-        sock.close()
-        raise ServerError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
-    sock.set_inheritable(True)
-    return sock
-
-
-def _unix_socket(path: Path) -> socket.socket:
-    """Bind `path` (directory 0700, socket 0600); a stale socket file is replaced, a live one is an error."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.parent.name == "soprano" or path.parent.name.startswith("soprano-"):
-        os.chmod(path.parent, 0o700)  # our own directory: keep it private even if it existed
-    if path.exists() or path.is_symlink():
-        if probe_socket(path, timeout=0.5):
-            raise ServerError(f"a soprano daemon is already listening on {path}")
-        path.unlink()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    previous = os.umask(0o177)  # created 0600: no moment when others could connect
-    try:
-        sock.bind(str(path))
-    except OSError as error:
-        sock.close()
-        raise ServerError(f"cannot listen on {path}: {error.strerror or error}") from None
-    finally:
-        os.umask(previous)
-    os.chmod(path, 0o600)
-    return sock
-
-
-def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 8000, socket_path: Path | None = None,
-          log_level: str = "info", access_log: bool = False) -> None:
-    """Load the model, listen on TCP (and the Unix socket), serve until SIGTERM/SIGINT, then drain and clean up."""
-    import uvicorn
-
-    tcp = _tcp_socket(host, port)  # fail fast on a busy port, before loading anything
-    engine = Engine.load(config.engine)
-    sockets = [tcp]
-    unix = None
-    try:
-        if socket_path is not None:
-            unix = _unix_socket(socket_path)
-            sockets.append(unix)
-        app = create_app(config, engine)
-        uv_config = uvicorn.Config(app, log_config=None, log_level=log_level, access_log=access_log,
-                                   lifespan="on", timeout_graceful_shutdown=None)
-        server = uvicorn.Server(uv_config)
-        bound = tcp.getsockname()
-        where = f"http://{_format_host(bound[0])}:{bound[1]}" + (f" and unix:{socket_path}" if unix else "")
-        log.info("listening on %s", where)
-        received: list[int] = []
-        # uvicorn re-raises the signal that stopped it once it is done; a recording handler makes
-        # that a no-op so the socket file is removed and the exit status stays 0.
-        previous = {sig: signal.signal(sig, lambda number, frame: received.append(number))
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            asyncio.run(server.serve(sockets=sockets))
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        if not server.started:
-            raise ServerError("the server could not start (see the messages above)")
-        log.info("stopped")
-    finally:
-        for sock in sockets:
-            sock.close()
-        if unix is not None and socket_path is not None:
-            try:
-                socket_path.unlink()
-            except FileNotFoundError:
-                pass
-
-
-def _format_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

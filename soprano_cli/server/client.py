@@ -7,6 +7,7 @@ so a file made through the daemon equals one made in-process. Imports neither to
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import logging
@@ -23,38 +24,15 @@ from urllib.parse import urlsplit
 from soprano_cli.engine.prefetch import Prefetch
 from soprano_cli.engine.results import AudioChunk, SentenceAudio
 from soprano_cli.errors import InvalidParameterError, ServerError
+from soprano_cli.server.local_socket import connect_unix, default_socket_path, private_dir_problem, probe_socket
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 32000
 DISABLED = ("none", "off", "no", "0", "false")
 STREAM_PATH = "/v1/soprano/stream"
-MAX_GROUP = 64  # sentences per request when a pipe delivers many at once
+MAX_GROUP = 64  # sentences per request when a pipe delivers many at once (protocol.MAX_STREAM_SENTENCES)
 MAX_CHUNK = 1024  # chunk_frames sent to the daemon: more than any sentence's frames
-
-
-def runtime_dir() -> Path:
-    """The daemon's private directory: $XDG_RUNTIME_DIR/soprano, else /tmp/soprano-<uid>."""
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    if base:
-        return Path(base) / "soprano"
-    return Path("/tmp") / f"soprano-{os.getuid()}"
-
-
-def default_socket_path() -> Path:
-    return runtime_dir() / "soprano.sock"
-
-
-def probe_socket(path: str | os.PathLike, timeout: float = 0.2) -> bool:
-    """True when a server on this Unix socket answers GET /health with 200 within `timeout`."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(os.fspath(path))
-            sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            return sock.recv(16).startswith(b"HTTP/1.1 200")
-    except OSError:
-        return False
 
 
 def normalize_url(value: str) -> str:
@@ -84,6 +62,10 @@ def find_daemon(server: str | None = None, *, timeout: float = 0.2) -> str | Non
         return normalize_url(value)
     path = default_socket_path()
     if not path.exists():
+        return None
+    problem = private_dir_problem(path.parent)
+    if problem is not None:
+        log.warning("ignoring the daemon socket %s: %s", path, problem)
         return None
     return f"unix:{path}" if probe_socket(path, timeout) else None
 
@@ -139,8 +121,13 @@ def _same_model(requested: str, health: dict) -> bool:
     if requested == health.get("model"):
         return True
     path = Path(requested).expanduser()
-    served = health.get("model_path")
-    return bool(served) and path.exists() and path.resolve() == Path(served).resolve()
+    served = health.get("model_digest")
+    return bool(served) and path.exists() and model_digest(path) == served
+
+
+def model_digest(folder: str | os.PathLike) -> str:
+    """What /health shows instead of the model's path: clients compare folders without the server revealing one."""
+    return hashlib.sha256(os.fsencode(Path(folder).expanduser().resolve())).hexdigest()[:16]
 
 
 @dataclass
@@ -157,10 +144,7 @@ class _UnixConnection(http.client.HTTPConnection):
         self._path = path
 
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
+        self.sock = connect_unix(self._path, self.timeout)  # refuses a daemon of another user
 
 
 _DEFAULTS = {"temperature": 0.0, "top_p": 0.95, "repetition_penalty": 1.2, "seed": None,

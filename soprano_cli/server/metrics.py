@@ -25,6 +25,7 @@ class Metrics:
         self.active_sequences = 0  # sentences in the LM batch
         self.steps = 0  # LM decode steps run
         self.frames = 0  # frames generated
+        self.buffered_seconds = 0.0  # audio generated for requests in the batch that their clients have not taken
 
     def count_request(self, route: str, status: int) -> None:
         with self._lock:
@@ -52,8 +53,10 @@ class Metrics:
             elif audio_seconds > 0:
                 self.last_rtf = wall_seconds / audio_seconds
 
-    def scheduler_state(self, *, queue_depth: int, active: int, steps: int = 0, frames: int = 0) -> None:
+    def scheduler_state(self, *, queue_depth: int, active: int, steps: int = 0, frames: int = 0,
+                        buffered_seconds: float = 0.0) -> None:
         with self._lock:
+            self.buffered_seconds = buffered_seconds
             self.queue_depth = queue_depth
             self.active_sequences = active
             self.steps += steps
@@ -91,6 +94,9 @@ class Metrics:
                    [("", self.queue_depth)])
             metric("soprano_active_sequences", "gauge", "Sentences in the running LM batch.",
                    [("", self.active_sequences)])
+            metric("soprano_buffered_audio_seconds", "gauge",
+                   "Audio generated for requests still in the batch that their clients have not read yet.",
+                   [("", round(self.buffered_seconds, 3))])
             metric("soprano_decode_steps_total", "counter", "LM decode steps.", [("", self.steps)])
             metric("soprano_frames_total", "counter", "Audio frames generated.", [("", self.frames)])
             metric("soprano_model_info", "gauge", "The loaded model.", [(f'{{model="{_escape(model)}"}}', 1)])

@@ -18,6 +18,10 @@ VOICES_ACCEPTED = "any"  # Soprano has one voice; every `voice` value selects it
 # Output rates: pcm is 24 kHz s16le as OpenAI clients assume; the others keep the model's 32 kHz.
 PCM_DEFAULT_RATE = 24000
 DEFAULT_RATE = 32000
+# /v1/soprano/stream: sentences per request (clients split more into several requests), and the
+# largest sentence index, which the frame header holds in 32 bits.
+MAX_STREAM_SENTENCES = 64
+MAX_SENTENCE_INDEX = 2**32 - 1
 
 
 class SpeechRequest(BaseModel):
@@ -47,8 +51,9 @@ class StreamRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sentences: list[str] = Field(min_length=1)
-    start_index: int = Field(default=0, ge=0)  # index of the first sentence in the caller's text (seeds sampling)
+    sentences: list[str] = Field(min_length=1, max_length=MAX_STREAM_SENTENCES)
+    # The index of the first sentence in the caller's text (seeds sampling).
+    start_index: int = Field(default=0, ge=0, le=MAX_SENTENCE_INDEX - MAX_STREAM_SENTENCES)
     temperature: float = 0.0
     top_p: float = 0.95
     repetition_penalty: float = 1.2

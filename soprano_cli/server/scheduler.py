@@ -93,7 +93,7 @@ class Job:
     _ids = itertools.count(1)
 
     def __init__(self, sentences: list[str], params: SamplingParams, *, start_index: int, chunk_frames: int | None,
-                 whole: bool, loop: asyncio.AbstractEventLoop):
+                 whole: bool, loop: asyncio.AbstractEventLoop, on_drained=None):
         self.id = next(self._ids)
         self.params = params
         self.whole = whole  # one chunk per sentence, decoded in one piece, with retries
@@ -105,11 +105,17 @@ class Job:
         self.cancelled = False
         self.finished = False
         self.samples = 0  # audio samples emitted
+        self.backlog = 0  # samples handed over that the response has not taken yet
+        self._backlog_lock = threading.Lock()
+        self._on_drained = on_drained  # wakes the worker: a throttled job may be fed again
         self._loop = loop
         self._queue: asyncio.Queue = asyncio.Queue()
 
     def _put(self, item) -> None:
         """From the worker thread: hand an Output, an exception or None (the end) to the request."""
+        if isinstance(item, Output):
+            with self._backlog_lock:
+                self.backlog += len(item.chunk.audio)
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:  # the loop is closed: nobody is listening any more
@@ -123,15 +129,22 @@ class Job:
                 return
             if isinstance(item, BaseException):
                 raise item
+            with self._backlog_lock:
+                self.backlog -= len(item.chunk.audio)
+            if self._on_drained is not None:
+                self._on_drained()
             yield item
 
 
 class Scheduler:
     """Owns the batch generator and its worker thread."""
 
-    def __init__(self, engine: Engine, *, max_queue: int = 64, metrics=None):
+    def __init__(self, engine: Engine, *, max_queue: int = 64, max_backlog_seconds: float = 60.0, metrics=None):
         self.engine = engine
         self.max_queue = max_queue  # requests allowed to wait for a place in the batch
+        # A request whose reader lags this much audio behind gets no new sentences into the batch
+        # until it catches up: a slow reader costs bounded memory, a real-time player still plays.
+        self.max_backlog = int(max_backlog_seconds * engine.sample_rate)
         self.metrics = metrics
         self._generator = engine.new_generator()
         self._cond = threading.Condition()
@@ -141,6 +154,7 @@ class Scheduler:
         self._stopping = False
         self._feed: deque[Job] = deque()  # jobs with sentences left to feed (worker only)
         self._live: dict[int, tuple[Job, _Sentence]] = {}  # id(sequence key) -> owner (worker only)
+        self._throttled = False  # some job in the feed waits for its reader (worker sets, responses read)
         self._thread: threading.Thread | None = None
 
     # -- called from the event loop -------------------------------------------------------------
@@ -153,7 +167,7 @@ class Scheduler:
                chunk_frames: int | None = None, whole: bool = False) -> Job:
         """Queue a request's sentences; raises QueueFullError when `max_queue` requests already wait."""
         job = Job(sentences, params, start_index=start_index, chunk_frames=chunk_frames, whole=whole,
-                  loop=asyncio.get_running_loop())
+                  loop=asyncio.get_running_loop(), on_drained=self._drained)
         with self._cond:
             if self._stopping:
                 raise QueueFullError("the server is shutting down")
@@ -185,13 +199,19 @@ class Scheduler:
     def queue_depth(self) -> int:
         return self._waiting
 
+    def _drained(self) -> None:
+        """A response took audio: wake the worker if some request is waiting for its reader."""
+        if self._throttled:
+            with self._cond:
+                self._cond.notify()
+
     # -- the worker thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
         torch.set_grad_enabled(False)
         while True:
             with self._cond:
-                while not (self._inbox or self._cancels or self._feed or self._stopping) and self._generator.idle:
+                while not (self._inbox or self._cancels or self._feedable() or self._stopping) and self._generator.idle:
                     self._cond.wait()
                 inbox, self._inbox = self._inbox, []
                 cancels, self._cancels = self._cancels, []
@@ -223,16 +243,32 @@ class Scheduler:
 
     def _report(self, steps: int = 0, frames: int = 0) -> None:
         if self.metrics is not None:
+            jobs = {id(job): job for job, _ in self._live.values()}
+            jobs.update((id(job), job) for job in self._feed)
+            buffered = sum(job.backlog for job in jobs.values()) / self.engine.sample_rate
             self.metrics.scheduler_state(queue_depth=self._waiting, active=len(self._generator.active),
+                                         buffered_seconds=buffered,
                                          steps=steps, frames=frames)
+
+    def _feedable(self) -> bool:
+        """Whether some request in the feed may send a sentence now (its reader is not too far behind)."""
+        throttled = [job.backlog > self.max_backlog for job in self._feed]
+        self._throttled = any(throttled)
+        return not all(throttled)
 
     def _fill(self) -> None:
         """Feed sentences round-robin across requests while the generator has free slots."""
         generator = self._generator
-        while self._feed and len(generator.waiting) + len(generator.active) < generator.max_batch:
+        passed = 0  # throttled jobs rotated past in a row: all of them means nothing to feed
+        while self._feed and passed < len(self._feed) and len(generator.waiting) + len(generator.active) < generator.max_batch:
             job = self._feed.popleft()
             if job.cancelled:
                 continue
+            if job.backlog > self.max_backlog:
+                self._feed.append(job)
+                passed += 1
+                continue
+            passed = 0
             sentence = job.sentences[job.next_feed]
             job.next_feed += 1
             self._add(job, sentence)

@@ -21,10 +21,10 @@ def sentences_from_lines(lines: Iterable[str], *, normalize: bool = True, lines_
         chunks = (line.strip() for line in lines)
     else:
         chunks = incremental_split(lines, min_seconds=min_seconds, max_seconds=max_seconds)
-    yield from (chunk for chunk in chunks if _speakable(chunk))
+    yield from (chunk for chunk in chunks if speakable(chunk))
 
 
-def _speakable(chunk: str) -> bool:
+def speakable(chunk: str) -> bool:
     """Whether the model gets a letter or digit to say: emoji-only or control-only text spoke an empty prompt."""
     from soprano_cli.text import model_text
 

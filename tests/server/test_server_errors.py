@@ -60,6 +60,7 @@ def test_malformed_json(server, content, param, code):
         ({"max_new_tokens": 0}, 400, "max_new_tokens"),
         ({"max_new_tokens": 513}, 400, "max_new_tokens"),
         ({"sample_rate": 1000}, 400, "sample_rate"),
+        ({"sample_rate": 0}, 400, "sample_rate"),  # not "the default"
         ({"response_format": "opus", "sample_rate": 32000}, 400, "sample_rate"),
         ({"normalize": "maybe"}, 400, "normalize"),
     ],
@@ -110,16 +111,23 @@ def test_error_metrics(server):
 KEY = {"Authorization": "Bearer sekrit"}
 
 
-@pytest.mark.parametrize("path", ["/", "/metrics", "/v1/models"])
-def test_every_route_but_health_needs_the_key(strict_server, path):
+@pytest.mark.parametrize("path", ["/metrics", "/v1/models"])
+def test_every_route_but_the_page_and_health_needs_the_key(strict_server, path):
     assert_error(httpx.get(strict_server.url + path), 401, None, "invalid_api_key")
     assert_error(httpx.get(strict_server.url + path, headers={"Authorization": "Bearer wrong"}), 401)
     assert_error(httpx.get(strict_server.url + path, headers={"Authorization": "sekrit"}), 401)
     assert httpx.get(strict_server.url + path, headers=KEY).status_code == 200
 
 
-def test_health_needs_no_key(strict_server):
+def test_health_and_the_web_page_need_no_key(strict_server):
     assert httpx.get(strict_server.url + "/health").status_code == 200
+    page = httpx.get(strict_server.url + "/")  # it asks for the key itself
+    assert page.status_code == 200 and "api_key" in page.text
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_the_auth_scheme_is_case_insensitive(strict_server, scheme):
+    assert httpx.get(strict_server.url + "/v1/models", headers={"Authorization": f"{scheme} sekrit"}).status_code == 200
 
 
 def test_speech_with_and_without_key(strict_server):
