@@ -262,6 +262,7 @@ def _add_routes(app: FastAPI) -> None:
 
 def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     from soprano_cli.audio.formats import MEDIA_TYPES, check_format, open_encoder
+    from soprano_cli.server.complete import CompleteFileResponse, FileSink
     from soprano_cli.text.pipeline import sentences_from_text
 
     state.check_model(body.model)
@@ -278,6 +279,9 @@ def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     if body.stream_format not in ("audio", "sse"):
         raise APIError(400, f"unknown stream_format '{body.stream_format}'; use 'audio' or 'sse'",
                        param="stream_format", code="invalid_value")
+    if body.stream_format == "sse" and not body.stream:
+        raise APIError(400, "stream_format 'sse' sends audio as it is made; for one complete file with "
+                            "stream: false, use stream_format 'audio'", param="stream", code="unsupported_value")
     if not 0.25 <= body.speed <= 4.0:
         raise APIError(400, f"speed must be between 0.25 and 4.0, got {body.speed}", param="speed",
                        code="invalid_value")
@@ -289,7 +293,7 @@ def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     sentences = sentences_from_text(body.input, normalize=body.normalize)
     if not sentences:
         raise InputTextError("'input' has nothing to speak after normalization", param="input")
-    sink = _ByteSink()
+    sink = _ByteSink() if body.stream else FileSink()  # a FileSink can seek: headers get their lengths
     try:
         encoder = open_encoder(fmt, sink, input_rate=state.engine.sample_rate, output_rate=rate)
     except OutputError as error:
@@ -299,6 +303,8 @@ def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     headers = {"X-Sample-Rate": str(encoder.sample_rate), "Cache-Control": "no-store"}
     media_type = "text/event-stream" if sse else MEDIA_TYPES[fmt]
     chunks = _speech_chunks(state, job, encoder, sink, fmt, sse=sse, chars=len(body.input))
+    if not body.stream:
+        return CompleteFileResponse(chunks, sink, media_type=media_type, headers=headers)
     return StreamingResponse(chunks, media_type=media_type, headers=headers)
 
 
