@@ -65,13 +65,18 @@ _soprano_serve() {
         '(-d --device)'{-d,--device}'[auto, cpu, cuda or mps]:device:(auto cpu cuda mps)' \
         '(-b --backend)'{-b,--backend}'[auto (= torch), torch, transformers or lmdeploy]:backend:(auto torch transformers lmdeploy)' \
         '(--dtype)--dtype[Weights: auto (fastest that holds quality), float32 (exact), bfloat16, or int8 (LM and...]:dtype:(auto float32 bfloat16 int8)' \
-        '(--api-key)--api-key[Require '\''Authorization: Bearer KEY'\'' on every route but /health]:api_key: ' \
+        '(--api-key-file)--api-key-file[Require '\''Authorization: Bearer KEY'\'' on every route but the web page and /health; the...]:file:_files' \
+        '(--api-key)--api-key[The key itself (other users can read it in `ps`: prefer --api-key-file)]:api_key: ' \
+        '*--allowed-host[A host name clients may use besides loopback names and IP addresses (repeatable...]:host: ' \
+        '*--cors-origin[Let web pages from this origin call the API (repeatable)]:origin: ' \
         '(--max-input-chars)--max-input-chars[Longest accepted input]:max_input_chars: ' \
         '(--max-queue)--max-queue[Requests that may wait for the batch before 429]:max_queue: ' \
+        '(--request-timeout)--request-timeout[Seconds a client may take to send a request'\''s headers (its body gets three times as long)]:request_timeout: ' \
+        '(--client-timeout)--client-timeout[Seconds a client may read nothing before it is dropped and its request cancelled]:client_timeout: ' \
+        '(--drain-timeout)--drain-timeout[On SIGTERM or Ctrl-C, seconds requests in flight may take before they are cancelled (a...]:drain_timeout: ' \
         '(--max-batch)--max-batch[Sentences generated at once by the LM \[default: 16 on CPU, 64 on CUDA\]]:max_batch: ' \
         '(-bs --decoder-batch-size)'{-bs,--decoder-batch-size}'[Sentences decoded to audio at once \[default: 1 on CPU, 16 on CUDA\]]:decoder_batch_size: ' \
         '(-c --cache-size)'{-c,--cache-size}'[KV cache budget in MB (lmdeploy)]:cache_size: ' \
-        '*--cors-origin[Allow browser requests from this origin (repeatable)]:cors_origin: ' \
         '(-q --quiet)'{-q,--quiet}'[Only warnings and errors on stderr]' \
         '(-v --verbose)'{-v,--verbose}'[Debug messages and an access log]' \
         '(- *)'{-h,--help}'[Show the help and exit]'

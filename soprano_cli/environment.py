@@ -52,6 +52,8 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
            "64", ("asgi",)),
     EnvVar("SOPRANO_CORS_ORIGINS", "Comma-separated origins allowed to make browser requests.",
            "none", ("asgi",)),
+    EnvVar("SOPRANO_ALLOWED_HOSTS", "Comma-separated Host names the server answers to besides loopback names "
+           "and IP addresses ('.example.com' allows its subdomains).", "none", ("asgi",)),
     EnvVar("SOPRANO_TRACE_PLAYBACK", "Any value: log when the first sample reaches the sound device "
            "(for latency benchmarks).", "unset", ("play",)),
     EnvVar("HF_HOME", "Root of the Hugging Face cache; models live in $HF_HOME/hub.",

@@ -689,13 +689,14 @@ HTTP_INTRO = [
 
 HTTP_ROUTES = [
     ("POST /v1/audio/speech", "Speech from text, as OpenAI defines it: a JSON body (fields below) in, audio out. "
-     "The audio streams as it is generated (chunked transfer); the X-Sample-Rate header gives its rate."),
+     "The audio streams as it is generated (chunked transfer), or comes as one complete file with "
+     "\"stream\": false; the X-Sample-Rate header gives its rate."),
     ("GET /v1/models", "The served model and the aliases it answers to, as OpenAI's model list."),
     ("GET /health", "Needs no key. `status`, `model`, `model_digest` (a hash of the model folder's path, which clients compare; the path itself is not shown), and the engine's settings, `device`, "
      "`backend`, `dtype`, `decoder_dtype` and `max_batch` (what `soprano synth` compares with the options it "
      "was given before it uses the daemon), plus `queue_depth` and `uptime_s`."),
     ("GET /metrics", "Counters and gauges in the Prometheus text format."),
-    ("GET /", "A web page to type text and hear it."),
+    ("GET /", "A web page to type text, hear it and download exactly what played."),
     ("POST /v1/soprano/stream", "For `soprano synth`: already-split sentences in, the engine's float32 chunks out "
      "in a framed binary stream (application/x-soprano-frames). Not a stable interface."),
 ]
@@ -707,6 +708,10 @@ SPEECH_FIELDS = {
     "response_format": "mp3 (the default), opus, aac, flac, wav or pcm. pcm is raw 16-bit little-endian samples.",
     "speed": "Only 1.0 (the default) is supported.",
     "stream_format": "audio (the default): the encoded audio as the body; sse: server-sent events (below).",
+    "stream": "true (the default): audio as it is generated, so the file's header cannot hold its length. "
+    "false: one complete file once the text is done, with Content-Length and its real length (WAV sizes, "
+    "FLAC total samples, MP3 Xing frame count and LAME delay and padding; Ogg and Opus have theirs either "
+    "way, ADTS aac has none). Not with stream_format sse (400).",
     "temperature": "Sampling temperature; 0 (the default) is greedy and deterministic.",
     "top_p": "Nucleus sampling mass (default 0.95).",
     "repetition_penalty": "Penalty on token ids already used (default 1.2).",

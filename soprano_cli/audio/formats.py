@@ -73,6 +73,10 @@ _FFMPEG = {
     "flac": ["-c:a", "flac", "-f", "flac"],
 }
 
+# ffmpeg muxers that write the length into the header last, which needs an output they can seek:
+# the mp3 Xing frame with its LAME tag (frame count, delay, padding) and flac's STREAMINFO total.
+_FFMPEG_SEEKS = ("mp3", "flac")
+
 # Opus only runs at these rates; 32 kHz input is resampled to 48 kHz unless asked otherwise.
 _OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 
@@ -370,27 +374,35 @@ class SoundFileEncoder(Encoder):
 
 
 class FfmpegEncoder(Encoder):
-    """Any format through an `ffmpeg` subprocess: f32le in on stdin, encoded bytes out on stdout."""
+    """Any format through an `ffmpeg` subprocess: f32le in on stdin, encoded bytes out on stdout.
 
-    def __init__(self, fmt, sink, *, input_rate, output_rate):
+    For a seekable sink, mp3 and flac go to a temporary file instead, where ffmpeg can go back
+    and write their lengths; it is copied into the sink on close.
+    """
+
+    def __init__(self, fmt, sink, *, input_rate, output_rate, seekable=False):
         super().__init__(fmt, sink, input_rate=input_rate, output_rate=output_rate)
         ffmpeg = shutil.which("ffmpeg")
         if ffmpeg is None:
             raise OutputError(f"{fmt} output needs ffmpeg, which is not on PATH; install it or use wav, flac, ogg or mp3")
+        self._file = tempfile.NamedTemporaryFile(suffix=f".{fmt}") if seekable and fmt in _FFMPEG_SEEKS else None
         command = [
-            ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin",
+            ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
             "-f", "f32le", "-ar", str(output_rate), "-ac", "1", "-i", "pipe:0",
-            *_FFMPEG[fmt], "-flush_packets", "1", "pipe:1",
+            *_FFMPEG[fmt], "-flush_packets", "1", self._file.name if self._file else "pipe:1",
         ]  # fmt: skip
         self._errors = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors, bufsize=0,
+            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL if self._file else subprocess.PIPE,
+            stderr=self._errors, bufsize=0,
             start_new_session=True,  # a terminal's Ctrl-C is ours to handle: ffmpeg must live to finish the file
         )
         self._pump_error: BaseException | None = None
         # The pump copies ffmpeg's output to the sink while we keep feeding its input.
-        self._pump = threading.Thread(target=self._copy_output, name=f"ffmpeg-{fmt}", daemon=True)
-        self._pump.start()
+        self._pump = None if self._file else threading.Thread(target=self._copy_output, name=f"ffmpeg-{fmt}",
+                                                               daemon=True)
+        if self._pump is not None:
+            self._pump.start()
 
     def _copy_output(self) -> None:
         try:
@@ -413,20 +425,31 @@ class FfmpegEncoder(Encoder):
         except BrokenPipeError:
             pass
         self._process.wait()
-        self._pump.join()
+        if self._pump is not None:
+            self._pump.join()
         if self._pump_error is not None:
             raise self._pump_error
         if self._process.returncode != 0:
+            self._release()
             self._errors.seek(0)
             lines = self._errors.read().decode(errors="replace").strip().splitlines()
             detail = lines[-1] if lines else f"exit status {self._process.returncode}"
             raise OutputError(f"ffmpeg could not encode {self.format}: {detail}")
         self._errors.close()
+        if self._file is not None:
+            with open(self._file.name, "rb") as encoded:
+                shutil.copyfileobj(encoded, self.sink)
+            self._release()
         _flush(self.sink)
 
     def _abandon(self, error: OSError) -> None:
         self._process.kill()
         self._process.wait()
+        self._release()
+
+    def _release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # deletes it
 
 
 def ffmpeg_formats() -> tuple[str, ...]:
@@ -486,7 +509,8 @@ def _new_encoder(fmt, sink, input_rate, output_rate, sample_format, seekable) ->
         return PcmEncoder(sink, input_rate=input_rate, output_rate=output_rate, sample_format=sample_format)
     if fmt in _LIBSNDFILE and _libsndfile_has(fmt):
         return SoundFileEncoder(fmt, sink, input_rate=input_rate, output_rate=output_rate, seekable=seekable)
-    return FfmpegEncoder(fmt, sink, input_rate=input_rate, output_rate=output_rate)
+    return FfmpegEncoder(fmt, sink, input_rate=input_rate, output_rate=output_rate,
+                         seekable=_is_seekable(sink) if seekable is None else seekable)
 
 
 def encode(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -26,6 +25,7 @@ def register(app: typer.Typer) -> None:
         help="Load the model once and serve OpenAI's /v1/audio/speech, a web page and a daemon for `soprano synth`.",
     )
     def serve_command(
+        ctx: typer.Context,
         host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default).")] = "127.0.0.1",
         port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
         socket_path: Annotated[Optional[Path], typer.Option(
@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
             help="Require 'Authorization: Bearer KEY' on every route but the web page and /health; the key is "
                  "this file's first line. $SOPRANO_API_KEY works too.")] = None,
         api_key: Annotated[Optional[str], typer.Option(
-            "--api-key", rich_help_panel=ACCESS_PANEL, show_default=False,
+            "--api-key", envvar="SOPRANO_API_KEY", rich_help_panel=ACCESS_PANEL, show_default=False,
             help="The key itself (other users can read it in `ps`: prefer --api-key-file).")] = None,
         allowed_host: Annotated[Optional[list[str]], typer.Option(
             "--allowed-host", metavar="HOST", rich_help_panel=ACCESS_PANEL, show_default=False,
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         opt.configure_logging(level=level, names=("soprano_cli", "uvicorn"))
         config = ServerConfig(
             engine=opt.engine_config(model, device, backend, dtype, max_batch, decoder_batch_size, cache_size),
-            api_key=_api_key(api_key, api_key_file),
+            api_key=_api_key(api_key, api_key_file, on_command_line=_source(ctx, "api_key") == "COMMANDLINE"),
             max_input_chars=max_input_chars,
             max_queue=max_queue,
             cors_origins=list(cors_origin or []),
@@ -94,28 +94,33 @@ def register(app: typer.Typer) -> None:
                      access_log=verbose)
 
 
-def _api_key(flag: str | None, path: Path | None) -> str | None:
-    """The key from --api-key-file, --api-key or $SOPRANO_API_KEY (one of them)."""
-    if flag is not None and path is not None:
-        raise typer.BadParameter("give the key once: --api-key-file or --api-key", param_hint="--api-key-file")
+def _api_key(key: str | None, path: Path | None, *, on_command_line: bool) -> str | None:
+    """The key from --api-key-file, $SOPRANO_API_KEY or --api-key."""
     if path is not None:
+        if on_command_line:
+            raise typer.BadParameter("give the key once: --api-key-file or --api-key", param_hint="--api-key-file")
         try:
-            key = path.read_text(encoding="utf-8").splitlines()[0].strip() if path.stat().st_size else ""
+            text = path.read_text(encoding="utf-8")
             mode = path.stat().st_mode
         except (OSError, UnicodeDecodeError) as error:
             raise typer.BadParameter(f"cannot read {path}: {getattr(error, 'strerror', None) or error}",
                                      param_hint="--api-key-file") from None
+        key = text.splitlines()[0].strip() if text.strip() else ""
         if not key:
             raise typer.BadParameter(f"{path} holds no key", param_hint="--api-key-file")
         if mode & 0o077:
             log.warning("%s can be read by other users; chmod 600 it", path)
         return key
-    if flag is not None:
-        if not flag.strip():
-            raise typer.BadParameter("the key is empty", param_hint="--api-key")
+    if key is not None and not key.strip():
+        raise typer.BadParameter("the key is empty", param_hint="--api-key")
+    if on_command_line:
         log.warning("other users can read --api-key in `ps`; pass the key with --api-key-file or SOPRANO_API_KEY")
-        return flag.strip()
-    return os.environ.get("SOPRANO_API_KEY", "").strip() or None
+    return key.strip() if key else None
+
+
+def _source(ctx: typer.Context, name: str) -> str | None:
+    # By name: newer typer vendors click, so its ParameterSource need not be click's.
+    return getattr(ctx.get_parameter_source(name), "name", None)
 
 
 def webui_main() -> None:

@@ -236,6 +236,7 @@ def _add_routes(app: FastAPI) -> None:
 
 def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     from soprano_cli.audio.formats import MEDIA_TYPES, check_format, open_encoder
+    from soprano_cli.server.complete import CompleteFileResponse, FileSink
     from soprano_cli.text.pipeline import sentences_from_text
 
     state.check_model(body.model)
@@ -252,6 +253,9 @@ def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     if body.stream_format not in ("audio", "sse"):
         raise APIError(400, f"unknown stream_format '{body.stream_format}'; use 'audio' or 'sse'",
                        param="stream_format", code="invalid_value")
+    if body.stream_format == "sse" and not body.stream:
+        raise APIError(400, "stream_format 'sse' sends audio as it is made; for one complete file with "
+                            "stream: false, use stream_format 'audio'", param="stream", code="unsupported_value")
     if not 0.25 <= body.speed <= 4.0:
         raise APIError(400, f"speed must be between 0.25 and 4.0, got {body.speed}", param="speed",
                        code="invalid_value")
@@ -264,7 +268,7 @@ def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     if not sentences:
         raise InputTextError("'input' has nothing to speak after normalization", param="input")
     job = state.scheduler.submit(sentences, params)  # admission (429) before any encoder or ffmpeg starts
-    sink = _ByteSink()
+    sink = _ByteSink() if body.stream else FileSink()  # a FileSink can seek: headers get their lengths
     try:
         encoder = open_encoder(fmt, sink, input_rate=state.engine.sample_rate, output_rate=rate)
     except SopranoError as error:
@@ -277,6 +281,9 @@ def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     media_type = "text/event-stream" if sse else MEDIA_TYPES[fmt]
     body_state = _Body(job, encoder)
     chunks = _speech_chunks(state, body_state, sink, fmt, sse=sse, chars=len(body.input))
+    if not body.stream:
+        return CompleteFileResponse(chunks, sink, media_type=media_type, headers=headers,
+                                    release=lambda: _release_unstarted(body_state, state.scheduler))
     return _JobResponse(chunks, body_state, state.scheduler, media_type=media_type, headers=headers)
 
 
@@ -312,10 +319,15 @@ class _JobResponse(StreamingResponse):
                 # A body cut off at a `yield` (a disconnect) would run its cleanup only when the
                 # generator is collected: close it now, which cancels the job and the encoder.
                 await self.body_iterator.aclose()
-            else:
-                self._scheduler.cancel(self._body.job)
-                if self._body.encoder is not None:
-                    _close_quietly(self._body.encoder)
+            _release_unstarted(self._body, self._scheduler)
+
+
+def _release_unstarted(body: _Body, scheduler: Scheduler) -> None:
+    """Cancel the job and close the encoder of a body whose generator never ran (its cleanup never will)."""
+    if not body.started:
+        scheduler.cancel(body.job)
+        if body.encoder is not None:
+            _close_quietly(body.encoder)
 
 
 async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str, *, sse: bool, chars: int):

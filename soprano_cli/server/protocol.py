@@ -37,6 +37,7 @@ class SpeechRequest(BaseModel):
     speed: float = 1.0
     stream_format: str = "audio"  # "audio" (chunked bytes) or "sse" (speech.audio.delta events)
     # Extensions.
+    stream: bool = True  # false: one complete file with its lengths and a Content-Length (as Kokoro-FastAPI)
     temperature: float = 0.0
     top_p: float = 0.95
     repetition_penalty: float = 1.2

@@ -292,6 +292,20 @@ def test_ffmpeg_fallback_encoder(fmt):
     assert (1.0 - SLACK_SECONDS[fmt]) * rate <= len(decoded) <= (1.0 + SLACK_SECONDS[fmt] + 0.06) * rate
 
 
+@needs_ffmpeg
+@pytest.mark.parametrize("fmt", ["mp3", "flac"])
+def test_ffmpeg_fallback_declares_the_length_when_it_can_seek(fmt):
+    """On a seekable sink ffmpeg writes the MP3 Xing/LAME frame and the FLAC total, as libsndfile does.
+
+    What broke: ffmpeg always wrote to a pipe, so its files lacked their length even where the sink
+    could take it (`stream: false` on a server whose libsndfile has no mp3).
+    """
+    audio = chirp(1.0)
+    sink = io.BytesIO()
+    _write_chunked(FfmpegEncoder(fmt, sink, input_rate=RATE, output_rate=RATE, seekable=True), audio)
+    assert soundfile.info(io.BytesIO(sink.getvalue())).frames == len(audio)
+
+
 def test_encoder_rejects_multichannel_and_writes_after_close():
     enc = open_encoder("wav", io.BytesIO())
     with pytest.raises(ValueError):
