@@ -112,6 +112,8 @@ def _title(match: re.Match) -> str:
 
 def expand_abbreviations(text: str) -> str:
     """Titles, Latin abbreviations and the like, read in full."""
+    # Mixed-case and digit-bearing forms ("PhD", "WWII", "401(k)"), before the numbers rules see them.
+    text = _SPECIAL.sub(lambda m: SPECIAL_WORDS[m.group(1)], text)
     if "/" in text:
         text = _WITH.sub(lambda m: "without " if m.group(1) else "with ", text)
     text = _VERSUS.sub("versus", text)
@@ -168,8 +170,8 @@ def expand_roman(text: str) -> str:
 
 _DOTTED_CAPS = re.compile(r"(?<![\w.])((?:[A-Za-z]\.){2,})(?!\w)")
 _INITIAL = re.compile(r"(?<![\w.])([A-Z])\.(\s+)(?=[A-Z])")
-_CAPS = re.compile(r"(?<![\w'’.-])([A-Z]{2,5})(s?)(?![\w'’.-]|\.\w)")
-_SPECIAL = re.compile(r"\b(" + "|".join(SPECIAL_WORDS) + r")\b")
+_CAPS = re.compile(r"(?<![\w'’.-])([A-Z]{2,5})(s?)(?![\w'’-]|\.\w)")
+_SPECIAL = re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in SPECIAL_WORDS) + r")(?!\w)")
 
 
 def _dotted_caps(match: re.Match) -> str:
@@ -200,7 +202,6 @@ def expand_acronyms(text: str) -> str:
     """Acronyms said letter by letter: 'FBI' -> 'F B I', 'U.S.' -> 'U S', 'AT&T' -> 'A T and T'."""
     if "&" in text:
         text = _AMPERSAND.sub(lambda m: " ".join(m.group(1)) + " and " + " ".join(m.group(2)), text)
-    text = _SPECIAL.sub(lambda m: SPECIAL_WORDS[m.group(1)], text)
     if "." in text:
         text = _DOTTED_CAPS.sub(_dotted_caps, text)
         text = _INITIAL.sub(_initial, text)
