@@ -10,7 +10,19 @@ from __future__ import annotations
 import re
 
 from soprano_cli.text import numbers as nw
-from soprano_cli.text.vocab import CURRENCIES, LENGTHS, MAGNITUDES, MONTH_NAMES, MONTHS, PER_UNITS, STARTERS, UNITS
+from soprano_cli.text.vocab import (
+    COMPASS,
+    CURRENCIES,
+    LENGTHS,
+    MAGNITUDES,
+    MONTH_NAMES,
+    MONTHS,
+    PER_UNITS,
+    STARTERS,
+    STREET_TYPES,
+    UNITS,
+    US_STATES,
+)
 
 # An integer with or without thousands separators, optionally with decimals.
 NUM = r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
@@ -123,7 +135,7 @@ def _code_after_cue(m: re.Match) -> str:
     return nw.digits(m.group(1)) if _CODE_CUE.search(before) else m.group(0)
 
 
-@_sub(r"(?<![\w.-])([A-Za-z]{1,4})(\d{3,})(?![\w.]|\.\d)")
+@_sub(r"(?<![\w.-])([A-Za-z]{2,4})(\d{3,})(?![\w.]|\.\d)")
 def _letters_then_digits(m: re.Match) -> str:
     # "ab9453", "SKU12345": an identifier, read as its letters then its digits one by one.
     letters, numerals = m.groups()
@@ -141,6 +153,41 @@ def pairs(text: str) -> str:
     if len(text) == 4 and not text.startswith("0"):
         return nw.year(int(text))
     return nw.number(text) if len(text) < 3 else nw.digits(text)
+
+
+# --- street addresses: "123 Main St., Apt 4B, Springfield, IL 62704" ---------------------------
+
+_STREET = "|".join(sorted(STREET_TYPES, key=len, reverse=True))
+_COMPASS = "|".join(sorted(COMPASS, key=len, reverse=True))
+
+
+@_sub(rf"(?<![\w.,$-])(?P<number>\d{{1,5}})\s+(?:(?P<compass>{_COMPASS})\.?\s+)?"
+      rf"(?P<name>(?:\d{{1,3}}(?:st|nd|rd|th)|[A-Z][a-z]+)(?:\s[A-Z][a-z]+){{0,2}})\s(?P<type>(?i:{_STREET}))\b(?P<dot>\.)?")
+def _street(m: re.Match) -> str:
+    # House numbers are said in pairs ("fourteen twenty eight Elm Street"), as people say them.
+    said = f"{pairs(m.group('number'))} "
+    if m.group("compass"):
+        said += COMPASS[m.group("compass")] + " "
+    kind = m.group("type")
+    said += f"{m.group('name')} {STREET_TYPES[kind.lower()]}"
+    if m.group("dot"):
+        # "St." may also close the sentence; a full word keeps its period as it was.
+        said += "." if kind.lower() in ("street", "avenue", "road", "drive", "lane", "court", "place") else _sentence_period(m.string, m.end())
+    return said
+
+
+@_sub(r"(?<=,\s)(?P<state>[A-Z]{2})(?P<sep>,?\s+)?(?P<zip>\d{5}(?:-\d{4})?)?(?=\s*$|[\s,.;)])", needs_digit=False)
+def _state(m: re.Match) -> str:
+    # ", CA 95051", ", NY": a state after a comma, with or without a ZIP code (read digit by digit).
+    state = m.group("state")
+    if state not in US_STATES or (not m.group("zip") and m.end() < len(m.string) and m.string[m.end()] == " "
+                                  and not m.string[m.end():].lstrip()[:1] in ",.;)"):
+        return m.group(0)
+    said = US_STATES[state]
+    if m.group("zip"):
+        said += "," if "," in (m.group("sep") or "") else ""
+        said += " " + ", ".join(nw.digits(part) for part in m.group("zip").split("-"))
+    return said
 
 
 @_sub(r"\b(Boeing|Airbus A|Airbus|Model|Flight|flight|Route|Highway|Interstate|I-)\s?(\d{3,4})\b")
@@ -443,6 +490,12 @@ def _measure(m: re.Match) -> str:
 # --- ordinals, decades, fractions, ranges, years ----------------------------------------------
 
 
+@_sub(r"(?<![\w/.,])\d+(?:/\d+){2,}(?![\w/]|\.\d)", needs="/")
+def _slashed(m: re.Match) -> str:
+    # "31/31/100", "123/261788/2021": not a date (read above), so a code; long parts digit by digit.
+    return " slash ".join(nw.number(p) if len(p) <= 4 else nw.digits(p) for p in m.group(0).split("/"))
+
+
 @_sub(r"(?<![\w/.,])(\d+)/(\d+)(?i:st|nd|rd|th)\b", needs="/")
 def _ordinal_fraction(m: re.Match) -> str:
     # "1/4th", "1/3RD": the suffix only repeats the denominator's reading.
@@ -622,7 +675,10 @@ def _version(m: re.Match) -> str:
 
 @_sub(rf"{_START}({NUM})(M|MM|mn|bn|B)(?!\w)", needs="MmB")
 def _magnitude(m: re.Match) -> str:
-    # "1.5M users", "2bn": million and billion; "K" stays a letter ("a 5K run").
+    # "1.5M users", "2bn": million and billion; "K" stays a letter ("a 5K run"), and so does
+    # "B" after a whole number ("Apt 4B").
+    if m.group(2) == "B" and "." not in m.group(1):
+        return m.group(0)
     return f"{amount(m.group(1))} {MAGNITUDES[m.group(2)]}"
 
 

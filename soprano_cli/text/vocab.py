@@ -251,3 +251,27 @@ STARTERS = set(
     Everyone Everybody Someone Nothing Everything Because Unless Until During From Over
     Under Back Although Though""".split()
 )
+
+# Street types as written in addresses, any case -> said.
+STREET_TYPES = {
+    "st": "Street", "street": "Street", "ave": "Avenue", "avenue": "Avenue", "rd": "Road", "road": "Road",
+    "blvd": "Boulevard", "boulevard": "Boulevard", "dr": "Drive", "drive": "Drive", "ln": "Lane", "lane": "Lane",
+    "ct": "Court", "court": "Court", "pl": "Place", "place": "Place", "hwy": "Highway", "highway": "Highway",
+    "expy": "Expressway", "expressway": "Expressway", "pkwy": "Parkway", "parkway": "Parkway", "way": "Way",
+    "ter": "Terrace", "terrace": "Terrace", "cir": "Circle", "circle": "Circle", "sq": "Square", "square": "Square",
+    "fwy": "Freeway", "trl": "Trail", "aly": "Alley", "plz": "Plaza",
+}
+COMPASS = {"N": "North", "S": "South", "E": "East", "W": "West", "NE": "Northeast", "NW": "Northwest",
+           "SE": "Southeast", "SW": "Southwest"}
+US_STATES = {
+    "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California", "CO": "Colorado",
+    "CT": "Connecticut", "DE": "Delaware", "FL": "Florida", "GA": "Georgia", "HI": "Hawaii", "ID": "Idaho",
+    "IL": "Illinois", "IN": "Indiana", "IA": "Iowa", "KS": "Kansas", "KY": "Kentucky", "LA": "Louisiana",
+    "ME": "Maine", "MD": "Maryland", "MA": "Massachusetts", "MI": "Michigan", "MN": "Minnesota",
+    "MS": "Mississippi", "MO": "Missouri", "MT": "Montana", "NE": "Nebraska", "NV": "Nevada",
+    "NH": "New Hampshire", "NJ": "New Jersey", "NM": "New Mexico", "NY": "New York", "NC": "North Carolina",
+    "ND": "North Dakota", "OH": "Ohio", "OK": "Oklahoma", "OR": "Oregon", "PA": "Pennsylvania",
+    "RI": "Rhode Island", "SC": "South Carolina", "SD": "South Dakota", "TN": "Tennessee", "TX": "Texas",
+    "UT": "Utah", "VT": "Vermont", "VA": "Virginia", "WA": "Washington", "WV": "West Virginia",
+    "WI": "Wisconsin", "WY": "Wyoming", "DC": "D C",
+}

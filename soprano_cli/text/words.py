@@ -41,7 +41,7 @@ def _keep_period(text: str, end: int) -> str:
 # --- web addresses --------------------------------------------------------------------------
 
 _SEPARATORS = {".": "dot", "/": "slash", "-": "dash", "_": "underscore", ":": "colon",
-               "?": "question mark", "=": "equals", "&": "and", "#": "hash", "@": "at",
+               "?": "question mark", "=": "equals", "&": "ampersand", "#": "hash", "@": "at",
                "~": "tilde", "+": "plus", "%": "percent"}
 
 
@@ -49,7 +49,10 @@ def _spell_address(text: str) -> str:
     words = []
     for part in re.findall(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]", text):
         if part.isdigit():
-            words.append(nw.number(part) if len(part) <= 4 else nw.digits(part))
+            # In an address a number is a label, read digit by digit, unless it is one digit
+            # or round ("rtx-6000" is six thousand).
+            round_number = len(part) >= 3 and part.endswith("00") and not part.startswith("0")
+            words.append(nw.number(part) if len(part) == 1 or round_number else nw.digits(part))
         elif part in _SEPARATORS:
             words.append(_SEPARATORS[part])
         elif part.isalpha():
@@ -58,9 +61,13 @@ def _spell_address(text: str) -> str:
 
 
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
+_FILE_URL = re.compile(r"\bfile:///?[^\s<>\"']+", re.IGNORECASE)
+# "intro.html", "test.abc": lower-case words joined by a period with no space are a file or
+# host name, not two sentences.
+_FILE_NAME = re.compile(r"(?<![\w@./-])[a-z][a-z\d_-]*(?:\.[a-z\d_-]+)*\.[a-z]{2,4}(?![\w@]|\.\w)")
 # Bounded parts (RFC 5321: a local part of 64, labels of 63 characters): unbounded, every start
 # inside a long run of address characters scanned to its end, quadratic in the run.
-_EMAIL = re.compile(r"\b[\w.+-]{1,64}@[A-Za-z\d-]{1,63}(?:\.[A-Za-z\d-]{1,63}){1,8}\b")
+_EMAIL = re.compile(r"(?<![\w.+&-])[\w.+&-]{1,64}@[A-Za-z\d-]{1,63}(?:\.[A-Za-z\d-]{1,63}){1,8}\b(?:/[\w./-]{0,200}\w)?")
 _TLD = "|".join(sorted(TLDS, key=len, reverse=True))
 # No start after '-': from each label of 'a-a-a-…' the pattern scanned to the end of the run.
 _DOMAIN = re.compile(rf"(?<![\w@.-])[A-Za-z\d][A-Za-z\d-]*(?:\.[A-Za-z\d-]+)*\.(?:{_TLD})(?:/[^\s<>\"']*)?(?![\w@])")
@@ -72,8 +79,8 @@ def _split_tail(url: str) -> tuple[str, str]:
     return bare, url[len(bare):]
 
 
-def _url(match: re.Match) -> str:
-    url = match.group(0)
+def _url(match: re.Match, url: str | None = None) -> str:
+    url = match.group(0) if url is None else url
     url, tail = _split_tail(url)
     url = re.sub(r"^https?://", "", url, flags=re.IGNORECASE).rstrip("/")
     return _spell_address(url) + tail
@@ -84,8 +91,11 @@ def expand_addresses(text: str) -> str:
     if "@" in text:
         text = _EMAIL.sub(lambda m: _spell_address(m.group(0)), text)
     if "." in text:
+        if "file:" in text:
+            text = _FILE_URL.sub(lambda m: "file colon slash slash " + _url(m, m.group(0).split("//", 1)[1]), text)
         text = _URL.sub(_url, text)
         text = _DOMAIN.sub(_url, text)
+        text = _FILE_NAME.sub(_url, text)
     return text
 
 
@@ -130,7 +140,7 @@ def expand_abbreviations(text: str) -> str:
 
 _ROMAN_VALID = re.compile(r"M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})")
 _ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
-_ROMAN = re.compile(r"\b([A-Z][a-z]+)(\s+)([IVXLCDM]+)\b(?!['’.]\w)(?=(\s+[a-z])?)")
+_ROMAN = re.compile(r"\b([A-Z][a-z]+|[A-Z]{2,})(\s+)([IVXLCDM]+)\b(?!['’.]\w)(?=(\s+[a-z])?)")
 _NOT_NAMES = {"The", "A", "An", "And", "Or", "But", "In", "On", "At", "To", "Of", "For", "With",
               "By", "From", "As", "Is", "Was", "Are", "If", "So", "Then", "When", "That", "This",
               "Not", "No", "Yes", "Do", "Did", "Have", "Has", "Where", "What", "Who", "Why", "How"}
@@ -150,6 +160,8 @@ def roman_value(text: str) -> int:
 def _roman(match: re.Match) -> str:
     word, space, numeral, lowercase_next = match.groups()
     value = roman_value(numeral)
+    if word.isupper():  # "PART XL": only a cue word in capitals makes a number
+        return f"{word}{space}{nw.cardinal(value)}" if value and word.capitalize() in ROMAN_CUES else match.group(0)
     if not value or word in _NOT_NAMES:
         return match.group(0)
     if word in REGNAL_NAMES and set(numeral) <= set("IVX") and not (numeral == "I" and lowercase_next):

@@ -154,6 +154,13 @@ MATH = [
     ("10x faster", "ten times faster"), ("m²", "m squared"), ("±5", "plus or minus five"), ("π ≈ 3.14", "π is approximately three point one four"),
 ]
 WEB = [
+    # Issue 18: numbers in addresses are labels; file names; the path after an e-mail address.
+    ("asdf123@abc.com", "asdf one two three at abc dot com"), ("See intro.html now.", "See intro dot html now."),
+    ("sdf@gmail.com/123-sm", "sdf at gmail dot com slash one two three dash sm"),
+    ("file:///photos/image.jpg", "file colon slash slash slash photos slash image dot jpg"),
+    ("http://www.nvidia.com/rtx-6000", "W W W dot nvidia dot com slash rtx dash six thousand"),
+    ("test$", "test dollar"), ("dfsd#sfgsfd$", "dfsd hash sfgsfd dollar"), ("31/31/100", "thirty one slash thirty one slash one hundred"),
+
     ("google.com", "google dot com"), ("Visit example.org today", "Visit example dot org today"),
     ("https://www.example.com", "W W W dot example dot com"), ("http://example.com/about", "example dot com slash about"),
     ("john.doe@gmail.com", "john dot doe at gmail dot com"), ("Email me at jane@example.co.uk.", "Email me at jane at example dot co dot uk."),
@@ -161,6 +168,13 @@ WEB = [
     ("support@acme.com", "support at acme dot com"), ("www.bbc.co.uk", "W W W dot bbc dot co dot uk"),
 ]
 ABBREVIATIONS = [
+    # Issue 18: street addresses, states and ZIP codes.
+    ("123 Main St., Apt 4B, Springfield, IL 62704", "one twenty three Main Street, Apt four B, Springfield, Illinois six two seven zero four"),
+    ("Nancy lived at 1428 Elm St. It was a strange place.", "Nancy lived at fourteen twenty eight Elm Street. It was a strange place."),
+    ("1211 E Arques Ave", "twelve eleven East Arques Avenue"), ("708 N 1st St, San City", "seven oh eight North first Street, San City"),
+    ("2 San Tomas hwy, Santa, FL, 95051", "two San Tomas Highway, Santa, Florida, nine five zero five one"),
+    ("Portland, OR is nice", "Portland, OR is nice"), ("PART XL", "PART forty"),
+
     ("Dr. Smith", "Doctor Smith"), ("Mr. Jones", "Mister Jones"), ("Mrs. Brown", "Missus Brown"), ("Ms. Lee", "Miz Lee"),
     ("St. Louis", "Saint Louis"), ("Baker St.", "Baker Street."), ("Elm Dr. is closed.", "Elm Drive is closed."),
     ("apples, pears, etc.", "apples, pears, et cetera."), ("cats vs. dogs", "cats versus dogs"), ("cats vs dogs", "cats versus dogs"),
