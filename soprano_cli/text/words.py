@@ -28,6 +28,7 @@ _ONLY_SPACE = re.compile(r"\s*\Z")
 _NEXT_WORD = re.compile(r"\s+[\"'(\[]*([A-Z][a-z]*)")
 _FOLLOWING = re.compile(r"[\"']?([A-Z][a-z]*)")
 _CAPITALIZED = re.compile(r"[A-Z][a-z]*")
+_NAMED = re.compile(r"\b[A-Z0-9][\w'-]*\s+$")  # a name (or house number) just before
 
 
 def _keep_period(text: str, end: int) -> str:
@@ -113,8 +114,9 @@ _WITH = re.compile(r"(?<![\w/])w/(o\b)?\s?(?=\w)")
 def _title(match: re.Match) -> str:
     name, period, space = match.groups()
     following = _FOLLOWING.match(match.string, match.end())
-    if period and following and following.group(1) in STARTERS and name in AFTER_NAME:
-        return match.group(0)  # "Baker St. The ..." is a street, handled below
+    if period and following and following.group(1) in STARTERS and name in AFTER_NAME and _NAMED.search(
+            match.string, max(0, match.start() - 40), match.start()):
+        return match.group(0)  # "Baker St. The ..." is a street, handled below; "met Dr. Who" is a doctor
     if not period and name not in ("Mr", "Mrs", "Ms", "Dr", "Prof", "St", "Mt", "Messrs", "Mme"):
         return match.group(0)
     return TITLES[name] + space

@@ -168,6 +168,8 @@ WEB = [
     ("support@acme.com", "support at acme dot com"), ("www.bbc.co.uk", "W W W dot bbc dot co dot uk"),
 ]
 ABBREVIATIONS = [
+    ("I met Dr. Who. He was nice.", "I met Doctor Who. He was nice."), ("Dr. Who is back.", "Doctor Who is back."),
+
     # Issue 18: street addresses, states and ZIP codes.
     ("123 Main St., Apt 4B, Springfield, IL 62704", "one twenty three Main Street, Apt four B, Springfield, Illinois six two seven zero four"),
     ("Nancy lived at 1428 Elm St. It was a strange place.", "Nancy lived at fourteen twenty eight Elm Street. It was a strange place."),
