@@ -87,15 +87,20 @@ _SYMBOLS = {
     "−": " minus ", "^": " ", "<": " ", ">": " ", "{": "(", "}": ")", "[": "(", "]": ")",
 }
 _SYMBOL = re.compile("|".join(re.escape(s) for s in _SYMBOLS))
-_HASHTAG = re.compile(r"#(?=\w)")
+_HASHTAG = re.compile(r"(?<!\w)#(?=\w)")
+_SLASH = re.compile(r"(?<=[A-Za-z])(?:(?<![A-Za-z][A-Za-z])/(?=([A-Za-z])(?![A-Za-z]))|/(?=(or\b)|[A-Za-z]))")
 
 
 def expand_symbols(text: str) -> str:
     """Symbols left after the specific rules: '&' -> 'and', '#tag' -> 'hashtag tag'."""
     if "#" in text:
-        text = _HASHTAG.sub("hashtag ", text).replace("#", " ")
+        # "#tag" opens a hashtag; a "#" inside or after a word is just the sign.
+        text = _HASHTAG.sub("hashtag ", text).replace("#", " hash ")
+    if "$" in text:
+        text = text.replace("$", " dollar ")  # no amount follows, or the money rules took it
     if "/" in text:
-        text = re.sub(r"(?<=[A-Za-z])/(?=(or\b)|[A-Za-z])", lambda m: " " if m.group(1) else " or ", text)
+        # "and/or" -> "and or", "I/O" -> "I O" (letters), "his/her" -> "his or her".
+        text = _SLASH.sub(lambda m: " " if m.group(1) or m.group(2) else " or ", text)
     return _SYMBOL.sub(lambda m: _SYMBOLS[m.group(0)], text)
 
 

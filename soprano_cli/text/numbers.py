@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 _ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen "
     "fourteen fifteen sixteen seventeen eighteen nineteen"
 ).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-# Short scale, as American and modern British English read it.
-_SCALES = (
-    "",
-    "thousand",
-    "million",
-    "billion",
-    "trillion",
-    "quadrillion",
-    "quintillion",
-    "sextillion",
-    "septillion",
-    "octillion",
-    "nonillion",
-    "decillion",
-)
 _ORDINAL_WORDS = {
     "one": "first",
     "two": "second",
@@ -31,46 +17,30 @@ _ORDINAL_WORDS = {
     "nine": "ninth",
     "twelve": "twelfth",
 }
-# Digits in the largest number said with scale words (999 decillion).
-_MAX_NAMED_DIGITS = 3 * len(_SCALES)
+# Digits in the largest number said with scale words (999 decillion, num2words' last scale).
+_MAX_NAMED_DIGITS = 36
 _DIGIT_WORDS = dict(zip("0123456789", _ONES[:10]))
 
 
-def _below_thousand(n: int) -> list[str]:
-    words: list[str] = []
-    hundreds, rest = divmod(n, 100)
-    if hundreds:
-        words += [_ONES[hundreds], "hundred"]
-    if rest >= 20:
-        tens, ones = divmod(rest, 10)
-        words.append(_TENS[tens])
-        if ones:
-            words.append(_ONES[ones])
-    elif rest or not words:
-        words.append(_ONES[rest])
-    return words
+@lru_cache(maxsize=4096)
+def _spell(n: int, to: str) -> str:
+    """num2words says the number; we keep our style: no commas, no hyphens, no 'and'."""
+    # Imported on first use: num2words loads every language it has (tens of milliseconds),
+    # which text without numbers, and `soprano --help`, never pay.
+    from num2words import num2words
+
+    said = num2words(n, lang="en", to=to).replace(",", "").replace("-", " ")
+    return " ".join(word for word in said.split() if word != "and")
 
 
 def cardinal(n: int) -> str:
     """1234 -> 'one thousand two hundred thirty four' (no 'and', no hyphens)."""
     if n < 0:
         return "minus " + cardinal(-n)
-    if n >= 1000 ** len(_SCALES):
+    if len(str(n)) > _MAX_NAMED_DIGITS:
         # Past the named scales nobody says the number: read it digit by digit.
         return digits(str(n))
-    if n < 1000:
-        return " ".join(_below_thousand(n))
-    words: list[str] = []
-    scale = 0
-    groups: list[list[str]] = []
-    while n:
-        n, group = divmod(n, 1000)
-        if group:
-            groups.append(_below_thousand(group) + ([_SCALES[scale]] if scale else []))
-        scale += 1
-    for group in reversed(groups):
-        words += group
-    return " ".join(words)
+    return _spell(n, "cardinal")
 
 
 def ordinal_words(words: str) -> str:
@@ -87,7 +57,9 @@ def ordinal_words(words: str) -> str:
 
 def ordinal(n: int) -> str:
     """22 -> 'twenty second'."""
-    return ordinal_words(cardinal(n))
+    if n < 0 or len(str(n)) > _MAX_NAMED_DIGITS:
+        return ordinal_words(cardinal(n))
+    return _spell(n, "ordinal")
 
 
 def digits(text: str, zero: str = "zero") -> str:
@@ -125,14 +97,7 @@ def year(n: int) -> str:
     """1999 -> 'nineteen ninety nine', 2005 -> 'two thousand five', 1900 -> 'nineteen hundred'."""
     if n < 1000 or n > 9999:
         return cardinal(n)
-    high, low = divmod(n, 100)
-    if 2000 <= n <= 2009 or n % 1000 == 0:
-        return cardinal(n)
-    if low == 0:
-        return f"{cardinal(high)} hundred"
-    if low < 10:
-        return f"{cardinal(high)} oh {_ONES[low]}"
-    return f"{cardinal(high)} {cardinal(low)}"
+    return _spell(n, "year")
 
 
 def plural_words(words: str) -> str:

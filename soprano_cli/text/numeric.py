@@ -10,7 +10,19 @@ from __future__ import annotations
 import re
 
 from soprano_cli.text import numbers as nw
-from soprano_cli.text.vocab import CURRENCIES, MAGNITUDES, MONTH_NAMES, MONTHS, PER_UNITS, STARTERS, UNITS
+from soprano_cli.text.vocab import (
+    COMPASS,
+    CURRENCIES,
+    LENGTHS,
+    MAGNITUDES,
+    MONTH_NAMES,
+    MONTHS,
+    PER_UNITS,
+    STARTERS,
+    STREET_TYPES,
+    UNITS,
+    US_STATES,
+)
 
 # An integer with or without thousands separators, optionally with decimals.
 NUM = r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
@@ -39,8 +51,33 @@ def _sub(pattern: str, needs_digit: bool = True, needs: str = ""):
 
 
 _RULES: list = []
-_MONTH_RE = "|".join(sorted((m.capitalize() for m in MONTHS), key=len, reverse=True))
-_AMPM = r"(?P<ampm>[ap]\.m\.|[ap]m\b|[AP]\.M\.|[AP]M\b)"
+# Month names in any case ("july", "JAN."): a date is a date however it is typed. Lowercase
+# "may" is a verb too, so it counts as a month only next to a day or a year, as in every rule below.
+_MONTH_RE = "(?i:" + "|".join(sorted(MONTHS, key=len, reverse=True)) + ")"
+_AMPM = r"(?P<ampm>[ap]\.m\.|[ap]\.m\b|[ap]m\b|[AP]\.M\.|[AP]\.M\b|[AP]M\b)"
+# A time zone after a time: "EST", "e.s.t", "GMT".
+_ZONE = r"(?:\s?(?P<zone>(?i:[ECMP][SD]T|UTC|GMT|[ecmp]\.[sd]\.t\.?))(?![\w.]))?"
+
+
+def _month(text: str) -> int:
+    return MONTHS[text.lower().rstrip(".")]
+
+
+@_sub(r"~\s?(?=[$€£¥₹]?\d)", needs="~")
+def _about(m: re.Match) -> str:
+    return "about "
+
+
+# --- ranges written with marked ends: "9am-5pm", "$250-$300", "2%-10%", "1960s-80s" ---------
+
+_MARKED = (r"(?:[$€£¥₹]\s?\d[\d,.]*(?:\s?(?:[kKmMbB]|bn|mn)\b)?|\d{1,2}(?::\d{2})?\s?(?:[ap]\.?m\b\.?|[AP]\.?M\b\.?)"
+           r"|\d{1,2}:\d{2}|\d[\d,.]*\s?%|'?\d{2,4}'?s)")
+
+
+@_sub(rf"(?<![\w.,-])({_MARKED})\s?[-–]\s?({_MARKED})(?![\w-])", needs="-–")
+def _marked_range(m: re.Match) -> str:
+    # Each end is left to its own rule below; only the dash becomes "to".
+    return f"{m.group(1)} to {m.group(2)}"
 
 
 _ONLY_SPACE = re.compile(r"\s*\Z")
@@ -82,6 +119,83 @@ def _phone_local(m: re.Match) -> str:
     return _phone_groups(*m.groups())
 
 
+# --- codes: digits read one by one ----------------------------------------------------------
+
+# Words after which a number is a code, not a quantity: "card ending in 8876", "PIN 1234".
+_CODE_CUE = re.compile(
+    r"(?i:\b(?:ending in|ends in|ending with|pin|otp|code|passcode|zip|zip code|postcode|account|acct|"
+    r"serial|serial number|tracking number|extension|ext\.?|badge|ticket number|order number))"
+    r"(?:\s+(?:is|was|number|no\.?))?\s*#?:?\s*$"
+)
+
+
+@_sub(r"(?<![\w.,$€£¥₹-])(\d{3,})(?![\w,]|\.\d)")
+def _code_after_cue(m: re.Match) -> str:
+    before = m.string[max(0, m.start() - 24) : m.start()]
+    return nw.digits(m.group(1)) if _CODE_CUE.search(before) else m.group(0)
+
+
+@_sub(r"(?<![\w.-])([A-Za-z]{2,4})(\d{3,})(?![\w.]|\.\d)")
+def _letters_then_digits(m: re.Match) -> str:
+    # "ab9453", "SKU12345": an identifier, read as its letters then its digits one by one.
+    letters, numerals = m.groups()
+    if letters.isupper() and len(letters) > 1 or letters.islower():
+        return f"{letters} {nw.digits(numerals)}"
+    return m.group(0)
+
+
+def pairs(text: str) -> str:
+    """'737' -> 'seven thirty seven', '1428' -> 'fourteen twenty eight', '708' -> 'seven oh eight'."""
+    if len(text) == 3:
+        head, tail = text[0], text[1:]
+        said = "hundred" if tail == "00" else ("oh " + nw.digits(tail[1]) if tail[0] == "0" else nw.cardinal(int(tail)))
+        return f"{nw.digits(head)} {said}"
+    if len(text) == 4 and not text.startswith("0"):
+        return nw.year(int(text))
+    return nw.number(text) if len(text) < 3 else nw.digits(text)
+
+
+# --- street addresses: "123 Main St., Apt 4B, Springfield, IL 62704" ---------------------------
+
+_STREET = "|".join(sorted(STREET_TYPES, key=len, reverse=True))
+_COMPASS = "|".join(sorted(COMPASS, key=len, reverse=True))
+
+
+@_sub(rf"(?<![\w.,$-])(?P<number>\d{{1,5}})\s+(?:(?P<compass>{_COMPASS})\.?\s+)?"
+      rf"(?P<name>(?:\d{{1,3}}(?:st|nd|rd|th)|[A-Z][a-z]+)(?:\s[A-Z][a-z]+){{0,2}})\s(?P<type>(?i:{_STREET}))\b(?P<dot>\.)?")
+def _street(m: re.Match) -> str:
+    # House numbers are said in pairs ("fourteen twenty eight Elm Street"), as people say them.
+    said = f"{pairs(m.group('number'))} "
+    if m.group("compass"):
+        said += COMPASS[m.group("compass")] + " "
+    kind = m.group("type")
+    said += f"{m.group('name')} {STREET_TYPES[kind.lower()]}"
+    if m.group("dot"):
+        # "St." may also close the sentence; a full word keeps its period as it was.
+        said += "." if kind.lower() in ("street", "avenue", "road", "drive", "lane", "court", "place") else _sentence_period(m.string, m.end())
+    return said
+
+
+@_sub(r"(?<=,\s)(?P<state>[A-Z]{2})(?P<sep>,?\s+)?(?P<zip>\d{5}(?:-\d{4})?)?(?=\s*$|[\s,.;)])", needs_digit=False)
+def _state(m: re.Match) -> str:
+    # ", CA 95051", ", NY": a state after a comma, with or without a ZIP code (read digit by digit).
+    state = m.group("state")
+    if state not in US_STATES or (not m.group("zip") and m.end() < len(m.string) and m.string[m.end()] == " "
+                                  and not m.string[m.end():].lstrip()[:1] in ",.;)"):
+        return m.group(0)
+    said = US_STATES[state]
+    if m.group("zip"):
+        said += "," if "," in (m.group("sep") or "") else ""
+        said += " " + ", ".join(nw.digits(part) for part in m.group("zip").split("-"))
+    return said
+
+
+@_sub(r"\b(Boeing|Airbus A|Airbus|Model|Flight|flight|Route|Highway|Interstate|I-)\s?(\d{3,4})\b")
+def _model_number(m: re.Match) -> str:
+    # "Boeing 737", "Flight 1549", "Route 66": names said in pairs, as people say them.
+    return f"{m.group(1).rstrip('-')} {pairs(m.group(2))}"
+
+
 # --- dates ----------------------------------------------------------------------------------
 
 
@@ -106,22 +220,39 @@ def _iso_date(m: re.Match) -> str:
     return _date(month, day, m.group(1))
 
 
-@_sub(r"(?<![\w/.])(\d{1,2})([/.])(\d{1,2})\2(\d{4}|\d{2})(?![\w/]|\.\d)", needs='/.')
+@_sub(r"(?<![\w/.-])(\d{4})([/.])(\d{1,2})\2(\d{1,2})(?![\w/]|\.\d)", needs='/.')
+def _year_first_date(m: re.Match) -> str:
+    # "2016/07/03", "1998/2/30": year, month, day; a day up to 31 whatever the month.
+    month, day = int(m.group(3)), int(m.group(4))
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return m.group(0)
+    return _date(month, day, m.group(1))
+
+
+@_sub(r"(?<![\w/.-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\w/-]|\.\d)", needs='/.-')
 def _numeric_date(m: re.Match) -> str:
     first, second = int(m.group(1)), int(m.group(3))
     if 1 <= first <= 12 and 1 <= second <= 31:  # month first, as in the US
         return _date(first, second, m.group(4))
     if 1 <= second <= 12 and 1 <= first <= 31:
         return _date(second, first, m.group(4), day_first=True)
+    if m.group(2) == "-":
+        return m.group(0)  # left to the digit groups below
     return m.group(0).replace("/", " slash ")
 
 
-@_sub(rf"\b(?P<month>{_MONTH_RE})\.?\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?(?!\d|:)\b(?:,?\s+(?P<year>\d{{4}})(?!\d))?")
+@_sub(r"(?<![\w.-])(\d{2,}(?:-\d+){2,})(?![\w-])", needs="-")
+def _digit_groups(m: re.Match) -> str:
+    # "111-11-1111", "123-123-5678-1111": an ID or a phone number, read in its groups.
+    return _phone_groups(*m.group(1).split("-"))
+
+
+@_sub(rf"\b(?P<month>{_MONTH_RE})\.?(?:\s+|-)(?P<day>\d{{1,2}})(?:st|nd|rd|th)?(?!\d|:)\b(?:(?:,?\s+|-)(?P<year>\d{{4}})(?![\d-]))?")
 def _month_day(m: re.Match) -> str:
     day = int(m.group("day"))
-    if not 1 <= day <= 31:
-        return m.group(0)
-    return _date(MONTHS[m.group("month").lower()], day, m.group("year"))
+    if not 1 <= day <= 31 or (m.group("month") == "may" and not m.group("year")):
+        return m.group(0)  # "you may 2x it": lowercase "may" needs a year too
+    return _date(_month(m.group("month")), day, m.group("year"))
 
 
 @_sub(rf"(?<![\w.,])(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<month>{_MONTH_RE})\b\.?(?:,?\s+(?P<year>\d{{4}})(?!\d))?")
@@ -129,7 +260,9 @@ def _day_month(m: re.Match) -> str:
     day = int(m.group("day"))
     if not 1 <= day <= 31:
         return m.group(0)
-    said = _date(MONTHS[m.group("month").lower()], day, m.group("year"), day_first=True)
+    if m.group("month") == "may" and not m.group("year"):
+        return m.group(0)
+    said = _date(_month(m.group("month")), day, m.group("year"), day_first=True)
     if m.string[: m.start()].lower().endswith("the "):
         said = said[len("the "):]  # "the 4th of July"
     return said
@@ -137,46 +270,103 @@ def _day_month(m: re.Match) -> str:
 
 @_sub(rf"\b(?P<month>{_MONTH_RE})\.?,?\s+(?P<year>\d{{4}})(?!\d)")
 def _month_year(m: re.Match) -> str:
-    return f"{MONTH_NAMES[MONTHS[m.group('month').lower()]]} {nw.year(int(m.group('year')))}"
+    return f"{MONTH_NAMES[_month(m.group('month'))]} {nw.year(int(m.group('year')))}"
+
+
+@_sub(r"(?<![\w.])([1-4])Q(\d{2}|\d{4})(?!\w)", needs="Q")
+def _quarter(m: re.Match) -> str:
+    # "2Q22": the second quarter of (twenty) twenty two.
+    year = m.group(2)
+    said = nw.year(int(year)) if len(year) == 4 else _two_digit_year(year)
+    return f"the {nw.ordinal(int(m.group(1)))} quarter of {said}"
 
 
 # --- times ----------------------------------------------------------------------------------
 
 
 def _ampm(m: re.Match) -> str:
-    if not m.group("ampm"):
-        return ""
-    letters = "A M" if m.group("ampm")[0] in "aA" else "P M"
-    period = _sentence_period(m.string, m.end()) if m.group("ampm").endswith(".") else ""
-    return " " + letters + period
+    said = ""
+    if m.group("ampm"):
+        said = " A M" if m.group("ampm")[0] in "aA" else " P M"
+    if m.groupdict().get("zone"):
+        said += " " + " ".join(m.group("zone").replace(".", "").upper())
+        last = m.group("zone")
+    else:
+        last = m.group("ampm") or ""
+    if last.endswith("."):
+        said += _sentence_period(m.string, m.end())
+    return said
 
 
-@_sub(rf"(?<![\w:.])(\d{{1,2}}):(\d{{2}})(?::(\d{{2}}))?(?!\d|:\d)(?:\s?{_AMPM})?", needs=':')
-def _clock(m: re.Match) -> str:
-    hour, minute = int(m.group(1)), int(m.group(2))
-    if hour > 24 or minute > 59:
-        return f"{nw.cardinal(hour)} to {nw.cardinal(minute)}"
+def _unit(n: int, singular: str) -> str:
+    return f"{nw.cardinal(n)} {singular}{'' if n == 1 else 's'}"
+
+
+@_sub(rf"(?<![\w:.])(\d{{1,2}}):(\d{{2}}):(\d{{2}})(?![\d:]|\.\d)(?:\s?{_AMPM})?{_ZONE}", needs=':')
+def _clock_seconds(m: re.Match) -> str:
+    # h:mm:ss is most often a duration (a race, a video): said in hours, minutes and seconds.
+    hours, minutes, seconds = (int(g) for g in m.group(1, 2, 3))
+    if minutes > 59 or seconds > 59:
+        return " to ".join(nw.cardinal(int(g)) for g in m.group(1, 2, 3))
+    return f"{_unit(hours, 'hour')} {_unit(minutes, 'minute')} and {_unit(seconds, 'second')}" + _ampm(m)
+
+
+def _clock_words(hour: int, minute: int, ampm: bool) -> str:
     said = nw.cardinal(hour)
     if minute == 0:
-        if not m.group("ampm"):
+        if not ampm:
             said += " o'clock" if 1 <= hour <= 12 else " hundred"
     elif minute < 10:
         said += f" oh {nw.cardinal(minute)}"
     else:
         said += f" {nw.cardinal(minute)}"
-    if m.group(3):
-        said += f" and {nw.cardinal(int(m.group(3)))} seconds"
-    return said + _ampm(m)
+    return said
 
 
-@_sub(rf"(?<![\w:.,])(\d{{1,2}})\s?{_AMPM}", needs='apAP')
+@_sub(rf"(?<![\w:.])(\d{{1,2}}):(\d{{2}})(?!\d|:\d)(?:\s?{_AMPM})?{_ZONE}", needs=':')
+def _clock(m: re.Match) -> str:
+    hour, minute = int(m.group(1)), int(m.group(2))
+    if hour > 24 or minute > 59:
+        return f"{nw.cardinal(hour)} to {nw.cardinal(minute)}"
+    return _clock_words(hour, minute, bool(m.group("ampm"))) + _ampm(m)
+
+
+@_sub(rf"(?<![\w:.,])(\d{{1,2}})\.(\d{{2}})\s?{_AMPM}{_ZONE}", needs='apAP')
+def _dotted_clock(m: re.Match) -> str:
+    # "1.59 p.m.": British style; only with a.m. or p.m., or it is a decimal.
+    hour, minute = int(m.group(1)), int(m.group(2))
+    if hour > 12 or minute > 59:
+        return m.group(0)
+    return _clock_words(hour, minute, True) + _ampm(m)
+
+
+@_sub(rf"(?<![\w:.,])(\d{{1,2}})\s?{_AMPM}{_ZONE}", needs='apAP')
 def _hour_ampm(m: re.Match) -> str:
     return nw.cardinal(int(m.group(1))) + _ampm(m)
+
+
+@_sub(r"(?<![\w:.,])([01]\d|2[0-3])([0-5]\d)(?=\s?(?:hours|hrs|h)\b)", needs="h")
+def _military(m: re.Match) -> str:
+    # "0800 hours": oh eight hundred hours; "1430 hrs": fourteen thirty hours.
+    hour, minute = int(m.group(1)), int(m.group(2))
+    said = ("oh " if m.group(1).startswith("0") else "") + nw.cardinal(hour)
+    return said + (" hundred" if minute == 0 else " " + _clock_words(0, minute, True).split(" ", 1)[1])
 
 
 @_sub(r"(?<![\w:.,])(\d+):(\d+)(?![\w:])", needs=':')
 def _ratio(m: re.Match) -> str:
     return f"{nw.number(m.group(1))} to {nw.number(m.group(2))}"
+
+
+# --- "per": "$20/hour", "£10/wk", "12/kg" ---------------------------------------------------
+
+_PER_WORD = "|".join(re.escape(u) for u in sorted(PER_UNITS, key=len, reverse=True))
+
+
+@_sub(rf"(?<=[\d$€£¥₹%])\s?/\s?({_PER_WORD})\b\.?", needs="/")
+def _per(m: re.Match) -> str:
+    # Runs before the money and measure rules, which then read the number on its own.
+    return f" per {PER_UNITS[m.group(1)]}"
 
 
 # --- money ----------------------------------------------------------------------------------
@@ -194,6 +384,10 @@ def _money(sign: str, symbol: str, low: str, high: str | None, magnitude: str | 
     if high:
         return f"{minus}{amount(low)} to {amount(high)} {many}"
     whole, _, fraction = low.partition(".")
+    if len(fraction) > 2 and not fraction[2:].strip("0"):
+        fraction = fraction[:2]  # "$2.000", "$20.500": zeros past the cents say nothing
+    if len(fraction) == 1:
+        fraction += "0"  # "$20.5" is twenty dollars and fifty cents
     if fraction and len(fraction) != 2:
         return f"{minus}{amount(low)} {many}"
     units = nw.integer(whole or "0")
@@ -208,9 +402,19 @@ def _money(sign: str, symbol: str, low: str, high: str | None, magnitude: str | 
     return minus + said
 
 
-@_sub(rf"(?<![\w$€£¥₹₩₽₿])(-)?({_CURRENCY})\s?({NUM})(?:\s?[-–]\s?({NUM}))?(?:\s?({_MAGNITUDE})(?![\w]))?", needs='$€£¥₹₩₽₿')
+# "US$5", "A$20", "HK$ 3": dollars of a named country.
+_DOLLAR_COUNTRY = {"US": "U S", "A": "Australian", "AU": "Australian", "C": "Canadian", "CA": "Canadian",
+                   "NZ": "New Zealand", "HK": "Hong Kong", "S": "Singapore", "SG": "Singapore"}
+_COUNTRY = "|".join(sorted(_DOLLAR_COUNTRY, key=len, reverse=True))
+
+
+@_sub(rf"(?<![\w$€£¥₹₩₽₿])(-)?(?:(?P<country>{_COUNTRY})\s?(?=\$))?({_CURRENCY})\s?({NUM})(?:\s?[-–]\s?({NUM}))?(?:\s?({_MAGNITUDE})(?![\w]))?", needs='$€£¥₹₩₽₿')
 def _currency_before(m: re.Match) -> str:
-    return _money(m.group(1), m.group(2), *m.group(3, 4, 5))
+    said = _money(m.group(1), m.group(3), *m.group(4, 5, 6))
+    if m.group("country"):
+        head, _, currency = said.rpartition(" dollar")
+        said = f"{head} {_DOLLAR_COUNTRY[m.group('country')]} dollar{currency}"
+    return said
 
 
 @_sub(rf"{_START}(-)?({NUM})(?:\s?({_MAGNITUDE}))?\s?({_CURRENCY})(?![\w])", needs='$€£¥₹₩₽₿')
@@ -236,19 +440,48 @@ def _feet_inches(m: re.Match) -> str:
             f"{nw.number(inches)} {'inch' if _is_one(inches) else 'inches'}")
 
 
-@_sub(rf"{_START}(-)?({NUM})(?:\s?(?:-|–|to)\s?(-)?({NUM}))?(?P<space>\s?)(?P<unit>{_UNIT})(?:/(?P<per>{_PER}))?(?![\w°/])")
+_FRAC = r"\d+\s\d{1,2}/\d{1,2}|\d{1,2}/\d{1,2}"
+
+
+def _fraction_amount(text: str) -> tuple[str, bool]:
+    """'4 1/2' -> ('four and a half', True); '1/2' -> ('half a', False): words and whether plural."""
+    whole, _, rest = text.rpartition(" ")
+    numerator, denominator = (int(x) for x in rest.split("/"))
+    if not 0 < numerator < denominator:
+        return f"{nw.cardinal(numerator)} over {nw.cardinal(denominator)}", True
+    part = _fraction(numerator, denominator)
+    if whole:
+        return f"{nw.number(whole)} and " + ("a " + part.split(" ", 1)[1] if numerator == 1 else part), True
+    if numerator == 1:
+        return ("half a" if denominator == 2 else f"a {part.split(' ', 1)[1]} of a"), False
+    return f"{part} of a", False
+
+
+@_sub(rf"{_START}(-)?(?P<low>{_FRAC}|{NUM})(?:\s?(?:-|–|to)\s?(-)?(?P<high>{NUM}))?(?:\s(?P<mag>thousand|million|billion|trillion))?"
+      rf"(?P<space>\s?)(?P<unit>{_UNIT})(?:\^?(?P<power>[23]))?(?:/(?P<per>{_PER}))?(?![\w°/])")
 def _measure(m: re.Match) -> str:
-    unit, per = m.group("unit"), m.group("per")
-    if unit in ("s", "h", "m", "g", "l", "B", "V", "W") and not m.group("space") and not per:
-        # "5s", "2B", "3m" are as often decades, ranks or magnitudes as units: leave to later rules.
-        if unit in ("s", "B"):
+    unit, per, power = m.group("unit"), m.group("per"), m.group("power")
+    if unit in ("s", "B") and not m.group("space") and not per:
+        # "5s", "2B" are as often decades or magnitudes as units: leave to later rules.
+        return m.group(0)
+    if power and unit not in LENGTHS:
+        return m.group(0)
+    low, high = m.group("low"), m.group("high")
+    singular, plural = UNITS[unit]
+    if power:
+        square = "square " if power == "2" else "cubic "
+        singular, plural = square + singular, square + plural
+    if "/" in low:
+        if high:
             return m.group(0)
-    low, high = m.group(2), m.group(4)
+        said, many = _fraction_amount(low)
+        return f"{said} {plural if many else singular}" + (f" per {PER_UNITS[per]}" if per else "")
     said = ("minus " if m.group(1) else "") + amount(low)
     if high:
         said += " to " + ("minus " if m.group(3) else "") + amount(high)
-    singular, plural = UNITS[unit]
-    said += " " + (singular if _is_one(low) and not high else plural)
+    if m.group("mag"):
+        said += " " + m.group("mag")
+    said += " " + (singular if _is_one(low) and not high and not m.group("mag") else plural)
     if per:
         said += " per " + PER_UNITS[per]
     return said
@@ -257,8 +490,30 @@ def _measure(m: re.Match) -> str:
 # --- ordinals, decades, fractions, ranges, years ----------------------------------------------
 
 
+@_sub(r"(?<![\w/.,])\d+(?:/\d+){2,}(?![\w/]|\.\d)", needs="/")
+def _slashed(m: re.Match) -> str:
+    # "31/31/100", "123/261788/2021": not a date (read above), so a code; long parts digit by digit.
+    return " slash ".join(nw.number(p) if len(p) <= 4 else nw.digits(p) for p in m.group(0).split("/"))
+
+
+@_sub(r"(?<![\w/.,])(\d+)/(\d+)(?i:st|nd|rd|th)\b", needs="/")
+def _ordinal_fraction(m: re.Match) -> str:
+    # "1/4th", "1/3RD": the suffix only repeats the denominator's reading.
+    return _fraction(int(m.group(1)), int(m.group(2)))
+
+
+def _suffix(n: int) -> str:
+    if 11 <= n % 100 <= 13:
+        return "th"
+    return {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+
+
 @_sub(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(st|nd|rd|th|ST|ND|RD|TH)\b")
 def _ordinal(m: re.Match) -> str:
+    value = nw.integer(m.group(1))
+    if value is not None and _suffix(value) != m.group(2).lower():
+        # "4rd", "11st": not an ordinal as written (a typo, "11 st" a street or a stone); say what is there.
+        return f"{nw.number(m.group(1))} {' '.join(m.group(2))}"
     return nw.ordinal_words(nw.number(m.group(1)))
 
 
@@ -303,13 +558,18 @@ def _simple_fraction(m: re.Match) -> str:
     return f"{nw.number(m.group(1))} over {nw.number(m.group(2))}"
 
 
+_EQUALS = re.compile(r"\s*=")
+
+
 def _is_year(text: str) -> bool:
     return len(text) == 4 and text.isdigit() and 1000 <= int(text) <= 2099
 
 
-@_sub(rf"{_START}({NUM})-({NUM})(?![\w-]|\.\d)", needs='-')
+@_sub(rf"(?<![\w.,-])({NUM})-({NUM})(?![\w-]|\.\d)", needs='-')
 def _range(m: re.Match) -> str:
     low, high = m.group(1), m.group(2)
+    if _EQUALS.match(m.string, m.end()):
+        return f"{amount(low)} minus {amount(high)}"  # "1-2=5" is arithmetic
     if _is_year(low) and (_is_year(high) or len(high) == 2):
         return f"{nw.year(int(low))} to " + (nw.year(int(high)) if len(high) == 4 else nw.cardinal(int(high)))
     return f"{amount(low)} to {amount(high)}"
@@ -323,14 +583,24 @@ _YEAR_CUE = re.compile(
 _ERA = re.compile(r"\s?(?:BC|AD|BCE|CE|B\.C\.|A\.D\.)(?!\w)")
 
 
-@_sub(r"(?<![\w.,])(1\d\d\d|20\d\d)(?![\w,]|\.\d)")
+# A plural noun after the number makes it a count ("1500 people"), unless a cue says year.
+_COUNTED = re.compile(r"\s+[a-z]{2,}[^s\W]*s\b")
+_CALCULATION = re.compile(r"[=+*×÷^<>/-]\s*$")
+
+
+@_sub(r"(?<![\w.,])(1\d\d\d|20\d\d)(?!\w|[,.]\d)")
 def _year(m: re.Match) -> str:
     # The cue is checked on the text just before the digits: a pattern anchored on the
     # digits is far cheaper than one that tries every word of the text as a cue.
     before = m.string[max(0, m.start() - 16) : m.start()]
+    value = int(m.group(1))
     if _YEAR_CUE.search(before) or _ERA.match(m.string, m.end()):
-        return nw.year(int(m.group(1)))
-    return m.group(0)
+        return nw.year(value)
+    # With no cue, a four-digit number from 1100 to 2099 is still most often a year ("In 1994,",
+    # "the 1994 season"), unless it is round, counts something, or stands in a calculation.
+    if value < 1100 or value % 1000 == 0 or _COUNTED.match(m.string, m.end()) or _CALCULATION.search(before):
+        return m.group(0)
+    return nw.year(value)
 
 
 @_sub(r"(?:^|(?<=[.!?]\s)|(?<=^[\"(]))(1[1-9]\d\d|20\d\d)(?=\s(?:was|is|saw|had|marked|brought|will|began|ended|became)\b)")
@@ -375,7 +645,7 @@ def _operator(m: re.Match) -> str:
     return f" {_OPERATORS[symbol]} "
 
 
-@_sub(r"(?<=\d)\s+[-−]\s+(?=\d)", needs='-−')
+@_sub(r"(?<=\d)(?:\s+[-−]\s*|[-−]\s+)(?=\d)", needs='-−')
 def _spaced_minus(m: re.Match) -> str:
     return " minus "
 
@@ -398,20 +668,38 @@ def _percent(m: re.Match) -> str:
 # --- whatever digits are left ----------------------------------------------------------------
 
 
+@_sub(r"(?<![\w.])[vV](?=\d+(?:\.\d+)+(?![\d.]))", needs="vV")
+def _version(m: re.Match) -> str:
+    return "version "
+
+
+@_sub(rf"{_START}({NUM})(M|MM|mn|bn|B)(?!\w)", needs="MmB")
+def _magnitude(m: re.Match) -> str:
+    # "1.5M users", "2bn": million and billion; "K" stays a letter ("a 5K run"), and so does
+    # "B" after a whole number ("Apt 4B").
+    if m.group(2) == "B" and "." not in m.group(1):
+        return m.group(0)
+    return f"{amount(m.group(1))} {MAGNITUDES[m.group(2)]}"
+
+
+def _spaced(m: re.Match, said: str) -> str:
+    """`said` with a space on each side that touches a letter ("v2" is not "vtwo")."""
+    text = m.string
+    before = " " if m.start() and text[m.start() - 1].isalpha() else ""
+    after = " " if m.end() < len(text) and text[m.end()].isalpha() else ""
+    return before + said + after
+
+
 @_sub(r"(?<![\d.])\d+(?:\.\d+){2,}(?![\d.])")
 def _dotted_number(m: re.Match) -> str:
     parts = m.group(0).split(".")
     joiner = " dot " if len(parts) == 4 else " point "  # an IP address, or a version
-    return joiner.join(nw.number(p) for p in parts)
+    return _spaced(m, joiner.join(nw.number(p) for p in parts))
 
 
 @_sub(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d*\.\d+|\d+")
 def _plain_number(m: re.Match) -> str:
-    text = m.string
-    said = amount(m.group(0))
-    before = " " if m.start() and text[m.start() - 1].isalpha() else ""
-    after = " " if m.end() < len(text) and text[m.end()].isalpha() else ""
-    return before + said + after
+    return _spaced(m, amount(m.group(0)))
 
 
 def expand_numbers(text: str) -> str:

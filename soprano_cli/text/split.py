@@ -16,8 +16,17 @@ _NEVER_FINAL = {"e.g", "i.e", "vs", "cf", "viz", "approx", "ca", "c", "resp", "i
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")
 
 
-def _is_boundary(token: str, following: str, previous: str | None) -> bool:
-    """Whether a sentence ends after `token`, given the next token and the one before."""
+# A run of spaced dots ("weakened . . . was"): 3 are an ellipsis inside the sentence, 4 end it.
+_SPACED_DOTS = re.compile(r"(?: \.)+[\"'”’)\]]*$")
+_DOTS = re.compile(r"\.+[\"'”’)\]]*")
+# A list marker: "1.", "2)", "3.)", "a.", "•9.", "⁃10.".
+_MARKER = re.compile(r"[•⁃]?(\d{1,2}|[a-z])(?:\.\)|\.|\))")
+_BULLETS = ("•", "⁃", "-", "*")
+_CLOCK_SUFFIX = {"a.m", "p.m"}
+
+
+def _is_boundary(token: str, following: str, previous: str | None, position: int = 1) -> bool:
+    """Whether a sentence ends after `token`, given the next token, the one before and the token's index in its sentence."""
     core = token.rstrip(_CLOSERS)
     if not core.endswith(_TERMINAL):
         return False
@@ -25,6 +34,11 @@ def _is_boundary(token: str, following: str, previous: str | None) -> bool:
     first = word_next[:1]
     if first.islower():
         return False  # "e.g. the", "“Why?” he asked", "... and then"
+    if token.rstrip("\"'”’").endswith(("[...]", "[…]")):
+        return False  # an omission mark: "Bohr [...] used"
+    dots = _SPACED_DOTS.search(token)
+    if dots:
+        return dots.group(0).count(".") >= 4  # ". . . ." is an ellipsis and the sentence's period
     if not core.endswith(".") or core.endswith(".."):
         return True
     word = core[:-1].lstrip(_OPENERS)
@@ -32,11 +46,15 @@ def _is_boundary(token: str, following: str, previous: str | None) -> bool:
     if word in TITLES and word not in AFTER_NAME:
         return False  # "Mr. Smith"
     if word in AFTER_NAME:
-        return next_word in STARTERS  # "Dr. Smith" vs "Elm Dr. Then"
+        # "Elm Dr. Then" ends a sentence; "Dr. Who", "met Dr. Who" do not: a street has a name before it.
+        named = previous is not None and previous[:1].isupper() and position > 0
+        return next_word in STARTERS and named
     if word.lower() in _NEVER_FINAL:
         return False
-    if first.isdigit() and (word in NUMBER_ABBREVIATIONS or word.lower() in MONTHS):
+    if first.isdigit() and (word in NUMBER_ABBREVIATIONS or word.lower() in MONTHS or word == "N°"):
         return False  # "No. 5", "Jan. 5"
+    if word.lower() in _CLOCK_SUFFIX and position > 2 and next_word in TITLES:
+        return True  # "He left at 6 P.M. Mr. Smith then ..." (but "At 5 a.m. Mr. Smith went")
     if "." in word or (len(word) == 1 and word.isalpha()):
         return next_word in STARTERS  # "U.S. Army" vs "the U.S. The", "J. Smith"
     if word.isdigit() and len(word) <= 2 and (previous is None or previous.rstrip(_CLOSERS).endswith((":",) + _TERMINAL)):
@@ -44,11 +62,64 @@ def _is_boundary(token: str, following: str, previous: str | None) -> bool:
     return True
 
 
+def _units(tokens: list[str]) -> list[str]:
+    """Tokens with each run of spaced dots (". . .") joined to a word, so no sentence is only dots.
+
+    The run joins the word before it, except after a word that already ends a sentence with
+    its period ("compounds. . . . The"): then it opens the next sentence.
+    """
+    units: list[str] = []
+    i = 0
+    while i < len(tokens):
+        if units and _DOTS.fullmatch(tokens[i]):
+            j = i
+            while j < len(tokens) and _DOTS.fullmatch(tokens[j]):
+                j += 1
+            run = " ".join(tokens[i:j])
+            ended = units[-1].rstrip(_CLOSERS).endswith(".") and not units[-1].endswith("..")
+            if j < len(tokens) and ended and tokens[j][:1].isupper():
+                units.append(f"{run} {tokens[j]}")
+                i = j + 1
+            else:
+                units[-1] += " " + run
+                i = j
+            continue
+        units.append(tokens[i])
+        i += 1
+    return units
+
+
+def _marker(token: str) -> str | None:
+    match = _MARKER.fullmatch(token)
+    return match.group(1) if match else None
+
+
+def _after(marker: str) -> str:
+    return str(int(marker) + 1) if marker.isdigit() else chr(ord(marker) + 1)
+
+
 def _sentences(tokens: list[str]) -> Iterator[list[str]]:
+    tokens = _units(tokens)
     start = 0
+    expect = None  # the next list marker, inside an inline list ("1. Mix 2. Bake")
     for i in range(len(tokens) - 1):
+        token, following = tokens[i], tokens[i + 1]
+        opening = i == start or (i == start + 1 and tokens[start] in _BULLETS)
+        marker = _marker(token)
+        if opening and marker is not None:
+            expect = _after(marker)
+            continue  # never a boundary right after the marker itself
+        if i == start:
+            if token in _BULLETS:
+                continue  # "• 10. The second item": the bullet and its marker open the item
+            expect = None
+        if expect is not None and (_marker(following) == expect or (
+                following in _BULLETS and i + 2 < len(tokens) and _marker(tokens[i + 2]) == expect)):
+            yield tokens[start : i + 1]  # the next item of the list
+            start = i + 1
+            continue
         previous = tokens[i - 1] if i > start else None
-        if _is_boundary(tokens[i], tokens[i + 1], previous):
+        if _is_boundary(token, following, previous, i - start):
             yield tokens[start : i + 1]
             start = i + 1
     if start < len(tokens):

@@ -75,13 +75,46 @@ UNITS: dict[str, tuple[str, str]] = {
     "°K": ("kelvin", "kelvins"),
     "°": ("degree", "degrees"),
     "%": ("percent", "percent"),
+    "tsp": ("teaspoon", "teaspoons"),
+    "tbsp": ("tablespoon", "tablespoons"),
+    "Tbsp": ("tablespoon", "tablespoons"),
+    "cc": ("cubic centimeter", "cubic centimeters"),
+    "qt": ("quart", "quarts"),
+    "fl oz": ("fluid ounce", "fluid ounces"),
+    "sq ft": ("square foot", "square feet"),
+    "sq mi": ("square mile", "square miles"),
+    "yr": ("year", "years"),
+    "yrs": ("year", "years"),
+    "wk": ("week", "weeks"),
+    "wks": ("week", "weeks"),
+    "mos": ("month", "months"),
+    # Capitals and lower case that can only mean the unit ("12KG", "1 mbps").
+    "KG": ("kilogram", "kilograms"),
+    "KM": ("kilometer", "kilometers"),
+    "CM": ("centimeter", "centimeters"),
+    "MM": ("millimeter", "millimeters"),
+    "LBS": ("pound", "pounds"),
+    "MPH": ("mile per hour", "miles per hour"),
+    "mbps": ("megabit per second", "megabits per second"),
+    "gbps": ("gigabit per second", "gigabits per second"),
+    "kbps": ("kilobit per second", "kilobits per second"),
+    "ghz": ("gigahertz", "gigahertz"),
+    "mhz": ("megahertz", "megahertz"),
+    "khz": ("kilohertz", "kilohertz"),
+    "kwh": ("kilowatt hour", "kilowatt hours"),
 }
+# Units of length: "km2", "m³" are square and cubic.
+LENGTHS = {"mm", "cm", "m", "km", "ft", "yd", "mi", "nm", "μm", "KM", "CM", "MM"}
 # The denominator of "km/h", "m/s": read in the singular after "per".
 PER_UNITS = {"h": "hour", "hr": "hour", "s": "second", "sec": "second", "min": "minute",
              "m": "meter", "km": "kilometer", "kg": "kilogram", "g": "gram", "l": "liter",
              "L": "liter", "ml": "milliliter", "mL": "milliliter", "ft": "foot", "mi": "mile",
              "gal": "gallon", "lb": "pound", "day": "day", "week": "week", "month": "month",
-             "year": "year", "yr": "year", "person": "person", "kWh": "kilowatt hour"}
+             "year": "year", "yr": "year", "person": "person", "kWh": "kilowatt hour",
+             "hour": "hour", "minute": "minute", "second": "second", "mo": "month", "wk": "week",
+             "d": "day", "night": "night", "head": "head", "unit": "unit", "item": "item",
+             "share": "share", "oz": "ounce", "gallon": "gallon", "liter": "liter", "pound": "pound",
+             "sq ft": "square foot", "ea": "each"}
 
 # symbol -> (singular, plural, minor unit singular, minor unit plural)
 CURRENCIES: dict[str, tuple[str, str, str, str]] = {
@@ -195,7 +228,8 @@ SPELLED = {"US", "AI", "ID", "TV", "PC", "UK", "EU", "UN"}
 # Mixed-case forms with a fixed reading.
 SPECIAL_WORDS = {
     "PhD": "P H D", "PhDs": "P H Ds", "iOS": "i O S", "macOS": "mac O S", "MSc": "M S C",
-    "BSc": "B S C", "DVDs": "D V Ds", "CDs": "C Ds",
+    "BSc": "B S C", "DVDs": "D V Ds", "CDs": "C Ds", "WWII": "World War Two", "WWI": "World War One",
+    "WW2": "World War Two", "WW1": "World War One", "401k": "four oh one K", "401(k)": "four oh one K",
 }
 
 # Top-level domains that make "word.tld" a domain name.
@@ -217,3 +251,27 @@ STARTERS = set(
     Everyone Everybody Someone Nothing Everything Because Unless Until During From Over
     Under Back Although Though""".split()
 )
+
+# Street types as written in addresses, any case -> said.
+STREET_TYPES = {
+    "st": "Street", "street": "Street", "ave": "Avenue", "avenue": "Avenue", "rd": "Road", "road": "Road",
+    "blvd": "Boulevard", "boulevard": "Boulevard", "dr": "Drive", "drive": "Drive", "ln": "Lane", "lane": "Lane",
+    "ct": "Court", "court": "Court", "pl": "Place", "place": "Place", "hwy": "Highway", "highway": "Highway",
+    "expy": "Expressway", "expressway": "Expressway", "pkwy": "Parkway", "parkway": "Parkway", "way": "Way",
+    "ter": "Terrace", "terrace": "Terrace", "cir": "Circle", "circle": "Circle", "sq": "Square", "square": "Square",
+    "fwy": "Freeway", "trl": "Trail", "aly": "Alley", "plz": "Plaza",
+}
+COMPASS = {"N": "North", "S": "South", "E": "East", "W": "West", "NE": "Northeast", "NW": "Northwest",
+           "SE": "Southeast", "SW": "Southwest"}
+US_STATES = {
+    "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California", "CO": "Colorado",
+    "CT": "Connecticut", "DE": "Delaware", "FL": "Florida", "GA": "Georgia", "HI": "Hawaii", "ID": "Idaho",
+    "IL": "Illinois", "IN": "Indiana", "IA": "Iowa", "KS": "Kansas", "KY": "Kentucky", "LA": "Louisiana",
+    "ME": "Maine", "MD": "Maryland", "MA": "Massachusetts", "MI": "Michigan", "MN": "Minnesota",
+    "MS": "Mississippi", "MO": "Missouri", "MT": "Montana", "NE": "Nebraska", "NV": "Nevada",
+    "NH": "New Hampshire", "NJ": "New Jersey", "NM": "New Mexico", "NY": "New York", "NC": "North Carolina",
+    "ND": "North Dakota", "OH": "Ohio", "OK": "Oklahoma", "OR": "Oregon", "PA": "Pennsylvania",
+    "RI": "Rhode Island", "SC": "South Carolina", "SD": "South Dakota", "TN": "Tennessee", "TX": "Texas",
+    "UT": "Utah", "VT": "Vermont", "VA": "Virginia", "WA": "Washington", "WV": "West Virginia",
+    "WI": "Wisconsin", "WY": "Wyoming", "DC": "D C",
+}

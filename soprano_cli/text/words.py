@@ -28,6 +28,7 @@ _ONLY_SPACE = re.compile(r"\s*\Z")
 _NEXT_WORD = re.compile(r"\s+[\"'(\[]*([A-Z][a-z]*)")
 _FOLLOWING = re.compile(r"[\"']?([A-Z][a-z]*)")
 _CAPITALIZED = re.compile(r"[A-Z][a-z]*")
+_NAMED = re.compile(r"\b[A-Z0-9][\w'-]*\s+$")  # a name (or house number) just before
 
 
 def _keep_period(text: str, end: int) -> str:
@@ -41,7 +42,7 @@ def _keep_period(text: str, end: int) -> str:
 # --- web addresses --------------------------------------------------------------------------
 
 _SEPARATORS = {".": "dot", "/": "slash", "-": "dash", "_": "underscore", ":": "colon",
-               "?": "question mark", "=": "equals", "&": "and", "#": "hash", "@": "at",
+               "?": "question mark", "=": "equals", "&": "ampersand", "#": "hash", "@": "at",
                "~": "tilde", "+": "plus", "%": "percent"}
 
 
@@ -49,7 +50,10 @@ def _spell_address(text: str) -> str:
     words = []
     for part in re.findall(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]", text):
         if part.isdigit():
-            words.append(nw.number(part) if len(part) <= 4 else nw.digits(part))
+            # In an address a number is a label, read digit by digit, unless it is one digit
+            # or round ("rtx-6000" is six thousand).
+            round_number = len(part) >= 3 and part.endswith("00") and not part.startswith("0")
+            words.append(nw.number(part) if len(part) == 1 or round_number else nw.digits(part))
         elif part in _SEPARATORS:
             words.append(_SEPARATORS[part])
         elif part.isalpha():
@@ -58,9 +62,13 @@ def _spell_address(text: str) -> str:
 
 
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
+_FILE_URL = re.compile(r"\bfile:///?[^\s<>\"']+", re.IGNORECASE)
+# "intro.html", "test.abc": lower-case words joined by a period with no space are a file or
+# host name, not two sentences.
+_FILE_NAME = re.compile(r"(?<![\w@./-])[a-z][a-z\d_-]*(?:\.[a-z\d_-]+)*\.[a-z]{2,4}(?![\w@]|\.\w)")
 # Bounded parts (RFC 5321: a local part of 64, labels of 63 characters): unbounded, every start
 # inside a long run of address characters scanned to its end, quadratic in the run.
-_EMAIL = re.compile(r"\b[\w.+-]{1,64}@[A-Za-z\d-]{1,63}(?:\.[A-Za-z\d-]{1,63}){1,8}\b")
+_EMAIL = re.compile(r"(?<![\w.+&-])[\w.+&-]{1,64}@[A-Za-z\d-]{1,63}(?:\.[A-Za-z\d-]{1,63}){1,8}\b(?:/[\w./-]{0,200}\w)?")
 _TLD = "|".join(sorted(TLDS, key=len, reverse=True))
 # No start after '-': from each label of 'a-a-a-…' the pattern scanned to the end of the run.
 _DOMAIN = re.compile(rf"(?<![\w@.-])[A-Za-z\d][A-Za-z\d-]*(?:\.[A-Za-z\d-]+)*\.(?:{_TLD})(?:/[^\s<>\"']*)?(?![\w@])")
@@ -72,8 +80,8 @@ def _split_tail(url: str) -> tuple[str, str]:
     return bare, url[len(bare):]
 
 
-def _url(match: re.Match) -> str:
-    url = match.group(0)
+def _url(match: re.Match, url: str | None = None) -> str:
+    url = match.group(0) if url is None else url
     url, tail = _split_tail(url)
     url = re.sub(r"^https?://", "", url, flags=re.IGNORECASE).rstrip("/")
     return _spell_address(url) + tail
@@ -84,8 +92,11 @@ def expand_addresses(text: str) -> str:
     if "@" in text:
         text = _EMAIL.sub(lambda m: _spell_address(m.group(0)), text)
     if "." in text:
+        if "file:" in text:
+            text = _FILE_URL.sub(lambda m: "file colon slash slash " + _url(m, m.group(0).split("//", 1)[1]), text)
         text = _URL.sub(_url, text)
         text = _DOMAIN.sub(_url, text)
+        text = _FILE_NAME.sub(_url, text)
     return text
 
 
@@ -103,8 +114,9 @@ _WITH = re.compile(r"(?<![\w/])w/(o\b)?\s?(?=\w)")
 def _title(match: re.Match) -> str:
     name, period, space = match.groups()
     following = _FOLLOWING.match(match.string, match.end())
-    if period and following and following.group(1) in STARTERS and name in AFTER_NAME:
-        return match.group(0)  # "Baker St. The ..." is a street, handled below
+    if period and following and following.group(1) in STARTERS and name in AFTER_NAME and _NAMED.search(
+            match.string, max(0, match.start() - 40), match.start()):
+        return match.group(0)  # "Baker St. The ..." is a street, handled below; "met Dr. Who" is a doctor
     if not period and name not in ("Mr", "Mrs", "Ms", "Dr", "Prof", "St", "Mt", "Messrs", "Mme"):
         return match.group(0)
     return TITLES[name] + space
@@ -112,6 +124,8 @@ def _title(match: re.Match) -> str:
 
 def expand_abbreviations(text: str) -> str:
     """Titles, Latin abbreviations and the like, read in full."""
+    # Mixed-case and digit-bearing forms ("PhD", "WWII", "401(k)"), before the numbers rules see them.
+    text = _SPECIAL.sub(lambda m: SPECIAL_WORDS[m.group(1)], text)
     if "/" in text:
         text = _WITH.sub(lambda m: "without " if m.group(1) else "with ", text)
     text = _VERSUS.sub("versus", text)
@@ -128,7 +142,7 @@ def expand_abbreviations(text: str) -> str:
 
 _ROMAN_VALID = re.compile(r"M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})")
 _ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
-_ROMAN = re.compile(r"\b([A-Z][a-z]+)(\s+)([IVXLCDM]+)\b(?!['’.]\w)(?=(\s+[a-z])?)")
+_ROMAN = re.compile(r"\b([A-Z][a-z]+|[A-Z]{2,})(\s+)([IVXLCDM]+)\b(?!['’.]\w)(?=(\s+[a-z])?)")
 _NOT_NAMES = {"The", "A", "An", "And", "Or", "But", "In", "On", "At", "To", "Of", "For", "With",
               "By", "From", "As", "Is", "Was", "Are", "If", "So", "Then", "When", "That", "This",
               "Not", "No", "Yes", "Do", "Did", "Have", "Has", "Where", "What", "Who", "Why", "How"}
@@ -148,6 +162,8 @@ def roman_value(text: str) -> int:
 def _roman(match: re.Match) -> str:
     word, space, numeral, lowercase_next = match.groups()
     value = roman_value(numeral)
+    if word.isupper():  # "PART XL": only a cue word in capitals makes a number
+        return f"{word}{space}{nw.cardinal(value)}" if value and word.capitalize() in ROMAN_CUES else match.group(0)
     if not value or word in _NOT_NAMES:
         return match.group(0)
     if word in REGNAL_NAMES and set(numeral) <= set("IVX") and not (numeral == "I" and lowercase_next):
@@ -168,8 +184,8 @@ def expand_roman(text: str) -> str:
 
 _DOTTED_CAPS = re.compile(r"(?<![\w.])((?:[A-Za-z]\.){2,})(?!\w)")
 _INITIAL = re.compile(r"(?<![\w.])([A-Z])\.(\s+)(?=[A-Z])")
-_CAPS = re.compile(r"(?<![\w'’.-])([A-Z]{2,5})(s?)(?![\w'’.-]|\.\w)")
-_SPECIAL = re.compile(r"\b(" + "|".join(SPECIAL_WORDS) + r")\b")
+_CAPS = re.compile(r"(?<![\w'’.-])([A-Z]{2,5})(s?)(?![\w'’-]|\.\w)")
+_SPECIAL = re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in SPECIAL_WORDS) + r")(?!\w)")
 
 
 def _dotted_caps(match: re.Match) -> str:
@@ -200,7 +216,6 @@ def expand_acronyms(text: str) -> str:
     """Acronyms said letter by letter: 'FBI' -> 'F B I', 'U.S.' -> 'U S', 'AT&T' -> 'A T and T'."""
     if "&" in text:
         text = _AMPERSAND.sub(lambda m: " ".join(m.group(1)) + " and " + " ".join(m.group(2)), text)
-    text = _SPECIAL.sub(lambda m: SPECIAL_WORDS[m.group(1)], text)
     if "." in text:
         text = _DOTTED_CAPS.sub(_dotted_caps, text)
         text = _INITIAL.sub(_initial, text)

@@ -38,12 +38,22 @@ FRACTIONS = [
     ("3½", "three and a half"), ("¾", "three quarters"), ("24/7", "twenty four seven"),
 ]
 RANGES = [
+    # Issue 18: ranges whose ends carry their own marks.
+    ("$250-$300", "two hundred fifty dollars to three hundred dollars"), ("2%-10%", "two percent to ten percent"),
+    ("1960s-80s", "nineteen sixties to eighties"), ("4:00 am - 8:12 pm", "four A M to eight twelve P M"),
+    ("1-2=5", "one minus two equals five"),
+
     ("10-20", "ten to twenty"), ("1990–1995", "nineteen ninety to nineteen ninety five"), ("5-10", "five to ten"),
     ("pages 10-20", "pages ten to twenty"), ("1939-1945", "nineteen thirty nine to nineteen forty five"),
     ("2010-2020", "twenty ten to twenty twenty"), ("3–5 days", "three to five days"), ("from 1990-95", "from nineteen ninety to ninety five"),
     ("ages 18-25", "ages eighteen to twenty five"), ("1.5-2.5", "one point five to two point five"),
 ]
 YEARS = [
+    # Issue 18: a year needs no cue word; a count or a calculation stays a number.
+    ("In 1994, the war ended.", "In nineteen ninety four, the war ended."), ("The 1994 season", "The nineteen ninety four season"),
+    ("1500 people", "fifteen hundred people"), ("§ 1983", "section nineteen eighty three"),
+    ("2^10 = 1024", "two to the power of ten equals one thousand twenty four"), ("3000 votes", "three thousand votes"),
+
     ("in 1999", "in nineteen ninety nine"), ("in 2005", "in two thousand five"), ("in 2024", "in twenty twenty four"),
     ("in 1900", "in nineteen hundred"), ("in 2000", "in two thousand"), ("since 1066", "since ten sixty six"),
     ("in 1905", "in nineteen oh five"), ("by 2030", "by twenty thirty"), ("the 1980s", "the nineteen eighties"),
@@ -54,6 +64,13 @@ YEARS = [
     ("during 1918", "during nineteen eighteen"), ("the ’80s", "the eighties"), ("summer of 1969", "summer of nineteen sixty nine"),
 ]
 DATES = [
+    # Issue 18: months in any case, dashes and slashes, year first.
+    ("july 25 2012", "July twenty fifth, twenty twelve"), ("JAN 15 2020", "January fifteenth, twenty twenty"),
+    ("SEPT. 15", "September fifteenth"), ("2016/07/03", "July third, twenty sixteen"),
+    ("15-01-2020", "the fifteenth of January, twenty twenty"), ("Jan-15-2020", "January fifteenth, twenty twenty"),
+    ("25 sept.", "the twenty fifth of September"), ("17 may 2010", "the seventeenth of May, twenty ten"),
+    ("You may 2 apples", "You may two apples"), ("2Q22 results", "the second quarter of twenty two results"),
+
     ("January 5, 2021", "January fifth, twenty twenty one"), ("5 Jan 2021", "the fifth of January, twenty twenty one"),
     ("01/05/2021", "January fifth, twenty twenty one"), ("2021-01-05", "January fifth, twenty twenty one"),
     ("March 3rd", "March third"), ("July 4, 1776", "July fourth, seventeen seventy six"), ("Dec. 25", "December twenty fifth"),
@@ -64,13 +81,24 @@ DATES = [
     ("10 Oct. 2010", "the tenth of October, twenty ten"),
 ]
 TIMES = [
+    # Issue 18: h:mm:ss is a duration; dotted times, a.m without its last period, zones, military hours.
+    ("1:01:01", "one hour one minute and one second"), ("14:10:30", "fourteen hours ten minutes and thirty seconds"),
+    ("1.59 p.m.", "one fifty nine P M."), ("0800 hours", "oh eight hundred hours"), ("01:00 a.m", "one A M"),
+    ("1:59 p.m. EST", "one fifty nine P M E S T"), ("9am-5pm", "nine A M to five P M"),
+    ("10:30-11:45am", "ten thirty to eleven forty five A M"),
+
     ("7:05", "seven oh five"), ("10:00 am", "ten A M"), ("3:30 p.m.", "three thirty P M."), ("14:45", "fourteen forty five"),
     ("9 pm", "nine P M"), ("at 6:00", "at six o'clock"), ("12:30 PM", "twelve thirty P M"), ("8:15 a.m. sharp", "eight fifteen A M sharp"),
     ("at 5 p.m. Then we ate.", "at five P M. Then we ate."), ("7am", "seven A M"), ("11:59 pm", "eleven fifty nine P M"),
-    ("00:00", "zero hundred"), ("18:00", "eighteen hundred"), ("1:05:30", "one oh five and thirty seconds"),
+    ("00:00", "zero hundred"), ("18:00", "eighteen hundred"), ("1:05:30", "one hour five minutes and thirty seconds"),
     ("at 10 AM", "at ten A M"), ("The meeting is at 4:20.", "The meeting is at four twenty."),
 ]
 MONEY = [
+    # Issue 18: per-unit rates, named dollars, one or three decimals, scales, "about".
+    ("$20/hour", "twenty dollars per hour"), ("£10/wk", "ten pounds per week"), ("US$5", "five U S dollars"),
+    ("$20.5", "twenty dollars and fifty cents"), ("$2.000", "two dollars"), ("1.5M users", "one point five million users"),
+    ("~$3 million", "about three million dollars"), ("A$20", "twenty Australian dollars"),
+
     ("$5", "five dollars"), ("$1", "one dollar"), ("$5.50", "five dollars and fifty cents"), ("$0.99", "ninety nine cents"),
     ("$1.01", "one dollar and one cent"), ("$2.5 billion", "two point five billion dollars"), ("$10K", "ten thousand dollars"),
     ("€3M", "three million euros"), ("£20", "twenty pounds"), ("£1.50", "one pound and fifty pence"), ("¥1000", "one thousand yen"),
@@ -85,6 +113,12 @@ PERCENT = [
     ("1%", "one percent"), ("99.9 %", "ninety nine point nine percent"),
 ]
 UNITS = [
+    # Issue 18: "/" after a number, fractions before a unit, capitals, scales, square and cubic.
+    ("12/kg", "twelve per kilogram"), ("4 1/2 lbs", "four and a half pounds"), ("1 1/2 tsp", "one and a half teaspoons"),
+    ("1/2 lb", "half a pound"), ("12KG", "twelve kilograms"), ("1 mbps", "one megabit per second"),
+    ("100 million kg", "one hundred million kilograms"), ("41 km²", "forty one square kilometers"),
+    ("3 cc/s", "three cubic centimeters per second"),
+
     ("5 km", "five kilometers"), ("1 km", "one kilometer"), ("10kg", "ten kilograms"), ("1 kg", "one kilogram"),
     ("60 mph", "sixty miles per hour"), ("100 km/h", "one hundred kilometers per hour"), ("25°C", "twenty five degrees Celsius"),
     ("98.6°F", "ninety eight point six degrees Fahrenheit"), ("1 °C", "one degree Celsius"), ("6 ft", "six feet"), ("1 ft", "one foot"),
@@ -98,6 +132,11 @@ UNITS = [
     ("a 2 kWh battery", "a two kilowatt hours battery"), ("5 min.", "five minutes."),
 ]
 PHONES = [
+    # Issue 18: codes are read digit by digit, not as quantities.
+    ("card ending in 8876", "card ending in eight eight seven six"), ("your PIN is 4321", "your PIN is four three two one"),
+    ("zip code 94110", "zip code nine four one one zero"), ("ab9453", "ab nine four five three"),
+    ("111-11-1111", "one one one, one one, one one one one"), ("Boeing 737", "Boeing seven thirty seven"),
+
     ("555-123-4567", "five five five, one two three, four five six seven"),
     ("(555) 123-4567", "five five five, one two three, four five six seven"),
     ("555.123.4567", "five five five, one two three, four five six seven"),
@@ -115,6 +154,13 @@ MATH = [
     ("10x faster", "ten times faster"), ("m²", "m squared"), ("±5", "plus or minus five"), ("π ≈ 3.14", "π is approximately three point one four"),
 ]
 WEB = [
+    # Issue 18: numbers in addresses are labels; file names; the path after an e-mail address.
+    ("asdf123@abc.com", "asdf one two three at abc dot com"), ("See intro.html now.", "See intro dot html now."),
+    ("sdf@gmail.com/123-sm", "sdf at gmail dot com slash one two three dash sm"),
+    ("file:///photos/image.jpg", "file colon slash slash slash photos slash image dot jpg"),
+    ("http://www.nvidia.com/rtx-6000", "W W W dot nvidia dot com slash rtx dash six thousand"),
+    ("test$", "test dollar"), ("dfsd#sfgsfd$", "dfsd hash sfgsfd dollar"), ("31/31/100", "thirty one slash thirty one slash one hundred"),
+
     ("google.com", "google dot com"), ("Visit example.org today", "Visit example dot org today"),
     ("https://www.example.com", "W W W dot example dot com"), ("http://example.com/about", "example dot com slash about"),
     ("john.doe@gmail.com", "john dot doe at gmail dot com"), ("Email me at jane@example.co.uk.", "Email me at jane at example dot co dot uk."),
@@ -122,6 +168,15 @@ WEB = [
     ("support@acme.com", "support at acme dot com"), ("www.bbc.co.uk", "W W W dot bbc dot co dot uk"),
 ]
 ABBREVIATIONS = [
+    ("I met Dr. Who. He was nice.", "I met Doctor Who. He was nice."), ("Dr. Who is back.", "Doctor Who is back."),
+
+    # Issue 18: street addresses, states and ZIP codes.
+    ("123 Main St., Apt 4B, Springfield, IL 62704", "one twenty three Main Street, Apt four B, Springfield, Illinois six two seven zero four"),
+    ("Nancy lived at 1428 Elm St. It was a strange place.", "Nancy lived at fourteen twenty eight Elm Street. It was a strange place."),
+    ("1211 E Arques Ave", "twelve eleven East Arques Avenue"), ("708 N 1st St, San City", "seven oh eight North first Street, San City"),
+    ("2 San Tomas hwy, Santa, FL, 95051", "two San Tomas Highway, Santa, Florida, nine five zero five one"),
+    ("Portland, OR is nice", "Portland, OR is nice"), ("PART XL", "PART forty"),
+
     ("Dr. Smith", "Doctor Smith"), ("Mr. Jones", "Mister Jones"), ("Mrs. Brown", "Missus Brown"), ("Ms. Lee", "Miz Lee"),
     ("St. Louis", "Saint Louis"), ("Baker St.", "Baker Street."), ("Elm Dr. is closed.", "Elm Drive is closed."),
     ("apples, pears, etc.", "apples, pears, et cetera."), ("cats vs. dogs", "cats versus dogs"), ("cats vs dogs", "cats versus dogs"),
@@ -140,9 +195,13 @@ ROMAN = [
     ("Malcolm X", "Malcolm X"),
 ]
 SYMBOLS = [
+    # Issue 18.
+    ("v2.3.1", "version two point three point one"), ("1/4th", "one quarter"), ("4rd", "four r d"), ("I/O", "I O"),
+    ("~3 hours", "about three hours"), ("served in WWII.", "served in World War Two."), ("a 401(k) plan", "a four oh one K plan"),
+
     ("Tom & Jerry", "Tom and Jerry"), ("AT&T", "A T and T"), ("#1", "number one"), ("#hashtag", "hashtag hashtag"),
     ("meet @ noon", "meet at noon"), ("C++", "C plus plus"), ("5+ years", "five plus years"), ("and/or", "and or"),
-    ("rock & roll", "rock and roll"), ("100% sure", "one hundred percent sure"), ("© 2024", "copyright two thousand twenty four"),
+    ("rock & roll", "rock and roll"), ("100% sure", "one hundred percent sure"), ("© 2024", "copyright twenty twenty four"),
     ("R&D", "R and D"), ("Q&A", "Q and A"), ("#5 on the list", "number five on the list"),
 ]
 ACRONYMS = [

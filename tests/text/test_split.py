@@ -7,6 +7,17 @@ import pytest
 from soprano_cli.text import estimate_seconds, incremental_split, split, split_sentences
 
 BOUNDARIES = [
+    # Issue 18: inline lists, spaced ellipses (never a sentence of dots), P.M. before a title, "Dr. Who".
+    ("1. The first item 2. The second item", ["1. The first item", "2. The second item"]),
+    ("1) The first item 2) The second item", ["1) The first item", "2) The second item"]),
+    ("• 9. The first item • 10. The second item", ["• 9. The first item", "• 10. The second item"]),
+    ("a. The first item b. The second item", ["a. The first item", "b. The second item"]),
+    ("Wait . . . what I mean . . . I did not.", ["Wait . . . what I mean . . . I did not."]),
+    ("It ended. . . . The next one began.", ["It ended.", ". . . The next one began."]),
+    ("He left the bank at 6 P.M. Mr. Smith then went home.", ["He left the bank at 6 P.M.", "Mr. Smith then went home."]),
+    ("At 5 a.m. Mr. Smith went to the bank.", ["At 5 a.m. Mr. Smith went to the bank."]),
+    ("I met Dr. Who. He was nice.", ["I met Dr. Who.", "He was nice."]),
+    ('"Bohr [...] used stairways [...]" (Smith 55).', ['"Bohr [...] used stairways [...]" (Smith 55).']),
     ("Hello world. How are you?", ["Hello world.", "How are you?"]),
     ("Stop! Who goes there?", ["Stop!", "Who goes there?"]),
     ("Mr. Smith went to Washington. He arrived late.", ["Mr. Smith went to Washington.", "He arrived late."]),
