@@ -683,7 +683,7 @@ HTTP_INTRO = [
     "--allowed-host, so a web page cannot reach it by rebinding its own name to 127.0.0.1; other sites' "
     "pages are refused unless --cors-origin allows them. A client that sends its request too slowly (10 s "
     "for the headers, 30 s for the body) or reads nothing for --client-timeout seconds is dropped, and its "
-    "work is cancelled. A request whose reader falls a minute of audio behind gets no new sentences into "
+    "work is cancelled. A request whose reader falls 20 s of audio behind gets no new sentences into "
     "the batch until it catches up.",
 ]
 

@@ -55,7 +55,7 @@ class ServerConfig:
     max_body_bytes: int = 1 << 20  # larger request bodies get a 413 before they are read
     deadlines: Deadlines = field(default_factory=Deadlines)
     drain_timeout: float = 30.0  # after SIGTERM, requests in flight get this long before they are cancelled
-    max_backlog_seconds: float = 60.0  # audio a request may have waiting for its reader before it is paused
+    max_backlog_seconds: float = 20.0  # audio a request may have waiting for its reader before it is paused
     warmup: bool = True  # run a few frames at startup so the first request pays no first-call costs
 
     @classmethod

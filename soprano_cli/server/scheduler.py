@@ -139,7 +139,7 @@ class Job:
 class Scheduler:
     """Owns the batch generator and its worker thread."""
 
-    def __init__(self, engine: Engine, *, max_queue: int = 64, max_backlog_seconds: float = 60.0, metrics=None):
+    def __init__(self, engine: Engine, *, max_queue: int = 64, max_backlog_seconds: float = 20.0, metrics=None):
         self.engine = engine
         self.max_queue = max_queue  # requests allowed to wait for a place in the batch
         # A request whose reader lags this much audio behind gets no new sentences into the batch
