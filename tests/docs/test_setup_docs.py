@@ -123,3 +123,23 @@ def test_man_finds_pages_under_share_man_beside_a_path_entry(tmp_path):
     found = subprocess.run(["man", "-w", "soprano-synth"], env=env, capture_output=True, text=True, timeout=30)
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == str(pages / "soprano-synth.1")
+
+
+def test_the_soprano_command_is_ours():
+    """The reference package the tests compare against (soprano-tts) installs a `soprano` and a
+    `soprano-webui` of its own: whichever pip installs last wins. Ours must, or README's commands
+    run upstream's CLI."""
+    from importlib.metadata import version
+
+    bin_dir = os.path.dirname(sys.executable)
+    for name in ("soprano", "soprano-webui"):
+        path = os.path.join(bin_dir, name)
+        path = path if os.path.exists(path) else shutil.which(name)
+        if path is None:
+            pytest.skip(f"no {name} script in this environment")
+        done = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "Usage: " in done.stdout and "--model-path MODEL_PATH" not in done.stdout, f"{path} is upstream's"
+    done = subprocess.run([os.path.join(bin_dir, "soprano") if os.path.exists(os.path.join(bin_dir, "soprano"))
+                           else "soprano", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == f"soprano {version('soprano-cli')}"
