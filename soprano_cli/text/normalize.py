@@ -87,8 +87,20 @@ _SYMBOLS = {
     "−": " minus ", "^": " ", "<": " ", ">": " ", "{": "(", "}": ")", "[": "(", "]": ")",
 }
 _SYMBOL = re.compile("|".join(re.escape(s) for s in _SYMBOLS))
-_HASHTAG = re.compile(r"(?<!\w)#(?=\w)")
-_SLASH = re.compile(r"(?<=[A-Za-z])(?:(?<![A-Za-z][A-Za-z])/(?=([A-Za-z])(?![A-Za-z]))|/(?=(or\b)|[A-Za-z]))")
+_HASHTAG = re.compile(r"(?<!\w)#(?=\w)(?!\w*#)")  # "#tag#" is a word between two signs
+_SLASH = re.compile(r"\b([A-Za-z]+) ?/ ?(?=([A-Za-z]+)\b)")
+_TAG = re.compile(r"</?([A-Za-z][\w-]{0,40})\s?/?>")
+# Word pairs whose slash means "or"; elsewhere it is said "slash" ("actor/director").
+_SLASH_OR = {("his", "her"), ("he", "she"), ("him", "her"), ("her", "his"), ("she", "he"), ("yes", "no")}
+
+
+def _slash(m: re.Match) -> str:
+    before, after = m.group(1), m.group(2)
+    if len(before) == 1 and len(after) == 1 or after == "or":
+        return before + " "  # "I/O" is two letters, "and/or" is "and or"
+    if (before.lower(), after.lower()) in _SLASH_OR:
+        return before + " or "
+    return before + " slash "
 
 
 def expand_symbols(text: str) -> str:
@@ -98,9 +110,12 @@ def expand_symbols(text: str) -> str:
         text = _HASHTAG.sub("hashtag ", text).replace("#", " hash ")
     if "$" in text:
         text = text.replace("$", " dollar ")  # no amount follows, or the money rules took it
+    if "<" in text:
+        text = _TAG.sub(r" \1 ", text)  # "<noise/>", "</singing>": the tag's name, no slash
     if "/" in text:
-        # "and/or" -> "and or", "I/O" -> "I O" (letters), "his/her" -> "his or her".
-        text = _SLASH.sub(lambda m: " " if m.group(1) or m.group(2) else " or ", text)
+        # "and/or" -> "and or", "I/O" -> "I O" (letters), "his/her" -> "his or her",
+        # "upgrade/update" -> "upgrade slash update".
+        text = _SLASH.sub(_slash, text)
     return _SYMBOL.sub(lambda m: _SYMBOLS[m.group(0)], text)
 
 

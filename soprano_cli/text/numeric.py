@@ -427,6 +427,12 @@ def _cents(m: re.Match) -> str:
     return f"{amount(m.group(1))} {'cent' if _is_one(m.group(1)) else 'cents'}"
 
 
+@_sub(r"(?<=\d)\s?[x×]\s?(?=\d)", needs='x×')
+def _by(m: re.Match) -> str:
+    # Before the measures, so that "2x8 m2" reads its unit: two by eight square meters.
+    return " by " if m.group(0).strip() == "x" else " times "
+
+
 # --- measures: units, percent, feet and inches ------------------------------------------------
 
 _UNIT = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
@@ -538,6 +544,9 @@ def _mixed_fraction(m: re.Match) -> str:
     if len(m.group(2)) > 3 or len(m.group(3)) > 3:
         return m.group(0)  # left to the simple fraction below
     whole, numerator, denominator = nw.integer(m.group(1)), int(m.group(2)), int(m.group(3))
+    if whole is not None and denominator == 1:
+        # "2 142/1": nobody says "firsts"; the parts as written.
+        return f"{nw.cardinal(whole)} and {nw.cardinal(numerator)} over {nw.cardinal(denominator)}"
     if whole is None or not 0 < numerator < denominator <= 100:
         return m.group(0)
     part = _fraction(numerator, denominator)
@@ -546,10 +555,10 @@ def _mixed_fraction(m: re.Match) -> str:
     return f"{nw.cardinal(whole)} and {part}"
 
 
-@_sub(r"(?<![\w/.,])(\d+)/(\d+)(?![\w/]|\.\d)", needs='/')
+@_sub(r"(?<![\w/.,])(\d+)(?:/| / )(\d+)(?![\w/]|\.\d)", needs='/')
 def _simple_fraction(m: re.Match) -> str:
     numerator, denominator = nw.integer(m.group(1)), nw.integer(m.group(2))
-    if numerator is None or denominator is None:
+    if numerator is None or denominator is None or denominator == 1:
         return f"{nw.number(m.group(1))} over {nw.number(m.group(2))}"
     if denominator and (denominator <= 10 or numerator < denominator <= 1000) and (numerator, denominator) != (24, 7):
         return _fraction(numerator, denominator)
@@ -580,12 +589,18 @@ _YEAR_CUE = re.compile(
     r"(?i:\b(?:in|since|from|until|till|to|by|of|year|circa|around|before|after|during|early|late|mid|"
     r"summer|spring|autumn|fall|winter|between|through|and|or|c\.|ca\.|born|died|founded|established|est\.))\s+$"
 )
-_ERA = re.compile(r"\s?(?:BC|AD|BCE|CE|B\.C\.|A\.D\.)(?!\w)")
+_ERA = re.compile(r"\s?(?:BC|AD|BCE|CE|B\.C\.?|A\.D\.?)(?!\w)")
 
 
 # A plural noun after the number makes it a count ("1500 people"), unless a cue says year.
 _COUNTED = re.compile(r"\s+[a-z]{2,}[^s\W]*s\b")
 _CALCULATION = re.compile(r"[=+*×÷^<>/-]\s*$")
+
+
+@_sub(rf"(?<![\w.,])([1-9]\d\d)(?={_ERA.pattern})")
+def _era_year(m: re.Match) -> str:
+    # "340 AD", "410 BC": a three-digit year is said in pairs ("three forty").
+    return pairs(m.group(1))
 
 
 @_sub(r"(?<![\w.,])(1\d\d\d|20\d\d)(?!\w|[,.]\d)")
@@ -621,11 +636,6 @@ def _power_small(m: re.Match) -> str:
 @_sub(r"(?<=[\w)])\s?\^\s?(?=[\w(-])", needs_digit=False, needs="^")
 def _power(m: re.Match) -> str:
     return " to the power of "
-
-
-@_sub(r"(?<=\d)\s?[x×]\s?(?=\d)", needs='x×')
-def _by(m: re.Match) -> str:
-    return " by " if m.group(0).strip() == "x" else " times "
 
 
 @_sub(r"(?<![\w.])(\d+(?:\.\d+)?)x(?!\w)", needs='x')
@@ -693,8 +703,9 @@ def _spaced(m: re.Match, said: str) -> str:
 @_sub(r"(?<![\d.])\d+(?:\.\d+){2,}(?![\d.])")
 def _dotted_number(m: re.Match) -> str:
     parts = m.group(0).split(".")
-    joiner = " dot " if len(parts) == 4 else " point "  # an IP address, or a version
-    return _spaced(m, joiner.join(nw.number(p) for p in parts))
+    if len(parts) == 4:  # an IP address: each part digit by digit, as people read them out
+        return _spaced(m, " dot ".join(nw.digits(p) for p in parts))
+    return _spaced(m, " point ".join(nw.number(p) for p in parts))  # a version
 
 
 @_sub(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d*\.\d+|\d+")
