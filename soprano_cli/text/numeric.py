@@ -39,12 +39,16 @@ def _is_one(text: str) -> bool:
     return text.lstrip("-") == "1"
 
 
-def _sub(pattern: str, needs_digit: bool = True, needs: str = ""):
-    """Register a rule; `needs` lists characters one of which must be present for it to apply."""
+def _sub(pattern: str, needs_digit: bool = True, needs: str = "", guard: str | None = None):
+    """Register a rule; `needs` lists characters one of which must be present for it to apply.
+
+    `guard` names a cheap check that must find something first (see `_GUARDS`): several rules
+    share one, so one scan of the text spares several.
+    """
     compiled = re.compile(pattern)
 
     def register(function):
-        _RULES.append((compiled, function, needs_digit, needs))
+        _RULES.append((compiled, function, needs_digit, needs, guard))
         return function
 
     return register
@@ -57,6 +61,13 @@ _MONTH_RE = "(?i:" + "|".join(sorted(MONTHS, key=len, reverse=True)) + ")"
 _AMPM = r"(?P<ampm>[ap]\.m\.|[ap]\.m\b|[ap]m\b|[AP]\.M\.|[AP]\.M\b|[AP]M\b)"
 # A time zone after a time: "EST", "e.s.t", "GMT".
 _ZONE = r"(?:\s?(?P<zone>(?i:[ECMP][SD]T|UTC|GMT|[ecmp]\.[sd]\.t\.?))(?![\w.]))?"
+
+
+# Checks shared by several rules, each run at most once a text: a month name, a cue for a code.
+_GUARDS = {
+    "month": re.compile(r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"),
+    "code": re.compile(r"(?i:ending|ends|pin|otp|code|zip|post|acc|serial|track|ext|badge|ticket|order)"),
+}
 
 
 def _month(text: str) -> int:
@@ -129,7 +140,7 @@ _CODE_CUE = re.compile(
 )
 
 
-@_sub(r"(?<![\w.,$€£¥₹-])(\d{3,})(?![\w,]|\.\d)")
+@_sub(r"(?<![\w.,$€£¥₹-])(\d{3,})(?![\w,]|\.\d)", guard="code")
 def _code_after_cue(m: re.Match) -> str:
     before = m.string[max(0, m.start() - 24) : m.start()]
     return nw.digits(m.group(1)) if _CODE_CUE.search(before) else m.group(0)
@@ -247,7 +258,7 @@ def _digit_groups(m: re.Match) -> str:
     return _phone_groups(*m.group(1).split("-"))
 
 
-@_sub(rf"\b(?P<month>{_MONTH_RE})\.?(?:\s+|-)(?P<day>\d{{1,2}})(?:st|nd|rd|th)?(?!\d|:)\b(?:(?:,?\s+|-)(?P<year>\d{{4}})(?![\d-]))?")
+@_sub(rf"\b(?P<month>{_MONTH_RE})\.?(?:\s+|-)(?P<day>\d{{1,2}})(?:st|nd|rd|th)?(?!\d|:)\b(?:(?:,?\s+|-)(?P<year>\d{{4}})(?![\d-]))?", guard="month")
 def _month_day(m: re.Match) -> str:
     day = int(m.group("day"))
     if not 1 <= day <= 31 or (m.group("month") == "may" and not m.group("year")):
@@ -255,7 +266,7 @@ def _month_day(m: re.Match) -> str:
     return _date(_month(m.group("month")), day, m.group("year"))
 
 
-@_sub(rf"(?<![\w.,])(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<month>{_MONTH_RE})\b\.?(?:,?\s+(?P<year>\d{{4}})(?!\d))?")
+@_sub(rf"(?<![\w.,])(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<month>{_MONTH_RE})\b\.?(?:,?\s+(?P<year>\d{{4}})(?!\d))?", guard="month")
 def _day_month(m: re.Match) -> str:
     day = int(m.group("day"))
     if not 1 <= day <= 31:
@@ -268,7 +279,7 @@ def _day_month(m: re.Match) -> str:
     return said
 
 
-@_sub(rf"\b(?P<month>{_MONTH_RE})\.?,?\s+(?P<year>\d{{4}})(?!\d)")
+@_sub(rf"\b(?P<month>{_MONTH_RE})\.?,?\s+(?P<year>\d{{4}})(?!\d)", guard="month")
 def _month_year(m: re.Match) -> str:
     return f"{MONTH_NAMES[_month(m.group('month'))]} {nw.year(int(m.group('year')))}"
 
@@ -716,8 +727,14 @@ def _plain_number(m: re.Match) -> str:
 def expand_numbers(text: str) -> str:
     """Replace every written form with digits by its words; the result holds no ASCII digit."""
     has_digit = _DIGIT.search(text) is not None
-    for pattern, function, needs_digit, needs in _RULES:
+    found: dict[str, bool] = {}
+    for pattern, function, needs_digit, needs, guard in _RULES:
         if (has_digit or not needs_digit) and (not needs or any(ch in text for ch in needs)):
+            if guard is not None:
+                if guard not in found:  # checked on the text as the first rule of the guard sees it
+                    found[guard] = _GUARDS[guard].search(text) is not None
+                if not found[guard]:
+                    continue
             text = pattern.sub(function, text)
     return text
 
