@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from soprano_cli.text.markdown import from_markdown
 from soprano_cli.text.numeric import expand_numbers
+from soprano_cli.text.options import DEFAULT, TextOptions
 from soprano_cli.text.words import expand_abbreviations, expand_acronyms, expand_addresses, expand_roman
 
 # --- Unicode --------------------------------------------------------------------------------
@@ -165,13 +167,60 @@ def _normalize_once(text: str) -> str:
     return text
 
 
-def normalize(text: str) -> str:
+def normalize(text: str, options: TextOptions | None = None) -> str:
     """Written English to spoken words, for people and the model alike; pure and idempotent.
 
     One pass settles nearly every text. Tidying can join pieces into something an earlier
     step reads ("5 - .com" becomes "five.com", a domain), so the pass repeats until the
     text stops changing; in practice the second pass only confirms the first.
+    `options` adds markdown, a lexicon, and classes left as written (options.py).
     """
+    if options is not None and options != DEFAULT:
+        return _normalize_with(prepare(text, options), options)
+    return _normalize(text)
+
+
+def prepare(text: str, options: TextOptions) -> str:
+    """What the options do before the rules: markdown to plain text, then the user's lexicon."""
+    if options.markdown:
+        text = from_markdown(text)
+    if options.lexicon:
+        text = options.lexicon.apply(text)
+    return text
+
+
+_TRAILING = ".,;:!?)]"
+
+
+def _normalize_with(text: str, options: TextOptions) -> str:
+    kept = options.kept()
+    if kept is None:
+        return _normalize(text)
+    # The forms left as written are cut out, and the text between them normalized on its own.
+    pieces, start = [], 0
+    for match in kept.finditer(text):
+        end = match.start() + len(match.group(0).rstrip(_TRAILING))  # "see www.x.io." keeps its period
+        if end <= start:
+            continue
+        pieces += [_between(text[start:match.start()]), text[match.start():end]]
+        start = end
+    pieces.append(_between(text[start:]))
+    said = ""
+    for piece in pieces:
+        if piece:
+            said += piece if not said or piece[0] in _TRAILING else " " + piece
+    return said
+
+
+def _between(text: str) -> str:
+    # Punctuation right after a kept form stays ("Call 555-123-4567."); tidying would drop it.
+    rest = text.lstrip(_TRAILING)
+    said = _normalize(rest)
+    lead = text[: len(text) - len(rest)]
+    return f"{lead} {said}" if lead and said else lead or said
+
+
+def _normalize(text: str) -> str:
     said = _normalize_once(text)
     for _ in range(_MAX_PASSES):
         again = _normalize_once(said)
