@@ -43,16 +43,20 @@ NEMO_CLASSES = (
 
 
 _LETTERS = re.compile(r"\b[a-z](?: [a-z]\b)+")
+_CAPS = re.compile(r"\b[A-Z]{2,3}\b")
 
 
 def canonical(text: str) -> str:
     """The reading without its spelling conventions, so that only the words said are compared.
 
-    Lower case; anything but letters and digits is a space; spelled letters are joined ("A M"
+    Short words in capitals are spelled ("EST" is "E S T"); lower case; anything but letters and digits is a space; spelled letters are joined ("A M"
     and "AM" are said alike); "and" is dropped, since "one hundred and one" against "one
     hundred one" and "five dollars and ten cents" against "five dollars ten cents" are house
     styles (ours leaves "and" out of numbers).
     """
+    # NeMo writes spelled letters in capitals ("PM EST", "IP"), ours spaced ("P M E S T"):
+    # short words in capitals are spelled out first, so that both join alike below.
+    text = _CAPS.sub(lambda m: " ".join(m.group(0)), text)
     words = re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
     joined = _LETTERS.sub(lambda m: m.group(0).replace(" ", ""), " ".join(w for w in words if w != "and"))
     return joined

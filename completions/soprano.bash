@@ -43,7 +43,10 @@ _soprano() {
             __soprano_words 'normalize split synth play serve doctor models'
             ;;
         soprano_normalize)
-            if [[ "$cur" == -* ]]; then __soprano_words '--for-model -h --help'; return 0; fi
+            case "$prev" in
+                --lexicon) __soprano_files; return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then __soprano_words '--for-model --markdown --no-markdown --lexicon --urls --no-urls --emails --no-emails --phone-numbers --no-phone-numbers -h --help'; return 0; fi
             __soprano_files
             ;;
         soprano_split)
@@ -55,7 +58,7 @@ _soprano() {
             ;;
         soprano_synth)
             case "$prev" in
-                -o|--output|--captions) __soprano_files; return 0 ;;
+                -o|--output|--captions|--lexicon) __soprano_files; return 0 ;;
                 -f|--format) __soprano_words 'wav pcm flac ogg opus mp3 aac'; return 0 ;;
                 -r|--sample-rate|--sentence-silence|--audio-device|--chunk-frames|--min-seconds|--max-seconds|-c|--cache-size|-bs|--decoder-batch-size|--max-batch|--temperature|--top-p|--repetition-penalty|--seed|--retries|--max-frames|--server) :; return 0 ;;
                 --sample-format) __soprano_words 's16 f32'; return 0 ;;
@@ -64,7 +67,7 @@ _soprano() {
                 -b|--backend) __soprano_words 'auto torch transformers lmdeploy'; return 0 ;;
                 --dtype) __soprano_words 'auto float32 bfloat16 int8'; return 0 ;;
             esac
-            if [[ "$cur" == -* ]]; then __soprano_words '-o --output -f --format -r --sample-rate --sample-format --sentence-silence --captions -s --streaming --play --audio-device --chunk-frames --normalize --no-normalize --lines --min-seconds --max-seconds --jsonl --input-dir --output-dir -m --model --model-path -d --device -b --backend --dtype -c --cache-size -bs --decoder-batch-size --max-batch --temperature --top-p --repetition-penalty --seed --retries --max-frames --server --no-server -q --quiet -v --verbose -h --help'; return 0; fi
+            if [[ "$cur" == -* ]]; then __soprano_words '-o --output -f --format -r --sample-rate --sample-format --sentence-silence --captions -s --streaming --play --audio-device --chunk-frames --normalize --no-normalize --lines --min-seconds --max-seconds --markdown --no-markdown --lexicon --urls --no-urls --emails --no-emails --phone-numbers --no-phone-numbers --jsonl --input-dir --output-dir -m --model --model-path -d --device -b --backend --dtype -c --cache-size -bs --decoder-batch-size --max-batch --temperature --top-p --repetition-penalty --seed --retries --max-frames --server --no-server -q --quiet -v --verbose -h --help'; return 0; fi
             ;;
         soprano_play)
             case "$prev" in
@@ -77,13 +80,13 @@ _soprano() {
         soprano_serve)
             case "$prev" in
                 --host|--port|--api-key|--allowed-host|--cors-origin|--max-input-chars|--max-queue|--request-timeout|--client-timeout|--drain-timeout|--max-batch|-bs|--decoder-batch-size|-c|--cache-size) :; return 0 ;;
-                --socket|--api-key-file) __soprano_files; return 0 ;;
+                --socket|--api-key-file|--lexicon) __soprano_files; return 0 ;;
                 -m|--model|--model-path) __soprano_dirs; return 0 ;;
                 -d|--device) __soprano_words 'auto cpu cuda mps'; return 0 ;;
                 -b|--backend) __soprano_words 'auto torch transformers lmdeploy'; return 0 ;;
                 --dtype) __soprano_words 'auto float32 bfloat16 int8'; return 0 ;;
             esac
-            if [[ "$cur" == -* ]]; then __soprano_words '--host --port --socket --no-socket -m --model --model-path -d --device -b --backend --dtype --api-key-file --api-key --allowed-host --cors-origin --max-input-chars --max-queue --request-timeout --client-timeout --drain-timeout --max-batch -bs --decoder-batch-size -c --cache-size -q --quiet -v --verbose -h --help'; return 0; fi
+            if [[ "$cur" == -* ]]; then __soprano_words '--host --port --socket --no-socket -m --model --model-path -d --device -b --backend --dtype --api-key-file --api-key --allowed-host --cors-origin --max-input-chars --max-queue --request-timeout --client-timeout --drain-timeout --markdown --no-markdown --lexicon --max-batch -bs --decoder-batch-size -c --cache-size -q --quiet -v --verbose -h --help'; return 0; fi
             ;;
         soprano_doctor)
             if [[ "$cur" == -* ]]; then __soprano_words '--json -h --help'; return 0; fi

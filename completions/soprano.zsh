@@ -74,6 +74,9 @@ _soprano_serve() {
         '(--request-timeout)--request-timeout[Seconds a client may take to send a request'\''s headers (its body gets three times as long)]:request_timeout: ' \
         '(--client-timeout)--client-timeout[Seconds a client may read nothing before it is dropped and its request cancelled]:client_timeout: ' \
         '(--drain-timeout)--drain-timeout[On SIGTERM or Ctrl-C, seconds requests in flight may take before they are cancelled (a...]:drain_timeout: ' \
+        '(--markdown --no-markdown)--markdown[Read markdown as plain text (headings, emphasis, links, code, lists, tables); drop emoji]' \
+        '(--markdown --no-markdown)--no-markdown[Read markdown as plain text (headings, emphasis, links, code, lists, tables); drop emoji]' \
+        '(--lexicon)--lexicon[Your words and how to say them: '\''word<TAB>spoken'\'' and '\''/regex/<TAB>spoken'\'' lines, #...]:file:_files' \
         '(--max-batch)--max-batch[Sentences generated at once by the LM \[default: 16 on CPU, 64 on CUDA\]]:max_batch: ' \
         '(-bs --decoder-batch-size)'{-bs,--decoder-batch-size}'[Sentences decoded to audio at once \[default: 1 on CPU, 16 on CUDA\]]:decoder_batch_size: ' \
         '(-c --cache-size)'{-c,--cache-size}'[KV cache budget in MB (lmdeploy)]:cache_size: ' \
@@ -112,6 +115,15 @@ _soprano_synth() {
         '(--lines)--lines[Each input line is one finished chunk (as `soprano split` writes them)]' \
         '(--min-seconds)--min-seconds[Merge sentences shorter than this (estimated speech); 0 with --sentence-silence or...]:min_seconds: ' \
         '(--max-seconds)--max-seconds[Break chunks longer than this (estimated speech)]:max_seconds: ' \
+        '(--markdown --no-markdown)--markdown[Read markdown as plain text (headings, emphasis, links, code, lists, tables); drop emoji]' \
+        '(--markdown --no-markdown)--no-markdown[Read markdown as plain text (headings, emphasis, links, code, lists, tables); drop emoji]' \
+        '(--lexicon)--lexicon[Your words and how to say them: '\''word<TAB>spoken'\'' and '\''/regex/<TAB>spoken'\'' lines, #...]:file:_files' \
+        '(--urls --no-urls)--urls[Read web addresses aloud (--no-urls: leave them as written)]' \
+        '(--urls --no-urls)--no-urls[Read web addresses aloud (--no-urls: leave them as written)]' \
+        '(--emails --no-emails)--emails[Read e-mail addresses aloud (or leave them as written)]' \
+        '(--emails --no-emails)--no-emails[Read e-mail addresses aloud (or leave them as written)]' \
+        '(--phone-numbers --no-phone-numbers)--phone-numbers[Read phone numbers digit by digit (or leave them as written)]' \
+        '(--phone-numbers --no-phone-numbers)--no-phone-numbers[Read phone numbers digit by digit (or leave them as written)]' \
         '(--jsonl)--jsonl[Read jobs from stdin, one JSON object per line: {"text": ..., "output": ...}]' \
         '(--input-dir)--input-dir[Speak every .txt file in this folder ]:dir:_files -/' \
         '(--output-dir)--output-dir[... into one audio file each here (format from --format)]:dir:_files -/' \
@@ -148,6 +160,15 @@ _soprano_split() {
 _soprano_normalize() {
     _arguments -s -S \
         '(--for-model)--for-model[Also apply the model'\''s cleanup: lowercase, its character set only]' \
+        '(--markdown --no-markdown)--markdown[Read markdown as plain text (headings, emphasis, links, code, lists, tables); drop emoji]' \
+        '(--markdown --no-markdown)--no-markdown[Read markdown as plain text (headings, emphasis, links, code, lists, tables); drop emoji]' \
+        '(--lexicon)--lexicon[Your words and how to say them: '\''word<TAB>spoken'\'' and '\''/regex/<TAB>spoken'\'' lines, #...]:file:_files' \
+        '(--urls --no-urls)--urls[Read web addresses aloud (--no-urls: leave them as written)]' \
+        '(--urls --no-urls)--no-urls[Read web addresses aloud (--no-urls: leave them as written)]' \
+        '(--emails --no-emails)--emails[Read e-mail addresses aloud (or leave them as written)]' \
+        '(--emails --no-emails)--no-emails[Read e-mail addresses aloud (or leave them as written)]' \
+        '(--phone-numbers --no-phone-numbers)--phone-numbers[Read phone numbers digit by digit (or leave them as written)]' \
+        '(--phone-numbers --no-phone-numbers)--no-phone-numbers[Read phone numbers digit by digit (or leave them as written)]' \
         '(- *)'{-h,--help}'[Show the help and exit]' \
         '*:files:_files'
 }

@@ -44,6 +44,9 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("SOPRANO_SERVER", "Daemon that synth sends its work to: http://host:port, unix:/path, "
            "or none to always synthesize in-process.",
            "the local daemon's socket when one answers", ("synth", "doctor"), "--server"),
+    EnvVar("SOPRANO_LEXICON", "Lexicon file: 'word<TAB>spoken' and '/regex/<TAB>spoken' lines that say "
+           "names and terms your way (normalize, synth, and the server's every request).",
+           "none", ("normalize", "synth", "serve", "asgi"), "--lexicon"),
     EnvVar("SOPRANO_API_KEY", "Bearer key the daemon requires (serve) and that clients send (synth).",
            "none (no key)", ("serve", "synth", "asgi"), "--api-key"),
     EnvVar("SOPRANO_MAX_INPUT_CHARS", "Longest accepted request text, in characters.",

@@ -37,6 +37,7 @@ class SynthRequest:
     max_seconds: float = 30.0
     quiet: bool = False
     verbose: bool = False
+    text_options: object = None  # TextOptions (markdown, lexicon, classes left as written); None: the defaults
 
     def sentence_options(self) -> dict:
         """Options for `sentences_from_lines`.
@@ -45,7 +46,7 @@ class SynthRequest:
         chunks the engine speaks: so with either, short sentences are not merged into one chunk.
         """
         per_sentence = self.sentence_silence > 0 or self.captions is not None
-        return dict(normalize=self.normalize, lines_are_chunks=self.lines,
+        return dict(normalize=self.normalize, options=self.text_options, lines_are_chunks=self.lines,
                     min_seconds=0.0 if per_sentence else self.min_seconds, max_seconds=self.max_seconds)
 
 

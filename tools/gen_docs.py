@@ -718,6 +718,9 @@ SPEECH_FIELDS = {
     "seed": "Makes sampling reproducible.",
     "max_new_tokens": "Cap on generated frames per sentence, up to 512 (the default).",
     "normalize": "false skips the text normalization (numbers, symbols, abbreviations to words).",
+    "normalization_options": "an object overriding how the text is read: markdown (markdown to plain text, emoji "
+                             "dropped; the server's default: on), urls, emails, phone_numbers (false leaves them as "
+                             "written), lexicon ({\"word\": \"spoken\"}, added to the server's --lexicon; words only).",
     "sample_rate": "Output rate in Hz (default 24000 for pcm, as OpenAI clients assume; else 32000).",
 }
 SSE_FORMAT = [

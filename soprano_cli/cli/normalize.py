@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from soprano_cli.cli import options as opt
+
 
 def register(app: typer.Typer) -> None:
     """Add the `normalize` subcommand to the app."""
@@ -18,12 +20,18 @@ def register(app: typer.Typer) -> None:
                                        help="Also apply the model's cleanup: lowercase, its character set only."),
         # The old spelling, hidden: elsewhere --model takes a model folder or hub id.
         old_model_flag: bool = typer.Option(False, "--model", hidden=True),
+        markdown: opt.Markdown = False,
+        lexicon: opt.Lexicon = None,
+        urls: opt.Urls = True,
+        emails: opt.Emails = True,
+        phone_numbers: opt.PhoneNumbers = True,
     ) -> None:
         from soprano_cli.cli.textio import iter_input_lines
         from soprano_cli.text import model_text, normalize
 
+        options = opt.text_options(markdown, lexicon, urls, emails, phone_numbers)
         for line in iter_input_lines(files or []):
-            said = normalize(line)
+            said = normalize(line, options)
             if for_model or old_model_flag:
                 said = model_text(said)
             sys.stdout.write(said + "\n")

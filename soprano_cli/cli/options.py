@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -50,6 +51,33 @@ Retries = Annotated[int, typer.Option(
 MaxFrames = Annotated[int, typer.Option(
     "--max-frames", min=1, max=512, rich_help_panel=SAMPLING_PANEL,
     help="Cap on generated tokens (frames + end) per sentence.")]
+
+# How text is read (normalize, synth, serve): one definition, one way to build the options.
+TEXT_PANEL = "Text"
+Markdown = Annotated[bool, typer.Option(
+    "--markdown/--no-markdown", rich_help_panel=TEXT_PANEL,
+    help="Read markdown as plain text (headings, emphasis, links, code, lists, tables); drop emoji.")]
+Lexicon = Annotated[Optional[Path], typer.Option(
+    "--lexicon", envvar="SOPRANO_LEXICON", rich_help_panel=TEXT_PANEL, show_default=False,
+    help="Your words and how to say them: 'word<TAB>spoken' and '/regex/<TAB>spoken' lines, # comments.")]
+Urls = Annotated[bool, typer.Option(
+    "--urls/--no-urls", rich_help_panel=TEXT_PANEL, help="Read web addresses aloud (--no-urls: leave them as written).")]
+Emails = Annotated[bool, typer.Option(
+    "--emails/--no-emails", rich_help_panel=TEXT_PANEL, help="Read e-mail addresses aloud (or leave them as written).")]
+PhoneNumbers = Annotated[bool, typer.Option(
+    "--phone-numbers/--no-phone-numbers", rich_help_panel=TEXT_PANEL,
+    help="Read phone numbers digit by digit (or leave them as written).")]
+
+
+def text_options(markdown: bool, lexicon: Path | None, urls: bool = True, emails: bool = True,
+                 phone_numbers: bool = True):
+    """TextOptions from the shared options; the lexicon file is read (and checked) here."""
+    from soprano_cli.text import lexicon as lexicon_file
+    from soprano_cli.text.options import TextOptions
+
+    words = lexicon_file.load(lexicon) if lexicon else lexicon_file.Lexicon()
+    return TextOptions(markdown=markdown, lexicon=words, urls=urls, emails=emails, phone_numbers=phone_numbers)
+
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")]

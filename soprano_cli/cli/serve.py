@@ -65,6 +65,8 @@ def register(app: typer.Typer) -> None:
             "--drain-timeout", min=0.0, rich_help_panel=LIMITS_PANEL,
             help="On SIGTERM or Ctrl-C, seconds requests in flight may take before they are cancelled "
                  "(a second signal stops at once).")] = 30.0,
+        markdown: opt.Markdown = True,
+        lexicon: opt.Lexicon = None,
         max_batch: opt.MaxBatch = None,
         decoder_batch_size: opt.DecoderBatchSize = None,
         cache_size: opt.CacheSize = 100,
@@ -88,6 +90,7 @@ def register(app: typer.Typer) -> None:
             deadlines=Deadlines(header_timeout=request_timeout, body_timeout=3 * request_timeout,
                                 client_timeout=client_timeout),
             drain_timeout=drain_timeout,
+            text=opt.text_options(markdown, lexicon),
         )
         path = None if no_socket else (socket_path or default_socket_path())
         return serve(config, host=host, port=port, socket_path=path, log_level=logging.getLevelName(level).lower(),

@@ -58,6 +58,11 @@ def synth_command(
         help="Merge sentences shorter than this (estimated speech); 0 with --sentence-silence or --captions.")] = 2.0,
     max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.5, rich_help_panel=INPUT_PANEL,
         help="Break chunks longer than this (estimated speech).")] = 30.0,
+    markdown: opt.Markdown = True,
+    lexicon: opt.Lexicon = None,
+    urls: opt.Urls = True,
+    emails: opt.Emails = True,
+    phone_numbers: opt.PhoneNumbers = True,
     jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=BATCH_PANEL,
         help='Read jobs from stdin, one JSON object per line: {"text": ..., "output": ...}.')] = False,
     input_dir: Annotated[Optional[Path], typer.Option("--input-dir", rich_help_panel=BATCH_PANEL,
@@ -94,6 +99,7 @@ def synth_command(
         captions=captions, streaming=streaming, play=play, audio_device=audio_device,
         chunk_frames=chunk_frames, normalize=normalize, lines=lines, min_seconds=min_seconds,
         max_seconds=max_seconds, quiet=quiet, verbose=verbose,
+        text_options=opt.text_options(markdown, lexicon, urls, emails, phone_numbers),
     )
     # Every option is checked before any daemon is asked: a daemon must not hide a misspelt one.
     engine_options = synth_job.EngineChoice(

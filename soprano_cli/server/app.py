@@ -31,8 +31,11 @@ from soprano_cli.server.client import model_digest
 from soprano_cli.server.connections import Deadlines
 from soprano_cli.server.guard import JSONCORSMiddleware, RequestGuard
 from soprano_cli.server.metrics import Metrics
-from soprano_cli.server.protocol import APIError, SpeechRequest, StreamRequest
+from soprano_cli.server.protocol import APIError, SpeechRequest, StreamRequest, request_text_options
 from soprano_cli.server.scheduler import Scheduler
+from soprano_cli.text.lexicon import Lexicon
+from soprano_cli.text.lexicon import load as load_lexicon
+from soprano_cli.text.options import TextOptions
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class ServerConfig:
     drain_timeout: float = 30.0  # after SIGTERM, requests in flight get this long before they are cancelled
     max_backlog_seconds: float = 20.0  # audio a request may have waiting for its reader before it is paused
     warmup: bool = True  # run a few frames at startup so the first request pays no first-call costs
+    text: TextOptions = field(default_factory=lambda: TextOptions(markdown=True))  # how requests' text is read
 
     @classmethod
     def from_env(cls) -> "ServerConfig":
@@ -70,7 +74,8 @@ class ServerConfig:
             engine.max_batch = _env_int("SOPRANO_MAX_BATCH")
         origins = [o.strip() for o in env.get("SOPRANO_CORS_ORIGINS", "").split(",") if o.strip()]
         hosts = [h.strip() for h in env.get("SOPRANO_ALLOWED_HOSTS", "").split(",") if h.strip()]
-        return cls(engine=engine, api_key=env.get("SOPRANO_API_KEY") or None,
+        text = TextOptions(markdown=True, lexicon=load_lexicon(env["SOPRANO_LEXICON"]) if env.get("SOPRANO_LEXICON") else Lexicon())
+        return cls(engine=engine, api_key=env.get("SOPRANO_API_KEY") or None, text=text,
                    max_input_chars=_env_int("SOPRANO_MAX_INPUT_CHARS", 4096),
                    max_queue=_env_int("SOPRANO_MAX_QUEUE", 64), cors_origins=origins, allowed_hosts=hosts)
 
@@ -264,7 +269,8 @@ def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     params = SamplingParams(temperature=body.temperature, top_p=body.top_p, repetition_penalty=body.repetition_penalty,
                             seed=body.seed, max_new_tokens=body.max_new_tokens).validated()
     rate = body.sample_rate if body.sample_rate is not None else (protocol.PCM_DEFAULT_RATE if fmt == "pcm" else None)
-    sentences = sentences_from_text(body.input, normalize=body.normalize)
+    sentences = sentences_from_text(body.input, normalize=body.normalize,
+                                    options=request_text_options(state.config.text, body.normalization_options))
     if not sentences:
         raise InputTextError("'input' has nothing to speak after normalization", param="input")
     job = state.scheduler.submit(sentences, params)  # admission (429) before any encoder or ffmpeg starts

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from soprano_cli.errors import InvalidParameterError, ServerError, SopranoError
+from soprano_cli.text.lexicon import from_words
+from soprano_cli.text.options import TextOptions
 
 # Names the server answers to besides its own model, so that OpenAI clients work unchanged.
 MODEL_ALIASES = ("soprano", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
@@ -22,6 +24,18 @@ DEFAULT_RATE = 32000
 # largest sentence index, which the frame header holds in 32 bits.
 MAX_STREAM_SENTENCES = 64
 MAX_SENTENCE_INDEX = 2**32 - 1
+
+
+class NormalizationOptions(BaseModel):
+    """`normalization_options` of a speech request (as Kokoro-FastAPI's): unset fields keep the server's choice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    markdown: bool | None = None  # markdown to plain text, emoji dropped (the server's default: on)
+    urls: bool | None = None  # read web addresses aloud; false: leave them as written
+    emails: bool | None = None
+    phone_numbers: bool | None = None
+    lexicon: dict[str, str] | None = None  # word -> spoken form, added to the server's lexicon (no regexes)
 
 
 class SpeechRequest(BaseModel):
@@ -44,6 +58,7 @@ class SpeechRequest(BaseModel):
     seed: int | None = None
     max_new_tokens: int = 512  # frames cap per sentence (random checkpoints never stop by themselves)
     normalize: bool = True
+    normalization_options: NormalizationOptions | None = None
     sample_rate: int | None = None
 
 
@@ -63,6 +78,17 @@ class StreamRequest(BaseModel):
     retries: int = 0
     chunk_frames: int = Field(default=1, ge=1, le=1024)  # above a sentence's frames: one piece per sentence
     whole: bool = False  # one chunk per sentence, decoded in one piece and retried like Engine.synthesize
+
+
+def request_text_options(server: TextOptions, request: NormalizationOptions | None) -> TextOptions:
+    """The server's text options with a request's `normalization_options` laid over them."""
+    if request is None:
+        return server
+    changes = {name: value for name in ("markdown", "urls", "emails", "phone_numbers")
+               if (value := getattr(request, name)) is not None}
+    if request.lexicon:
+        changes["lexicon"] = server.lexicon.merged(from_words(request.lexicon, param="normalization_options.lexicon"))
+    return replace(server, **changes)
 
 
 # -- errors -----------------------------------------------------------------------------------

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from soprano_cli.text.duration import estimate_seconds
 from soprano_cli.text.model import ALLOWED_MODEL_CHARS, model_text
+from soprano_cli.text.lexicon import Lexicon
 from soprano_cli.text.normalize import normalize
+from soprano_cli.text.options import TextOptions
 from soprano_cli.text.split import incremental_split, split, split_sentences
 
 __all__ = [
     "ALLOWED_MODEL_CHARS",
     "estimate_seconds",
     "incremental_split",
+    "Lexicon",
+    "TextOptions",
     "model_text",
     "normalize",
     "split",

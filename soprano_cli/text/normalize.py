@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from soprano_cli.text.markdown import from_markdown
 from soprano_cli.text.numeric import expand_numbers
+from soprano_cli.text.options import DEFAULT, TextOptions
 from soprano_cli.text.words import expand_abbreviations, expand_acronyms, expand_addresses, expand_roman
 
 # --- Unicode --------------------------------------------------------------------------------
@@ -87,8 +89,20 @@ _SYMBOLS = {
     "−": " minus ", "^": " ", "<": " ", ">": " ", "{": "(", "}": ")", "[": "(", "]": ")",
 }
 _SYMBOL = re.compile("|".join(re.escape(s) for s in _SYMBOLS))
-_HASHTAG = re.compile(r"(?<!\w)#(?=\w)")
-_SLASH = re.compile(r"(?<=[A-Za-z])(?:(?<![A-Za-z][A-Za-z])/(?=([A-Za-z])(?![A-Za-z]))|/(?=(or\b)|[A-Za-z]))")
+_HASHTAG = re.compile(r"(?<!\w)#(?=\w)(?!\w*#)")  # "#tag#" is a word between two signs
+_SLASH = re.compile(r"\b([A-Za-z]+) ?/ ?(?=([A-Za-z]+)\b)")
+_TAG = re.compile(r"</?([A-Za-z][\w-]{0,40})\s?/?>")
+# Word pairs whose slash means "or"; elsewhere it is said "slash" ("actor/director").
+_SLASH_OR = {("his", "her"), ("he", "she"), ("him", "her"), ("her", "his"), ("she", "he"), ("yes", "no")}
+
+
+def _slash(m: re.Match) -> str:
+    before, after = m.group(1), m.group(2)
+    if len(before) == 1 and len(after) == 1 or after == "or":
+        return before + " "  # "I/O" is two letters, "and/or" is "and or"
+    if (before.lower(), after.lower()) in _SLASH_OR:
+        return before + " or "
+    return before + " slash "
 
 
 def expand_symbols(text: str) -> str:
@@ -98,9 +112,12 @@ def expand_symbols(text: str) -> str:
         text = _HASHTAG.sub("hashtag ", text).replace("#", " hash ")
     if "$" in text:
         text = text.replace("$", " dollar ")  # no amount follows, or the money rules took it
+    if "<" in text:
+        text = _TAG.sub(r" \1 ", text)  # "<noise/>", "</singing>": the tag's name, no slash
     if "/" in text:
-        # "and/or" -> "and or", "I/O" -> "I O" (letters), "his/her" -> "his or her".
-        text = _SLASH.sub(lambda m: " " if m.group(1) or m.group(2) else " or ", text)
+        # "and/or" -> "and or", "I/O" -> "I O" (letters), "his/her" -> "his or her",
+        # "upgrade/update" -> "upgrade slash update".
+        text = _SLASH.sub(_slash, text)
     return _SYMBOL.sub(lambda m: _SYMBOLS[m.group(0)], text)
 
 
@@ -150,13 +167,60 @@ def _normalize_once(text: str) -> str:
     return text
 
 
-def normalize(text: str) -> str:
+def normalize(text: str, options: TextOptions | None = None) -> str:
     """Written English to spoken words, for people and the model alike; pure and idempotent.
 
     One pass settles nearly every text. Tidying can join pieces into something an earlier
     step reads ("5 - .com" becomes "five.com", a domain), so the pass repeats until the
     text stops changing; in practice the second pass only confirms the first.
+    `options` adds markdown, a lexicon, and classes left as written (options.py).
     """
+    if options is not None and options != DEFAULT:
+        return _normalize_with(prepare(text, options), options)
+    return _normalize(text)
+
+
+def prepare(text: str, options: TextOptions) -> str:
+    """What the options do before the rules: markdown to plain text, then the user's lexicon."""
+    if options.markdown:
+        text = from_markdown(text)
+    if options.lexicon:
+        text = options.lexicon.apply(text)
+    return text
+
+
+_TRAILING = ".,;:!?)]"
+
+
+def _normalize_with(text: str, options: TextOptions) -> str:
+    kept = options.kept()
+    if kept is None:
+        return _normalize(text)
+    # The forms left as written are cut out, and the text between them normalized on its own.
+    pieces, start = [], 0
+    for match in kept.finditer(text):
+        end = match.start() + len(match.group(0).rstrip(_TRAILING))  # "see www.x.io." keeps its period
+        if end <= start:
+            continue
+        pieces += [_between(text[start:match.start()]), text[match.start():end]]
+        start = end
+    pieces.append(_between(text[start:]))
+    said = ""
+    for piece in pieces:
+        if piece:
+            said += piece if not said or piece[0] in _TRAILING else " " + piece
+    return said
+
+
+def _between(text: str) -> str:
+    # Punctuation right after a kept form stays ("Call 555-123-4567."); tidying would drop it.
+    rest = text.lstrip(_TRAILING)
+    said = _normalize(rest)
+    lead = text[: len(text) - len(rest)]
+    return f"{lead} {said}" if lead and said else lead or said
+
+
+def _normalize(text: str) -> str:
     said = _normalize_once(text)
     for _ in range(_MAX_PASSES):
         again = _normalize_once(said)

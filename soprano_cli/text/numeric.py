@@ -39,12 +39,16 @@ def _is_one(text: str) -> bool:
     return text.lstrip("-") == "1"
 
 
-def _sub(pattern: str, needs_digit: bool = True, needs: str = ""):
-    """Register a rule; `needs` lists characters one of which must be present for it to apply."""
+def _sub(pattern: str, needs_digit: bool = True, needs: str = "", guard: str | None = None):
+    """Register a rule; `needs` lists characters one of which must be present for it to apply.
+
+    `guard` names a cheap check that must find something first (see `_GUARDS`): several rules
+    share one, so one scan of the text spares several.
+    """
     compiled = re.compile(pattern)
 
     def register(function):
-        _RULES.append((compiled, function, needs_digit, needs))
+        _RULES.append((compiled, function, needs_digit, needs, guard))
         return function
 
     return register
@@ -57,6 +61,13 @@ _MONTH_RE = "(?i:" + "|".join(sorted(MONTHS, key=len, reverse=True)) + ")"
 _AMPM = r"(?P<ampm>[ap]\.m\.|[ap]\.m\b|[ap]m\b|[AP]\.M\.|[AP]\.M\b|[AP]M\b)"
 # A time zone after a time: "EST", "e.s.t", "GMT".
 _ZONE = r"(?:\s?(?P<zone>(?i:[ECMP][SD]T|UTC|GMT|[ecmp]\.[sd]\.t\.?))(?![\w.]))?"
+
+
+# Checks shared by several rules, each run at most once a text: a month name, a cue for a code.
+_GUARDS = {
+    "month": re.compile(r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"),
+    "code": re.compile(r"(?i:ending|ends|pin|otp|code|zip|post|acc|serial|track|ext|badge|ticket|order)"),
+}
 
 
 def _month(text: str) -> int:
@@ -129,7 +140,7 @@ _CODE_CUE = re.compile(
 )
 
 
-@_sub(r"(?<![\w.,$€£¥₹-])(\d{3,})(?![\w,]|\.\d)")
+@_sub(r"(?<![\w.,$€£¥₹-])(\d{3,})(?![\w,]|\.\d)", guard="code")
 def _code_after_cue(m: re.Match) -> str:
     before = m.string[max(0, m.start() - 24) : m.start()]
     return nw.digits(m.group(1)) if _CODE_CUE.search(before) else m.group(0)
@@ -247,7 +258,7 @@ def _digit_groups(m: re.Match) -> str:
     return _phone_groups(*m.group(1).split("-"))
 
 
-@_sub(rf"\b(?P<month>{_MONTH_RE})\.?(?:\s+|-)(?P<day>\d{{1,2}})(?:st|nd|rd|th)?(?!\d|:)\b(?:(?:,?\s+|-)(?P<year>\d{{4}})(?![\d-]))?")
+@_sub(rf"\b(?P<month>{_MONTH_RE})\.?(?:\s+|-)(?P<day>\d{{1,2}})(?:st|nd|rd|th)?(?!\d|:)\b(?:(?:,?\s+|-)(?P<year>\d{{4}})(?![\d-]))?", guard="month")
 def _month_day(m: re.Match) -> str:
     day = int(m.group("day"))
     if not 1 <= day <= 31 or (m.group("month") == "may" and not m.group("year")):
@@ -255,7 +266,7 @@ def _month_day(m: re.Match) -> str:
     return _date(_month(m.group("month")), day, m.group("year"))
 
 
-@_sub(rf"(?<![\w.,])(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<month>{_MONTH_RE})\b\.?(?:,?\s+(?P<year>\d{{4}})(?!\d))?")
+@_sub(rf"(?<![\w.,])(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<month>{_MONTH_RE})\b\.?(?:,?\s+(?P<year>\d{{4}})(?!\d))?", guard="month")
 def _day_month(m: re.Match) -> str:
     day = int(m.group("day"))
     if not 1 <= day <= 31:
@@ -268,7 +279,7 @@ def _day_month(m: re.Match) -> str:
     return said
 
 
-@_sub(rf"\b(?P<month>{_MONTH_RE})\.?,?\s+(?P<year>\d{{4}})(?!\d)")
+@_sub(rf"\b(?P<month>{_MONTH_RE})\.?,?\s+(?P<year>\d{{4}})(?!\d)", guard="month")
 def _month_year(m: re.Match) -> str:
     return f"{MONTH_NAMES[_month(m.group('month'))]} {nw.year(int(m.group('year')))}"
 
@@ -427,6 +438,12 @@ def _cents(m: re.Match) -> str:
     return f"{amount(m.group(1))} {'cent' if _is_one(m.group(1)) else 'cents'}"
 
 
+@_sub(r"(?<=\d)\s?[x×]\s?(?=\d)", needs='x×')
+def _by(m: re.Match) -> str:
+    # Before the measures, so that "2x8 m2" reads its unit: two by eight square meters.
+    return " by " if m.group(0).strip() == "x" else " times "
+
+
 # --- measures: units, percent, feet and inches ------------------------------------------------
 
 _UNIT = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
@@ -538,6 +555,9 @@ def _mixed_fraction(m: re.Match) -> str:
     if len(m.group(2)) > 3 or len(m.group(3)) > 3:
         return m.group(0)  # left to the simple fraction below
     whole, numerator, denominator = nw.integer(m.group(1)), int(m.group(2)), int(m.group(3))
+    if whole is not None and denominator == 1:
+        # "2 142/1": nobody says "firsts"; the parts as written.
+        return f"{nw.cardinal(whole)} and {nw.cardinal(numerator)} over {nw.cardinal(denominator)}"
     if whole is None or not 0 < numerator < denominator <= 100:
         return m.group(0)
     part = _fraction(numerator, denominator)
@@ -546,10 +566,10 @@ def _mixed_fraction(m: re.Match) -> str:
     return f"{nw.cardinal(whole)} and {part}"
 
 
-@_sub(r"(?<![\w/.,])(\d+)/(\d+)(?![\w/]|\.\d)", needs='/')
+@_sub(r"(?<![\w/.,])(\d+)(?:/| / )(\d+)(?![\w/]|\.\d)", needs='/')
 def _simple_fraction(m: re.Match) -> str:
     numerator, denominator = nw.integer(m.group(1)), nw.integer(m.group(2))
-    if numerator is None or denominator is None:
+    if numerator is None or denominator is None or denominator == 1:
         return f"{nw.number(m.group(1))} over {nw.number(m.group(2))}"
     if denominator and (denominator <= 10 or numerator < denominator <= 1000) and (numerator, denominator) != (24, 7):
         return _fraction(numerator, denominator)
@@ -580,12 +600,18 @@ _YEAR_CUE = re.compile(
     r"(?i:\b(?:in|since|from|until|till|to|by|of|year|circa|around|before|after|during|early|late|mid|"
     r"summer|spring|autumn|fall|winter|between|through|and|or|c\.|ca\.|born|died|founded|established|est\.))\s+$"
 )
-_ERA = re.compile(r"\s?(?:BC|AD|BCE|CE|B\.C\.|A\.D\.)(?!\w)")
+_ERA = re.compile(r"\s?(?:BC|AD|BCE|CE|B\.C\.?|A\.D\.?)(?!\w)")
 
 
 # A plural noun after the number makes it a count ("1500 people"), unless a cue says year.
 _COUNTED = re.compile(r"\s+[a-z]{2,}[^s\W]*s\b")
 _CALCULATION = re.compile(r"[=+*×÷^<>/-]\s*$")
+
+
+@_sub(rf"(?<![\w.,])([1-9]\d\d)(?={_ERA.pattern})")
+def _era_year(m: re.Match) -> str:
+    # "340 AD", "410 BC": a three-digit year is said in pairs ("three forty").
+    return pairs(m.group(1))
 
 
 @_sub(r"(?<![\w.,])(1\d\d\d|20\d\d)(?!\w|[,.]\d)")
@@ -621,11 +647,6 @@ def _power_small(m: re.Match) -> str:
 @_sub(r"(?<=[\w)])\s?\^\s?(?=[\w(-])", needs_digit=False, needs="^")
 def _power(m: re.Match) -> str:
     return " to the power of "
-
-
-@_sub(r"(?<=\d)\s?[x×]\s?(?=\d)", needs='x×')
-def _by(m: re.Match) -> str:
-    return " by " if m.group(0).strip() == "x" else " times "
 
 
 @_sub(r"(?<![\w.])(\d+(?:\.\d+)?)x(?!\w)", needs='x')
@@ -693,8 +714,9 @@ def _spaced(m: re.Match, said: str) -> str:
 @_sub(r"(?<![\d.])\d+(?:\.\d+){2,}(?![\d.])")
 def _dotted_number(m: re.Match) -> str:
     parts = m.group(0).split(".")
-    joiner = " dot " if len(parts) == 4 else " point "  # an IP address, or a version
-    return _spaced(m, joiner.join(nw.number(p) for p in parts))
+    if len(parts) == 4:  # an IP address: each part digit by digit, as people read them out
+        return _spaced(m, " dot ".join(nw.digits(p) for p in parts))
+    return _spaced(m, " point ".join(nw.number(p) for p in parts))  # a version
 
 
 @_sub(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d*\.\d+|\d+")
@@ -705,8 +727,14 @@ def _plain_number(m: re.Match) -> str:
 def expand_numbers(text: str) -> str:
     """Replace every written form with digits by its words; the result holds no ASCII digit."""
     has_digit = _DIGIT.search(text) is not None
-    for pattern, function, needs_digit, needs in _RULES:
+    found: dict[str, bool] = {}
+    for pattern, function, needs_digit, needs, guard in _RULES:
         if (has_digit or not needs_digit) and (not needs or any(ch in text for ch in needs)):
+            if guard is not None:
+                if guard not in found:  # checked on the text as the first rule of the guard sees it
+                    found[guard] = _GUARDS[guard].search(text) is not None
+                if not found[guard]:
+                    continue
             text = pattern.sub(function, text)
     return text
 

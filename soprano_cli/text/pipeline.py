@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 
-def sentences_from_lines(lines: Iterable[str], *, normalize: bool = True, lines_are_chunks: bool = False,
+def sentences_from_lines(lines: Iterable[str], *, normalize: bool = True, options=None, lines_are_chunks: bool = False,
                          min_seconds: float = 2.0, max_seconds: float = 30.0) -> Iterator[str]:
     """Normalize each line (as `soprano normalize` does) and split into chunks (as `soprano split`).
 
+    `options` (TextOptions) adds markdown, a lexicon and classes left as written; without
+    `normalize`, only its markdown and lexicon apply.
     With `lines_are_chunks`, each non-blank line is one finished chunk, as `soprano split` writes
     them, so `normalize | split | synth --lines` speaks exactly what plain `synth` speaks.
     """
@@ -16,7 +18,11 @@ def sentences_from_lines(lines: Iterable[str], *, normalize: bool = True, lines_
     from soprano_cli.text import normalize as normalize_text
 
     if normalize:
-        lines = (normalize_text(line) for line in lines)
+        lines = (normalize_text(line, options) for line in lines)
+    elif options is not None:
+        from soprano_cli.text.normalize import prepare
+
+        lines = (prepare(line, options) for line in lines)
     if lines_are_chunks:
         chunks = (line.strip() for line in lines)
     else:

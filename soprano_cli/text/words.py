@@ -64,14 +64,17 @@ def _spell_address(text: str) -> str:
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
 _FILE_URL = re.compile(r"\bfile:///?[^\s<>\"']+", re.IGNORECASE)
 # "intro.html", "test.abc": lower-case words joined by a period with no space are a file or
-# host name, not two sentences.
-_FILE_NAME = re.compile(r"(?<![\w@./-])[a-z][a-z\d_-]*(?:\.[a-z\d_-]+)*\.[a-z]{2,4}(?![\w@]|\.\w)")
+# host name, not two sentences ("p.m.est" is a time and its zone).
+_FILE_NAME = re.compile(r"(?<![\w@./-])(?![ap]\.m\.)[a-z][a-z\d_-]*(?:\.[a-z\d_-]+)*\.[a-z]{2,4}(?![\w@]|\.\w)")
 # Bounded parts (RFC 5321: a local part of 64, labels of 63 characters): unbounded, every start
 # inside a long run of address characters scanned to its end, quadratic in the run.
 _EMAIL = re.compile(r"(?<![\w.+&-])[\w.+&-]{1,64}@[A-Za-z\d-]{1,63}(?:\.[A-Za-z\d-]{1,63}){1,8}\b(?:/[\w./-]{0,200}\w)?")
 _TLD = "|".join(sorted(TLDS, key=len, reverse=True))
 # No start after '-': from each label of 'a-a-a-…' the pattern scanned to the end of the run.
 _DOMAIN = re.compile(rf"(?<![\w@.-])[A-Za-z\d][A-Za-z\d-]*(?:\.[A-Za-z\d-]+)*\.(?:{_TLD})(?:/[^\s<>\"']*)?(?![\w@])")
+
+
+_SCHEME = re.compile(r"(https?)://", re.IGNORECASE)
 
 
 def _split_tail(url: str) -> tuple[str, str]:
@@ -83,8 +86,14 @@ def _split_tail(url: str) -> tuple[str, str]:
 def _url(match: re.Match, url: str | None = None) -> str:
     url = match.group(0) if url is None else url
     url, tail = _split_tail(url)
-    url = re.sub(r"^https?://", "", url, flags=re.IGNORECASE).rstrip("/")
-    return _spell_address(url) + tail
+    # The scheme is said as written ("H T T P S colon slash slash"), as a careful reader
+    # reads an address aloud; a trailing slash is not said.
+    scheme = _SCHEME.match(url)
+    said = ""
+    if scheme:
+        said = " ".join(scheme.group(1).upper()) + " colon slash slash "
+        url = url[scheme.end():]
+    return said + _spell_address(url.rstrip("/")) + tail
 
 
 def expand_addresses(text: str) -> str:

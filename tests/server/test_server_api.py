@@ -268,3 +268,18 @@ def test_threaded_requests_do_not_interfere_with_each_other_outputs(client):
     for thread in threads:
         thread.join()
     assert_same_wav(results[0], alone)
+
+
+def test_normalization_options_lay_over_the_servers():
+    # Issue 18: a request's normalization_options override the server's choices field by field.
+    from soprano_cli.server.protocol import SpeechRequest, request_text_options
+    from soprano_cli.text import TextOptions, normalize
+    from soprano_cli.text.lexicon import parse
+
+    server = TextOptions(markdown=True, lexicon=parse("Nguyen\tWin\n"))
+    plain = SpeechRequest(model="soprano", input="x")
+    assert request_text_options(server, plain.normalization_options) is server
+    body = SpeechRequest(model="soprano", input="x", normalization_options={
+        "markdown": False, "urls": False, "lexicon": {"kubectl": "cube control"}})
+    options = request_text_options(server, body.normalization_options)
+    assert normalize("**Nguyen** ran kubectl at www.x.io", options) == "**Win** ran cube control at www.x.io"

@@ -63,6 +63,12 @@ def test_malformed_json(server, content, param, code):
         ({"sample_rate": 0}, 400, "sample_rate"),  # not "the default"
         ({"response_format": "opus", "sample_rate": 32000}, 400, "sample_rate"),
         ({"normalize": "maybe"}, 400, "normalize"),
+        # normalization_options: each field checked, unknown ones refused, lexicon entries bounded.
+        ({"normalization_options": "yes"}, 400, "normalization_options"),
+        ({"normalization_options": {"urls": "maybe"}}, 400, "normalization_options.urls"),
+        ({"normalization_options": {"colour": True}}, 400, "normalization_options.colour"),
+        ({"normalization_options": {"lexicon": {"x": "a" * 300}}}, 400, "normalization_options.lexicon"),
+        ({"normalization_options": {"lexicon": ["x"]}}, 400, "normalization_options.lexicon"),
     ],
 )
 def test_bad_parameters(server, change, status, param):

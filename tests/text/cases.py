@@ -21,7 +21,7 @@ DECIMALS = [
     ("3.14", "three point one four"), ("0.5", "zero point five"), (".5", "point five"), ("2.0", "two point zero"),
     ("10.25", "ten point two five"), ("1,234.56", "one thousand two hundred thirty four point five six"),
     ("Pi is 3.14159.", "Pi is three point one four one five nine."), ("version 2.0.1", "version two point zero point one"),
-    ("IP 192.168.0.1", "I P one hundred ninety two dot one hundred sixty eight dot zero dot one"),
+    ("IP 192.168.0.1", "I P one nine two dot one six eight dot zero dot one"),
     ("a 4.5 rating", "a four point five rating"),
 ]
 ORDINALS = [
@@ -150,7 +150,7 @@ MATH = [
     ("x > 5", "x is greater than five"), ("y < 3", "y is less than three"), ("x ≤ 10", "x is less than or equal to ten"),
     ("x ≥ 0", "x is greater than or equal to zero"), ("2^10", "two to the power of ten"), ("x^2", "x squared"),
     ("a = b", "a equals b"), ("3 ÷ 4", "three divided by four"), ("5 - 3 = 2", "five minus three equals two"),
-    ("x ≠ y", "x does not equal y"), ("2 + 2", "two plus two"), ("1920x1080", "one thousand nine hundred twenty by one thousand eighty"),
+    ("x ≠ y", "x does not equal y"), ("2 + 2", "two plus two"), ("1920x1080", "nineteen twenty by ten eighty"),
     ("10x faster", "ten times faster"), ("m²", "m squared"), ("±5", "plus or minus five"), ("π ≈ 3.14", "π is approximately three point one four"),
 ]
 WEB = [
@@ -158,13 +158,14 @@ WEB = [
     ("asdf123@abc.com", "asdf one two three at abc dot com"), ("See intro.html now.", "See intro dot html now."),
     ("sdf@gmail.com/123-sm", "sdf at gmail dot com slash one two three dash sm"),
     ("file:///photos/image.jpg", "file colon slash slash slash photos slash image dot jpg"),
-    ("http://www.nvidia.com/rtx-6000", "W W W dot nvidia dot com slash rtx dash six thousand"),
+    ("http://www.nvidia.com/rtx-6000", "H T T P colon slash slash W W W dot nvidia dot com slash rtx dash six thousand"),
     ("test$", "test dollar"), ("dfsd#sfgsfd$", "dfsd hash sfgsfd dollar"), ("31/31/100", "thirty one slash thirty one slash one hundred"),
 
     ("google.com", "google dot com"), ("Visit example.org today", "Visit example dot org today"),
-    ("https://www.example.com", "W W W dot example dot com"), ("http://example.com/about", "example dot com slash about"),
+    ("https://www.example.com", "H T T P S colon slash slash W W W dot example dot com"),
+    ("http://example.com/about", "H T T P colon slash slash example dot com slash about"),
     ("john.doe@gmail.com", "john dot doe at gmail dot com"), ("Email me at jane@example.co.uk.", "Email me at jane at example dot co dot uk."),
-    ("See https://docs.python.org/3/.", "See docs dot python dot org slash three."), ("my-site.io", "my dash site dot io"),
+    ("See https://docs.python.org/3/.", "See H T T P S colon slash slash docs dot python dot org slash three."), ("my-site.io", "my dash site dot io"),
     ("support@acme.com", "support at acme dot com"), ("www.bbc.co.uk", "W W W dot bbc dot co dot uk"),
 ]
 ABBREVIATIONS = [
@@ -217,6 +218,9 @@ PUNCTUATION = [
     ("Hmm....", "Hmm..."), ("a  b   c", "a b c"), ("  padded  ", "padded"), ("Hi ,there", "Hi, there"), ("What??", "What?"),
     ("end,.", "end."), ("tab\there", "tab here"), ("line\nbreak", "line break"), ("«Bonjour»", '"Bonjour"'), ("café", "café"),
     ("rock’n’roll", "rock'n'roll"), ("the dogs’ bowls", "the dogs' bowls"), ("Stop.. now", "Stop. now"),
+    # A slash between words is said "slash", but for pairs that mean "or" (issue 18).
+    ("upgrade/update", "upgrade slash update"), ("upgrade / update", "upgrade slash update"), ("his/her", "his or her"),
+    ("yes/no", "yes or no"), ("#mytext#", "hash mytext hash"), ("go <noise/> home", "go noise home"),
 ]
 SENTENCES = [
     ("On May 5, 2023, the temperature hit 35°C in Rome.", "On May fifth, twenty twenty three, the temperature hit thirty five degrees Celsius in Rome."),
@@ -226,6 +230,10 @@ SENTENCES = [
     ("Call 555-867-5309 before 5 pm.", "Call five five five, eight six seven, five three zero nine before five P M."),
     ("The 3rd edition costs £12.99.", "The third edition costs twelve pounds and ninety nine pence."),
     ("He ran 26.2 mi in 3 hrs.", "He ran twenty six point two miles in three hours."),
+    # Issue 18: zones glued to a dotted time, three-digit years with an era, improper mixed numbers.
+    ("1:59 p.m.est", "one fifty nine P M E S T"), ("in 340 AD", "in three forty A D"), ("410 BC", "four ten B C"),
+    ("2 142/1", "two and one hundred forty two over one"), ("1795 / 1805", "one thousand seven hundred ninety five over one thousand eight hundred five"),
+    ("2x8 m2", "two by eight square meters"),
 ]
 
 ALL = {

@@ -129,3 +129,23 @@ def test_text_commands_import_no_torch():
     code = "import sys; from soprano_cli.cli import app; print(any(m in sys.modules for m in ('torch', 'numpy')))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30, env={**os.environ})
     assert done.stdout.strip() == b"False"
+
+
+def test_normalize_markdown_lexicon_and_kept_classes(tmp_path):
+    # Issue 18: markdown is an option of normalize (off by default), the lexicon a file or $SOPRANO_LEXICON.
+    lexicon = tmp_path / "words.tsv"
+    lexicon.write_text("# names\nNguyen\tWin\n", encoding="utf-8")
+    text = b"## Hi **Nguyen** 5\nCall 555-123-4567.\n"
+    assert run(["normalize"], text).stdout.decode().splitlines()[0] == "hash hash Hi **Nguyen** five"  # markup read as written
+    done = run(["normalize", "--markdown", "--lexicon", str(lexicon), "--no-phone-numbers"], text)
+    assert done.stdout.decode().splitlines() == ["Hi Win five.", "Call 555-123-4567."]
+    env = {**os.environ, "SOPRANO_LEXICON": str(lexicon)}
+    assert run(["normalize"], b"Nguyen\n", env=env).stdout.decode() == "Win\n"
+
+
+def test_normalize_bad_lexicon_is_a_usage_error(tmp_path):
+    lexicon = tmp_path / "bad.tsv"
+    lexicon.write_text("no tab\n", encoding="utf-8")
+    done = run(["normalize", "--lexicon", str(lexicon)], b"hi\n")
+    assert done.returncode == EXIT_USAGE and b"line 1" in done.stderr
+    assert run(["normalize", "--lexicon", str(tmp_path / "missing.tsv")], b"hi\n").returncode == EXIT_USAGE

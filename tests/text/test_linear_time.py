@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from soprano_cli.text import model_text, normalize, split
+from soprano_cli.text import TextOptions, model_text, normalize, split
+from soprano_cli.text.lexicon import parse
 
 SMALL = 1024
 GROWTH = 64
@@ -111,6 +112,47 @@ def _growth(function, family) -> float:
 def test_normalize_is_linear(name):
     growth = _growth(normalize, FAMILIES[name])
     assert growth < ALLOWED, f"{name}: 64x the input took {growth:.0f}x the time"
+
+
+# normalize's options (issue 18): markdown markers left open or nested, lexicon words, kept classes.
+# (A lexicon's own /regex/ runs as its author wrote it: "c+d" over "cccc…" is theirs to avoid.)
+OPTIONS = TextOptions(markdown=True, lexicon=parse("a\tb\n/cd/\te\n"), urls=False, emails=False, phone_numbers=False)
+OPTION_FAMILIES = {
+    "open bold": lambda n: "**a" * (n // 3),
+    "open emphasis": lambda n: "*a _b " * (n // 6),
+    "open links": lambda n: "[a](" * (n // 4),
+    "nested brackets": lambda n: "[" * (n // 2) + "]" * (n // 2),
+    "code ticks": lambda n: "`a" * (n // 2),
+    "table cells": lambda n: "|a" * (n // 2),
+    "emoji": lambda n: "🎉a" * (n // 2),
+    "lexicon words": lambda n: "a " * (n // 2),
+    "lexicon pattern": lambda n: "c" * n,
+    "kept urls": lambda n: "www." * (n // 4),
+    "kept e-mails": lambda n: "a." * (n // 2) + "@",
+    "kept phones": lambda n: "555-123-" * (n // 8),
+}
+
+
+def _with_options(text: str) -> str:
+    return normalize(text, OPTIONS)
+
+
+@pytest.mark.parametrize("name", list(OPTION_FAMILIES))
+def test_normalize_with_options_is_linear(name):
+    growth = _growth(_with_options, OPTION_FAMILIES[name])
+    assert growth < ALLOWED, f"{name}: 64x the input took {growth:.0f}x the time"
+
+
+@pytest.mark.parametrize("pattern", ["1 May, 5 p.m. Dr. A. **b** [c](d) $1,000 www.e.io ", "**a*b_c`d[e]("])
+def test_ten_thousand_repeats_and_a_megabyte(pattern):
+    # Pattern repeated 10,000 times, then a 1 MB line of it: no worse than linear from one to the other.
+    ten_thousand = pattern * 10_000
+    small = max(_best_of_3(_with_options, ten_thousand[: 1 << 14]), 1e-5)
+    megabyte = (pattern * ((1 << 20) // len(pattern) + 1))[: 1 << 20]
+    start = time.process_time()
+    _with_options(megabyte)
+    assert (time.process_time() - start) / small < ALLOWED  # 64 times the text
+    assert isinstance(_with_options(ten_thousand), str)
 
 
 @pytest.mark.parametrize("name", ["latin abbreviations", "initials", "dotted capitals", "dots", "spaces", "plain prose"])
