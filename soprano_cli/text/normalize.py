@@ -105,8 +105,13 @@ def _slash(m: re.Match) -> str:
     return before + " slash "
 
 
+_EMOTICON = re.compile(r"(?<!\S)[:;]-?[()DPp](?![\w()])")  # ":)", ";-)", ":D": a face, not said
+
+
 def expand_symbols(text: str) -> str:
     """Symbols left after the specific rules: '&' -> 'and', '#tag' -> 'hashtag tag'."""
+    if ":" in text or ";" in text:
+        text = _EMOTICON.sub(" ", text)
     if "#" in text:
         # "#tag" opens a hashtag; a "#" inside or after a word is just the sign.
         text = _HASHTAG.sub("hashtag ", text).replace("#", " hash ")

@@ -150,6 +150,8 @@ def _code_after_cue(m: re.Match) -> str:
 def _letters_then_digits(m: re.Match) -> str:
     # "ab9453", "SKU12345": an identifier, read as its letters then its digits one by one.
     letters, numerals = m.groups()
+    if letters in ("FY", "CY") and _is_year(numerals):
+        return f"{letters} {nw.year(int(numerals))}"  # "FY2024": a fiscal year, said as a year
     if letters.isupper() and len(letters) > 1 or letters.islower():
         return f"{letters} {nw.digits(numerals)}"
     return m.group(0)
@@ -201,10 +203,17 @@ def _state(m: re.Match) -> str:
     return said
 
 
-@_sub(r"\b(Boeing|Airbus A|Airbus|Model|Flight|flight|Route|Highway|Interstate|I-)\s?(\d{3,4})\b")
+@_sub(r"\b(Boeing|Airbus A|Airbus|Model|model|Flight|flight|Route|Highway|Interstate|I-|[Pp]ort|[Rr]oom|[Gg]ate"
+      r"|RTX|GTX|RX|[Ee]rror|HTTP|[Ss]tatus|[Ss]tatus code)\s?(\d{3,4})\b(?![.,]\d)")
 def _model_number(m: re.Match) -> str:
-    # "Boeing 737", "Flight 1549", "Route 66": names said in pairs, as people say them.
+    # "Boeing 737", "Flight 1549", "port 8080", "RTX 4090", "Error 404": names said in pairs, as people say them.
     return f"{m.group(1).rstrip('-')} {pairs(m.group(2))}"
+
+
+@_sub(r"(?<=[a-z]):(\d{2,5})(?![\d:]|\.\d)", needs=":")
+def _port(m: re.Match) -> str:
+    # "localhost:3000", "db:5432": a port after a host name, said in pairs like other labels.
+    return f" colon {pairs(m.group(1)) if len(m.group(1)) == 4 else nw.number(m.group(1))}"
 
 
 # --- dates ----------------------------------------------------------------------------------
@@ -374,10 +383,13 @@ def _ratio(m: re.Match) -> str:
 _PER_WORD = "|".join(re.escape(u) for u in sorted(PER_UNITS, key=len, reverse=True))
 
 
-@_sub(rf"(?<=[\d$€£¥₹%])\s?/\s?({_PER_WORD})\b\.?", needs="/")
+@_sub(rf"(?<=[\d$€£¥₹%])\s?/\s?(?:({_PER_WORD})\b\.?|([a-z]{{3,}})\b(?!/))", needs="/")
 def _per(m: re.Match) -> str:
     # Runs before the money and measure rules, which then read the number on its own.
-    return f" per {PER_UNITS[m.group(1)]}"
+    # "$84.20/bbl", "$10/seat": after an amount, "/" and a word is a rate.
+    if m.group(1):
+        return f" per {PER_UNITS[m.group(1)]}"
+    return f" per {m.group(2)}" if re.search("[aeiouy]", m.group(2)) else m.group(0)
 
 
 # --- money ----------------------------------------------------------------------------------
@@ -457,6 +469,32 @@ def _feet_inches(m: re.Match) -> str:
             f"{nw.number(inches)} {'inch' if _is_one(inches) else 'inches'}")
 
 
+_QUOTES: list = [None, 0, 0]  # the text last counted in, up to where, and the quotes seen
+
+
+def _quote_count(text: str, end: int) -> int:
+    """Quotes in text[:end], counted on from the last call on the same text (one sub's matches come in order)."""
+    if _QUOTES[0] is not text or _QUOTES[1] > end:
+        _QUOTES[:] = [text, 0, 0]
+    if end == len(text):
+        return _QUOTES[2] + text.count('"', _QUOTES[1])
+    _QUOTES[2] += text.count('"', _QUOTES[1], end)
+    _QUOTES[1] = end
+    return _QUOTES[2]
+
+
+@_sub(r"(?<=\d)\"(?P<noun>[\s-]+(?=[A-Za-z]))?", needs='"')
+def _inch(m: re.Match) -> str:
+    # '10" skillet', 'a 14" display': an inch mark, unless the quote closes a quotation
+    # (an even count of quotes before it, all of them paired).
+    if _quote_count(m.string, m.start()) % 2 and _quote_count(m.string, len(m.string)) % 2 == 0:
+        return m.group(0)
+    if m.group("noun"):
+        return " inch "  # a size before a noun: "a ten inch skillet"
+    digits = re.search(r"[\d.,/ ]*$", m.string[max(0, m.start() - 12) : m.start()]).group(0).strip()
+    return " inch" if digits == "1" else " inches"
+
+
 _FRAC = r"\d+\s\d{1,2}/\d{1,2}|\d{1,2}/\d{1,2}"
 
 
@@ -475,9 +513,11 @@ def _fraction_amount(text: str) -> tuple[str, bool]:
 
 
 @_sub(rf"{_START}(-)?(?P<low>{_FRAC}|{NUM})(?:\s?(?:-|–|to)\s?(-)?(?P<high>{NUM}))?(?:\s(?P<mag>thousand|million|billion|trillion))?"
-      rf"(?P<space>\s?)(?P<unit>{_UNIT})(?:\^?(?P<power>[23]))?(?:/(?P<per>{_PER}))?(?![\w°/])")
+      rf"(?P<space>\s?)(?P<unit>{_UNIT})(?:\^?(?P<power>[23]))?(?:/(?P<per>{_PER}))?(?![\w°/])(?:\.(?=\s+[a-z]))?")
 def _measure(m: re.Match) -> str:
     unit, per, power = m.group("unit"), m.group("per"), m.group("power")
+    if m.group(0).endswith(".") and len(unit) == 1:
+        return m.group(0)  # "5 m. away": too short to be sure the period is the unit's
     if unit in ("s", "B") and not m.group("space") and not per:
         # "5s", "2B" are as often decades or magnitudes as units: leave to later rules.
         return m.group(0)
@@ -534,9 +574,18 @@ def _ordinal(m: re.Match) -> str:
     return nw.ordinal_words(nw.number(m.group(1)))
 
 
-@_sub(r"(?<![\w.,'])'?(\d{2}|1\d{3}|20\d{2})'?s\b", needs='s')
+# Words before "30s" that make it a decade ("the 30s", "in her 30s", "mid-80s"); without one,
+# a two-digit number glued to "s" is a duration ("a timeout of 30s").
+_DECADE_CUE = re.compile(r"(?i:\b(?:the|their|his|her|my|your|our|its|early|mid|late)[\s-]+|\d0s,?\s+(?:and|or|to|through)\s+)$")
+
+
+@_sub(r"(?<![\w.,'])('?)(\d{2}|1\d{3}|20\d{2})('?)s\b", needs='s')
 def _decade(m: re.Match) -> str:
-    value = int(m.group(1))
+    value = int(m.group(2))
+    if len(m.group(2)) == 2 and not (m.group(1) or m.group(3)):
+        before = m.string[max(0, m.start() - 16) : m.start()]
+        if not _DECADE_CUE.search(before) and not before.endswith("-"):
+            return _unit(value, "second")
     if value % 10:
         return m.group(0)
     return nw.plural_words(nw.year(value) if value >= 1000 else nw.cardinal(value))
@@ -571,8 +620,12 @@ def _simple_fraction(m: re.Match) -> str:
     numerator, denominator = nw.integer(m.group(1)), nw.integer(m.group(2))
     if numerator is None or denominator is None or denominator == 1:
         return f"{nw.number(m.group(1))} over {nw.number(m.group(2))}"
+    if numerator == denominator and denominator in (5, 10, 100):
+        return f"{nw.number(m.group(1))} out of {nw.number(m.group(2))}"  # "10/10": a rating
     if denominator and (denominator <= 10 or numerator < denominator <= 1000) and (numerator, denominator) != (24, 7):
         return _fraction(numerator, denominator)
+    if numerator == denominator and denominator in (5, 10, 100):
+        return f"{nw.number(m.group(1))} out of {nw.number(m.group(2))}"  # "10/10": a rating
     if numerator == denominator or (numerator, denominator) == (24, 7):
         return f"{nw.number(m.group(1))} {nw.number(m.group(2))}"
     return f"{nw.number(m.group(1))} over {nw.number(m.group(2))}"
@@ -689,16 +742,36 @@ def _percent(m: re.Match) -> str:
 # --- whatever digits are left ----------------------------------------------------------------
 
 
+# Words after which "3.12" is a version, its parts said as numbers: "Python 3.12" is "three point twelve".
+_VERSION_CUE = re.compile(
+    r"\b(?:[Vv]ersion|[Vv]er\.|[Rr]elease|[Pp]ython|Kubernetes|[Nn]ode|Node\.js|i O S|iPadOS|mac O S|Android|Ubuntu|"
+    r"Debian|Fedora|Java|JDK|PHP|Perl|Ruby|Rust|Go|Swift|Kotlin|TypeScript|GCC|Clang|LLVM|CUDA|PyTorch|TensorFlow|"
+    r"Django|Rails|React|Vue|Angular|NumPy|numpy|pandas|Firefox|Chrome|Linux|[Kk]ernel|Electron|Unity|Blender|"
+    r"Postgres|PostgreSQL|MySQL|Redis|Elasticsearch|Xcode|Gradle|Terraform|Docker|Helm)\s$"
+)
+
+
+@_sub(r"(?<![\w.])([vV])?(\d+)\.(\d{2,})(?![\d.\w]|\s?%)", needs=".")
+def _two_part_version(m: re.Match) -> str:
+    if not m.group(1) and not _VERSION_CUE.search(m.string, max(0, m.start() - 16), m.start()):
+        return m.group(0)
+    said = f"{nw.number(m.group(2))} point {nw.number(m.group(3))}"
+    return ("version " if m.group(1) else "") + said
+
+
 @_sub(r"(?<![\w.])[vV](?=\d+(?:\.\d+)+(?![\d.]))", needs="vV")
 def _version(m: re.Match) -> str:
     return "version "
 
 
-@_sub(rf"{_START}({NUM})(M|MM|mn|bn|B)(?!\w)", needs="MmB")
+@_sub(rf"{_START}({NUM})(M|MM|mn|bn|B|[kK](?=\+?\s+[a-z]{{3,}}s\b))(?!\w)", needs="MmBkK")
 def _magnitude(m: re.Match) -> str:
-    # "1.5M users", "2bn": million and billion; "K" stays a letter ("a 5K run"), and so does
-    # "B" after a whole number ("Apt 4B").
+    # "1.5M users", "2bn": million and billion; "B" after a whole number stays a letter ("Apt 4B").
+    # "K" means thousand before a count ("500K vehicles", "10k requests"), but a single digit
+    # and K is a name ("4K videos", "a 5K run").
     if m.group(2) == "B" and "." not in m.group(1):
+        return m.group(0)
+    if m.group(2) in "kK" and len(m.group(1)) == 1:
         return m.group(0)
     return f"{amount(m.group(1))} {MAGNITUDES[m.group(2)]}"
 

@@ -88,6 +88,11 @@ UNITS: dict[str, tuple[str, str]] = {
     "wk": ("week", "weeks"),
     "wks": ("week", "weeks"),
     "mos": ("month", "months"),
+    "bps": ("basis point", "basis points"),
+    "bp": ("basis point", "basis points"),
+    "req": ("request", "requests"),
+    "reqs": ("request", "requests"),
+    "bbl": ("barrel", "barrels"),
     # Capitals and lower case that can only mean the unit ("12KG", "1 mbps").
     "KG": ("kilogram", "kilograms"),
     "KM": ("kilometer", "kilometers"),
@@ -114,7 +119,9 @@ PER_UNITS = {"h": "hour", "hr": "hour", "s": "second", "sec": "second", "min": "
              "hour": "hour", "minute": "minute", "second": "second", "mo": "month", "wk": "week",
              "d": "day", "night": "night", "head": "head", "unit": "unit", "item": "item",
              "share": "share", "oz": "ounce", "gallon": "gallon", "liter": "liter", "pound": "pound",
-             "sq ft": "square foot", "ea": "each"}
+             "sq ft": "square foot", "ea": "each", "bbl": "barrel", "bu": "bushel", "t": "ton",
+             "ton": "ton", "req": "request", "MWh": "megawatt hour", "GB": "gigabyte", "TB": "terabyte",
+             "pc": "piece", "pcs": "piece", "doz": "dozen", "dz": "dozen", "mth": "month"}
 
 # symbol -> (singular, plural, minor unit singular, minor unit plural)
 CURRENCIES: dict[str, tuple[str, str, str, str]] = {
@@ -230,7 +237,21 @@ SPECIAL_WORDS = {
     "PhD": "P H D", "PhDs": "P H Ds", "iOS": "i O S", "macOS": "mac O S", "MSc": "M S C",
     "BSc": "B S C", "DVDs": "D V Ds", "CDs": "C Ds", "WWII": "World War Two", "WWI": "World War One",
     "WW2": "World War Two", "WW1": "World War One", "401k": "four oh one K", "401(k)": "four oh one K",
+    # Finance shorthand: "up 11% YoY".
+    "YoY": "year over year", "QoQ": "quarter over quarter", "MoM": "month over month", "WoW": "week over week",
 }
+# Chat and note-taking shorthand, as a careful reader says it. Matched as whole words in lower
+# case or with a capital first letter; the ambiguous ones (a name, an era) only in lower case.
+CHAT = {
+    "tmrw": "tomorrow", "tmr": "tomorrow", "tmw": "tomorrow", "thx": "thanks", "thnx": "thanks",
+    "pls": "please", "plz": "please", "idk": "I don't know", "lmk": "let me know", "omw": "on my way",
+    "btw": "by the way", "ngl": "not gonna lie", "imo": "in my opinion", "imho": "in my humble opinion",
+    "tbh": "to be honest", "brb": "be right back", "nvm": "never mind", "ttyl": "talk to you later",
+    "omg": "oh my god", "bday": "birthday", "fyi": "F Y I", "b/c": "because", "w/e": "whatever",
+    "pdf": "P D F", "csv": "C S V", "asap": "A S A P", "dm": "D M", "irl": "in real life",
+}
+CHAT_LOWER_ONLY = {"u": "you", "r": "are", "ur": "your", "bc": "because", "np": "no problem", "ty": "thank you",
+                   "rn": "right now", "tho": "though", "gf": "girlfriend", "bf": "boyfriend"}
 
 # Top-level domains that make "word.tld" a domain name.
 TLDS = {

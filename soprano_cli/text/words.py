@@ -9,6 +9,8 @@ from soprano_cli.text.vocab import (
     ABBREVIATIONS,
     AFTER_NAME,
     CAPS_WORDS,
+    CHAT,
+    CHAT_LOWER_ONLY,
     DOTTED,
     NUMBER_ABBREVIATIONS,
     REGNAL_NAMES,
@@ -96,10 +98,17 @@ def _url(match: re.Match, url: str | None = None) -> str:
     return said + _spell_address(url.rstrip("/")) + tail
 
 
+def _email(match: re.Match) -> str:
+    domain = match.group(0).rpartition("@")[2].split("/")[0]
+    if not any(ch.isalpha() for ch in domain.rpartition(".")[2]):
+        return match.group(0)  # "react@18.2.0": a package at a version, not an address
+    return _spell_address(match.group(0))
+
+
 def expand_addresses(text: str) -> str:
     """URLs, e-mail addresses and bare domain names, spoken."""
     if "@" in text:
-        text = _EMAIL.sub(lambda m: _spell_address(m.group(0)), text)
+        text = _EMAIL.sub(_email, text)
     if "." in text:
         if "file:" in text:
             text = _FILE_URL.sub(lambda m: "file colon slash slash " + _url(m, m.group(0).split("//", 1)[1]), text)
@@ -131,10 +140,26 @@ def _title(match: re.Match) -> str:
     return TITLES[name] + space
 
 
+# Not inside a spelled address ("a dot bc at gmail dot com"), which a second pass reads again.
+_CHAT = re.compile(r"(?<![\w'’/.@#-])(?<!dot )(" + "|".join(sorted(
+    [*CHAT, *(w.capitalize() for w in CHAT if w.isalpha()), *CHAT_LOWER_ONLY], key=len, reverse=True)).replace("/", r"\/")
+    + r")(?![\w'’/@-]|\.\w| dot | at [\w ]{1,80}? dot )")
+_YOU = re.compile(r"\s+(?:u|you|we|they|ya)\b")
+
+
+def _chat(match: re.Match) -> str:
+    word = match.group(1)
+    if word == "r" and not _YOU.match(match.string, match.end()):
+        return word  # "r u coming": only next to a pronoun is a lone "r" the verb
+    said = CHAT.get(word) or CHAT.get(word.lower()) or CHAT_LOWER_ONLY[word]
+    return said[0].upper() + said[1:] if word[0].isupper() else said
+
+
 def expand_abbreviations(text: str) -> str:
-    """Titles, Latin abbreviations and the like, read in full."""
+    """Titles, Latin abbreviations, chat shorthand and the like, read in full."""
     # Mixed-case and digit-bearing forms ("PhD", "WWII", "401(k)"), before the numbers rules see them.
     text = _SPECIAL.sub(lambda m: SPECIAL_WORDS[m.group(1)], text)
+    text = _CHAT.sub(_chat, text)
     if "/" in text:
         text = _WITH.sub(lambda m: "without " if m.group(1) else "with ", text)
     text = _VERSUS.sub("versus", text)
@@ -193,7 +218,15 @@ def expand_roman(text: str) -> str:
 
 _DOTTED_CAPS = re.compile(r"(?<![\w.])((?:[A-Za-z]\.){2,})(?!\w)")
 _INITIAL = re.compile(r"(?<![\w.])([A-Z])\.(\s+)(?=[A-Z])")
-_CAPS = re.compile(r"(?<![\w'’.-])([A-Z]{2,5})(s?)(?![\w'’-]|\.\w)")
+_CAPS = re.compile(r"(?<![\w'’.-])([A-Z]{2,5})(s?)(?=['’]s\b|(?![\w'’-]|\.\w))")
+# "MAX_WORKERS", "API_KEY": a constant's name, its parts said as words or letters.
+_IDENTIFIER = re.compile(r"(?<![\w.-])[A-Z][A-Z\d]*(?:_[A-Z\d]+)+(?![\w.-])")
+_JS = re.compile(r"\b([A-Z][A-Za-z\d]*)\.js\b")  # "Node.js", "Vue.js"
+
+
+def _identifier(match: re.Match) -> str:
+    parts = match.group(0).split("_")
+    return " ".join(part.lower() if len(part) >= 3 and re.search("[AEIOU]", part) else part for part in parts)
 _SPECIAL = re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in SPECIAL_WORDS) + r")(?!\w)")
 
 
@@ -223,6 +256,10 @@ _AMPERSAND = re.compile(r"\b([A-Z]{1,3})&([A-Z]{1,3})\b")
 
 def expand_acronyms(text: str) -> str:
     """Acronyms said letter by letter: 'FBI' -> 'F B I', 'U.S.' -> 'U S', 'AT&T' -> 'A T and T'."""
+    if "_" in text:
+        text = _IDENTIFIER.sub(_identifier, text)
+    if ".js" in text:
+        text = _JS.sub(r"\1 J S", text)
     if "&" in text:
         text = _AMPERSAND.sub(lambda m: " ".join(m.group(1)) + " and " + " ".join(m.group(2)), text)
     if "." in text:

@@ -236,9 +236,38 @@ SENTENCES = [
     ("2x8 m2", "two by eight square meters"),
 ]
 
+# Realistic lines (issue 18): each row is a rule a careful reader follows, found in news, finance, recipe, tech and chat text.
+REALISTIC = [
+    ("rates rose 25 bps", "rates rose twenty five basis points"), ("up 11% YoY", "up eleven percent year over year"),
+    ("grew 0.1% QoQ", "grew zero point one percent quarter over quarter"),
+    ("$84.20/bbl", "eighty four dollars and twenty cents per barrel"), ("$10/seat", "ten dollars per seat"),
+    ("100 req/s", "one hundred requests per second"), ("FY2024 EPS", "F Y twenty twenty four E P S"),
+    ('a 10" skillet', "a ten inch skillet"), ('an 8x8" pan', "an eight by eight inch pan"),
+    ('1/2" cubes', "one half inch cubes"), ('The screen is 14".', "The screen is fourteen inches."),
+    ('He said "I have 5" and left.', "He said \"I have five\" and left."),
+    ("port 8080", "port eighty eighty"), ("room 312", "room three twelve"), ("RTX 4090", "R T X forty ninety"),
+    ("Error 404", "Error four oh four"), ("HTTP 429", "H T T P four twenty nine"),
+    ("localhost:3000", "localhost colon three thousand"), ("Version 3.12", "Version three point twelve"),
+    ("Python 3.11", "Python three point eleven"), ("v3.12", "version three point twelve"),
+    ("costs 3.12 dollars", "costs three point one two dollars"), ("500K vehicles", "five hundred thousand vehicles"),
+    ("10k requests", "ten thousand requests"), ("in 4K videos", "in four K videos"),
+    ("Set the timeout to 30s.", "Set the timeout to thirty seconds."), ("in her 30s", "in her thirties"),
+    ("the 60s and 70s", "the sixties and seventies"), ("1 tbsp. soy sauce", "one tablespoon soy sauce"),
+    ("that was 10/10", "that was ten out of ten"), ("The UK's rate", "The U K's rate"),
+    ("MAX_WORKERS", "max workers"), ("Node.js 20", "Node J S twenty"),
+    ("npm install react@18.2.0", "npm install react at eighteen point two point zero"),
+    ("a.bc@gmail.com", "a dot bc at gmail dot com"),
+    ("Meeting moved to 3pm tmrw, ok?", "Meeting moved to three P M tomorrow, ok?"), ("Thx!", "Thanks!"),
+    ("hey r u coming?", "hey are you coming?"), ("Ty Burrell", "Ty Burrell"), ("idk, lmk", "I don't know, let me know"),
+    ("late bc of traffic", "late because of traffic"), ("go w/ the blue one", "go with the blue one"),
+    ("np, happy to help :)", "no problem, happy to help"), ("can u send the pdf pls", "can you send the P D F please"),
+    ("approx. 120 calories", "approximately one hundred twenty calories"), ("apples vs. oranges", "apples versus oranges"),
+]
+
 ALL = {
     "cardinals": CARDINALS, "negatives": NEGATIVES, "decimals": DECIMALS, "ordinals": ORDINALS, "fractions": FRACTIONS,
     "ranges": RANGES, "years": YEARS, "dates": DATES, "times": TIMES, "money": MONEY, "percent": PERCENT, "units": UNITS,
     "phones": PHONES, "math": MATH, "web": WEB, "abbreviations": ABBREVIATIONS, "roman": ROMAN, "symbols": SYMBOLS,
     "acronyms": ACRONYMS, "punctuation": PUNCTUATION, "sentences": SENTENCES,
+    "realistic": REALISTIC,
 }
