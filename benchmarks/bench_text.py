@@ -1,6 +1,6 @@
 """Speed of normalize and split, and accuracy on public test sets you point it at.
 
-Run: python benchmarks/bench_text.py [--repeat N] [--nemo DIR] [--golden FILE] [--failures]
+Run: python benchmarks/bench_text.py [--repeat N] [--nemo DIR] [--golden FILE] [--realistic] [--failures]
 
 --nemo DIR: NeMo-text-processing's English TN cases
 (tests/nemo_text_processing/en/data_text_normalization/ in a clone of
@@ -9,6 +9,8 @@ test_cases_<class>.txt. Both sides are compared canonicalized (lower case, punct
 and hyphens as spaces), since normalize keeps the writer's case and punctuation.
 --golden FILE: pySBD's benchmarks/english_golden_rules.py (github.com/nipunsadvilkar/pySBD),
 scored with split_sentences. Neither set is kept in this repository.
+--realistic: our own news, finance, recipe, tech and chat lines (realistic_lines.tsv beside
+this file), each with the readings a careful reader accepts; reported per section.
 """
 
 from __future__ import annotations
@@ -92,6 +94,34 @@ def score_nemo(directory: Path, show_failures: bool) -> None:
     print(f"{'all':<13} {passed_all:>6} {total:>5} {100 * passed_all / max(total, 1):>5.1f}%")
 
 
+REALISTIC = Path(__file__).with_name("realistic_lines.tsv")
+
+
+def score_realistic(path: Path, show_failures: bool) -> None:
+    sections: dict[str, list[int]] = {}
+    section = "lines"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip()
+            continue
+        if not line.strip() or line.startswith("#"):
+            continue
+        written, *accepted = line.split("\t")
+        said = normalize(written)
+        ok = canonical(said) in {canonical(form) for form in accepted}
+        sections.setdefault(section, [0, 0])[0] += ok
+        sections[section][1] += 1
+        if not ok and show_failures:
+            print(f"  FAIL {section}: {written!r} -> {said!r} (accepted: {accepted[0]!r})")
+    print(f"{'realistic':<44} {'passed':>6} {'lines':>5} {'%':>6}")
+    total = [0, 0]
+    for name, (passed, count) in sections.items():
+        total[0] += passed
+        total[1] += count
+        print(f"{name:<44} {passed:>6} {count:>5} {100 * passed / count:>5.1f}%")
+    print(f"{'all':<44} {total[0]:>6} {total[1]:>5} {100 * total[0] / max(total[1], 1):>5.1f}%")
+
+
 def score_golden(path: Path, show_failures: bool) -> None:
     # The file is a module holding one literal list; read it as data, never run it.
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -131,12 +161,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=200, help="copies of the sample paragraph")
     parser.add_argument("--nemo", type=Path, help="folder of NeMo's test_cases_<class>.txt (English TN)")
     parser.add_argument("--golden", type=Path, help="pySBD's english_golden_rules.py")
+    parser.add_argument("--realistic", action="store_true", help="score benchmarks/realistic_lines.tsv")
     parser.add_argument("--failures", action="store_true", help="print every failed case")
     args = parser.parse_args()
     if args.nemo:
         score_nemo(args.nemo, args.failures)
     if args.golden:
         score_golden(args.golden, args.failures)
+    if args.realistic:
+        score_realistic(REALISTIC, args.failures)
     score_speed(args.repeat)
 
 

@@ -431,9 +431,22 @@ _DOLLAR_COUNTRY = {"US": "U S", "A": "Australian", "AU": "Australian", "C": "Can
 _COUNTRY = "|".join(sorted(_DOLLAR_COUNTRY, key=len, reverse=True))
 
 
+_ARTICLE = re.compile(r"(?i:\b(?:a|an|the|this|that|its|their|his|her|our|your|my))\s+$")
+_NOUN_AFTER = re.compile(r"\s+(?!(?:of|in|to|for|and|or|from|on|at|by|with|per|each|a|an|the|is|was|are|were|than|as|"
+                         r"that|which|more|less|over|under|a year|a month|a day)\b)[A-Za-z]")
+
+
+def _attributive(m: re.Match) -> bool:
+    """'a $1.2 billion lawsuit', 'the 8GB model': an amount between an article and its noun, said in the singular."""
+    return bool(_ARTICLE.search(m.string, max(0, m.start() - 8), m.start()) and _NOUN_AFTER.match(m.string, m.end()))
+
+
 @_sub(rf"(?<![\w$€£¥₹₩₽₿])(-)?(?:(?P<country>{_COUNTRY})\s?(?=\$))?({_CURRENCY})\s?({NUM})(?:\s?[-–]\s?({NUM}))?(?:\s?({_MAGNITUDE})(?![\w]))?", needs='$€£¥₹₩₽₿')
 def _currency_before(m: re.Match) -> str:
     said = _money(m.group(1), m.group(3), *m.group(4, 5, 6))
+    if m.group(6) and not m.group(5) and _attributive(m):
+        one, many = CURRENCIES[m.group(3)][:2]
+        said = said[: -len(many)] + one if said.endswith(" " + many) else said
     if m.group("country"):
         head, _, currency = said.rpartition(" dollar")
         said = f"{head} {_DOLLAR_COUNTRY[m.group('country')]} dollar{currency}"
@@ -538,7 +551,8 @@ def _measure(m: re.Match) -> str:
         said += " to " + ("minus " if m.group(3) else "") + amount(high)
     if m.group("mag"):
         said += " " + m.group("mag")
-    said += " " + (singular if _is_one(low) and not high and not m.group("mag") else plural)
+    one = _is_one(low) and not high and not m.group("mag")
+    said += " " + (singular if one or (not per and unit != "%" and _attributive(m)) else plural)
     if per:
         said += " per " + PER_UNITS[per]
     return said
