@@ -39,16 +39,20 @@ def _is_one(text: str) -> bool:
     return text.lstrip("-") == "1"
 
 
-def _sub(pattern: str, needs_digit: bool = True, needs: str = "", guard: str | None = None):
+def _sub(pattern: str, needs_digit: bool = True, needs: str = "", guard: str | None = None, near: str | None = None):
     """Register a rule; `needs` lists characters one of which must be present for it to apply.
 
     `guard` names a cheap check that must find something first (see `_GUARDS`): several rules
-    share one, so one scan of the text spares several.
+    share one, so one scan of the text spares several. `near` is a pattern that any match of
+    the rule also matches, starting with a digit or a letter: scanning for it is several
+    times cheaper than for the rule itself, whose lookbehind defeats the regex engine's
+    first-character search, so a rule is only run on text that has one.
     """
     compiled = re.compile(pattern)
+    nearby = re.compile(near) if near else None
 
     def register(function):
-        _RULES.append((compiled, function, needs_digit, needs, guard))
+        _RULES.append((compiled, function, needs_digit, needs, guard, nearby))
         return function
 
     return register
@@ -65,8 +69,10 @@ _ZONE = r"(?:\s?(?P<zone>(?i:[ECMP][SD]T|UTC|GMT|[ecmp]\.[sd]\.t\.?))(?![\w.]))?
 
 # Checks shared by several rules, each run at most once a text: a month name, a cue for a code.
 _GUARDS = {
-    "month": re.compile(r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"),
-    "code": re.compile(r"(?i:ending|ends|pin|otp|code|zip|post|acc|serial|track|ext|badge|ticket|order)"),
+    # A month name before a number ("Jan. 5", "May 2020") or after one ("5th of July").
+    "month": re.compile(r"(?i:(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?,?[\s-]+\d"
+                        r"|\d(?:st|nd|rd|th)?\s+(?:of\s+)?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))"),
+    "code": re.compile(r"(?i:\b(?:ending|ends|pin|otp|code|passcode|zip|postcode|acc|serial|track|ext|badge|ticket|order))"),
 }
 
 
@@ -115,7 +121,7 @@ def _international(m: re.Match) -> str:
     return "plus " + _phone_groups(m.group(1), *re.findall(r"\d+", m.group(2)))
 
 
-@_sub(r"(?<![\w-])(?:(1)[-. ])?\(?(\d{3})\)?[-. ]{1,2}(\d{3})[-.](\d{4})(?![\w-])", needs='-.( ')
+@_sub(r"(?<![\w-])(?:(1)[-. ])?\(?(\d{3})\)?[-. ]{1,2}(\d{3})[-.](\d{4})(?![\w-])", needs='-.( ', near=r"\d{3}[-.]\d{4}")
 def _phone(m: re.Match) -> str:
     return _phone_groups(*m.groups())
 
@@ -146,7 +152,7 @@ def _code_after_cue(m: re.Match) -> str:
     return nw.digits(m.group(1)) if _CODE_CUE.search(before) else m.group(0)
 
 
-@_sub(r"(?<![\w.-])([A-Za-z]{2,4})(\d{3,})(?![\w.]|\.\d)")
+@_sub(r"(?<![\w.-])([A-Za-z]{2,4})(\d{3,})(?![\w.]|\.\d)", near=r"[A-Za-z]{2}\d{3}")
 def _letters_then_digits(m: re.Match) -> str:
     # "ab9453", "SKU12345": an identifier, read as its letters then its digits one by one.
     letters, numerals = m.groups()
@@ -175,7 +181,7 @@ _COMPASS = "|".join(sorted(COMPASS, key=len, reverse=True))
 
 
 @_sub(rf"(?<![\w.,$-])(?P<number>\d{{1,5}})\s+(?:(?P<compass>{_COMPASS})\.?\s+)?"
-      rf"(?P<name>(?:\d{{1,3}}(?:st|nd|rd|th)|[A-Z][a-z]+)(?:\s[A-Z][a-z]+){{0,2}})\s(?P<type>(?i:{_STREET}))\b(?P<dot>\.)?")
+      rf"(?P<name>(?:\d{{1,3}}(?:st|nd|rd|th)|[A-Z][a-z]+)(?:\s[A-Z][a-z]+){{0,2}})\s(?P<type>(?i:{_STREET}))\b(?P<dot>\.)?", near=r"\d\s+[A-Z\d]")
 def _street(m: re.Match) -> str:
     # House numbers are said in pairs ("fourteen twenty eight Elm Street"), as people say them.
     said = f"{pairs(m.group('number'))} "
@@ -204,7 +210,7 @@ def _state(m: re.Match) -> str:
 
 
 @_sub(r"\b(Boeing|Airbus A|Airbus|Model|model|Flight|flight|Route|Highway|Interstate|I-|[Pp]ort|[Rr]oom|[Gg]ate"
-      r"|RTX|GTX|RX|[Ee]rror|HTTP|[Ss]tatus|[Ss]tatus code)\s?(\d{3,4})\b(?![.,]\d)")
+      r"|RTX|GTX|RX|[Ee]rror|HTTP|[Ss]tatus|[Ss]tatus code)\s?(\d{3,4})\b(?![.,]\d)", near=r"[A-Za-z-]\s?\d{3}")
 def _model_number(m: re.Match) -> str:
     # "Boeing 737", "Flight 1549", "port 8080", "RTX 4090", "Error 404": names said in pairs, as people say them.
     return f"{m.group(1).rstrip('-')} {pairs(m.group(2))}"
@@ -240,7 +246,7 @@ def _iso_date(m: re.Match) -> str:
     return _date(month, day, m.group(1))
 
 
-@_sub(r"(?<![\w/.-])(\d{4})([/.])(\d{1,2})\2(\d{1,2})(?![\w/]|\.\d)", needs='/.')
+@_sub(r"(?<![\w/.-])(\d{4})([/.])(\d{1,2})\2(\d{1,2})(?![\w/]|\.\d)", needs='/.', near=r"\d{4}[/.]\d")
 def _year_first_date(m: re.Match) -> str:
     # "2016/07/03", "1998/2/30": year, month, day; a day up to 31 whatever the month.
     month, day = int(m.group(3)), int(m.group(4))
@@ -249,7 +255,7 @@ def _year_first_date(m: re.Match) -> str:
     return _date(month, day, m.group(1))
 
 
-@_sub(r"(?<![\w/.-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\w/-]|\.\d)", needs='/.-')
+@_sub(r"(?<![\w/.-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\w/-]|\.\d)", needs='/.-', near=r"\d[/.-]\d{1,2}[/.-]\d")
 def _numeric_date(m: re.Match) -> str:
     first, second = int(m.group(1)), int(m.group(3))
     if 1 <= first <= 12 and 1 <= second <= 31:  # month first, as in the US
@@ -351,7 +357,7 @@ def _clock(m: re.Match) -> str:
     return _clock_words(hour, minute, bool(m.group("ampm"))) + _ampm(m)
 
 
-@_sub(rf"(?<![\w:.,])(\d{{1,2}})\.(\d{{2}})\s?{_AMPM}{_ZONE}", needs='apAP')
+@_sub(rf"(?<![\w:.,])(\d{{1,2}})\.(\d{{2}})\s?{_AMPM}{_ZONE}", needs='apAP', near=r"\d\s?[apAP]")
 def _dotted_clock(m: re.Match) -> str:
     # "1.59 p.m.": British style; only with a.m. or p.m., or it is a decimal.
     hour, minute = int(m.group(1)), int(m.group(2))
@@ -360,12 +366,12 @@ def _dotted_clock(m: re.Match) -> str:
     return _clock_words(hour, minute, True) + _ampm(m)
 
 
-@_sub(rf"(?<![\w:.,])(\d{{1,2}})\s?{_AMPM}{_ZONE}", needs='apAP')
+@_sub(rf"(?<![\w:.,])(\d{{1,2}})\s?{_AMPM}{_ZONE}", needs='apAP', near=r"\d\s?[apAP]")
 def _hour_ampm(m: re.Match) -> str:
     return nw.cardinal(int(m.group(1))) + _ampm(m)
 
 
-@_sub(r"(?<![\w:.,])([01]\d|2[0-3])([0-5]\d)(?=\s?(?:hours|hrs|h)\b)", needs="h")
+@_sub(r"(?<![\w:.,])([01]\d|2[0-3])([0-5]\d)(?=\s?(?:hours|hrs|h)\b)", needs="h", near=r"\d\d\s?h")
 def _military(m: re.Match) -> str:
     # "0800 hours": oh eight hundred hours; "1430 hrs": fourteen thirty hours.
     hour, minute = int(m.group(1)), int(m.group(2))
@@ -531,6 +537,8 @@ def _measure(m: re.Match) -> str:
     unit, per, power = m.group("unit"), m.group("per"), m.group("power")
     if m.group(0).endswith(".") and len(unit) == 1:
         return m.group(0)  # "5 m. away": too short to be sure the period is the unit's
+    if unit == "s" and m.group("space") and not per and not m.group("high") and _is_year(m.group("low")) and m.group("low").endswith("0"):
+        return nw.plural_words(nw.year(int(m.group("low"))))  # "1980 s": a decade typed with a space
     if unit in ("s", "B") and not m.group("space") and not per:
         # "5s", "2B" are as often decades or magnitudes as units: leave to later rules.
         return m.group(0)
@@ -579,7 +587,7 @@ def _suffix(n: int) -> str:
     return {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
 
 
-@_sub(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(st|nd|rd|th|ST|ND|RD|TH)\b")
+@_sub(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(st|nd|rd|th|ST|ND|RD|TH)\b", near=r"\d(?:st|nd|rd|th|ST|ND|RD|TH)")
 def _ordinal(m: re.Match) -> str:
     value = nw.integer(m.group(1))
     if value is not None and _suffix(value) != m.group(2).lower():
@@ -593,7 +601,7 @@ def _ordinal(m: re.Match) -> str:
 _DECADE_CUE = re.compile(r"(?i:\b(?:the|their|his|her|my|your|our|its|early|mid|late)[\s-]+|\d0s,?\s+(?:and|or|to|through)\s+)$")
 
 
-@_sub(r"(?<![\w.,'])('?)(\d{2}|1\d{3}|20\d{2})('?)s\b", needs='s')
+@_sub(r"(?<![\w.,'])('?)(\d{2}|1\d{3}|20\d{2})('?)s\b", needs='s', near=r"\d'?s")
 def _decade(m: re.Match) -> str:
     value = int(m.group(2))
     if len(m.group(2)) == 2 and not (m.group(1) or m.group(3)):
@@ -675,13 +683,13 @@ _COUNTED = re.compile(r"\s+[a-z]{2,}[^s\W]*s\b")
 _CALCULATION = re.compile(r"[=+*×÷^<>/-]\s*$")
 
 
-@_sub(rf"(?<![\w.,])([1-9]\d\d)(?={_ERA.pattern})")
+@_sub(rf"(?<![\w.,])([1-9]\d\d)(?={_ERA.pattern})", near=r"\d\s?(?:BC|AD|CE|B\.C|A\.D)")
 def _era_year(m: re.Match) -> str:
     # "340 AD", "410 BC": a three-digit year is said in pairs ("three forty").
     return pairs(m.group(1))
 
 
-@_sub(r"(?<![\w.,])(1\d\d\d|20\d\d)(?!\w|[,.]\d)")
+@_sub(r"(?<![\w.,])(1\d\d\d|20\d\d)(?!\w|[,.]\d)", near=r"[12]\d{3}")
 def _year(m: re.Match) -> str:
     # The cue is checked on the text just before the digits: a pattern anchored on the
     # digits is far cheaper than one that tries every word of the text as a cue.
@@ -696,7 +704,7 @@ def _year(m: re.Match) -> str:
     return nw.year(value)
 
 
-@_sub(r"(?:^|(?<=[.!?]\s)|(?<=^[\"(]))(1[1-9]\d\d|20\d\d)(?=\s(?:was|is|saw|had|marked|brought|will|began|ended|became)\b)")
+@_sub(r"(?:^|(?<=[.!?]\s)|(?<=^[\"(]))(1[1-9]\d\d|20\d\d)(?=\s(?:was|is|saw|had|marked|brought|will|began|ended|became)\b)", near=r"\d\s(?:was|is|saw|had|marked|brought|will|began|ended|became)\b")
 def _year_subject(m: re.Match) -> str:
     return nw.year(int(m.group(1)))
 
@@ -716,7 +724,7 @@ def _power(m: re.Match) -> str:
     return " to the power of "
 
 
-@_sub(r"(?<![\w.])(\d+(?:\.\d+)?)x(?!\w)", needs='x')
+@_sub(r"(?<![\w.])(\d+(?:\.\d+)?)x(?!\w)", needs='x', near=r"\dx")
 def _times_factor(m: re.Match) -> str:
     return f"{amount(m.group(1))} times"
 
@@ -765,7 +773,7 @@ _VERSION_CUE = re.compile(
 )
 
 
-@_sub(r"(?<![\w.])([vV])?(\d+)\.(\d{2,})(?![\d.\w]|\s?%)", needs=".")
+@_sub(r"(?<![\w.])([vV])?(\d+)\.(\d{2,})(?![\d.\w]|\s?%)", needs=".", near=r"\d\.\d\d")
 def _two_part_version(m: re.Match) -> str:
     if not m.group(1) and not _VERSION_CUE.search(m.string, max(0, m.start() - 16), m.start()):
         return m.group(0)
@@ -773,12 +781,12 @@ def _two_part_version(m: re.Match) -> str:
     return ("version " if m.group(1) else "") + said
 
 
-@_sub(r"(?<![\w.])[vV](?=\d+(?:\.\d+)+(?![\d.]))", needs="vV")
+@_sub(r"(?<![\w.])[vV](?=\d+(?:\.\d+)+(?![\d.]))", needs="vV", near=r"[vV]\d")
 def _version(m: re.Match) -> str:
     return "version "
 
 
-@_sub(rf"{_START}({NUM})(M|MM|mn|bn|B|[kK](?=\+?\s+[a-z]{{3,}}s\b))(?!\w)", needs="MmBkK")
+@_sub(rf"{_START}({NUM})(M|MM|mn|bn|B|[kK](?=\+?\s+[a-z]{{3,}}s\b))(?!\w)", needs="MmBkK", near=r"\d(?:M|mn|bn|B|[kK])")
 def _magnitude(m: re.Match) -> str:
     # "1.5M users", "2bn": million and billion; "B" after a whole number stays a letter ("Apt 4B").
     # "K" means thousand before a count ("500K vehicles", "10k requests"), but a single digit
@@ -798,7 +806,7 @@ def _spaced(m: re.Match, said: str) -> str:
     return before + said + after
 
 
-@_sub(r"(?<![\d.])\d+(?:\.\d+){2,}(?![\d.])")
+@_sub(r"(?<![\d.])\d+(?:\.\d+){2,}(?![\d.])", near=r"\d\.\d+\.\d")
 def _dotted_number(m: re.Match) -> str:
     parts = m.group(0).split(".")
     if len(parts) == 4:  # an IP address: each part digit by digit, as people read them out
@@ -815,13 +823,15 @@ def expand_numbers(text: str) -> str:
     """Replace every written form with digits by its words; the result holds no ASCII digit."""
     has_digit = _DIGIT.search(text) is not None
     found: dict[str, bool] = {}
-    for pattern, function, needs_digit, needs, guard in _RULES:
+    for pattern, function, needs_digit, needs, guard, nearby in _RULES:
         if (has_digit or not needs_digit) and (not needs or any(ch in text for ch in needs)):
             if guard is not None:
                 if guard not in found:  # checked on the text as the first rule of the guard sees it
                     found[guard] = _GUARDS[guard].search(text) is not None
                 if not found[guard]:
                     continue
+            if nearby is not None and nearby.search(text) is None:
+                continue
             text = pattern.sub(function, text)
     return text
 

@@ -283,3 +283,17 @@ def test_normalization_options_lay_over_the_servers():
         "markdown": False, "urls": False, "lexicon": {"kubectl": "cube control"}})
     options = request_text_options(server, body.normalization_options)
     assert normalize("**Nguyen** ran kubectl at www.x.io", options) == "**Win** ran cube control at www.x.io"
+
+
+def test_normalization_options_on_a_live_server(server, client):
+    # Issue 18: the request's options reach normalize in the running server: a lexicon word is
+    # spoken as its replacement, and an unknown option is refused as OpenAI clients expect.
+    def speak(text, **extra):
+        return client.audio.speech.create(model="soprano", voice="x", input=text, response_format="wav",
+                                          extra_body=extra or None).content
+
+    assert speak("Nguyen is here.", normalization_options={"lexicon": {"Nguyen": "Win"}}) == speak("Win is here.")
+    assert speak("**Hello** there.", normalization_options={"markdown": True}) == speak("Hello there.")
+    with pytest.raises(openai.BadRequestError) as refused:
+        speak("Hello there.", normalization_options={"shout": True})
+    assert "normalization_options" in str(refused.value)

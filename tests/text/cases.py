@@ -261,6 +261,9 @@ REALISTIC = [
     ("hey r u coming?", "hey are you coming?"), ("Ty Burrell", "Ty Burrell"), ("idk, lmk", "I don't know, let me know"),
     ("late bc of traffic", "late because of traffic"), ("go w/ the blue one", "go with the blue one"),
     ("np, happy to help :)", "no problem, happy to help"), ("can u send the pdf pls", "can you send the P D F please"),
+    ("in the $1.2 billion lawsuit", "in the one point two billion dollar lawsuit"), ("the 8GB model", "the eight gigabyte model"),
+    ("a 5,000 mAh battery", "a five thousand milliamp hour battery"), ("the 10 km of road", "the ten kilometers of road"),
+    ("the 1980 s", "the nineteen eighties"), ("Kubernetes 1.29", "Kubernetes one point twenty nine"),
     ("approx. 120 calories", "approximately one hundred twenty calories"), ("apples vs. oranges", "apples versus oranges"),
 ]
 
