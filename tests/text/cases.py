@@ -129,7 +129,7 @@ UNITS = [
     ("100 m", "one hundred meters"), ("40 W", "forty watts"), ("5'11\"", "five feet eleven inches"), ("90°", "ninety degrees"),
     ("3 mi", "three miles"), ("50 Mbps", "fifty megabits per second"), ("5-10 km", "five to ten kilometers"),
     ("750 mL", "seven hundred fifty milliliters"), ("300 ms", "three hundred milliseconds"), ("4000 mAh", "four thousand milliamp hours"),
-    ("a 2 kWh battery", "a two kilowatt hours battery"), ("5 min.", "five minutes."),
+    ("a 2 kWh battery", "a two kilowatt hour battery"), ("5 min.", "five minutes."),
 ]
 PHONES = [
     # Issue 18: codes are read digit by digit, not as quantities.
