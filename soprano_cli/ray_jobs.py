@@ -133,6 +133,16 @@ def _start_actors(ray, count: int, start, first_number: int = 1) -> list[_Actor]
     return actors
 
 
+def _worker_count(ray, options: RayOptions, jobs: int) -> int:
+    """--ray-workers, else as many as the cluster's CPUs hold; never more than the jobs' handfuls."""
+    cpus = ray.cluster_resources().get("CPU", 0)
+    workers = options.workers or max(1, int(cpus // options.cpus_per_worker))
+    if workers * options.cpus_per_worker > cpus:  # Ray would wait for them forever
+        raise InvalidParameterError(f"the Ray cluster has {cpus:g} CPUs, fewer than {workers} workers × "
+                                    f"{options.cpus_per_worker:g} CPUs each")
+    return min(workers, -(-jobs // JOBS_PER_CALL))  # no actor loads a model for nothing
+
+
 def _feed(actors: list[_Actor], queue: deque) -> None:
     """Give every actor up to CALLS_IN_FLIGHT handfuls, round by round so that a short queue is shared.
 
@@ -178,6 +188,8 @@ def run_ray_batch(request: SynthRequest, config, params, options: RayOptions, *,
     log.info("%d jobs: %d to do, %d already complete, %d failed before starting", total, len(queue), skipped,
              len(failed))
 
+    if not queue:  # nothing left to do: no cluster needed
+        return _run(ray, request, config, params, options, fmt, queue, failed, skipped, total, start_display)
     _connect(ray, options.address, request.verbose)
     try:
         _run(ray, request, config, params, options, fmt, queue, failed, skipped, total, start_display)
@@ -186,12 +198,7 @@ def run_ray_batch(request: SynthRequest, config, params, options: RayOptions, *,
 
 
 def _run(ray, request, config, params, options, fmt, queue, failed, skipped, total, start_display):
-    cpus = ray.cluster_resources().get("CPU", 0)
-    workers = options.workers or max(1, int(cpus // options.cpus_per_worker))
-    if workers * options.cpus_per_worker > cpus:
-        raise InvalidParameterError(f"the Ray cluster has {cpus:g} CPUs, fewer than {workers} workers × "
-                                    f"{options.cpus_per_worker:g} CPUs each")
-    workers = min(workers, max(1, -(-len(queue) // JOBS_PER_CALL)))  # no actor loads a model for nothing
+    workers = _worker_count(ray, options, len(queue)) if queue else 0
     actor_class = ray.remote(num_cpus=options.cpus_per_worker, max_restarts=0)(Worker)
 
     def start():

@@ -63,7 +63,7 @@ def _all_commands():
     (["soprano", "play", "--device", ""], []),  # a sound device, not a compute device
     (["soprano", "synth", "--seed", ""], []),
     (["soprano", "synth", "--dev"], ["--device"]),
-    (["soprano", "synth", "--verbose", "--no-"], ["--no-normalize", "--no-server"]),
+    (["soprano", "synth", "--verbose", "--no-"], ["--no-normalize", "--no-resume", "--no-server"]),
 ])
 def test_bash_completes(words, expected):
     assert sorted(bash_complete(words)) == sorted(expected)
