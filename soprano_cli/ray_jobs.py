@@ -216,6 +216,7 @@ def _run(ray, request, config, params, options, fmt, queue, failed, skipped, tot
     try:
         report()
         actors = _start_actors(ray, workers, start) if queue else []
+        started = time.perf_counter()  # speed as the in-process batch counts it: from loaded models on
         retired: list[_Actor] = []
         while queue or any(actor.calls for actor in actors):
             _feed(actors, queue)
