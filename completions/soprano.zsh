@@ -127,6 +127,11 @@ _soprano_synth() {
         '(--jsonl)--jsonl[Read jobs from stdin, one JSON object per line: {"text": ..., "output": ...}]' \
         '(--input-dir)--input-dir[Speak every .txt file in this folder ]:dir:_files -/' \
         '(--output-dir)--output-dir[... into one audio file each here (format from --format)]:dir:_files -/' \
+        '(--ray)--ray[Spread the batch jobs over Ray actors: '\''auto'\'' joins a running cluster or starts a...]:auto|address: ' \
+        '(--ray-workers)--ray-workers[Actors, each with its own model \[default: as many as the cluster'\''s CPUs hold\]]:ray_workers: ' \
+        '(--ray-cpus-per-worker)--ray-cpus-per-worker[CPUs reserved for each actor (its torch threads)]:ray_cpus_per_worker: ' \
+        '(--resume --no-resume)--resume[With --ray: skip outputs that exist (each is renamed into place only when complete)]' \
+        '(--resume --no-resume)--no-resume[With --ray: skip outputs that exist (each is renamed into place only when complete)]' \
         '(-m --model --model-path)'{-m,--model,--model-path}'[Model folder or hub id \[default: ekwek/Soprano-1.1-80M\]]:model:_files -/' \
         '(-d --device)'{-d,--device}'[auto, cpu, cuda or mps]:device:(auto cpu cuda mps)' \
         '(-b --backend)'{-b,--backend}'[auto (= torch), torch, transformers or lmdeploy]:backend:(auto torch transformers lmdeploy)' \

@@ -36,6 +36,9 @@ class _Job:
     source: Path | None = None  # the .txt file to read the text from
     fmt: str | None = None  # the output's audio format, once checked
     error: str | None = None  # why the job failed, once it has
+    audio_seconds: float = 0.0  # of the written output
+    audio: bytes | None = None  # the finished output, when the batch writes to memory (Ray workers)
+    attempts: int = 0  # Ray workers that died while holding it
     first: int = 0  # the engine stream's index of the job's first sentence
     count: int = 0  # its sentences
     finished: int = 0  # of them, ended (main thread)
@@ -95,9 +98,12 @@ def _check_encoder(fmt: str, request: SynthRequest) -> None:
 class _Batch:
     """Feeds every job's sentences to one engine stream and routes the chunks to each job's file."""
 
-    def __init__(self, request: SynthRequest, folder_format: str | None):
+    def __init__(self, request: SynthRequest, folder_format: str | None, in_memory: bool = False):
         self.request = request
         self.folder_format = folder_format  # --input-dir: every output's format; --jsonl: from each path
+        # Each output as bytes in job.audio, not a file: a Ray worker sends them to the driver, which
+        # writes them (its paths need not exist on the worker's machine).
+        self.in_memory = in_memory
         self.read = 0  # jobs read so far (the source thread counts them)
         self.all_read = False
         self.failed: list[_Job] = []
@@ -120,7 +126,7 @@ class _Batch:
             sentences: list[str] = []
             if job.error is None:
                 try:
-                    fmt = self._prepare(job)
+                    fmt = self.prepare(job)
                     sentences = sentences_from_text(job.text, **self.request.sentence_options())
                     if not sentences:
                         raise InputTextError("no text to synthesize")
@@ -138,8 +144,8 @@ class _Batch:
                 yield sentence
         self.all_read = True
 
-    def _prepare(self, job: _Job) -> str:
-        """Read the job's text, check its output; returns its format."""
+    def prepare(self, job: _Job) -> str:
+        """Read the job's text, check its output (its path too unless in memory); returns its format."""
         from soprano_cli.audio.formats import format_from_path
         from soprano_cli.synthesis import check_writable
 
@@ -154,7 +160,8 @@ class _Batch:
                 self._formats[fmt] = error.message
         if self._formats[fmt] is not None:
             raise OutputError(self._formats[fmt])
-        check_writable(job.output)
+        if not self.in_memory:
+            check_writable(job.output)
         return fmt
 
     # -- the sink: the main thread ----------------------------------------------------------------
@@ -176,14 +183,15 @@ class _Batch:
             if job.finished == job.count and job.error is None:
                 self._close(job)
                 self.written += 1
-                self.audio_seconds += job.renderer.stats.audio_seconds
+                job.audio_seconds = job.renderer.stats.audio_seconds
+                self.audio_seconds += job.audio_seconds
                 job.renderer = None
 
     def _open_output(self, job: _Job) -> None:
         from soprano_cli.audio.formats import open_encoder
         from soprano_cli.synthesis import SAMPLE_RATE, Renderer, open_output
 
-        job.sink = open_output(job.output)
+        job.sink = _MemoryFile() if self.in_memory else open_output(job.output)
         self._open[id(job)] = job
         job.encoder = open_encoder(job.fmt, job.sink, input_rate=SAMPLE_RATE, output_rate=self.request.sample_rate,
                                    sample_format=self.request.sample_format, seekable=True)
@@ -198,6 +206,8 @@ class _Batch:
         finally:
             if job.sink is not None:
                 job.sink.close()
+                if self.in_memory:
+                    job.audio = job.sink.data
             job.sink = job.encoder = None
 
     def _fail(self, job: _Job, message: str) -> None:
@@ -219,11 +229,55 @@ class _Batch:
                 self._close(job)
 
     def failure(self) -> BatchJobsFailedError:
-        total = self.written + len(self.failed)
-        lines = [f"{len(self.failed)} of {total} job{'s' if total != 1 else ''} failed "
-                 f"({self.written} written):"]
-        lines += [f"  {job.label}: {job.error}" for job in sorted(self.failed, key=lambda job: job.number)]
-        return BatchJobsFailedError("\n".join(lines))
+        return jobs_failed(self.failed, self.written)
+
+
+class _MemoryFile(io.BytesIO):
+    """A seekable output (WAV headers are patched at the end) whose bytes outlive close()."""
+
+    data: bytes | None = None
+
+    def close(self) -> None:
+        if not self.closed:
+            self.data = self.getvalue()
+        super().close()
+
+
+def jobs_failed(failed: list[_Job], written: int, skipped: int = 0) -> BatchJobsFailedError:
+    """The error that ends a batch run with failed jobs: counts, then each failure by its place in the input."""
+    total = written + skipped + len(failed)
+    counts = f"{written} written" + (f", {skipped} skipped as already complete" if skipped else "")
+    lines = [f"{len(failed)} of {total} job{'s' if total != 1 else ''} failed ({counts}):"]
+    lines += [f"  {job.label}: {job.error}" for job in sorted(failed, key=lambda job: job.number)]
+    return BatchJobsFailedError("\n".join(lines))
+
+
+def batch_jobs(request: SynthRequest, *, jsonl: bool, input_dir: Path | None, output_dir: Path | None):
+    """(jobs, folder format, total) of a batch run; stdin's jobs are read lazily and their total is None.
+
+    A folder's format is checked here, before any model loads; a JSONL job's comes from its path.
+    """
+    from soprano_cli.audio.formats import check_format
+
+    if jsonl and (input_dir or output_dir):
+        raise InvalidParameterError("--jsonl reads jobs from stdin; it cannot be combined with --input-dir")
+    if not jsonl and (input_dir is None or output_dir is None):
+        raise InvalidParameterError("--input-dir and --output-dir go together")
+    if jsonl:
+        return _jobs_from_jsonl(), None, None
+    fmt = check_format((request.audio_format or "wav").lower())
+    _check_encoder(fmt, request)  # one format for all: a bad combination fails before any work
+    files = _folder_files(input_dir, output_dir)
+    jobs = (_Job(str(path), output=output_dir / f"{path.stem}.{fmt}", source=path) for path in files)
+    return jobs, fmt, len(files)
+
+
+def first_job(jobs) -> Iterator[_Job]:
+    """`jobs` again, after checking there is one: no jobs at all is an input error, as empty text is."""
+    first = next(jobs, None)
+    if first is None:
+        raise InputTextError("no jobs on stdin: the input is empty")
+    return itertools.chain([first], jobs)
 
 
 def run_batch(request: SynthRequest, choice: EngineChoice, params, *, jsonl: bool, input_dir: Path | None,
@@ -234,29 +288,11 @@ def run_batch(request: SynthRequest, choice: EngineChoice, params, *, jsonl: boo
     are all known at the start, stdin's as their lines are read. Raises BatchJobsFailedError
     after the run when some jobs failed, naming each.
     """
-    from soprano_cli.audio.formats import check_format
-
-    if jsonl and (input_dir or output_dir):
-        raise InvalidParameterError("--jsonl reads jobs from stdin; it cannot be combined with --input-dir")
-    if not jsonl and (input_dir is None or output_dir is None):
-        raise InvalidParameterError("--input-dir and --output-dir go together")
-    if jsonl:
-        batch = _Batch(request, None)
-        loading = _Background(lambda: open_engine(choice))  # loads while the first job is read
-        jobs = _jobs_from_jsonl()
-        first = next(jobs, None)
-        if first is None:
-            raise InputTextError("no jobs on stdin: the input is empty")
-        jobs = itertools.chain([first], jobs)
-        total = None
-    else:
-        fmt = check_format((request.audio_format or "wav").lower())
-        _check_encoder(fmt, request)  # one format for all: a bad combination fails before any work
-        files = _folder_files(input_dir, output_dir)
-        batch = _Batch(request, fmt)
-        jobs = (_Job(str(path), output=output_dir / f"{path.stem}.{fmt}", source=path) for path in files)
-        total = len(files)
-        loading = _Background(lambda: open_engine(choice))
+    jobs, fmt, total = batch_jobs(request, jsonl=jsonl, input_dir=input_dir, output_dir=output_dir)
+    batch = _Batch(request, fmt)
+    loading = _Background(lambda: open_engine(choice))  # loads while the first job is read
+    if total is None:
+        jobs = first_job(jobs)
     engine = loading.result()
 
     started = time.perf_counter()

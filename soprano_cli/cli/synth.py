@@ -13,6 +13,7 @@ OUTPUT_PANEL = "Output"
 INPUT_PANEL = "Input"
 BATCH_PANEL = "Batch jobs"
 SERVER_PANEL = "Daemon"
+RAY_PANEL = "Ray cluster"
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +70,15 @@ def synth_command(
         help="Speak every .txt file in this folder ...")] = None,
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", rich_help_panel=BATCH_PANEL,
         help="... into one audio file each here (format from --format).")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", rich_help_panel=RAY_PANEL, metavar="auto|ADDRESS",
+        help="Spread the batch jobs over Ray actors: 'auto' joins a running cluster or starts a local one; "
+             "or a head's host:port. Needs `pip install 'soprano-cli[ray]'`.")] = None,
+    ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1, rich_help_panel=RAY_PANEL,
+        show_default=False, help="Actors, each with its own model [default: as many as the cluster's CPUs hold].")] = None,
+    ray_cpus_per_worker: Annotated[float, typer.Option("--ray-cpus-per-worker", min=0.01, rich_help_panel=RAY_PANEL,
+        help="CPUs reserved for each actor (its torch threads).")] = 1.0,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", rich_help_panel=RAY_PANEL,
+        help="With --ray: skip outputs that exist (each is renamed into place only when complete).")] = True,
     model: opt.Model = None,
     device: opt.Device = "auto",
     backend: opt.Backend = "auto",
@@ -107,7 +117,17 @@ def synth_command(
         server="none" if no_server else server, explicit=opt.explicit(ctx, opt.DAEMON_MUST_MATCH),
     )
     params = opt.sampling_params(temperature, top_p, repetition_penalty, seed, retries, max_frames)
-    if jsonl or input_dir or output_dir:
+    if ray is not None:
+        from soprano_cli import ray_jobs
+        from soprano_cli.errors import InvalidParameterError
+
+        if not (jsonl or input_dir or output_dir):
+            raise InvalidParameterError("--ray runs batch jobs: add --jsonl or --input-dir and --output-dir")
+        options = ray_jobs.RayOptions(address=ray, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker,
+                                      resume=resume)
+        ray_jobs.run_ray_batch(job, engine_options.config, params, options, jsonl=jsonl, input_dir=input_dir,
+                               output_dir=output_dir, start_display=terminal_progress(quiet, verbose))
+    elif jsonl or input_dir or output_dir:
         from soprano_cli import synth_batch
 
         synth_batch.run_batch(job, engine_options, params, jsonl=jsonl, input_dir=input_dir, output_dir=output_dir,

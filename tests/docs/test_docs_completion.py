@@ -64,7 +64,7 @@ def _all_commands():
     (["soprano", "synth", "--seed", ""], []),
     (["soprano", "synth", "--dev"], ["--device"]),
     (["soprano", "synth", "--verbose", "--no-"], ["--no-emails", "--no-markdown", "--no-normalize", "--no-phone-numbers",
-                                                "--no-server", "--no-urls"]),
+                                                "--no-resume", "--no-server", "--no-urls"]),
 ])
 def test_bash_completes(words, expected):
     assert sorted(bash_complete(words)) == sorted(expected)
