@@ -81,7 +81,7 @@ complete -c soprano -n '__soprano_in synth' -l emails -d 'Read e-mail addresses 
 complete -c soprano -n '__soprano_in synth' -l no-emails -d 'Read e-mail addresses aloud (or leave them as written)'
 complete -c soprano -n '__soprano_in synth' -l phone-numbers -d 'Read phone numbers digit by digit (or leave them as written)'
 complete -c soprano -n '__soprano_in synth' -l no-phone-numbers -d 'Read phone numbers digit by digit (or leave them as written)'
-complete -c soprano -n '__soprano_in synth' -l jsonl -d 'Read jobs from stdin, one JSON object per line: {"text": ..., "output": ...}'
+complete -c soprano -n '__soprano_in synth' -l jsonl -d 'Read jobs, one JSON object per line ({"text": ..., "output": ...}), from the files...'
 complete -c soprano -n '__soprano_in synth' -l input-dir -x -a '(__fish_complete_directories (commandline -ct))' -d 'Speak every .txt file in this folder '
 complete -c soprano -n '__soprano_in synth' -l output-dir -x -a '(__fish_complete_directories (commandline -ct))' -d '... into one audio file each here (format from --format)'
 complete -c soprano -n '__soprano_in synth' -l ray -x -d 'Spread the batch jobs over Ray actors: \'auto\' joins a running cluster or starts a...'

@@ -124,7 +124,7 @@ _soprano_synth() {
         '(--emails --no-emails)--no-emails[Read e-mail addresses aloud (or leave them as written)]' \
         '(--phone-numbers --no-phone-numbers)--phone-numbers[Read phone numbers digit by digit (or leave them as written)]' \
         '(--phone-numbers --no-phone-numbers)--no-phone-numbers[Read phone numbers digit by digit (or leave them as written)]' \
-        '(--jsonl)--jsonl[Read jobs from stdin, one JSON object per line: {"text": ..., "output": ...}]' \
+        '(--jsonl)--jsonl[Read jobs, one JSON object per line ({"text": ..., "output": ...}), from the files...]' \
         '(--input-dir)--input-dir[Speak every .txt file in this folder ]:dir:_files -/' \
         '(--output-dir)--output-dir[... into one audio file each here (format from --format)]:dir:_files -/' \
         '(--ray)--ray[Spread the batch jobs over Ray actors: '\''auto'\'' joins a running cluster or starts a...]:auto|address: ' \

@@ -160,7 +160,7 @@ def _feed(actors: list[_Actor], queue: deque) -> None:
             actor.calls[call] = batch
 
 
-def run_ray_batch(request: SynthRequest, config, params, options: RayOptions, *, jsonl: bool,
+def run_ray_batch(request: SynthRequest, config, params, options: RayOptions, *, jsonl: list[Path] | None,
                   input_dir: Path | None, output_dir: Path | None, start_display=None) -> None:
     """The batch run of synth_batch.run_batch, on Ray actors; raises BatchJobsFailedError naming failed jobs."""
     ray = import_ray()
@@ -168,7 +168,7 @@ def run_ray_batch(request: SynthRequest, config, params, options: RayOptions, *,
         raise InvalidParameterError("--ray-workers and --ray-cpus-per-worker must be positive")
     jobs, fmt, total = batch_jobs(request, jsonl=jsonl, input_dir=input_dir, output_dir=output_dir)
     if total is None:
-        jobs = first_job(jobs)
+        jobs = first_job(jobs, jsonl)
     checker = _Batch(request, fmt)
     queue: deque[_Job] = deque()
     failed: list[_Job] = []

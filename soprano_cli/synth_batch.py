@@ -14,7 +14,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -47,14 +47,19 @@ class _Job:
     renderer: object = None
 
 
-def _jobs_from_jsonl() -> Iterator[_Job]:
-    """A job per non-blank stdin line; a line that is no job is a failed job, not the end of the run."""
+def _jobs_from_jsonl(files: list[Path]) -> Iterator[_Job]:
+    """A job per non-blank line of the files (stdin for none or '-'); a line that is no job is a failed job."""
     from soprano_cli.cli.textio import iter_input_lines
 
-    for number, line in enumerate(iter_input_lines([]), start=1):
+    for path in files or [Path("-")]:
+        yield from _jobs_from_lines(iter_input_lines([path]), "stdin" if str(path) == "-" else str(path))
+
+
+def _jobs_from_lines(lines: Iterable[str], source: str) -> Iterator[_Job]:
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        label = f"stdin line {number}"
+        label = f"{source} line {number}"
         try:
             job = json.loads(line)
         except ValueError as error:
@@ -252,19 +257,21 @@ def jobs_failed(failed: list[_Job], written: int, skipped: int = 0) -> BatchJobs
     return BatchJobsFailedError("\n".join(lines))
 
 
-def batch_jobs(request: SynthRequest, *, jsonl: bool, input_dir: Path | None, output_dir: Path | None):
-    """(jobs, folder format, total) of a batch run; stdin's jobs are read lazily and their total is None.
+def batch_jobs(request: SynthRequest, *, jsonl: list[Path] | None, input_dir: Path | None, output_dir: Path | None):
+    """(jobs, folder format, total) of a batch run; JSONL jobs are read lazily and their total is None.
+
+    `jsonl` names the JSON Lines files (empty: stdin); None means a folder run.
 
     A folder's format is checked here, before any model loads; a JSONL job's comes from its path.
     """
     from soprano_cli.audio.formats import check_format
 
-    if jsonl and (input_dir or output_dir):
-        raise InvalidParameterError("--jsonl reads jobs from stdin; it cannot be combined with --input-dir")
-    if not jsonl and (input_dir is None or output_dir is None):
+    if jsonl is not None and (input_dir or output_dir):
+        raise InvalidParameterError("--jsonl reads jobs from files or stdin; it cannot be combined with --input-dir")
+    if jsonl is None and (input_dir is None or output_dir is None):
         raise InvalidParameterError("--input-dir and --output-dir go together")
-    if jsonl:
-        return _jobs_from_jsonl(), None, None
+    if jsonl is not None:
+        return _jobs_from_jsonl(jsonl), None, None
     fmt = check_format((request.audio_format or "wav").lower())
     _check_encoder(fmt, request)  # one format for all: a bad combination fails before any work
     files = _folder_files(input_dir, output_dir)
@@ -272,17 +279,19 @@ def batch_jobs(request: SynthRequest, *, jsonl: bool, input_dir: Path | None, ou
     return jobs, fmt, len(files)
 
 
-def first_job(jobs) -> Iterator[_Job]:
+def first_job(jobs, jsonl: list[Path]) -> Iterator[_Job]:
     """`jobs` again, after checking there is one: no jobs at all is an input error, as empty text is."""
     first = next(jobs, None)
     if first is None:
-        raise InputTextError("no jobs on stdin: the input is empty")
+        names = [str(path) for path in jsonl if str(path) != "-"]
+        where = "on stdin" if not names else f"in {', '.join(names)}"
+        raise InputTextError(f"no jobs {where}: the input is empty")
     return itertools.chain([first], jobs)
 
 
-def run_batch(request: SynthRequest, choice: EngineChoice, params, *, jsonl: bool, input_dir: Path | None,
+def run_batch(request: SynthRequest, choice: EngineChoice, params, *, jsonl: list[Path] | None, input_dir: Path | None,
               output_dir: Path | None, start_display=None) -> None:
-    """One model load for many outputs: JSON Lines jobs on stdin, or a folder of .txt files.
+    """One model load for many outputs: JSON Lines jobs (files or stdin), or a folder of .txt files.
 
     The display (as for run_single) sees files written out of the jobs known so far: a folder's
     are all known at the start, stdin's as their lines are read. Raises BatchJobsFailedError
@@ -292,7 +301,7 @@ def run_batch(request: SynthRequest, choice: EngineChoice, params, *, jsonl: boo
     batch = _Batch(request, fmt)
     loading = _Background(lambda: open_engine(choice))  # loads while the first job is read
     if total is None:
-        jobs = first_job(jobs)
+        jobs = first_job(jobs, jsonl)
     engine = loading.result()
 
     started = time.perf_counter()

@@ -65,7 +65,8 @@ def synth_command(
     emails: opt.Emails = True,
     phone_numbers: opt.PhoneNumbers = True,
     jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=BATCH_PANEL,
-        help='Read jobs from stdin, one JSON object per line: {"text": ..., "output": ...}.')] = False,
+        help='Read jobs, one JSON object per line ({"text": ..., "output": ...}), from the files named as '
+             "arguments ('-' or none: stdin).")] = False,
     input_dir: Annotated[Optional[Path], typer.Option("--input-dir", rich_help_panel=BATCH_PANEL,
         help="Speak every .txt file in this folder ...")] = None,
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", rich_help_panel=BATCH_PANEL,
@@ -103,8 +104,9 @@ def synth_command(
     from soprano_cli.cli.progress import terminal_progress
 
     opt.configure_logging(verbose, quiet)
+    jsonl_files = [Path(name) for name in text or []] if jsonl else None  # with --jsonl, arguments are job files
     job = synth_job.SynthRequest(
-        text=" ".join(text) if text else None, output=output, audio_format=audio_format,
+        text=" ".join(text) if text and not jsonl else None, output=output, audio_format=audio_format,
         sample_rate=sample_rate, sample_format=sample_format, sentence_silence=sentence_silence,
         captions=captions, streaming=streaming, play=play, audio_device=audio_device,
         chunk_frames=chunk_frames, normalize=normalize, lines=lines, min_seconds=min_seconds,
@@ -125,12 +127,12 @@ def synth_command(
             raise InvalidParameterError("--ray runs batch jobs: add --jsonl or --input-dir and --output-dir")
         options = ray_jobs.RayOptions(address=ray, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker,
                                       resume=resume)
-        ray_jobs.run_ray_batch(job, engine_options.config, params, options, jsonl=jsonl, input_dir=input_dir,
+        ray_jobs.run_ray_batch(job, engine_options.config, params, options, jsonl=jsonl_files, input_dir=input_dir,
                                output_dir=output_dir, start_display=terminal_progress(quiet, verbose))
     elif jsonl or input_dir or output_dir:
         from soprano_cli import synth_batch
 
-        synth_batch.run_batch(job, engine_options, params, jsonl=jsonl, input_dir=input_dir, output_dir=output_dir,
+        synth_batch.run_batch(job, engine_options, params, jsonl=jsonl_files, input_dir=input_dir, output_dir=output_dir,
                               start_display=terminal_progress(quiet, verbose))
     else:
         synth_job.run_single(job, engine_options, params, start_display=terminal_progress(quiet, verbose))

@@ -397,6 +397,22 @@ def test_bad_jsonl_jobs_fail_alone_and_are_named(synth, tmp_path):
     assert len(errors) == 6
 
 
+def test_jsonl_jobs_from_files_named_as_arguments(synth, tmp_path):
+    first, second = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    first.write_text(json.dumps({"text": HELLO, "output": str(tmp_path / "a.wav")}) + "\n")
+    second.write_text("\n{not json\n")
+    result = synth("--jsonl", str(first), str(second))
+    assert result.returncode == 10, result.stderr
+    assert soundfile.info(tmp_path / "a.wav").frames == HELLO_SAMPLES
+    assert f"  {second} line 2: invalid JSON" in result.stderr.decode()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = synth("--jsonl", str(empty))
+    assert result.returncode == 3 and f"no jobs in {empty}" in result.stderr.decode()
+    result = synth("--jsonl", str(tmp_path / "missing.jsonl"))
+    assert result.returncode == 3 and "cannot read" in result.stderr.decode()
+
+
 def test_empty_jsonl_input_is_an_input_error(synth):
     for stdin in ("", "\n  \n"):
         result = synth("--jsonl", input=stdin)
