@@ -275,10 +275,10 @@ class Qwen3LM(nn.Module):
     def prefill(self, prompts: list[torch.Tensor], slots: list[int], cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompts (each (T_i,)) into their slots in one pass, right-padded.
 
-        Returns hidden (N, H) and logits (N, V) at each prompt's last position, each exactly what
-        that prompt alone gives wherever the linear layers are row-invariant (int8): attention,
-        whose kernel blocks its work by sequence length, runs per prompt over its own length
-        when lengths differ, rather than over the padded length with a mask.
+        Returns hidden (N, H) and logits (N, V) at each prompt's last position. On a CPU each is
+        exactly what that prompt alone gives wherever the linear layers are row-invariant (int8):
+        attention, whose kernel blocks its work by sequence length, runs per prompt over its own
+        length when lengths differ, rather than over the padded length with a mask.
         """
         if self.cuda_graphs is not None and len(prompts) == 1:
             graphed = self.cuda_graphs.prefill(prompts[0], slots[0], cache)
@@ -292,8 +292,14 @@ class Qwen3LM(nn.Module):
             ids[row, :lengths[row]] = prompt
         positions = torch.arange(T, device=device).expand(N, T)
         slot_index = torch.tensor(slots, device=device)
-        unequal = lengths if len(set(lengths)) > 1 else None  # else plain causal attention for all
-        hidden = self._run(ids, positions, cache, slot_index, T, None, lengths=unequal)  # (N, T, H)
+        mask = unequal = None  # one prompt, or equal lengths: plain causal attention
+        if len(set(lengths)) > 1 and device.type == "cpu":
+            unequal = lengths
+        elif len(set(lengths)) > 1:  # a GPU's kernels are not row-invariant anyway: one masked call, not N
+            valid = torch.arange(T, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]  # (N, T)
+            causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
+            mask = causal[None, None] & valid[:, None, None, :]  # (N, 1, T, T)
+        hidden = self._run(ids, positions, cache, slot_index, T, mask, lengths=unequal)  # (N, T, H)
         last = hidden[torch.arange(N, device=device), torch.tensor(lengths, device=device) - 1]  # (N, H)
         return last, self.lm_head(last).float()
 
