@@ -17,6 +17,10 @@ from torch import nn
 
 UPSAMPLE = 4  # steps per frame (contract: interpolate T frames to 4(T-1)+1 steps)
 LAYER_NORM_EPS = 1e-6
+# Steps a batched call computes at the least (the rest masked): float32 matmul kernels (MKL) round
+# a row one way for fewer than 16 rows and another way for more, so a short chunk decoded alone
+# must still reach the kernel as 16 rows or more to equal the same chunk inside a padded batch.
+MIN_STEPS = 16
 
 
 def overlap_add(frames: torch.Tensor, hop: int, steps: int) -> torch.Tensor:
@@ -168,21 +172,25 @@ class SopranoDecoder(nn.Module):
     def forward(self, frames: torch.Tensor, lengths: list[int] | None = None) -> torch.Tensor:
         """frames: (B, T, C) right-padded; lengths: valid frames per row. Returns (B, (T-1)*2048).
 
-        Each row equals decoding that sentence alone; samples past its length are zero.
+        Each row equals decoding that sentence alone (bit for bit where the layers' kernels round a
+        row the same for any number of rows from MIN_STEPS on: int8 layers, and float32 ones on
+        one thread); samples past its length are zero.
         """
         B, T, _ = frames.shape
         lengths = lengths or [T] * B
         steps = UPSAMPLE * (T - 1) + 1
         x = F.interpolate(frames.transpose(1, 2).float(), size=steps, mode="linear", align_corners=True)
+        if steps < MIN_STEPS:  # (B, C, MIN_STEPS): masked padding, as for a longer neighbour
+            x = F.pad(x, (0, MIN_STEPS - steps))
         step_lengths = torch.tensor([UPSAMPLE * (n - 1) + 1 for n in lengths], device=frames.device)
         mask = None
-        if any(n != T for n in lengths):
-            mask = (torch.arange(steps, device=frames.device)[None, :] < step_lengths[:, None]).float()
+        if any(n != T for n in lengths) or steps < MIN_STEPS:
+            mask = (torch.arange(x.shape[-1], device=frames.device)[None, :] < step_lengths[:, None]).float()
             x = x * mask[:, None, :]
         with self.reduced_precision():
             hidden = self.decoder(x, None if mask is None else mask[:, None, :])  # (B, S, dim)
             bins = self.head.out(hidden).float().transpose(1, 2)  # (B, n_fft + 2, S)
-        audio = self._istft(bins, mask)
+        audio = self._istft(bins, mask)[:, :self.num_samples(T)]
         if mask is not None:
             for row, n in enumerate(lengths):
                 audio[row, self.num_samples(n):] = 0

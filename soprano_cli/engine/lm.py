@@ -150,7 +150,7 @@ class Attention(nn.Module):
             self._qk_weight = cached
         return cached
 
-    def forward(self, x, cos, sin, cache: KVCache, write_index, read_len: int, mask):
+    def forward(self, x, cos, sin, cache: KVCache, write_index, read_len: int, mask, lengths=None):
         B, T, _ = x.shape
         heads = self.num_heads + self.num_kv_heads
         qk, v = self.qkv_proj(x).split([self.q_size + self.kv_size, self.kv_size], dim=-1)
@@ -176,11 +176,18 @@ class Attention(nn.Module):
             k_layer[write_index, :, :T] = k
             v_layer[write_index, :, :T] = v
             keys, values = k, v
-        out = F.scaled_dot_product_attention(
-            q, keys, values, attn_mask=mask, is_causal=(T > 1 and mask is None), scale=1.0,
-            enable_gqa=self.num_kv_heads != self.num_heads,
-        )  # (B, h, T, D)
+        if lengths is not None:  # prompts of unequal lengths: each attends as it would alone (see `prefill`)
+            out = q.new_zeros(q.shape)  # (B, h, T, D); padded positions stay 0 and are never read
+            for row, n in enumerate(lengths):
+                out[row:row + 1, :, :n] = self._attend(q[row:row + 1, :, :n], keys[row:row + 1, :, :n],
+                                                       values[row:row + 1, :, :n], None)
+        else:
+            out = self._attend(q, keys, values, mask)  # (B, h, T, D)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
+
+    def _attend(self, q, keys, values, mask):
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=(q.shape[2] > 1 and mask is None),
+                                              scale=1.0, enable_gqa=self.num_kv_heads != self.num_heads)
 
 
 class MLP(nn.Module):
@@ -202,8 +209,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, cache, write_index, read_len, mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, write_index, read_len, mask)
+    def forward(self, x, cos, sin, cache, write_index, read_len, mask, lengths=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, write_index, read_len, mask, lengths)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -255,20 +262,23 @@ class Qwen3LM(nn.Module):
             self._rope_rows = torch.cat([cos, sin], dim=-1).to(dtype)
         return self._rope_rows
 
-    def _run(self, ids, positions, cache, write_index, read_len, mask, rope_len: int | None = None):
+    def _run(self, ids, positions, cache, write_index, read_len, mask, rope_len: int | None = None, lengths=None):
         cos, sin = self.rope(rope_len or int(positions.max()) + 1)
         x = self.model.embed_tokens(ids)
         cos, sin = cos[positions].unsqueeze(2).to(x.dtype), sin[positions].unsqueeze(2).to(x.dtype)  # (B, T, 1, D)
         for block in self.model.layers:
-            x = block(x, cos, sin, cache, write_index, read_len, mask)
+            x = block(x, cos, sin, cache, write_index, read_len, mask, lengths)
         hidden = self.model.norm(x)
         return hidden
 
     @torch.inference_mode()
     def prefill(self, prompts: list[torch.Tensor], slots: list[int], cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompts (each (T_i,)) into their slots in one pass, right-padded and masked.
+        """Prompts (each (T_i,)) into their slots in one pass, right-padded.
 
-        Returns hidden (N, H) and logits (N, V) at each prompt's last position.
+        Returns hidden (N, H) and logits (N, V) at each prompt's last position. On a CPU each is
+        exactly what that prompt alone gives wherever the linear layers are row-invariant (int8):
+        attention, whose kernel blocks its work by sequence length, runs per prompt over its own
+        length when lengths differ, rather than over the padded length with a mask.
         """
         if self.cuda_graphs is not None and len(prompts) == 1:
             graphed = self.cuda_graphs.prefill(prompts[0], slots[0], cache)
@@ -281,13 +291,15 @@ class Qwen3LM(nn.Module):
         for row, prompt in enumerate(prompts):
             ids[row, :lengths[row]] = prompt
         positions = torch.arange(T, device=device).expand(N, T)
-        mask = None  # one prompt, or equal lengths: plain causal attention
-        if len(set(lengths)) > 1:
+        slot_index = torch.tensor(slots, device=device)
+        mask = unequal = None  # one prompt, or equal lengths: plain causal attention
+        if len(set(lengths)) > 1 and device.type == "cpu":
+            unequal = lengths
+        elif len(set(lengths)) > 1:  # a GPU's kernels are not row-invariant anyway: one masked call, not N
             valid = torch.arange(T, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]  # (N, T)
             causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
             mask = causal[None, None] & valid[:, None, None, :]  # (N, 1, T, T)
-        slot_index = torch.tensor(slots, device=device)
-        hidden = self._run(ids, positions, cache, slot_index, T, mask)  # (N, T, H)
+        hidden = self._run(ids, positions, cache, slot_index, T, mask, lengths=unequal)  # (N, T, H)
         last = hidden[torch.arange(N, device=device), torch.tensor(lengths, device=device) - 1]  # (N, H)
         return last, self.lm_head(last).float()
 
