@@ -46,7 +46,7 @@ class RequestGuard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         route = scope["path"] if scope["path"] in self.routes else "other"
-        status = 500
+        status = None
 
         async def counting_send(message):
             nonlocal status
@@ -54,6 +54,9 @@ class RequestGuard:
                 status = message["status"]
             await send(message)
 
+        # Counted as 499 when nothing was answered because the client left (mid-body, or while a
+        # complete file was being made): nobody to answer, nothing failed. 500 if an error escaped.
+        failed = True
         try:
             refusal = self._refusal(scope)
             if refusal is not None:
@@ -62,12 +65,14 @@ class RequestGuard:
                 if scope["method"] != "GET":
                     headers["Connection"] = "close"  # its body is never read: the connection cannot be reused
                 response = JSONResponse(refusal.body, status_code=refusal.status, headers=headers)
-                return await response(scope, receive, counting_send)
-            await self.app(scope, self._limited(receive), counting_send)
+                await response(scope, receive, counting_send)
+            else:
+                await self.app(scope, self._limited(receive), counting_send)
+            failed = False
         except ClientDisconnect:
-            status = 499  # the client left before its request was read: nobody to answer, nothing failed
+            failed = False
         finally:
-            self.metrics.count_request(route, status)
+            self.metrics.count_request(route, status if status is not None else 500 if failed else 499)
 
     def _refusal(self, scope) -> APIError | None:
         headers = _headers(scope)

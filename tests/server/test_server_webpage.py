@@ -19,17 +19,23 @@ pytestmark = needs("chromium", "playwright")
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
+    # One Playwright per module: its sync API runs an event loop, and a second one inside it fails.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
         try:
-            page = browser.new_page()
-            page.goto(server.url + "/")
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    page = browser.new_page()
+    page.goto(server.url + "/")
+    return page
 
 
 def test_type_click_and_hear(page):
@@ -129,20 +135,16 @@ def test_download_is_what_played(server, page, fmt, tmp_path):
     assert speech_requests(server) == before + 1
 
 
-def test_a_server_with_a_key_serves_the_page_and_it_asks_for_the_key(strict_server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
-        try:
-            page = browser.new_page()
-            assert page.goto(strict_server.url + "/").status == 200  # it used to be a 401: no page to type into
-            page.wait_for_function("document.getElementById('status').className === 'error'", timeout=30000)
-            assert "needs an API key" in page.inner_text("#status")
-            page.fill("#api_key", "sekrit")
-            page.dispatch_event("#api_key", "change")
-            page.fill("#text", "Hello.")
-            page.click("#speak")
-            page.wait_for_function("document.getElementById('audio').src.startsWith('blob:')", timeout=60000)
-        finally:
-            browser.close()
+def test_a_server_with_a_key_serves_the_page_and_it_asks_for_the_key(strict_server, browser):
+    page = browser.new_page()
+    try:
+        assert page.goto(strict_server.url + "/").status == 200  # it used to be a 401: no page to type into
+        page.wait_for_function("document.getElementById('status').className === 'error'", timeout=30000)
+        assert "needs an API key" in page.inner_text("#status")
+        page.fill("#api_key", "sekrit")
+        page.dispatch_event("#api_key", "change")
+        page.fill("#text", "Hello.")
+        page.click("#speak")
+        page.wait_for_function("document.getElementById('audio').src.startsWith('blob:')", timeout=60000)
+    finally:
+        page.close()
