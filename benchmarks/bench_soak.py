@@ -60,6 +60,23 @@ class Tally:
                 self.failures.append(f"{behaviour}: {failure}")
 
 
+def accepted(tally: Tally, behaviour: str, label: str, send) -> httpx.Response | None:
+    """`send()`'s response when the server took the request (200); anything else is tallied (a 429 after a pause)."""
+    try:
+        response = send()
+    except httpx.HTTPError as error:
+        tally.add(behaviour, "transport-error", f"{label}: {error!r}")
+        return None
+    if response.status_code == 429:
+        tally.add(behaviour, "429")
+        time.sleep(0.5)
+        return None
+    if response.status_code != 200:
+        tally.add(behaviour, f"http-{response.status_code}", f"{label}: {response.text[:200]}")
+        return None
+    return response
+
+
 def body(fmt="pcm", **extra) -> dict:
     return {"model": "soprano", "input": random.choice(TEXTS), "response_format": fmt, **extra}
 
@@ -74,17 +91,9 @@ def good_requests(url: str, tally: Tally, stop: threading.Event) -> None:
         extra = {"stream": False} if kind.startswith("complete") else {}
         if kind == "sse":
             extra["stream_format"] = "sse"
-        try:
-            response = httpx.post(url + "/v1/audio/speech", json=body(fmt, **extra), timeout=300)
-        except httpx.HTTPError as error:
-            tally.add("good", "transport-error", f"{kind}: {error!r}")
-            continue
-        if response.status_code == 429:
-            tally.add("good", "429")
-            time.sleep(0.5)
-            continue
-        if response.status_code != 200:
-            tally.add("good", f"http-{response.status_code}", f"{kind}: {response.text[:200]}")
+        response = accepted(tally, "good", kind,
+                            lambda: httpx.post(url + "/v1/audio/speech", json=body(fmt, **extra), timeout=300))
+        if response is None:
             continue
         data = response.content
         ok = len(data) > 1000
@@ -107,17 +116,9 @@ def framed_stream(url: str, tally: Tally, stop: threading.Event) -> None:
 
     while not stop.is_set():
         sentences = random.sample(TEXTS, 2)
-        try:
-            response = httpx.post(url + "/v1/soprano/stream", json={"sentences": sentences}, timeout=300)
-        except httpx.HTTPError as error:
-            tally.add("stream", "transport-error", repr(error))
-            continue
-        if response.status_code == 429:
-            tally.add("stream", "429")
-            time.sleep(0.5)
-            continue
-        if response.status_code != 200:
-            tally.add("stream", f"http-{response.status_code}", response.text[:200])
+        response = accepted(tally, "stream", "2 sentences",
+                            lambda: httpx.post(url + "/v1/soprano/stream", json={"sentences": sentences}, timeout=300))
+        if response is None:
             continue
         data = memoryview(response.content)
         position = 0
