@@ -152,6 +152,14 @@ def _code_after_cue(m: re.Match) -> str:
     return nw.digits(m.group(1)) if _CODE_CUE.search(before) else m.group(0)
 
 
+@_sub(r"(?<![\w.-])([A-Z]{2,5})-(\d{4})-(\d{3,})(?![\w-]|\.\d)", needs="-", near=r"\d{4}-\d{3}")
+def _registry_id(m: re.Match) -> str:
+    # "CVE-2023-44487", "INC-2024-00123": letters, a year, then a number read digit by digit.
+    letters, year, numerals = m.groups()
+    said_year = nw.year(int(year)) if _is_year(year) else nw.digits(year)
+    return f"{' '.join(letters)} {said_year} {nw.digits(numerals)}"
+
+
 @_sub(r"(?<![\w.-])([A-Za-z]{2,4})(\d{3,})(?![\w.]|\.\d)", near=r"[A-Za-z]{2}\d{3}")
 def _letters_then_digits(m: re.Match) -> str:
     # "ab9453", "SKU12345": an identifier, read as its letters then its digits one by one.

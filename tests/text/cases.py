@@ -238,6 +238,9 @@ SENTENCES = [
 
 # Realistic lines (issue 18): each row is a rule a careful reader follows, found in news, finance, recipe, tech and chat text.
 REALISTIC = [
+    ("fixes CVE-2023-44487 today", "fixes C V E twenty twenty three four four four eight seven today"),
+    ("ticket INC-2024-00123", "ticket I N C twenty twenty four zero zero one two three"),
+    ("COVID-19 and the AK-47", "COVID-nineteen and the AK-forty seven"),
     ("rates rose 25 bps", "rates rose twenty five basis points"), ("up 11% YoY", "up eleven percent year over year"),
     ("grew 0.1% QoQ", "grew zero point one percent quarter over quarter"),
     ("$84.20/bbl", "eighty four dollars and twenty cents per barrel"), ("$10/seat", "ten dollars per seat"),
