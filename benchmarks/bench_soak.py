@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import io
 import json
 import os
 import random
@@ -101,8 +102,6 @@ def good_requests(url: str, tally: Tally, stop: threading.Event) -> None:
             ok = ok and b"speech.audio.done" in data
         elif fmt in ("wav", "flac", "mp3") and ok:
             try:
-                import io
-
                 ok = soundfile.info(io.BytesIO(data)).frames > 0
             except Exception as error:  # noqa: BLE001 - any decoding failure is a failed request
                 tally.add("good", "invalid-audio", f"{kind}: {error}")
@@ -120,16 +119,7 @@ def framed_stream(url: str, tally: Tally, stop: threading.Event) -> None:
                             lambda: httpx.post(url + "/v1/soprano/stream", json={"sentences": sentences}, timeout=300))
         if response is None:
             continue
-        data = memoryview(response.content)
-        position = 0
-
-        def read(size):
-            nonlocal position
-            chunk = bytes(data[position:position + size])
-            position += len(chunk)
-            return chunk
-
-        frames = list(read_frames(read))
+        frames = list(read_frames(io.BytesIO(response.content).read))
         finals = sum(frame.final for frame in frames)
         ok = finals == 2 and not any(frame.kind == KIND_ERROR for frame in frames)
         tally.add("stream", "ok" if ok else "incomplete", None if ok else f"{finals} final chunks")

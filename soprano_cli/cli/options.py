@@ -101,11 +101,15 @@ def configure_logging(verbose: bool = False, quiet: bool = False, *, level: int 
 DAEMON_MUST_MATCH = ("model", "device", "backend", "dtype")
 
 
+def source(ctx: typer.Context, name: str) -> str | None:
+    """Where a parameter's value came from: "COMMANDLINE", "ENVIRONMENT", "DEFAULT"..."""
+    # By name: newer typer vendors click, so its ParameterSource need not be click's.
+    return getattr(ctx.get_parameter_source(name), "name", None)
+
+
 def explicit(ctx: typer.Context, names: tuple[str, ...]) -> tuple[str, ...]:
     """The parameters among `names` set on the command line or by their environment variable."""
-    # By name: newer typer vendors click, so its ParameterSource need not be click's.
-    given = ("COMMANDLINE", "ENVIRONMENT")
-    return tuple(name for name in names if getattr(ctx.get_parameter_source(name), "name", None) in given)
+    return tuple(name for name in names if source(ctx, name) in ("COMMANDLINE", "ENVIRONMENT"))
 
 
 def engine_config(model, device, backend, dtype, max_batch=None, decoder_batch_size=None, cache_size=100):

@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         opt.configure_logging(level=level, names=("soprano_cli", "uvicorn"))
         config = ServerConfig(
             engine=opt.engine_config(model, device, backend, dtype, max_batch, decoder_batch_size, cache_size),
-            api_key=_api_key(api_key, api_key_file, on_command_line=_source(ctx, "api_key") == "COMMANDLINE"),
+            api_key=_api_key(api_key, api_key_file, on_command_line=opt.source(ctx, "api_key") == "COMMANDLINE"),
             max_input_chars=max_input_chars,
             max_queue=max_queue,
             cors_origins=list(cors_origin or []),
@@ -119,11 +119,6 @@ def _api_key(key: str | None, path: Path | None, *, on_command_line: bool) -> st
     if on_command_line:
         log.warning("other users can read --api-key in `ps`; pass the key with --api-key-file or SOPRANO_API_KEY")
     return key.strip() if key else None
-
-
-def _source(ctx: typer.Context, name: str) -> str | None:
-    # By name: newer typer vendors click, so its ParameterSource need not be click's.
-    return getattr(ctx.get_parameter_source(name), "name", None)
 
 
 def webui_main() -> None:

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 32000
 DISABLED = ("none", "off", "no", "0", "false")
 STREAM_PATH = "/v1/soprano/stream"
-MAX_GROUP = 64  # sentences per request when a pipe delivers many at once (protocol.MAX_STREAM_SENTENCES)
 MAX_CHUNK = 1024  # chunk_frames sent to the daemon: more than any sentence's frames
 
 
@@ -264,6 +263,8 @@ class RemoteEngine:
         Sentences available together go in one request; sentences that arrive while earlier ones
         are still generating go in a new request at once, so the daemon batches them together.
         """
+        from soprano_cli.server.protocol import MAX_STREAM_SENTENCES  # the most one request may carry
+
         if chunk_frames < 1:
             raise InvalidParameterError("chunk size must be at least 1 frame", param="chunk_frames")
         payload = _params_payload(params)
@@ -273,7 +274,7 @@ class RemoteEngine:
         try:
             while True:
                 if not source.exhausted:
-                    batch = source.take(block=not groups, limit=MAX_GROUP)
+                    batch = source.take(block=not groups, limit=MAX_STREAM_SENTENCES)
                     if batch:
                         group = _Group(self, batch, index, payload, chunk_frames)
                         groups.append(group)

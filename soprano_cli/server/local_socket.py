@@ -55,10 +55,10 @@ def make_private_dir(path: Path) -> None:
         path.mkdir(mode=0o700)
     except FileExistsError:
         pass
-    problem = private_dir_problem(path)
-    if problem is not None and "open to other users" in problem:
+    info = os.lstat(path)
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and info.st_mode & 0o077:
         os.chmod(path, 0o700)  # ours: fixing its mode is safe
-        problem = private_dir_problem(path)
+    problem = private_dir_problem(path)
     if problem is not None:
         raise ServerError(f"refusing to put the daemon's socket there: {problem}; remove it or set XDG_RUNTIME_DIR")
 

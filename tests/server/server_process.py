@@ -78,6 +78,19 @@ class ServerProcess:
         raise KeyError(name)
 
 
+def child_names(pid: int) -> list[str]:
+    """Names of the processes `pid` started, at any depth (ffmpeg encoders, say)."""
+    import psutil
+
+    names = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            names.append(child.name())
+        except psutil.NoSuchProcess:
+            pass
+    return names
+
+
 def server_env(folder: Path) -> dict:
     """A clean environment for a server subprocess: isolated dirs, no SOPRANO_* from the developer."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOPRANO_")}

@@ -13,7 +13,7 @@ import time
 import httpx
 import psutil
 import pytest
-from server_process import TINY_CHECKPOINT, ServerProcess, free_port, server_env
+from server_process import TINY_CHECKPOINT, ServerProcess, child_names, free_port, server_env
 from system_deps import needs
 from test_server_errors import GOOD, KEY, SPEECH
 
@@ -38,10 +38,6 @@ def wait_for(condition, timeout: float, step: float = 0.1) -> bool:
     return condition()
 
 
-def children(pid: int, name: str) -> list[psutil.Process]:
-    return [child for child in psutil.Process(pid).children(recursive=True) if child.name() == name]
-
-
 @needs("ffmpeg")
 def test_a_refused_aac_request_starts_no_encoder(strict_server):
     """One sentence at a time, one waiting request: most of a burst gets 429 and must cost nothing."""
@@ -59,11 +55,11 @@ def test_a_refused_aac_request_starts_no_encoder(strict_server):
         client.start()
     time.sleep(1.0)
     # At most the request in the batch and the one waiting hold an encoder (old code: one per 429 too).
-    assert len(children(process.pid, "ffmpeg")) <= 2
+    assert child_names(process.pid).count("ffmpeg") <= 2
     for client in clients:
         client.join()
     assert statuses.count(429) >= 8 and set(statuses) <= {200, 429}, statuses
-    assert wait_for(lambda: not children(process.pid, "ffmpeg"), 10)
+    assert wait_for(lambda: "ffmpeg" not in child_names(process.pid), 10)
     assert wait_for(lambda: process.num_threads() <= threads_before + 2, 10), process.num_threads()
 
 

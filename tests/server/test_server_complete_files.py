@@ -13,13 +13,13 @@ import socket
 import struct
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import openai
 import pytest
 import soundfile
+from server_process import child_names
 from system_deps import needs
 
 TEXT = "Hello there. How are you doing today? The quick brown fox jumps over the lazy dog."
@@ -155,19 +155,6 @@ def test_sse_cannot_be_a_complete_file(server):
     assert error["param"] == "stream" and "stream_format 'audio'" in error["message"]
 
 
-def server_children(pid: int) -> list[str]:
-    """Names of the processes whose parent is `pid` (ffmpeg encoders)."""
-    names = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)
-        except OSError:
-            continue
-        if int(fields[1].split()[1]) == pid:
-            names.append(fields[0].split("(", 1)[1])
-    return names
-
-
 @pytest.mark.parametrize("fmt", ["wav", pytest.param("aac", marks=needs("ffmpeg"))])
 def test_client_leaving_cancels_the_work(server, fmt):
     """Nothing is sent while a complete file is made: a client that leaves is still noticed."""
@@ -184,10 +171,10 @@ def test_client_leaving_cancels_the_work(server, fmt):
     while time.monotonic() < deadline:
         if (server.metric("soprano_requests_cancelled_total") > cancelled
                 and server.metric("soprano_active_sequences") == 0 and server.metric("soprano_queue_depth") == 0
-                and not server_children(server.process.pid)):
+                and not child_names(server.process.pid)):
             break
         time.sleep(0.02)
     assert server.metric("soprano_requests_cancelled_total") == cancelled + 1
     assert server.metric("soprano_active_sequences") == 0
-    assert server_children(server.process.pid) == []  # the ffmpeg encoder was closed
+    assert child_names(server.process.pid) == []  # the ffmpeg encoder was closed
     assert speak(server, fmt, stream=False, input="Hi.").content

@@ -6,6 +6,7 @@ answered (200, a text/plain 500, a traceback in the log) and is now refused in O
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import time
@@ -185,21 +186,9 @@ def test_the_largest_start_index_streams(server):
     start = MAX_SENTENCE_INDEX - MAX_STREAM_SENTENCES
     response = httpx.post(server.url + STREAM, json={"sentences": ["Hi."], "start_index": start}, timeout=30)
     assert response.status_code == 200
-    frames = list(read_frames(_reader(response.content)))
+    frames = list(read_frames(io.BytesIO(response.content).read))
     assert frames and {frame.sentence for frame in frames} == {start}
 
-
-def _reader(data: bytes):
-    view = memoryview(data)
-    position = 0
-
-    def read(size: int) -> bytes:
-        nonlocal position
-        chunk = bytes(view[position:position + size])
-        position += len(chunk)
-        return chunk
-
-    return read
 
 
 # -- what the server reveals -------------------------------------------------------------------
