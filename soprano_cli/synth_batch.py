@@ -194,7 +194,8 @@ class _Batch:
 
     def _open_output(self, job: _Job) -> None:
         from soprano_cli.audio.formats import open_encoder
-        from soprano_cli.synthesis import SAMPLE_RATE, Renderer, open_output
+        from soprano_cli.model_facts import SAMPLE_RATE
+        from soprano_cli.synthesis import Renderer, open_output
 
         job.sink = _MemoryFile() if self.in_memory else open_output(job.output)
         self._open[id(job)] = job

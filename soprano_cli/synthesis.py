@@ -17,10 +17,9 @@ import numpy as np
 
 from soprano_cli.errors import OutputError
 from soprano_cli.interrupts import deferred_signals
+from soprano_cli.model_facts import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 32000
 
 
 @dataclass

@@ -6,7 +6,6 @@ Imports here are light (numpy only); soundfile, soxr and sounddevice load when f
 from soprano_cli.audio.captions import captions_format_from_path, format_captions, write_captions
 from soprano_cli.audio.formats import (
     MEDIA_TYPES,
-    SOPRANO_RATE,
     SUPPORTED_FORMATS,
     Encoder,
     encode,
@@ -20,7 +19,6 @@ from soprano_cli.audio.resample import StreamResampler, resample
 
 __all__ = [
     "MEDIA_TYPES",
-    "SOPRANO_RATE",
     "SUPPORTED_FORMATS",
     "Encoder",
     "Player",

@@ -23,10 +23,9 @@ import numpy as np
 from soprano_cli.audio.resample import StreamResampler, check_rate
 from soprano_cli.errors import InvalidParameterError, OutputError
 from soprano_cli.interrupts import deferred_signals
+from soprano_cli.model_facts import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
-
-SOPRANO_RATE = 32000  # the model's native output rate
 
 SUPPORTED_FORMATS = ("wav", "pcm", "flac", "ogg", "opus", "mp3", "aac")
 SAMPLE_FORMATS = ("s16", "f32")
@@ -468,7 +467,7 @@ def open_encoder(
     fmt: str,
     sink: BinaryIO,
     *,
-    input_rate: int = SOPRANO_RATE,
+    input_rate: int = SAMPLE_RATE,
     output_rate: int | None = None,
     sample_format: str = "s16",
     seekable: bool | None = None,
@@ -517,7 +516,7 @@ def encode(
     audio: np.ndarray,
     fmt: str,
     *,
-    input_rate: int = SOPRANO_RATE,
+    input_rate: int = SAMPLE_RATE,
     output_rate: int | None = None,
     sample_format: str = "s16",
 ) -> bytes:

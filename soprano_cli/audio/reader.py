@@ -15,6 +15,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from soprano_cli.errors import InputTextError, InvalidParameterError
+from soprano_cli.model_facts import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def read_audio_stream(
     stream: BinaryIO,
     *,
     raw: bool = False,
-    rate: int = 32000,
+    rate: int = SAMPLE_RATE,
     sample_format: str = "s16",
     channels: int = 1,
 ) -> tuple[int, int, Iterator[np.ndarray]]:

@@ -12,6 +12,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from soprano_cli.engine.config import CPU_DECODER_BATCH, CPU_MAX_BATCH, CUDA_DECODER_BATCH, CUDA_MAX_BATCH
+from soprano_cli.model_facts import MAX_NEW_TOKENS
+
 MODEL_PANEL = "Model"
 SAMPLING_PANEL = "Sampling"
 
@@ -31,10 +34,10 @@ CacheSize = Annotated[int, typer.Option(
     "--cache-size", "-c", rich_help_panel=MODEL_PANEL, help="KV cache budget in MB (lmdeploy).")]
 DecoderBatchSize = Annotated[Optional[int], typer.Option(
     "--decoder-batch-size", "-bs", min=1, rich_help_panel=MODEL_PANEL, show_default=False,
-    help="Sentences decoded to audio at once [default: 1 on CPU, 16 on CUDA].")]
+    help=f"Sentences decoded to audio at once [default: {CPU_DECODER_BATCH} on CPU, {CUDA_DECODER_BATCH} on CUDA].")]
 MaxBatch = Annotated[Optional[int], typer.Option(
     "--max-batch", min=1, max=256, envvar="SOPRANO_MAX_BATCH", rich_help_panel=MODEL_PANEL, show_default=False,
-    help="Sentences generated at once by the LM [default: 16 on CPU, 64 on CUDA].")]
+    help=f"Sentences generated at once by the LM [default: {CPU_MAX_BATCH} on CPU, {CUDA_MAX_BATCH} on CUDA].")]
 
 Temperature = Annotated[float, typer.Option(
     "--temperature", min=0.0, max=5.0, rich_help_panel=SAMPLING_PANEL, help="0 is greedy (deterministic).")]
@@ -49,7 +52,7 @@ Retries = Annotated[int, typer.Option(
     "--retries", min=0, max=10, rich_help_panel=SAMPLING_PANEL,
     help="Regenerate a sentence that loops or hits the frame cap, up to N times.")]
 MaxFrames = Annotated[int, typer.Option(
-    "--max-frames", min=1, max=512, rich_help_panel=SAMPLING_PANEL,
+    "--max-frames", min=1, max=MAX_NEW_TOKENS, rich_help_panel=SAMPLING_PANEL,
     help="Cap on generated tokens (frames + end) per sentence.")]
 
 # How text is read (normalize, synth, serve): one definition, one way to build the options.

@@ -6,11 +6,12 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from soprano_cli.errors import InputTextError
+from soprano_cli.model_facts import SAMPLE_RATE
 
 # Set to any value to log when the first sample reaches PortAudio (benchmarks/bench_play_latency.py).
 TRACE_ENV = "SOPRANO_TRACE_PLAYBACK"
@@ -70,18 +71,17 @@ def register(app: typer.Typer) -> None:
         "MP3 through libsndfile, anything else ffmpeg decodes (AAC, M4A, ...) when ffmpeg is installed; "
         "or headerless PCM with --raw."))
     def play_command(
-        file: Optional[str] = typer.Argument(None, help="Audio or PCM file; stdin when absent or '-'."),
-        raw: bool = typer.Option(False, "--raw", help="Input is headerless PCM (see --rate, --sample-format)."),
-        rate: int = typer.Option(32000, "--rate", min=1000, max=384000, help="Sample rate of --raw input."),
-        sample_format: SampleFormat = typer.Option(
-            SampleFormat.s16, "--sample-format", help="Sample encoding of --raw input (little-endian)."
-        ),
-        channels: int = typer.Option(1, "--channels", min=1, max=32, help="Channels of --raw input."),
-        device: Optional[str] = typer.Option(
-            None, "--device", help="Output device: index or part of its name (see --list-devices)."
-        ),
-        list_devices: bool = typer.Option(False, "--list-devices", help="List output devices and exit."),
-        quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing but errors."),
+        file: Annotated[Optional[str], typer.Argument(help="Audio or PCM file; stdin when absent or '-'.")] = None,
+        raw: Annotated[bool, typer.Option("--raw", help="Input is headerless PCM (see --rate, --sample-format).")] = False,
+        rate: Annotated[int, typer.Option(
+            "--rate", min=1000, max=384000, help="Sample rate of --raw input.")] = SAMPLE_RATE,
+        sample_format: Annotated[SampleFormat, typer.Option(
+            "--sample-format", help="Sample encoding of --raw input (little-endian).")] = SampleFormat.s16,
+        channels: Annotated[int, typer.Option("--channels", min=1, max=32, help="Channels of --raw input.")] = 1,
+        device: Annotated[Optional[str], typer.Option(
+            "--device", help="Output device: index or part of its name (see --list-devices).")] = None,
+        list_devices: Annotated[bool, typer.Option("--list-devices", help="List output devices and exit.")] = False,
+        quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.")] = False,
     ) -> None:
         if list_devices:
             _print_devices()
@@ -92,9 +92,9 @@ def register(app: typer.Typer) -> None:
         stream, name = _open_input(file)
         trace = bool(os.environ.get(TRACE_ENV))
         stamps: dict = {}
-        # Opened before the input arrives, at what soprano produces (32 kHz mono) unless --raw
+        # Opened before the input arrives, at what soprano produces (its rate, mono) unless --raw
         # says otherwise, so the device's start-up overlaps waiting for the producer.
-        player = Player(rate, channels, device) if raw else Player(32000, 1, device)
+        player = Player(rate, channels, device) if raw else Player(SAMPLE_RATE, 1, device)
         try:
             rate_in, channels_in, blocks = read_audio_stream(
                 stream, raw=raw, rate=rate, sample_format=sample_format.value, channels=channels

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from soprano_cli import model_facts as facts
 from soprano_cli.cli import options as opt
 
 OUTPUT_PANEL = "Output"
@@ -36,7 +37,7 @@ def synth_command(
     audio_format: Annotated[Optional[str], typer.Option("--format", "-f", rich_help_panel=OUTPUT_PANEL,
         help="wav, pcm, flac, ogg, opus, mp3 or aac [default: from -o, else wav].")] = None,
     sample_rate: Annotated[Optional[int], typer.Option("--sample-rate", "-r", rich_help_panel=OUTPUT_PANEL,
-        help="Resample to this rate (e.g. 24000, 22050, 16000) [default: 32000].")] = None,
+        help=f"Resample to this rate (e.g. 24000, 22050, 16000) [default: {facts.SAMPLE_RATE}].")] = None,
     sample_format: Annotated[str, typer.Option("--sample-format", rich_help_panel=OUTPUT_PANEL,
         help="s16 or f32 samples for wav and pcm.")] = "s16",
     sentence_silence: Annotated[float, typer.Option("--sentence-silence", min=0.0, max=10.0,
@@ -49,8 +50,8 @@ def synth_command(
         help="Also play through the speakers as it is generated.")] = False,
     audio_device: Annotated[Optional[str], typer.Option("--audio-device", rich_help_panel=OUTPUT_PANEL,
         help="Output device for --play (name or index; see `soprano play --list-devices`).")] = None,
-    chunk_frames: Annotated[int, typer.Option("--chunk-frames", min=1, max=512, rich_help_panel=OUTPUT_PANEL,
-        help="Frames (64 ms each) per streamed chunk.")] = 1,
+    chunk_frames: Annotated[int, typer.Option("--chunk-frames", min=1, max=facts.MAX_NEW_TOKENS,
+        rich_help_panel=OUTPUT_PANEL, help=f"Frames ({facts.FRAME_MS} ms each) per streamed chunk.")] = 1,
     normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", rich_help_panel=INPUT_PANEL,
         help="Expand numbers, symbols and abbreviations to words first.")] = True,
     lines: Annotated[bool, typer.Option("--lines", rich_help_panel=INPUT_PANEL,
@@ -87,12 +88,12 @@ def synth_command(
     cache_size: opt.CacheSize = 100,
     decoder_batch_size: opt.DecoderBatchSize = None,
     max_batch: opt.MaxBatch = None,
-    temperature: opt.Temperature = 0.0,
-    top_p: opt.TopP = 0.95,
-    repetition_penalty: opt.RepetitionPenalty = 1.2,
+    temperature: opt.Temperature = facts.TEMPERATURE,
+    top_p: opt.TopP = facts.TOP_P,
+    repetition_penalty: opt.RepetitionPenalty = facts.REPETITION_PENALTY,
     seed: opt.Seed = None,
-    retries: opt.Retries = 0,
-    max_frames: opt.MaxFrames = 512,
+    retries: opt.Retries = facts.RETRIES,
+    max_frames: opt.MaxFrames = facts.MAX_NEW_TOKENS,
     server: Annotated[Optional[str], typer.Option("--server", envvar="SOPRANO_SERVER", rich_help_panel=SERVER_PANEL,
         help="Daemon URL (http://host:port or unix:/path); 'none' disables [default: the local daemon if running].")] = None,
     no_server: Annotated[bool, typer.Option("--no-server", rich_help_panel=SERVER_PANEL,

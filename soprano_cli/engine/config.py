@@ -14,6 +14,12 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 BACKENDS = ("auto", "torch", "transformers", "lmdeploy")
 DTYPES = ("auto", "float32", "bfloat16", "int8")
 
+# What max_batch and decoder_batch_size mean when left None. A GPU runs wide batches for little
+# more than narrow ones, while a CPU's step grows with the batch; on CUDA, decoder passes are large
+# enough to fill the GPU and small enough that their pinned host buffer is reused between passes.
+CPU_MAX_BATCH, CUDA_MAX_BATCH = 16, 64  # sentences per LM batch
+CPU_DECODER_BATCH, CUDA_DECODER_BATCH = 1, 16  # sentences per decoder pass
+
 
 @dataclass
 class EngineConfig:
@@ -23,8 +29,8 @@ class EngineConfig:
     device: str = "auto"  # auto, cpu, cuda, mps (cuda:N for one GPU)
     backend: str = "auto"  # auto (= torch), torch, transformers, lmdeploy
     dtype: str = "auto"  # LM weight precision: auto (fastest that holds quality), float32 (exact), bfloat16, int8
-    max_batch: int | None = None  # sentences the LM generates at once; None: 16 on CPU, 64 on CUDA
-    decoder_batch_size: int | None = None  # sentences decoded at once (non-streaming); None: 1 on CPU, 16 on CUDA
+    max_batch: int | None = None  # sentences the LM generates at once; None: CPU_MAX_BATCH or CUDA_MAX_BATCH
+    decoder_batch_size: int | None = None  # sentences decoded at once (non-streaming); None: *_DECODER_BATCH
     cache_size_mb: int = 100  # lmdeploy's KV cache budget (accepted for upstream compatibility)
     download: bool = True  # fetch a hub model that is not cached yet
 

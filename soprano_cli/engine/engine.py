@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from soprano_cli.engine import checkpoint
-from soprano_cli.engine.config import EngineConfig
+from soprano_cli.engine.config import CPU_DECODER_BATCH, CPU_MAX_BATCH, CUDA_DECODER_BATCH, CUDA_MAX_BATCH, EngineConfig
 from soprano_cli.engine.decoder import SopranoDecoder
 from soprano_cli.engine.devices import select_backend, select_device, select_dtype
 from soprano_cli.engine.generate import STATIC_CACHE_LEN, BatchGenerator, Sequence
@@ -21,22 +21,15 @@ from soprano_cli.engine.prefetch import Prefetch
 from soprano_cli.engine.results import AudioChunk, SentenceAudio
 from soprano_cli.engine.sampling import SamplingParams
 from soprano_cli.errors import InvalidParameterError
+from soprano_cli.model_facts import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 32000  # the decoder's output rate (contract)
-
-
-CPU_MAX_BATCH, CUDA_MAX_BATCH = 16, 64  # default sentences per LM batch
-# Default sentences per decoder pass on CUDA: passes large enough to fill the GPU, small enough that
-# their audio's pinned host buffer (about 1 MB per sentence) is reused from one pass to the next.
-CUDA_DECODER_BATCH = 16
-
 # Frames the decoder takes at once when nobody is waiting for each chunk: large enough to read its
-# weights rarely, small enough to bound its activations (~30 MB at the published sizes). 32 against
-# 64 measured a 30-50 MB lower peak RSS for one sentence in int8, for 8 % more decoder time.
+# weights rarely, small enough to bound its activations; 32 rather than 64 buys a lower peak for a
+# little decoder time (README, Performance: Memory).
 DECODE_BLOCK = 32
-TRIM_EVERY_BLOCKS = 4  # 8 % more decoder time than once a sentence, about 40 MB less peak (measured)
+TRIM_EVERY_BLOCKS = 4  # hand freed memory back this often: a lower peak for a little decoder time (README)
 
 
 def decode_frames(decoder: SopranoDecoder, frames: torch.Tensor) -> np.ndarray:
@@ -50,7 +43,7 @@ def decode_frames(decoder: SopranoDecoder, frames: torch.Tensor) -> np.ndarray:
                                        finished=start + DECODE_BLOCK >= frames.shape[0]))
         if block % TRIM_EVERY_BLOCKS == TRIM_EVERY_BLOCKS - 1:
             # Hand the blocks' freed temporaries back: glibc's heaps keep them otherwise, and a
-            # 512-frame sentence would raise peak memory by about 45 MB (measured).
+            # long sentence would raise peak memory by tens of MB (README, Performance: Memory).
             release_free_memory()
     audio = torch.cat(pieces)
     release_free_memory()
@@ -59,8 +52,8 @@ def decode_frames(decoder: SopranoDecoder, frames: torch.Tensor) -> np.ndarray:
 
 
 def to_host(tensor: torch.Tensor) -> torch.Tensor:
-    """`tensor` on the CPU. From a GPU through pinned memory: pageable copies can run at a tenth
-    of the speed (a virtual machine measured 1.2 GB/s), which for audio is most of decoding."""
+    """`tensor` on the CPU. From a GPU through pinned memory: pageable copies can be many times
+    slower, enough to be most of decoding's time for audio (README, Performance: GPU)."""
     if tensor.device.type != "cuda":
         return tensor
     host = tensor.to("cpu", non_blocking=True)
@@ -152,7 +145,7 @@ class Engine:
         if config.max_batch is None:
             config.max_batch = CUDA_MAX_BATCH if wide else CPU_MAX_BATCH
         if config.decoder_batch_size is None:
-            config.decoder_batch_size = CUDA_DECODER_BATCH if wide else 1
+            config.decoder_batch_size = CUDA_DECODER_BATCH if wide else CPU_DECODER_BATCH
         if config.max_batch < 1 or config.decoder_batch_size < 1:
             raise InvalidParameterError("max_batch and decoder_batch_size must be at least 1")
         backend = select_backend(config.backend, device)

@@ -6,23 +6,22 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from soprano_cli.errors import InvalidParameterError
+from soprano_cli.model_facts import MAX_NEW_TOKENS, REPETITION_PENALTY, RETRIES, TEMPERATURE, TOP_P
 
 if TYPE_CHECKING:  # torch loads only where tokens are chosen, so the daemon's clients stay light
     import torch
-
-MAX_NEW_TOKENS = 512  # the model's trained limit per sentence
 
 
 @dataclass(frozen=True)
 class SamplingParams:
     """How one request samples; defaults are the reference's."""
 
-    temperature: float = 0.0  # 0 is greedy
-    top_p: float = 0.95  # nucleus mass kept when sampling
-    repetition_penalty: float = 1.2  # >1 discourages ids already in prompt or output
+    temperature: float = TEMPERATURE  # 0 is greedy
+    top_p: float = TOP_P  # nucleus mass kept when sampling
+    repetition_penalty: float = REPETITION_PENALTY  # >1 discourages ids already in prompt or output
     seed: int | None = None  # makes sampling reproducible
     max_new_tokens: int = MAX_NEW_TOKENS  # cap per sentence (frames + EOS)
-    retries: int = 0  # regenerations of a sentence that looks hallucinated or hits the cap
+    retries: int = RETRIES  # regenerations of a sentence that looks hallucinated or hits the cap
 
     def validated(self) -> "SamplingParams":
         """Return self, or raise InvalidParameterError naming the first bad field."""

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from soprano_cli.engine.engine import SAMPLE_RATE, AudioChunk, Engine, EngineConfig
+from soprano_cli.engine.engine import AudioChunk, Engine, EngineConfig
 from soprano_cli.engine.sampling import SamplingParams
+from soprano_cli.model_facts import REPETITION_PENALTY, RETRIES, SAMPLE_RATE, TEMPERATURE, TOP_P
 
 
-def _params(top_p, temperature, repetition_penalty, retries=0, seed=None, max_new_tokens=None) -> SamplingParams:
+def _params(top_p, temperature, repetition_penalty, retries=RETRIES, seed=None, max_new_tokens=None) -> SamplingParams:
     extra = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     return SamplingParams(temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty,
                           retries=retries, seed=seed, **extra).validated()
@@ -52,15 +53,17 @@ class SopranoTTS:
 
         return sentences_from_text(text.strip(), normalize=normalize)
 
-    def infer(self, text: str, out_path: str | None = None, top_p: float = 0.95, temperature: float = 0.0,
-              repetition_penalty: float = 1.2, retries: int = 0, *, seed: int | None = None) -> torch.Tensor:
+    def infer(self, text: str, out_path: str | None = None, top_p: float = TOP_P, temperature: float = TEMPERATURE,
+              repetition_penalty: float = REPETITION_PENALTY, retries: int = RETRIES, *,
+              seed: int | None = None) -> torch.Tensor:
         """Speech for `text`; also written to `out_path` (WAV) when given."""
         return self.infer_batch([text], out_dir=None, top_p=top_p, temperature=temperature,
                                 repetition_penalty=repetition_penalty, retries=retries, seed=seed,
                                 _out_paths=[out_path])[0]
 
-    def infer_batch(self, texts: list[str], out_dir: str | None = None, top_p: float = 0.95,
-                    temperature: float = 0.0, repetition_penalty: float = 1.2, retries: int = 0, *,
+    def infer_batch(self, texts: list[str], out_dir: str | None = None, top_p: float = TOP_P,
+                    temperature: float = TEMPERATURE, repetition_penalty: float = REPETITION_PENALTY,
+                    retries: int = RETRIES, *,
                     seed: int | None = None, _out_paths: list | None = None) -> list[torch.Tensor]:
         """Speech for each text; every sentence of every text shares one LM batch."""
         params = _params(top_p, temperature, repetition_penalty, retries, seed)
@@ -81,8 +84,9 @@ class SopranoTTS:
                 _write_wav(path, audio.numpy())
         return outputs
 
-    def infer_stream(self, text: str, chunk_size: int = 1, top_p: float = 0.95, temperature: float = 0.0,
-                     repetition_penalty: float = 1.2, *, seed: int | None = None) -> Iterator[torch.Tensor]:
+    def infer_stream(self, text: str, chunk_size: int = 1, top_p: float = TOP_P, temperature: float = TEMPERATURE,
+                     repetition_penalty: float = REPETITION_PENALTY, *,
+                     seed: int | None = None) -> Iterator[torch.Tensor]:
         """Audio pieces as they are generated; joined, they equal `infer(text)` exactly."""
         params = _params(top_p, temperature, repetition_penalty, 0, seed)
         for chunk in self.stream(text, params, chunk_size):

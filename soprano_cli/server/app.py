@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from soprano_cli.engine.engine import Engine, EngineConfig
 from soprano_cli.engine.sampling import SamplingParams
 from soprano_cli.errors import InputTextError, OutputError, ServerError, SopranoError
+from soprano_cli.model_facts import SAMPLES_PER_FRAME
 from soprano_cli.server import protocol
 from soprano_cli.server.client import model_digest
 from soprano_cli.server.connections import Deadlines
@@ -376,7 +377,7 @@ async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str
         if data:
             yield wrap(data)
         if sse:
-            frames = samples // 2048
+            frames = samples // SAMPLES_PER_FRAME
             usage = {"input_tokens": chars, "output_tokens": frames, "total_tokens": chars + frames}
             yield f"data: {json.dumps({'type': 'speech.audio.done', 'usage': usage})}\n\n".encode()
         completed = True

@@ -24,11 +24,11 @@ from urllib.parse import urlsplit
 from soprano_cli.engine.prefetch import Prefetch
 from soprano_cli.engine.results import AudioChunk, SentenceAudio
 from soprano_cli.errors import InvalidParameterError, ServerError
+from soprano_cli.model_facts import MAX_NEW_TOKENS, REPETITION_PENALTY, RETRIES, SAMPLE_RATE, TEMPERATURE, TOP_P
 from soprano_cli.server.local_socket import connect_unix, default_socket_path, private_dir_problem, probe_socket
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 32000
 DISABLED = ("none", "off", "no", "0", "false")
 STREAM_PATH = "/v1/soprano/stream"
 MAX_CHUNK = 1024  # chunk_frames sent to the daemon: more than any sentence's frames
@@ -146,8 +146,8 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = connect_unix(self._path, self.timeout)  # refuses a daemon of another user
 
 
-_DEFAULTS = {"temperature": 0.0, "top_p": 0.95, "repetition_penalty": 1.2, "seed": None,
-             "max_new_tokens": 512, "retries": 0}
+_DEFAULTS = {"temperature": TEMPERATURE, "top_p": TOP_P, "repetition_penalty": REPETITION_PENALTY, "seed": None,
+             "max_new_tokens": MAX_NEW_TOKENS, "retries": RETRIES}
 
 
 def _params_payload(params) -> dict:

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from soprano_cli.errors import InvalidParameterError, ServerError, SopranoError
+from soprano_cli.model_facts import MAX_NEW_TOKENS, REPETITION_PENALTY, RETRIES, TEMPERATURE, TOP_P
 from soprano_cli.text.lexicon import from_words
 from soprano_cli.text.options import TextOptions
 
@@ -17,9 +18,9 @@ from soprano_cli.text.options import TextOptions
 MODEL_ALIASES = ("soprano", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 VOICES_ACCEPTED = "any"  # Soprano has one voice; every `voice` value selects it
 
-# Output rates: pcm is 24 kHz s16le as OpenAI clients assume; the others keep the model's 32 kHz.
+# pcm's output rate when the request names none: 24 kHz s16le, as OpenAI clients assume (the
+# other formats keep the model's own rate).
 PCM_DEFAULT_RATE = 24000
-DEFAULT_RATE = 32000
 # /v1/soprano/stream: sentences per request (clients split more into several requests), and the
 # largest sentence index, which the frame header holds in 32 bits.
 MAX_STREAM_SENTENCES = 64
@@ -52,11 +53,11 @@ class SpeechRequest(BaseModel):
     stream_format: str = "audio"  # "audio" (chunked bytes) or "sse" (speech.audio.delta events)
     # Extensions.
     stream: bool = True  # false: one complete file with its lengths and a Content-Length (as Kokoro-FastAPI)
-    temperature: float = 0.0
-    top_p: float = 0.95
-    repetition_penalty: float = 1.2
+    temperature: float = TEMPERATURE
+    top_p: float = TOP_P
+    repetition_penalty: float = REPETITION_PENALTY
     seed: int | None = None
-    max_new_tokens: int = 512  # frames cap per sentence (random checkpoints never stop by themselves)
+    max_new_tokens: int = MAX_NEW_TOKENS  # frames cap per sentence (random checkpoints never stop by themselves)
     normalize: bool = True
     normalization_options: NormalizationOptions | None = None
     sample_rate: int | None = None
@@ -70,12 +71,12 @@ class StreamRequest(BaseModel):
     sentences: list[str] = Field(min_length=1, max_length=MAX_STREAM_SENTENCES)
     # The index of the first sentence in the caller's text (seeds sampling).
     start_index: int = Field(default=0, ge=0, le=MAX_SENTENCE_INDEX - MAX_STREAM_SENTENCES)
-    temperature: float = 0.0
-    top_p: float = 0.95
-    repetition_penalty: float = 1.2
+    temperature: float = TEMPERATURE
+    top_p: float = TOP_P
+    repetition_penalty: float = REPETITION_PENALTY
     seed: int | None = None
-    max_new_tokens: int = 512
-    retries: int = 0
+    max_new_tokens: int = MAX_NEW_TOKENS
+    retries: int = RETRIES
     chunk_frames: int = Field(default=1, ge=1, le=1024)  # above a sentence's frames: one piece per sentence
     whole: bool = False  # one chunk per sentence, decoded in one piece and retried like Engine.synthesize
 
@@ -135,7 +136,7 @@ def validation_message(errors: list[dict]) -> tuple[str, str | None]:
 # -- the framed chunk stream of /v1/soprano/stream ---------------------------------------------
 #
 # Each frame is a 16-byte header then a payload. Kinds: CHUNK (payload: float32 little-endian
-# samples at 32 kHz, exactly the engine's chunk) and ERROR (payload: an OpenAI error body as JSON).
+# samples at the model's rate, exactly the engine's chunk) and ERROR (payload: an OpenAI error body as JSON).
 # Bit-exact floats are the point: a daemon's audio is the in-process audio.
 
 FRAME_HEADER = struct.Struct("<BBBBIII")  # kind, flags, finish reason, pad, sentence, frames, payload bytes
