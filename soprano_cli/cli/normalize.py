@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
@@ -15,11 +16,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("normalize", help="Write text as the words to be said: numbers, dates, money, symbols, abbreviations.")
     def normalize_command(
-        files: list[Path] = typer.Argument(None, help="Text files to read; stdin when none or '-'.", show_default=False),
-        for_model: bool = typer.Option(False, "--for-model",
-                                       help="Also apply the model's cleanup: lowercase, its character set only."),
+        files: Annotated[Optional[list[Path]], typer.Argument(
+            help="Text files to read; stdin when none or '-'.", show_default=False)] = None,
+        for_model: Annotated[bool, typer.Option(
+            "--for-model", help="Also apply the model's cleanup: lowercase, its character set only.")] = False,
         # The old spelling, hidden: elsewhere --model takes a model folder or hub id.
-        old_model_flag: bool = typer.Option(False, "--model", hidden=True),
+        old_model_flag: Annotated[bool, typer.Option("--model", hidden=True)] = False,
         markdown: opt.Markdown = False,
         lexicon: opt.Lexicon = None,
         urls: opt.Urls = True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
@@ -13,10 +14,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("split", help="Split text into sentences and chunks of about --min-seconds to --max-seconds of speech.")
     def split_command(
-        files: list[Path] = typer.Argument(None, help="Text files to read; stdin when none or '-'.", show_default=False),
-        as_json: bool = typer.Option(False, "--json", help='Write JSON Lines: {"text": ..., "seconds": ...}.'),
-        min_seconds: float = typer.Option(2.0, "--min-seconds", help="Merge chunks shorter than this with a neighbour."),
-        max_seconds: float = typer.Option(30.0, "--max-seconds", help="Break chunks longer than this at clauses, then words."),
+        files: Annotated[Optional[list[Path]], typer.Argument(
+            help="Text files to read; stdin when none or '-'.", show_default=False)] = None,
+        as_json: Annotated[bool, typer.Option("--json", help='Write JSON Lines: {"text": ..., "seconds": ...}.')] = False,
+        min_seconds: Annotated[float, typer.Option(
+            "--min-seconds", help="Merge chunks shorter than this with a neighbour.")] = 2.0,
+        max_seconds: Annotated[float, typer.Option(
+            "--max-seconds", help="Break chunks longer than this at clauses, then words.")] = 30.0,
     ) -> None:
         import json
 
