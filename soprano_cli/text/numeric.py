@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from soprano_cli.text import numbers as nw
+from soprano_cli.text.contacts import INTERNATIONAL_PHONE, NORTH_AMERICAN_PHONE, PARENTHESIZED_PHONE
 from soprano_cli.text.vocab import (
     COMPASS,
     CURRENCIES,
@@ -116,17 +117,17 @@ def _phone_groups(*groups: str) -> str:
     return ", ".join(nw.digits(group) for group in groups if group)
 
 
-@_sub(r"(?<![\w+])\+(\d{1,3})((?:[ .-]\(?\d{1,4}\)?){2,5})(?![\w-])", needs='+')
+@_sub(INTERNATIONAL_PHONE, needs='+')
 def _international(m: re.Match) -> str:
     return "plus " + _phone_groups(m.group(1), *re.findall(r"\d+", m.group(2)))
 
 
-@_sub(r"(?<![\w-])(?:(1)[-. ])?\(?(\d{3})\)?[-. ]{1,2}(\d{3})[-.](\d{4})(?![\w-])", needs='-.( ', near=r"\d{3}[-.]\d{4}")
+@_sub(NORTH_AMERICAN_PHONE, needs='-.( ', near=r"\d{3}[-.]\d{4}")
 def _phone(m: re.Match) -> str:
     return _phone_groups(*m.groups())
 
 
-@_sub(r"(?<![\w-])\((\d{3})\)\s?(\d{3})[ -](\d{4})(?![\w-])", needs='(')
+@_sub(PARENTHESIZED_PHONE, needs='(')
 def _phone_parens(m: re.Match) -> str:
     return _phone_groups(*m.groups())
 

@@ -5,15 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from soprano_cli.text.contacts import EMAIL, PHONE, URL
 from soprano_cli.text.lexicon import Lexicon
 
-# Classes that can be left as written, and the forms each one protects from the rules.
-# Patterns are bounded (as in words.py and numeric.py), so finding them stays linear.
-_URL = r"\b(?:https?://|www\.)[^\s<>\"']{1,2000}"
-_EMAIL = r"(?<![\w.+&-])[\w.+&-]{1,64}@[A-Za-z\d-]{1,63}(?:\.[A-Za-z\d-]{1,63}){1,8}\b"
-_PHONE = (r"(?<![\w+-])(?:\+\d{1,3}(?:[ .-]\(?\d{1,4}\)?){2,5}|(?:1[-. ])?\(?\d{3}\)?[-. ]{1,2}\d{3}[-.]\d{4}"
-          r"|\(\d{3}\)\s?\d{3}[ -]\d{4})(?![\w-])")
-CLASSES = {"urls": _URL, "emails": _EMAIL, "phone_numbers": _PHONE}
+# Classes that can be left as written: the very patterns the rules read them by (contacts.py).
+CLASSES = {"urls": URL, "emails": EMAIL, "phone_numbers": PHONE}
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from soprano_cli.text import numbers as nw
+from soprano_cli.text.contacts import EMAIL, URL
 from soprano_cli.text.vocab import (
     ABBREVIATIONS,
     AFTER_NAME,
@@ -63,14 +64,12 @@ def _spell_address(text: str) -> str:
     return " ".join(words)
 
 
-_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
+_URL = re.compile(URL)
 _FILE_URL = re.compile(r"\bfile:///?[^\s<>\"']+", re.IGNORECASE)
 # "intro.html", "test.abc": lower-case words joined by a period with no space are a file or
 # host name, not two sentences ("p.m.est" is a time and its zone).
 _FILE_NAME = re.compile(r"(?<![\w@./-])(?![ap]\.m\.)[a-z][a-z\d_-]*(?:\.[a-z\d_-]+)*\.[a-z]{2,4}(?![\w@]|\.\w)")
-# Bounded parts (RFC 5321: a local part of 64, labels of 63 characters): unbounded, every start
-# inside a long run of address characters scanned to its end, quadratic in the run.
-_EMAIL = re.compile(r"(?<![\w.+&-])[\w.+&-]{1,64}@[A-Za-z\d-]{1,63}(?:\.[A-Za-z\d-]{1,63}){1,8}\b(?:/[\w./-]{0,200}\w)?")
+_EMAIL = re.compile(EMAIL)
 _TLD = "|".join(sorted(TLDS, key=len, reverse=True))
 # No start after '-': from each label of 'a-a-a-…' the pattern scanned to the end of the run.
 _DOMAIN = re.compile(rf"(?<![\w@.-])[A-Za-z\d][A-Za-z\d-]*(?:\.[A-Za-z\d-]+)*\.(?:{_TLD})(?:/[^\s<>\"']*)?(?![\w@])")
