@@ -86,11 +86,14 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stder
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")]
 
 
-def configure_logging(verbose: bool = False, quiet: bool = False, *, level: int | None = None,
-                      names: tuple[str, ...] = ("soprano_cli",)) -> None:
-    """One-line "soprano: ..." messages on stderr for our loggers (and the server's, given in `names`)."""
-    if level is None:
-        level = logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING
+def configure_logging(verbose: bool = False, quiet: bool = False, *, default: int = logging.WARNING,
+                      names: tuple[str, ...] = ("soprano_cli",)) -> int:
+    """One-line "soprano: ..." messages on stderr for our loggers (and the server's, given in `names`).
+
+    -q shows one level less than `default`, else -v one more (a daemon's default is INFO, a
+    command's WARNING). Returns the level set.
+    """
+    level = default + 10 if quiet else default - 10 if verbose else default
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("soprano: %(message)s"))
     for name in names:
@@ -98,6 +101,7 @@ def configure_logging(verbose: bool = False, quiet: bool = False, *, level: int 
         logger.handlers[:] = [handler]
         logger.setLevel(level)
         logger.propagate = False
+    return level
 
 
 # Engine options a running daemon must match (when given) before `synth` sends it work.

@@ -78,8 +78,7 @@ def register(app: typer.Typer) -> None:
         from soprano_cli.server.local_socket import default_socket_path
         from soprano_cli.server.run import serve
 
-        level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-        opt.configure_logging(level=level, names=("soprano_cli", "uvicorn"))
+        level = opt.configure_logging(verbose, quiet, default=logging.INFO, names=("soprano_cli", "uvicorn"))
         config = ServerConfig(
             engine=opt.engine_config(model, device, backend, dtype, max_batch, decoder_batch_size, cache_size),
             api_key=_api_key(api_key, api_key_file, on_command_line=opt.source(ctx, "api_key") == "COMMANDLINE"),
