@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from soprano_cli import errors
 from soprano_cli.engine.checkpoint import DEFAULT_MODEL  # checkpoint.py imports no torch at the top
+from soprano_cli.server import limits
 
 # `commands` names the subcommands (their first word) that read a variable; "asgi" is the server
 # app run directly (`uvicorn soprano_cli.server:app`), "install-completion" the root option of that
@@ -50,9 +51,9 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("SOPRANO_API_KEY", "Bearer key the daemon requires (serve) and that clients send (synth).",
            "none (no key)", ("serve", "synth", "asgi"), "--api-key"),
     EnvVar("SOPRANO_MAX_INPUT_CHARS", "Longest accepted request text, in characters.",
-           "4096", ("asgi",)),
+           str(limits.MAX_INPUT_CHARS), ("asgi",)),
     EnvVar("SOPRANO_MAX_QUEUE", "Requests that may wait for the batch before the server answers 429.",
-           "64", ("asgi",)),
+           str(limits.MAX_QUEUE), ("asgi",)),
     EnvVar("SOPRANO_CORS_ORIGINS", "Comma-separated origins allowed to make browser requests.",
            "none", ("asgi",)),
     EnvVar("SOPRANO_ALLOWED_HOSTS", "Comma-separated Host names the server answers to besides loopback names "

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from soprano_cli.cli import options as opt
+from soprano_cli.server import limits
 
 log = logging.getLogger("soprano_cli.serve")
 WEBUI_PORT = 7860  # upstream's web UI port
@@ -51,20 +52,23 @@ def register(app: typer.Typer) -> None:
             "--cors-origin", metavar="ORIGIN", rich_help_panel=ACCESS_PANEL, show_default=False,
             help="Let web pages from this origin call the API (repeatable).")] = None,
         max_input_chars: Annotated[int, typer.Option(
-            "--max-input-chars", min=1, rich_help_panel=LIMITS_PANEL, help="Longest accepted input.")] = 4096,
+            "--max-input-chars", min=1, rich_help_panel=LIMITS_PANEL,
+            help="Longest accepted input.")] = limits.MAX_INPUT_CHARS,
         max_queue: Annotated[int, typer.Option(
             "--max-queue", min=0, rich_help_panel=LIMITS_PANEL,
-            help="Requests that may wait for the batch before 429.")] = 64,
+            help="Requests that may wait for the batch before 429.")] = limits.MAX_QUEUE,
         request_timeout: Annotated[float, typer.Option(
             "--request-timeout", min=1.0, rich_help_panel=LIMITS_PANEL,
-            help="Seconds a client may take to send a request's headers (its body gets three times as long).")] = 10.0,
+            help="Seconds a client may take to send a request's headers (its body gets three times as long)."
+        )] = limits.HEADER_TIMEOUT,
         client_timeout: Annotated[float, typer.Option(
             "--client-timeout", min=1.0, rich_help_panel=LIMITS_PANEL,
-            help="Seconds a client may read nothing before it is dropped and its request cancelled.")] = 30.0,
+            help="Seconds a client may read nothing before it is dropped and its request cancelled."
+        )] = limits.CLIENT_TIMEOUT,
         drain_timeout: Annotated[float, typer.Option(
             "--drain-timeout", min=0.0, rich_help_panel=LIMITS_PANEL,
             help="On SIGTERM or Ctrl-C, seconds requests in flight may take before they are cancelled "
-                 "(a second signal stops at once).")] = 30.0,
+                 "(a second signal stops at once).")] = limits.DRAIN_TIMEOUT,
         markdown: opt.Markdown = True,
         lexicon: opt.Lexicon = None,
         max_batch: opt.MaxBatch = None,

@@ -27,7 +27,7 @@ from soprano_cli.engine.engine import Engine, EngineConfig
 from soprano_cli.engine.sampling import SamplingParams
 from soprano_cli.errors import InputTextError, OutputError, ServerError, SopranoError
 from soprano_cli.model_facts import SAMPLES_PER_FRAME
-from soprano_cli.server import protocol
+from soprano_cli.server import limits, protocol
 from soprano_cli.server.client import model_digest
 from soprano_cli.server.connections import Deadlines
 from soprano_cli.server.guard import JSONCORSMiddleware, RequestGuard
@@ -52,14 +52,14 @@ class ServerConfig:
 
     engine: EngineConfig = field(default_factory=EngineConfig)
     api_key: str | None = None  # when set, every route but the web page and /health needs `Authorization: Bearer <key>`
-    max_input_chars: int = 4096  # longest `input` accepted
-    max_queue: int = 64  # requests waiting for the batch before 429
+    max_input_chars: int = limits.MAX_INPUT_CHARS  # longest `input` accepted
+    max_queue: int = limits.MAX_QUEUE  # requests waiting for the batch before 429
     cors_origins: list[str] = field(default_factory=list)  # empty: no CORS headers, cross-site requests refused
     allowed_hosts: list[str] = field(default_factory=list)  # Host names besides loopback names and addresses
     max_body_bytes: int = 1 << 20  # larger request bodies get a 413 before they are read
     deadlines: Deadlines = field(default_factory=Deadlines)
-    drain_timeout: float = 30.0  # after SIGTERM, requests in flight get this long before they are cancelled
-    max_backlog_seconds: float = 20.0  # audio a request may have waiting for its reader before it is paused
+    drain_timeout: float = limits.DRAIN_TIMEOUT  # after SIGTERM, requests in flight get this long before they are cancelled
+    max_backlog_seconds: float = limits.MAX_BACKLOG_SECONDS  # audio a request may have waiting for its reader before it is paused
     warmup: bool = True  # run a few frames at startup so the first request pays no first-call costs
     text: TextOptions = field(default_factory=lambda: TextOptions(markdown=True))  # how requests' text is read
 
@@ -77,8 +77,8 @@ class ServerConfig:
         hosts = [h.strip() for h in env.get("SOPRANO_ALLOWED_HOSTS", "").split(",") if h.strip()]
         text = TextOptions(markdown=True, lexicon=load_lexicon(env["SOPRANO_LEXICON"]) if env.get("SOPRANO_LEXICON") else Lexicon())
         return cls(engine=engine, api_key=env.get("SOPRANO_API_KEY") or None, text=text,
-                   max_input_chars=_env_int("SOPRANO_MAX_INPUT_CHARS", 4096),
-                   max_queue=_env_int("SOPRANO_MAX_QUEUE", 64), cors_origins=origins, allowed_hosts=hosts)
+                   max_input_chars=_env_int("SOPRANO_MAX_INPUT_CHARS", limits.MAX_INPUT_CHARS),
+                   max_queue=_env_int("SOPRANO_MAX_QUEUE", limits.MAX_QUEUE), cors_origins=origins, allowed_hosts=hosts)
 
 
 def _env_int(name: str, default: int | None = None) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from soprano_cli.server import protocol
+from soprano_cli.server import limits, protocol
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 class Deadlines:
     """How long a connection may keep the server waiting, in seconds."""
 
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
-    client_timeout: float = 30.0  # a reader that takes no bytes for this long is dropped
+    header_timeout: float = limits.HEADER_TIMEOUT
+    body_timeout: float = limits.BODY_TIMEOUT
+    client_timeout: float = limits.CLIENT_TIMEOUT  # a reader that takes no bytes for this long is dropped
 
 
 def protocol_class(deadlines: Deadlines) -> type[H11Protocol]:

@@ -32,6 +32,7 @@ from soprano_cli.engine.engine import AudioChunk, Engine, SentenceStreamer, to_h
 from soprano_cli.engine.generate import Sequence
 from soprano_cli.engine.sampling import MAX_NEW_TOKENS, SamplingParams
 from soprano_cli.errors import SopranoError
+from soprano_cli.server import limits
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,8 @@ class Job:
 class Scheduler:
     """Owns the batch generator and its worker thread."""
 
-    def __init__(self, engine: Engine, *, max_queue: int = 64, max_backlog_seconds: float = 20.0, metrics=None):
+    def __init__(self, engine: Engine, *, max_queue: int = limits.MAX_QUEUE,
+                 max_backlog_seconds: float = limits.MAX_BACKLOG_SECONDS, metrics=None):
         self.engine = engine
         self.max_queue = max_queue  # requests allowed to wait for a place in the batch
         # A request whose reader lags this much audio behind gets no new sentences into the batch
