@@ -186,7 +186,7 @@ class Qwen3LM(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
         self._rope_rows: torch.Tensor | None = None
-        self._scripted_failed = False  # the TorchScript loop raised once: the eager loop from then on
+        self._scripted_failed = False  # the TorchScript loop raised once: the same loop as Python from then on
         self.cuda_graphs = None  # a CudaGraphRunner on CUDA: decode replays captured graphs
 
     def new_cache(self, slots: int, max_len: int) -> KVCache:
@@ -347,7 +347,7 @@ class Qwen3LM(nn.Module):
                 return run(x, rotations, mask, rows, key_rows, value_rows, keys_t, values, *arguments)
             except Exception as error:  # noqa: BLE001 - scripted but cannot run here (another PyTorch)
                 # Python from now on; it rewrites whatever cache rows the failed call wrote.
-                log.warning("TorchScript decode loop failed (%s); using the eager loop", error)
+                log.warning("TorchScript decode loop failed (%s); running it as Python", error)
                 self._scripted_failed = True
         return step.cpu_decode_layers(x, rotations, mask, rows, key_rows, value_rows, keys_t, values, *arguments)
 

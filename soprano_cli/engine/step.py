@@ -14,8 +14,7 @@ On a CPU one decode step is about a thousand small tensor operations around 69 m
 from Python each costs a few microseconds more than its arithmetic, and more again because the
 weights streaming through the caches between them evict the interpreter's own code and data.
 TorchScript's interpreter dispatches the same operations from compact C++: the same results bit
-for bit (tested), in about half the time (one int8 step at batch 1: 7.3 -> 4.0 ms, as the README
-reports from benchmarks/bench_step.py).
+for bit (tested), in about half the time (the README reports benchmarks/bench_step.py's figures).
 
 TorchScript is deprecated in PyTorch. Scripting happens once, at the first decode step; where it
 fails (a PyTorch without it, or without fbgemm's packed-weight class), where the scripted loop
@@ -42,11 +41,11 @@ log = logging.getLogger(__name__)
 
 
 def cpu_decode_layers(x: Tensor, rotations: Tensor, mask: Optional[Tensor], write_rows: Optional[Tensor],
-                  key_rows: List[Tensor], value_rows: List[Tensor], keys_t: List[Tensor], values: List[Tensor],
-                  input_norms: List[Tensor], qk_norms: List[Tensor], post_norms: List[Tensor],
-                  weights: List[Tensor], packed: List[torch.classes.quantized.LinearPackedParamsBase],
-                  eps: Tensor, qk_eps: Tensor, heads: int, kv_heads: int, head_dim: int, inner: int,
-                  input_scale: float) -> Tensor:
+                      key_rows: List[Tensor], value_rows: List[Tensor], keys_t: List[Tensor], values: List[Tensor],
+                      input_norms: List[Tensor], qk_norms: List[Tensor], post_norms: List[Tensor],
+                      weights: List[Tensor], packed: List[torch.classes.quantized.LinearPackedParamsBase],
+                      eps: Tensor, qk_eps: Tensor, heads: int, kv_heads: int, head_dim: int, inner: int,
+                      input_scale: float) -> Tensor:
     """Every block of one decode step for float32 rows x (B, H); returns x after the last block.
 
     Per block, the four linear layers are `packed[4 i : 4 i + 4]` (fbgemm int8: qkv, o, gate_up,
@@ -127,11 +126,11 @@ def scripted_decode_layers():
     if _turned_off():
         return None
     try:
-        with warnings.catch_warnings():  # TorchScript's deprecation notice: the eager loop is the fallback
+        with warnings.catch_warnings():  # TorchScript's deprecation notice: Python is the fallback
             warnings.simplefilter("ignore")
             return torch.jit.script(cpu_decode_layers)
-    except Exception as error:  # noqa: BLE001 - any failure means "use the eager loop"
-        log.debug("TorchScript decode loop unavailable (%s: %s); using the eager loop", type(error).__name__, error)
+    except Exception as error:  # noqa: BLE001 - any failure means "run it as Python"
+        log.debug("TorchScript decode loop unavailable (%s: %s); running it as Python", type(error).__name__, error)
         return None
 
 

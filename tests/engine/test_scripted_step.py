@@ -116,7 +116,7 @@ def test_a_scripted_loop_that_fails_to_run_gives_way_to_the_eager_loop(tiny_chec
     expected = engine.synthesize(TEXTS[:1], SamplingParams(max_new_tokens=30))[0]
 
     def broken(*args):
-        args[4][0].fill_(7.0)  # a partial write first: the eager loop must overwrite it
+        args[4][0].fill_(7.0)  # a partial write first: the Python run must overwrite it
         raise RuntimeError("unknown builtin op")
 
     monkeypatch.setattr(step, "scripted_decode_layers", lambda: broken)
@@ -142,3 +142,21 @@ def test_a_layer_neither_int8_nor_float32_runs_through_the_module_step(tiny_chec
     block.mlp.down_proj = quantize.Int8Linear.from_float(block.mlp.down_proj.weight)  # int8 weights, bf16 math
     assert engine.lm.decode_loop() == "modules"  # not TorchScript (nor the CPU step as Python)
     engine.synthesize(TEXTS[:1], SamplingParams(max_new_tokens=8))  # and still runs
+
+
+def test_a_biased_layer_runs_through_the_module_step_and_computes_the_same(tiny_checkpoint):
+    # A bias does not commute with the norm's factor the CPU step moves past each layer, so such a
+    # layer takes the static step's body, which calls every layer as a module.
+    engine = _engine(tiny_checkpoint, "float32")
+    params = SamplingParams(max_new_tokens=24, retries=0)
+    expected = engine.generate(TEXTS[:2], params)
+    block = engine.lm.model.layers[1]
+    biased = torch.nn.Linear(block.mlp.down_proj.in_features, block.mlp.down_proj.out_features)
+    with torch.no_grad():
+        biased.weight.copy_(block.mlp.down_proj.weight)
+        biased.bias.zero_()
+    block.mlp.down_proj = biased
+    assert engine.lm.decode_loop() == "modules"
+    for before, after in zip(expected, engine.generate(TEXTS[:2], params)):
+        assert after.tokens == before.tokens
+        torch.testing.assert_close(torch.stack(after.frames), torch.stack(before.frames), rtol=1e-4, atol=1e-4)
