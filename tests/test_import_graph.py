@@ -134,3 +134,11 @@ def test_the_walk_sees_imports_inside_functions_and_skips_type_checking_ones():
     assert sorted(alias.name for node in _imports(tree) for alias in node.names) == ["TYPE_CHECKING", "y", "z"]
     # The engine's modules really are in the graph, with their function-level imports.
     assert "soprano_cli.engine.engine" in import_graph()["soprano_cli.server.app"]
+
+
+def test_the_engines_shared_pieces_are_leaves():
+    """The operations the model, the decode steps and the int8 layers share, and the CPU-feature
+    reader quantize.py and doctor both use, import nothing of ours: anything may build on them."""
+    graph = import_graph()
+    assert graph["soprano_cli.engine.ops"] == set()
+    assert graph["soprano_cli.engine.cpu"] == set()

@@ -1,8 +1,8 @@
 """Tensor operations the LM's layers, its decode steps and the int8 layers share.
 
 A leaf: it imports nothing of ours, so the model (`lm.py`), the decode steps (`step.py`) and
-the int8 layers (`quantize.py`) can all build on it. Each function here is written so that
-TorchScript can compile it (the CPU decode step calls them from a scripted loop).
+the int8 layers (`quantize.py`) can all build on it. The ones the CPU decode step calls take
+tensors, not modules, and TorchScript compiles them with it (`step.py`).
 """
 
 from __future__ import annotations
