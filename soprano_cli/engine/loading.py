@@ -93,6 +93,7 @@ def build_torch_lm(folder: Path, lm_config, device: torch.device, mode: str, tok
     for the decoder, both against float32 over a fixed prompt. The probe runs once per checkpoint
     and machine; its outcome is cached, so later loads build int8 directly from the file.
     """
+
     def build(precision: str):
         dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
         return build_lm(lm_config, checkpoint.load_lm_weights(folder), device=device, dtype=dtype,
