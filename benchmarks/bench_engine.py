@@ -111,7 +111,7 @@ def quality(folder: Path, modes: list[str], frames: int, device: str = "cpu") ->
     import torch
 
     from soprano_cli.engine.engine import Engine, EngineConfig
-    from soprano_cli.engine.quantize import cosine_per_position, hidden_states, snr_db
+    from soprano_cli.engine.loading import cosine_per_position, hidden_states, snr_db
     from soprano_cli.engine.sampling import SamplingParams
 
     reference = Engine.load(EngineConfig(model=str(folder), dtype="float32", device=device))

@@ -39,8 +39,9 @@ def main() -> None:
     import torch
 
     from bench_engine import checkpoint, sentences  # this script's folder is on sys.path
-    from soprano_cli.engine.decoder import IncrementalDecoder
-    from soprano_cli.engine.engine import Engine, EngineConfig, decode_frames
+    from soprano_cli.engine.decoder import IncrementalDecoder, decode_frames
+    from soprano_cli.engine.engine import Engine, EngineConfig
+    from soprano_cli.engine.generate import Generation
     from soprano_cli.engine.sampling import SamplingParams
 
     batches = [int(b) for b in args.batches.split(",")]
@@ -58,7 +59,8 @@ def main() -> None:
     for batch in batches:
         generator = engine.new_generator()
         for index, text in enumerate(sentences(batch)):
-            generator.add(engine._sequence(index, text, SamplingParams(max_new_tokens=512)))
+            generator.add(Generation(key=index, prompt=engine.prompt_ids(text), index=index,
+                                     params=SamplingParams(max_new_tokens=512)))
         generator.step()  # admits (prefills) the whole batch
         generator.pipelined = False  # each step on its own, so the timings add up
         if generator._inflight is not None:

@@ -107,18 +107,11 @@ def check_backends() -> list[Check]:
     return results
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as info:
-            line = next((line for line in info if line.startswith("flags")), "")
-    except OSError:
-        return set()
-    return set(line.partition(":")[2].split())
-
-
 def check_cpu() -> list[Check]:
+    from soprano_cli.engine.cpu import cpu_flags, cpu_has_fast_bfloat16
+
     torch, _ = _torch()
-    flags = _cpu_flags()
+    flags = cpu_flags()
     wanted = {"AVX2": "avx2", "AVX512": "avx512f", "VNNI": "avx512_vnni", "AVX512-BF16": "avx512_bf16",
               "AMX": "amx_bf16"}
     results = []
@@ -131,12 +124,12 @@ def check_cpu() -> list[Check]:
     if torch is not None:
         capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
         detail += f"; torch kernels: {capability}"
-        from soprano_cli.engine.quantize import cpu_has_fast_bfloat16, int8_supported, use_fbgemm
+        from soprano_cli.engine.quantize import int8_supported, use_fbgemm
 
         cpu = torch.device("cpu")
         kernel = "fbgemm" if use_fbgemm(cpu) else ("bfloat16 int8-weight" if int8_supported(cpu) else "none")
         detail += f"; int8 kernel: {kernel}; fast bfloat16: {'yes' if cpu_has_fast_bfloat16() else 'no'}"
-        from soprano_cli.engine.scripted import decode_loop_kind
+        from soprano_cli.engine.step import decode_loop_kind
 
         detail += f"; decode loop: {decode_loop_kind()}"
         if flags and "AVX2" not in have:

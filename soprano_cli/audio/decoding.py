@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
@@ -24,8 +24,14 @@ log = logging.getLogger(__name__)
 BLOCK_FRAMES = 4096  # frames per block handed to the player
 
 
-def decode_audio(data: bytes) -> tuple[int, int, Iterator[np.ndarray]]:
-    """(rate, channels, float32 blocks of shape (frames, channels)) of a whole compressed file."""
+AudioStream = tuple[int, int, Iterator[np.ndarray]]  # rate, channels, float32 blocks (frames, channels)
+
+
+def decode_audio(data: bytes, read_wav: Callable[[BinaryIO], AudioStream]) -> AudioStream:
+    """(rate, channels, float32 blocks of shape (frames, channels)) of a whole compressed file.
+
+    `read_wav` reads the WAV that ffmpeg writes to a pipe (reader.py's streaming reader, passed
+    in by reader.py, which calls this module: so neither imports the other back)."""
     opened = _open_soundfile(data)
     if opened is not None:
         return opened.samplerate, opened.channels, _soundfile_blocks(opened)
@@ -33,7 +39,7 @@ def decode_audio(data: bytes) -> tuple[int, int, Iterator[np.ndarray]]:
     if ffmpeg is None:
         raise InputTextError(f"cannot decode the input (it starts with {data[:4]!r}): libsndfile does not know "
                              "it and ffmpeg is not on PATH; install ffmpeg, or use --raw for headerless PCM")
-    return _ffmpeg_decode(ffmpeg, data)
+    return _ffmpeg_decode(ffmpeg, data, read_wav)
 
 
 def _open_soundfile(data: bytes):
@@ -55,10 +61,8 @@ def _soundfile_blocks(opened) -> Iterator[np.ndarray]:
             yield block
 
 
-def _ffmpeg_decode(ffmpeg: str, data: bytes) -> tuple[int, int, Iterator[np.ndarray]]:
+def _ffmpeg_decode(ffmpeg: str, data: bytes, read_wav: Callable[[BinaryIO], AudioStream]) -> AudioStream:
     """ffmpeg decodes a temporary copy of the input to float32 WAV on a pipe, read as it comes."""
-    from soprano_cli.audio.reader import read_audio_stream
-
     source = tempfile.NamedTemporaryFile(prefix="soprano-play-", delete=False)
     try:
         source.write(data)
@@ -89,7 +93,7 @@ def _ffmpeg_decode(ffmpeg: str, data: bytes) -> tuple[int, int, Iterator[np.ndar
         os.unlink(source.name)
 
     try:
-        rate, channels, blocks = read_audio_stream(process.stdout)
+        rate, channels, blocks = read_wav(process.stdout)
     except InputTextError:
         error = failure()
         finish()

@@ -197,7 +197,7 @@ def read_audio_stream(
 
         while source.fill():  # compressed formats are decoded from the whole input
             pass
-        return decode_audio(bytes(source.pending))
+        return decode_audio(bytes(source.pending), read_audio_stream)
     rate, decoder, data_size = _parse_wav_header(source)
     return rate, decoder.channels, _blocks(source, decoder, data_size)
 

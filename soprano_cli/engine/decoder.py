@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from soprano_cli.engine.devices import to_host
+from soprano_cli.engine.memory import release_free_memory
 
 UPSAMPLE = 4  # steps per frame (contract: interpolate T frames to 4(T-1)+1 steps)
 LAYER_NORM_EPS = 1e-6
@@ -78,7 +82,9 @@ class ConvNeXtBlock(nn.Module):
         return residual + (self.gamma * x).transpose(1, 2)
 
 
-class Backbone(nn.Module):
+class ConvNeXtBackbone(nn.Module):
+    """`decoder.*` in decoder.pth: upsampled frames (B, C, S) through ConvNeXt blocks to steps (B, S, dim)."""
+
     def __init__(self, channels: int, dim: int, intermediate: int, layers: int, kernel: int):
         super().__init__()
         self.embed = nn.Conv1d(channels, dim, kernel_size=1)
@@ -113,7 +119,7 @@ class SopranoDecoder(nn.Module):
 
     def __init__(self, channels: int, dim: int, intermediate: int, layers: int, kernel: int, n_fft: int):
         super().__init__()
-        self.decoder = Backbone(channels, dim, intermediate, layers, kernel)
+        self.decoder = ConvNeXtBackbone(channels, dim, intermediate, layers, kernel)
         self.head = Head(dim, n_fft)
         # None: float32 throughout. bfloat16: the convolutions and matmuls under autocast (a GPU's
         # tensor cores); norms and the inverse STFT stay float32.
@@ -351,3 +357,27 @@ class IncrementalDecoder:
         self._base += end
         self.emitted = stop
         return samples
+
+
+# Frames the decoder takes at once when nobody is waiting for each chunk: large enough to read its
+# weights rarely, small enough to bound its activations; 32 rather than 64 buys a lower peak for a
+# little decoder time (README, Performance: Memory).
+DECODE_BLOCK = 32
+TRIM_EVERY_BLOCKS = 4  # hand freed memory back this often: a lower peak for a little decoder time (README)
+
+
+def decode_frames(decoder: SopranoDecoder, frames: torch.Tensor) -> np.ndarray:
+    """One sentence's frames (T, C) to audio, DECODE_BLOCK frames at a time (exactly `decoder(frames)`)."""
+    incremental = IncrementalDecoder(decoder)
+    pieces = []
+    for block, start in enumerate(range(0, max(frames.shape[0], 1), DECODE_BLOCK)):
+        pieces.append(incremental.push(frames[start:start + DECODE_BLOCK],
+                                       finished=start + DECODE_BLOCK >= frames.shape[0]))
+        if block % TRIM_EVERY_BLOCKS == TRIM_EVERY_BLOCKS - 1:
+            # Hand the blocks' freed temporaries back: glibc's heaps keep them otherwise, and a
+            # long sentence would raise peak memory by tens of MB (README, Performance: Memory).
+            release_free_memory()
+    audio = torch.cat(pieces)
+    release_free_memory()
+    # A copy of pinned memory, so the pinned block goes back to the allocator at once.
+    return to_host(audio).numpy().astype(np.float32, copy=audio.is_cuda)

@@ -7,7 +7,7 @@ import torch
 from soprano_cli.engine.config import BACKENDS, DEVICES, DTYPES, check_choice, check_device
 from soprano_cli.errors import BackendUnavailableError
 
-__all__ = ["BACKENDS", "DEVICES", "DTYPES", "select_backend", "select_device", "select_dtype"]
+__all__ = ["BACKENDS", "DEVICES", "DTYPES", "select_backend", "select_device", "select_dtype", "to_host"]
 
 
 def _mps_available() -> bool:
@@ -66,3 +66,13 @@ def select_dtype(name: str, device: torch.device) -> str:
             raise BackendUnavailableError(
                 "int8 weights need an x86 CPU with AVX2, a CPU with AVX512-BF16 or AMX, or a CUDA GPU; use --dtype float32")
     return name
+
+
+def to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` on the CPU. From a GPU through pinned memory: pageable copies can be many times
+    slower, enough to be most of decoding's time for audio (README, Performance: GPU)."""
+    if tensor.device.type != "cuda":
+        return tensor
+    host = tensor.to("cpu", non_blocking=True)
+    torch.cuda.current_stream(tensor.device).synchronize()
+    return host

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterable, Iterator, Sequence as SequenceOf
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from soprano_cli.engine import checkpoint
 from soprano_cli.engine.config import CPU_DECODER_BATCH, CPU_MAX_BATCH, CUDA_DECODER_BATCH, CUDA_MAX_BATCH, EngineConfig
-from soprano_cli.engine.decoder import SopranoDecoder
-from soprano_cli.engine.devices import select_backend, select_device, select_dtype
-from soprano_cli.engine.generate import STATIC_CACHE_LEN, BatchGenerator, Sequence
+from soprano_cli.engine.decoder import DECODE_BLOCK, IncrementalDecoder, SopranoDecoder, decode_frames
+from soprano_cli.engine.devices import select_device, to_host
+from soprano_cli.engine.generate import BatchGenerator, Generation
+from soprano_cli.engine.loading import load_model
 from soprano_cli.engine.memory import release_free_memory
 from soprano_cli.engine.prefetch import Prefetch
+from soprano_cli.engine.quantize import DynamicInt8Linear
 from soprano_cli.engine.results import AudioChunk, SentenceAudio
 from soprano_cli.engine.sampling import SamplingParams
 from soprano_cli.errors import InvalidParameterError
@@ -25,40 +25,6 @@ from soprano_cli.model_facts import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-# Frames the decoder takes at once when nobody is waiting for each chunk: large enough to read its
-# weights rarely, small enough to bound its activations; 32 rather than 64 buys a lower peak for a
-# little decoder time (README, Performance: Memory).
-DECODE_BLOCK = 32
-TRIM_EVERY_BLOCKS = 4  # hand freed memory back this often: a lower peak for a little decoder time (README)
-
-
-def decode_frames(decoder: SopranoDecoder, frames: torch.Tensor) -> np.ndarray:
-    """One sentence's frames (T, C) to audio, DECODE_BLOCK frames at a time (exactly `decoder(frames)`)."""
-    from soprano_cli.engine.decoder import IncrementalDecoder
-
-    incremental = IncrementalDecoder(decoder)
-    pieces = []
-    for block, start in enumerate(range(0, max(frames.shape[0], 1), DECODE_BLOCK)):
-        pieces.append(incremental.push(frames[start:start + DECODE_BLOCK],
-                                       finished=start + DECODE_BLOCK >= frames.shape[0]))
-        if block % TRIM_EVERY_BLOCKS == TRIM_EVERY_BLOCKS - 1:
-            # Hand the blocks' freed temporaries back: glibc's heaps keep them otherwise, and a
-            # long sentence would raise peak memory by tens of MB (README, Performance: Memory).
-            release_free_memory()
-    audio = torch.cat(pieces)
-    release_free_memory()
-    # A copy of pinned memory, so the pinned block goes back to the allocator at once.
-    return to_host(audio).numpy().astype(np.float32, copy=audio.is_cuda)
-
-
-def to_host(tensor: torch.Tensor) -> torch.Tensor:
-    """`tensor` on the CPU. From a GPU through pinned memory: pageable copies can be many times
-    slower, enough to be most of decoding's time for audio (README, Performance: GPU)."""
-    if tensor.device.type != "cuda":
-        return tensor
-    host = tensor.to("cpu", non_blocking=True)
-    torch.cuda.current_stream(tensor.device).synchronize()
-    return host
 
 
 class SentenceStreamer:
@@ -71,7 +37,6 @@ class SentenceStreamer:
     """
 
     def __init__(self, decoder: SopranoDecoder, index: int, text: str, chunk_frames: int = 1):
-        from soprano_cli.engine.decoder import IncrementalDecoder
         from soprano_cli.engine.sampling import MAX_NEW_TOKENS
 
         self.decoder = decoder
@@ -126,8 +91,6 @@ class Engine:
         self.device = device
         self.backend = backend
         self.dtype = dtype  # the weight precision in use (what `auto` resolved to)
-        from soprano_cli.engine.quantize import DynamicInt8Linear
-
         self.decoder_dtype = ("int8" if any(isinstance(m, DynamicInt8Linear) for m in decoder.modules())
                               else "bfloat16" if decoder.compute_dtype == torch.bfloat16 else "float32")
         self.eos_token_id = lm.config.eos_token_id
@@ -148,34 +111,9 @@ class Engine:
             config.decoder_batch_size = CUDA_DECODER_BATCH if wide else CPU_DECODER_BATCH
         if config.max_batch < 1 or config.decoder_batch_size < 1:
             raise InvalidParameterError("max_batch and decoder_batch_size must be at least 1")
-        backend = select_backend(config.backend, device)
-        dtype = select_dtype(config.dtype, device)
-        started = time.perf_counter()
-        folder = checkpoint.resolve_model(config.model, download=config.download)
-        lm_config = checkpoint.read_lm_config(folder)
-        tokenizer = checkpoint.load_tokenizer(folder, lm_config)
-        checkpoint.load_lm_weights(folder, lm_config)  # header and shapes only: fail before allocating
-        if backend == "transformers":
-            from soprano_cli.engine.backends.transformers import TransformersLM
-
-            lm = TransformersLM.load(folder, lm_config, device=device, dtype=dtype)
-        if backend == "lmdeploy":
-            from soprano_cli.engine.backends.lmdeploy import LMDeployLM
-
-            lm = LMDeployLM.load(folder, lm_config, device=device, cache_size_mb=config.cache_size_mb)
-        decoder = SopranoDecoder.from_state_dict(checkpoint.load_decoder_weights(folder)).to(device)
-        if backend == "torch":
-            lm, dtype = _build_torch_lm(folder, lm_config, device, dtype, tokenizer, decoder)
-            if device.type == "cuda":
-                from soprano_cli.engine.cuda_graphs import CudaGraphRunner
-
-                if dtype != "float32":  # tensor cores; float32 stays the exact mode
-                    decoder.compute_dtype = torch.bfloat16
-                lm.cuda_graphs = CudaGraphRunner(lm, slots=config.max_batch, max_len=STATIC_CACHE_LEN)
-        release_free_memory()
-        log.info("loaded %s (%s, %s, LM %s) in %.2f s", folder, backend, device, dtype, time.perf_counter() - started)
-        return cls(lm=lm, decoder=decoder, tokenizer=tokenizer, config=config, model_dir=folder,
-                   device=device, backend=backend, dtype=dtype)
+        loaded = load_model(config, device)
+        return cls(lm=loaded.lm, decoder=loaded.decoder, tokenizer=loaded.tokenizer, config=config,
+                   model_dir=loaded.folder, device=device, backend=loaded.backend, dtype=loaded.dtype)
 
     # -- text -> prompt -----------------------------------------------------------------------
 
@@ -186,9 +124,9 @@ class Engine:
         return self.tokenizer.encode(f"[STOP][TEXT]{model_text(sentence)}[START]").ids
 
     def _sequence(self, index: int, text: str, params: SamplingParams, attempt: int = 0,
-                  stop_on_hallucination: bool = False) -> Sequence:
-        return Sequence(key=index, prompt=self.prompt_ids(text), params=params, index=index,
-                        attempt=attempt, stop_on_hallucination=stop_on_hallucination)
+                  stop_on_hallucination: bool = False) -> Generation:
+        return Generation(key=index, prompt=self.prompt_ids(text), params=params, index=index,
+                          attempt=attempt, stop_on_hallucination=stop_on_hallucination)
 
     def new_generator(self) -> BatchGenerator:
         """A batch generator over this engine's LM (the server's scheduler drives one directly)."""
@@ -210,11 +148,11 @@ class Engine:
 
     # -- whole sentences ----------------------------------------------------------------------
 
-    def generate(self, sentences: SequenceOf[str], params: SamplingParams | None = None) -> list[Sequence]:
+    def generate(self, sentences: Sequence[str], params: SamplingParams | None = None) -> list[Generation]:
         """Generate every sentence's frames in one continuous batch, retrying suspicious ones."""
         params = (params or SamplingParams()).validated()
         generator = self.new_generator()
-        results: list[Sequence | None] = [None] * len(sentences)
+        results: list[Generation | None] = [None] * len(sentences)
         for index, text in enumerate(sentences):
             generator.add(self._sequence(index, text, params, stop_on_hallucination=params.retries > 0))
         while not generator.idle:
@@ -235,7 +173,7 @@ class Engine:
                 results[sequence.index] = sequence
         return results  # type: ignore[return-value]
 
-    def decode(self, frame_lists: SequenceOf[torch.Tensor]) -> list[np.ndarray]:
+    def decode(self, frame_lists: Sequence[torch.Tensor]) -> list[np.ndarray]:
         """Frames (T, C) per sentence -> audio per sentence, `decoder_batch_size` sentences at a time."""
         if self.config.decoder_batch_size == 1:  # blockwise: faster and far smaller than one pass
             return [decode_frames(self.decoder, frames.to(self.device)) for frames in frame_lists]
@@ -259,7 +197,7 @@ class Engine:
                 audio[i] = out[row, :self.decoder.num_samples(lengths[row])].numpy().copy()
         return audio  # type: ignore[return-value]
 
-    def synthesize(self, sentences: SequenceOf[str], params: SamplingParams | None = None) -> list[SentenceAudio]:
+    def synthesize(self, sentences: Sequence[str], params: SamplingParams | None = None) -> list[SentenceAudio]:
         """Audio for each sentence; batched, and each equal to synthesizing it alone."""
         sequences = self.generate(list(sentences), params)
         frames = [_stack(s.frames, self.lm.config.hidden_size) for s in sequences]
@@ -329,65 +267,11 @@ class Engine:
                 next_out += 1
 
 
-def _build_torch_lm(folder: Path, lm_config, device: torch.device, mode: str, tokenizer, decoder: SopranoDecoder):
-    """Our LM in the requested precision, with the decoder's precision to match (set in place).
-
-    int8 runs the decoder's ConvNeXt layers in int8 too, where fbgemm serves them. `auto` keeps
-    each int8 part only if it passes its quality probe: hidden-state and logit cosine for the LM, audio SNR
-    for the decoder, both against float32 over a fixed prompt. The probe runs once per checkpoint
-    and machine; its outcome is cached, so later loads build int8 directly from the file.
-    """
-    from soprano_cli.engine import quantize
-    from soprano_cli.engine.lm import build_lm
-
-    def build(precision: str):
-        dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
-        return build_lm(lm_config, checkpoint.load_lm_weights(folder), device=device, dtype=dtype,
-                        int8=precision == "int8"), precision
-
-    if mode != "auto":
-        if mode == "int8" and quantize.decoder_int8_supported(device):
-            quantize.quantize_decoder(decoder)
-        return build(mode)
-    if not quantize.int8_supported(device):  # a CPU without a fast int8 kernel
-        return build("float32")
-    cached = quantize.cached_choice(folder)
-    if cached is not None:
-        if cached[1] == "int8":
-            quantize.quantize_decoder(decoder)
-        return build(cached[0])
-    lm, _ = build("float32")
-    probe = quantize.probe_ids(tokenizer, device)
-    reference = quantize.hidden_states(lm, probe)
-    decoder_choice, snr = "float32", None
-    if quantize.decoder_int8_supported(device):
-        reference_audio = decode_frames(decoder, reference)
-        replaced = quantize.quantize_decoder(decoder)
-        snr = quantize.snr_db(reference_audio, decode_frames(decoder, reference))
-        if snr >= quantize.MIN_DECODER_SNR_DB:
-            decoder_choice = "int8"
-        else:
-            quantize.restore_decoder(replaced)
-    with torch.inference_mode():
-        reference_logits = lm.lm_head(reference)
-        lm = quantize.quantize_int8(lm)
-        hidden = quantize.hidden_states(lm, probe)
-        # The frames (hidden states) and the token choice (logits) must both hold.
-        cosine = min(float(quantize.cosine_per_position(reference, hidden).min()),
-                     float(quantize.cosine_per_position(reference_logits, lm.lm_head(hidden)).min()))
-    choice = "int8" if cosine >= quantize.MIN_COSINE else "float32"
-    quantize.remember_choice(folder, choice, cosine, decoder_choice, snr)
-    log.info("dtype auto: LM %s (int8 probe cosine %.5f, needs %.3f), decoder %s (int8 SNR %s dB, needs %.0f)",
-             choice, cosine, quantize.MIN_COSINE, decoder_choice, "n/a" if snr is None else f"{snr:.1f}",
-             quantize.MIN_DECODER_SNR_DB)
-    return (lm, "int8") if choice == "int8" else build("float32")
-
-
 def _stack(frames: list[torch.Tensor], width: int) -> torch.Tensor:
     return torch.stack(frames) if frames else torch.zeros(0, width)
 
 
-def _describe(sequence: Sequence) -> str:
+def _describe(sequence: Generation) -> str:
     if sequence.finish_reason == "length":
         return f"hit the {sequence.params.max_new_tokens}-token cap without ending"
     return "looks hallucinated (a run of near-identical frames)"

@@ -41,8 +41,8 @@ class RepetitionGuard:
 
 
 @dataclass
-class Sequence:
-    """One sentence being generated."""
+class Generation:
+    """One sentence being generated: its prompt and sampling, then its tokens and frames so far."""
 
     key: object  # the caller's handle for this sentence
     prompt: list[int]
@@ -72,7 +72,7 @@ class Sequence:
 class FrameEvent:
     """What one step did to one sentence: a new frame, and/or its end."""
 
-    sequence: Sequence
+    sequence: Generation
     frame: torch.Tensor | None
     finished: bool
 
@@ -85,8 +85,8 @@ class BatchGenerator:
         self.config = lm.config
         self.max_batch = max_batch
         self.device = torch.device(device)
-        self.waiting: deque[Sequence] = deque()
-        self.active: list[Sequence] = []
+        self.waiting: deque[Generation] = deque()
+        self.active: list[Generation] = []
         self.cache = None
         # Each slot's repetition penalty at the ids in its prompt or output, 1 elsewhere (see
         # `penalize`), kept beside the logits so a whole batch chooses its tokens in a few operations.
@@ -94,11 +94,11 @@ class BatchGenerator:
         # On a GPU, step t+1 is queued before step t's results are handed out (see `step`).
         self.pipelined = self.device.type == "cuda"
         self._inflight: _Step | None = None
-        self._previous: tuple[list[Sequence], torch.Tensor] | None = None  # last decode step's batch and frames
+        self._previous: tuple[list[Generation], torch.Tensor] | None = None  # last decode step's batch and frames
         # With CUDA graphs the engine's shared cache, whose decode graphs are captured, is leased per batch.
         self._graphs = getattr(lm, "cuda_graphs", None)
 
-    def add(self, sequence: Sequence) -> None:
+    def add(self, sequence: Generation) -> None:
         self.waiting.append(sequence)
 
     def cancel(self, key: object) -> None:
@@ -151,7 +151,7 @@ class BatchGenerator:
         if self._graphs is not None and self.idle:
             self._graphs.release(self)
 
-    def _launch(self, batch: list[Sequence], hidden: torch.Tensor, logits: torch.Tensor,
+    def _launch(self, batch: list[Generation], hidden: torch.Tensor, logits: torch.Tensor,
                 lengths: torch.Tensor | None = None) -> "_Step":
         """Queue the token choice for `batch` (rows follow slots) and the copy of what the host needs.
 
@@ -242,7 +242,7 @@ class BatchGenerator:
 
     def _admit(self, events: list[FrameEvent]) -> None:
         """Prefill as many waiting sentences as there are free slots, in one batched pass."""
-        newcomers: list[Sequence] = []
+        newcomers: list[Generation] = []
         while self.waiting and len(self.active) + len(newcomers) < self.max_batch:
             newcomers.append(self.waiting.popleft())
         if not newcomers:
@@ -313,7 +313,7 @@ class BatchGenerator:
         self._release_if_idle()
         return events
 
-    def _may_continue(self, batch: list[Sequence]) -> bool:
+    def _may_continue(self, batch: list[Generation]) -> bool:
         """Whether the step after the one in flight can be queued now: nobody waits to join, and
         no sentence has ended or reaches its token cap in the step in flight."""
         if self.waiting and len(self.active) < self.max_batch:
@@ -325,7 +325,7 @@ class BatchGenerator:
 class _Step:
     """One batched step on its way to the host: the chosen ids stay on the device for the next step."""
 
-    batch: list[Sequence]
+    batch: list[Generation]
     ids: torch.Tensor  # (B,) chosen ids, on the device
     lengths: torch.Tensor | None  # (B,) positions this step wrote (decode steps), on the device
     frames: torch.Tensor  # (B, H) float32, on the device

@@ -1,4 +1,4 @@
-"""int8 weights for the LM's linear layers, and the probe that decides whether they hold quality.
+"""int8 weights for the LM's and the decoder's linear layers.
 
 Decoding one token reads every weight once, so on a CPU its speed is memory bandwidth: int8
 weights (one scale per output channel) read a quarter of float32's bytes. Two kernels run them:
@@ -13,25 +13,14 @@ weights (one scale per output channel) read a quarter of float32's bytes. Two ke
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import os
 import threading
 import warnings
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-from soprano_cli.engine.lm import inverse_rms
-
-# A mode must keep every probed hidden state this close (cosine) to float32 to be chosen by `auto`.
-MIN_COSINE = 0.999
-# The int8 decoder must keep this signal-to-noise ratio against the float32 decoder on the same frames.
-MIN_DECODER_SNR_DB = 40.0
-PROBE_TEXT = "[STOP][TEXT]the quick brown fox jumps over the lazy dog, then naps until noon.[START]"
-
+from soprano_cli.engine.cpu import cpu_has_fast_bfloat16, cpu_has_flag
+from soprano_cli.engine.ops import constant, inverse_rms_with, row_max_of
 
 COMPUTE_DTYPE = torch.bfloat16  # activations in the int8-weight kernel
 
@@ -120,29 +109,54 @@ class DynamicInt8Linear(nn.Module):
         the output instead of the input: a decode step is bound by its operator count as much
         as by its weights, and this saves the norm's own half dozen.
         """
-        weighted = x * norm_weight
-        row_max = row_max_of(weighted)
-        out = self._multiply(weighted.div_(row_max))
-        return self._scaled_back(out, inverse_rms(x, eps).mul_(row_max))
+        out = int8_normed(x, norm_weight, self.packed, constant(eps, x.device), self.input_scale)
+        return out if self.bias is None else out.add_(self.bias)
 
     def added_to(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """`residual + self(x)` for float32 rows (B, in): the residual is added as the rows are
         scaled back, one operation instead of two (and the bias after, where there is one)."""
-        row_max = row_max_of(x)
-        out = torch.addcmul(residual, self._multiply(x / row_max), row_max)
+        out = int8_added(x, residual, self.packed, self.input_scale)
         return out if self.bias is None else out.add_(self.bias)
 
     def _multiply(self, rows: torch.Tensor) -> torch.Tensor:
         """fbgemm's int8 product of rows already scaled to [-1, 1]."""
-        return _fbgemm_linear()(rows, self.input_scale, 128, self.packed)
+        return fbgemm_rows(rows, self.input_scale, self.packed)
 
     def _scaled_back(self, out: torch.Tensor, row_scale: torch.Tensor) -> torch.Tensor:
         return out.mul_(row_scale) if self.bias is None else torch.addcmul(self.bias, out, row_scale)
 
 
-def row_max_of(rows: torch.Tensor) -> torch.Tensor:
-    """Each row's largest magnitude (B, 1), kept above 0 so an all-zero row divides safely."""
-    return rows.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12)
+# The layers' fused forms as free functions: `DynamicInt8Linear` calls them, and so does the CPU
+# decode step (`step.py`), which TorchScript compiles with them; the same body both ways.
+
+def int8_normed(x: Tensor, norm_weight: Tensor, packed: torch.classes.quantized.LinearPackedParamsBase,
+                eps: Tensor, input_scale: float) -> Tensor:
+    """`DynamicInt8Linear.normed` of a bias-free layer: its packed weights, its input scale, and
+    the norm's eps as a float32 scalar tensor."""
+    weighted = x * norm_weight
+    row_max = row_max_of(weighted)
+    out = fbgemm_rows(weighted.div_(row_max), input_scale, packed)
+    return out.mul_(inverse_rms_with(x, eps).mul_(row_max))
+
+
+def int8_added(x: Tensor, residual: Tensor, packed: torch.classes.quantized.LinearPackedParamsBase,
+               input_scale: float) -> Tensor:
+    """`DynamicInt8Linear.added_to` of a bias-free layer."""
+    row_max = row_max_of(x)
+    return torch.addcmul(residual, fbgemm_rows(x / row_max, input_scale, packed), row_max)
+
+
+def fbgemm_rows(rows: Tensor, input_scale: float, packed: torch.classes.quantized.LinearPackedParamsBase) -> Tensor:
+    """fbgemm's int8 product of rows already scaled to [-1, 1]."""
+    if torch.jit.is_scripting():
+        return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(rows, input_scale, 128, packed)
+    return _fbgemm_rows_unchecked(rows, input_scale, packed)
+
+
+@torch.jit.unused
+def _fbgemm_rows_unchecked(rows: Tensor, input_scale: float,
+                           packed: torch.classes.quantized.LinearPackedParamsBase) -> Tensor:
+    return _fbgemm_linear()(rows, input_scale, 128, packed)
 
 
 @functools.cache
@@ -169,25 +183,6 @@ def int8_supported(device: torch.device) -> bool:
     if use_fbgemm(device):
         return True
     return hasattr(torch.ops.aten, "_weight_int8pack_mm") and cpu_has_fast_bfloat16()
-
-
-@functools.cache
-def _cpu_flags() -> frozenset[str]:
-    """The CPU flags /proc/cpuinfo lists, read once (every int8 layer asks)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as info:
-            return frozenset(next((line for line in info if line.startswith("flags")), "").split())
-    except OSError:
-        return frozenset()
-
-
-def cpu_has_flag(*names: str) -> bool:
-    """Whether /proc/cpuinfo lists any of these CPU flags (False where it cannot be read)."""
-    return any(name in _cpu_flags() for name in names)
-
-
-def cpu_has_fast_bfloat16() -> bool:
-    return cpu_has_flag("avx512_bf16", "amx_bf16")
 
 
 def int8_linear(weight: torch.Tensor, device: torch.device) -> nn.Module:
@@ -248,70 +243,3 @@ def quantize_decoder(decoder: nn.Module) -> list[tuple[nn.Module, str, nn.Module
 def restore_decoder(replaced: list[tuple[nn.Module, str, nn.Module]]) -> None:
     for block, name, layer in replaced:
         setattr(block, name, layer)
-
-
-def snr_db(reference, candidate) -> float:
-    """Signal-to-noise ratio of `candidate` against `reference` (arrays), in dB."""
-    import numpy as np
-
-    reference, candidate = np.asarray(reference, dtype=np.float64), np.asarray(candidate, dtype=np.float64)
-    noise = float(((reference - candidate) ** 2).sum())
-    return float(10 * np.log10(max(float((reference ** 2).sum()), 1e-30) / max(noise, 1e-30)))
-
-
-@torch.inference_mode()
-def hidden_states(lm, ids: torch.Tensor) -> torch.Tensor:
-    """Final-normed hidden states at every position of one sequence: (T, H)."""
-    cache = lm.new_cache(1, ids.shape[0])
-    positions = torch.arange(ids.shape[0], device=ids.device).unsqueeze(0)
-    slot = torch.zeros(1, dtype=torch.long, device=ids.device)
-    return lm._run(ids.unsqueeze(0), positions, cache, slot, ids.shape[0], None)[0].float()
-
-
-def cosine_per_position(reference: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
-    return F.cosine_similarity(reference.float(), candidate.float(), dim=-1)
-
-
-def probe_ids(tokenizer, device) -> torch.Tensor:
-    """Token ids of the fixed probe prompt."""
-    return torch.tensor(tokenizer.encode(PROBE_TEXT).ids, device=device)
-
-
-def _choices_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "soprano" / "auto-dtype.json"
-
-
-def _checkpoint_key(folder: Path) -> str:
-    """Identifies a checkpoint file's contents cheaply (path, size, mtime) and the torch doing the math."""
-    weights = (folder / "model.safetensors").resolve()
-    stat = weights.stat()
-    raw = f"{weights}|{stat.st_size}|{stat.st_mtime_ns}|{torch.__version__}|{MIN_COSINE}|{MIN_DECODER_SNR_DB}"
-    return hashlib.sha1(raw.encode()).hexdigest()
-
-
-def cached_choice(folder: Path) -> tuple[str, str] | None:
-    """What an earlier `auto` probe chose for this checkpoint on this machine: (LM, decoder) precision."""
-    try:
-        entry = json.loads(_choices_file().read_text()).get(_checkpoint_key(folder), {})
-        choice, decoder = entry.get("choice"), entry.get("decoder")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if choice in ("int8", "float32") and decoder in ("int8", "float32"):
-        return choice, decoder
-    return None
-
-
-def remember_choice(folder: Path, choice: str, cosine: float, decoder: str, decoder_snr_db: float | None) -> None:
-    """Record a probe's outcome so later loads skip the float32 pass (best effort)."""
-    path = _choices_file()
-    try:
-        known = json.loads(path.read_text()) if path.exists() else {}
-        known[_checkpoint_key(folder)] = {"choice": choice, "cosine": cosine, "decoder": decoder,
-                                          "decoder_snr_db": decoder_snr_db, "model": str(folder)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(known, indent=1))
-        temporary.replace(path)
-    except (OSError, ValueError):
-        pass

@@ -29,7 +29,7 @@ import torch
 
 from soprano_cli.engine.decoder import UPSAMPLE
 from soprano_cli.engine.engine import AudioChunk, Engine, SentenceStreamer, to_host
-from soprano_cli.engine.generate import Sequence
+from soprano_cli.engine.generate import Generation
 from soprano_cli.engine.sampling import MAX_NEW_TOKENS, SamplingParams
 from soprano_cli.errors import SopranoError
 from soprano_cli.server import limits
@@ -64,7 +64,7 @@ class _Sentence:
     index: int  # the caller's sentence index (seeds sampling, labels chunks)
     text: str
     streamer: SentenceStreamer | None = None
-    key: object | None = None  # the live Sequence's key in the generator
+    key: object | None = None  # the live Generation's key in the generator
     attempt: int = 0
     chunks: list[Output] = field(default_factory=list)  # waiting for earlier sentences to finish
     done: bool = False
@@ -286,9 +286,9 @@ class Scheduler:
         if not job.whole and job.chunk_frames is not None:
             sentence.streamer = SentenceStreamer(self.engine.decoder, sentence.index, sentence.text, job.chunk_frames)
         self._live[id(sentence.key)] = (job, sentence)
-        self._generator.add(Sequence(key=sentence.key, prompt=self.engine.prompt_ids(sentence.text),
-                                     params=job.params, index=sentence.index, attempt=sentence.attempt,
-                                     stop_on_hallucination=job.whole and sentence.attempt < job.params.retries))
+        self._generator.add(Generation(key=sentence.key, prompt=self.engine.prompt_ids(sentence.text),
+                                       params=job.params, index=sentence.index, attempt=sentence.attempt,
+                                       stop_on_hallucination=job.whole and sentence.attempt < job.params.retries))
 
     def _route(self, event, due: list[_Due]) -> Job | None:
         """Take one frame event; returns the job it touched (its chunks are flushed after decoding)."""

@@ -10,6 +10,7 @@ import pytest
 from checkpoints import FRAMES
 
 from soprano_cli.engine.engine import Engine, EngineConfig
+from soprano_cli.engine.generate import Generation
 from soprano_cli.engine.sampling import SamplingParams
 
 
@@ -27,7 +28,8 @@ def test_sentences_with_their_own_penalties_batch_as_if_alone(tiny_engine, golde
 
     def tokens(pairs):
         generator = tiny_engine.new_generator()
-        sequences = [tiny_engine._sequence(i, text, p) for i, (text, p) in enumerate(pairs)]
+        sequences = [Generation(key=i, prompt=tiny_engine.prompt_ids(text), params=p, index=i)
+                     for i, (text, p) in enumerate(pairs)]
         for sequence in sequences:
             generator.add(sequence)
         while not generator.idle:
@@ -173,7 +175,8 @@ def test_a_sentence_joining_a_running_batch_is_guarded_as_if_alone(tiny_engine, 
             return super().observe(distance)
 
     def sequence(index):
-        made = tiny_engine._sequence(index, golden_texts[index], SamplingParams())
+        made = Generation(key=index, prompt=tiny_engine.prompt_ids(golden_texts[index]), params=SamplingParams(),
+                          index=index)
         made.guard = RecordingGuard()
         made.guard.seen = []
         return made

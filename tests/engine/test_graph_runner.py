@@ -13,6 +13,7 @@ import torch
 
 from soprano_cli.engine.cuda_graphs import PREFILL_BUCKETS, CudaGraphRunner, batch_buckets
 from soprano_cli.engine.engine import Engine, EngineConfig
+from soprano_cli.engine.generate import Generation
 from soprano_cli.engine.sampling import SamplingParams
 
 
@@ -81,7 +82,7 @@ def test_a_second_generator_gets_its_own_cache_while_the_first_holds_the_shared_
                                                                                    golden_texts):
     runner = graphed_engine.lm.cuda_graphs
     first = graphed_engine.new_generator()
-    first.add(graphed_engine._sequence(0, golden_texts[0], SamplingParams()))
+    first.add(Generation(key=0, prompt=graphed_engine.prompt_ids(golden_texts[0]), params=SamplingParams(), index=0))
     first.step()
     assert first.cache is runner.cache
     # Meanwhile another request runs to the end on a private cache, decoding eagerly.
@@ -95,7 +96,7 @@ def test_a_second_generator_gets_its_own_cache_while_the_first_holds_the_shared_
     assert done.tokens + [graphed_engine.eos_token_id] == reference_tokens(golden, 0)
     # The shared cache is free again for the next request.
     later = graphed_engine.new_generator()
-    later.add(graphed_engine._sequence(0, golden_texts[2], SamplingParams()))
+    later.add(Generation(key=0, prompt=graphed_engine.prompt_ids(golden_texts[2]), params=SamplingParams(), index=0))
     events = []
     while not later.idle:
         events += later.step()

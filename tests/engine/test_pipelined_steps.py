@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from soprano_cli.engine.engine import Engine, EngineConfig
-from soprano_cli.engine.generate import BatchGenerator
+from soprano_cli.engine.generate import BatchGenerator, Generation
 from soprano_cli.engine.sampling import SamplingParams
 
 
@@ -69,7 +69,7 @@ def test_a_cancel_while_a_step_is_in_flight(tiny_engine, golden_texts, pipelined
     alone = {i: tiny_engine.generate([text], params)[0].tokens for i, text in enumerate(golden_texts)}
     generator = tiny_engine.new_generator()
     for index, text in enumerate(golden_texts):
-        generator.add(tiny_engine._sequence(index, text, params))
+        generator.add(Generation(key=index, prompt=tiny_engine.prompt_ids(text), params=params, index=index))
     events = []
     for _ in range(3):
         events += generator.step()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from soprano_cli.engine import quantize
+from soprano_cli.engine import loading, quantize
 from soprano_cli.engine.engine import Engine, EngineConfig
 from soprano_cli.errors import InvalidParameterError
 
@@ -19,11 +19,11 @@ needs_int8 = pytest.mark.skipif(not quantize.int8_supported(torch.device("cpu"))
 def _teacher_forced_drift(reference: Engine, candidate: Engine, text: str, tokens: list[int]):
     ids = torch.tensor(reference.prompt_ids(text) + tokens)
     span = slice(len(ids) - len(tokens) - 1, len(ids) - 1)
-    ours = quantize.hidden_states(reference.lm, ids)[span]
-    theirs = quantize.hidden_states(candidate.lm, ids)[span]
+    ours = loading.hidden_states(reference.lm, ids)[span]
+    theirs = loading.hidden_states(candidate.lm, ids)[span]
     audio_ref, audio = reference.decode([ours])[0], candidate.decode([theirs])[0]
     snr = 10 * np.log10((audio_ref ** 2).sum() / ((audio_ref - audio) ** 2).sum())
-    return quantize.cosine_per_position(ours, theirs), snr
+    return loading.cosine_per_position(ours, theirs), snr
 
 
 @needs_int8
@@ -56,19 +56,19 @@ def test_auto_probes_once_and_remembers(small_random_checkpoint, tmp_path, monke
     first = Engine.load(EngineConfig(model=str(small_random_checkpoint), device="cpu", dtype="auto"))
     record = json.loads((tmp_path / "soprano" / "auto-dtype.json").read_text())
     (entry,) = record.values()
-    assert entry["choice"] == first.dtype == "int8" and entry["cosine"] >= quantize.MIN_COSINE
+    assert entry["choice"] == first.dtype == "int8" and entry["cosine"] >= loading.MIN_COSINE
     if quantize.decoder_int8_supported(torch.device("cpu")):
         assert entry["decoder"] == first.decoder_dtype == "int8"
-        assert entry["decoder_snr_db"] >= quantize.MIN_DECODER_SNR_DB
+        assert entry["decoder_snr_db"] >= loading.MIN_DECODER_SNR_DB
     second = Engine.load(EngineConfig(model=str(small_random_checkpoint), device="cpu", dtype="auto"))
     assert second.dtype == "int8" and second.decoder_dtype == first.decoder_dtype
     ids = torch.tensor(first.prompt_ids("hello world!"))
-    torch.testing.assert_close(quantize.hidden_states(first.lm, ids), quantize.hidden_states(second.lm, ids))
+    torch.testing.assert_close(loading.hidden_states(first.lm, ids), loading.hidden_states(second.lm, ids))
 
 
 def test_auto_falls_back_to_float32_when_the_probe_fails(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(quantize, "MIN_COSINE", 1.01)  # no int8 model can pass
+    monkeypatch.setattr(loading, "MIN_COSINE", 1.01)  # no int8 model can pass
     engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="auto"))
     assert engine.dtype == "float32"
     assert engine.lm.lm_head.weight.dtype == torch.float32
@@ -90,13 +90,13 @@ def test_int8_decoder_holds_quality(tiny_checkpoint, tiny_engine, golden):
     for case in range(3):
         frames = torch.from_numpy(arrays[f"hidden_{case}"])
         reference, audio = tiny_engine.decode([frames])[0], engine.decode([frames])[0]
-        assert quantize.snr_db(reference, audio) > quantize.MIN_DECODER_SNR_DB
+        assert loading.snr_db(reference, audio) > loading.MIN_DECODER_SNR_DB
 
 
 def test_bfloat16_decoder_holds_quality_batched_and_streamed(tiny_checkpoint, golden):
     """The decoder's bfloat16 mode (a GPU's default) on this CPU: close to float32, and its
     frame-by-frame streaming still equals its batched output."""
-    from soprano_cli.engine.engine import decode_frames
+    from soprano_cli.engine.decoder import decode_frames
 
     arrays = golden[1]
     engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="float32"))
@@ -107,14 +107,14 @@ def test_bfloat16_decoder_holds_quality_batched_and_streamed(tiny_checkpoint, go
     for case, f in enumerate(frames):
         audio = batched[case, :len(reference[case])].numpy()
         assert audio.dtype == np.float32
-        assert quantize.MIN_DECODER_SNR_DB < quantize.snr_db(reference[case], audio) < 100  # reduced, but close
-        assert quantize.snr_db(audio, decode_frames(engine.decoder, f)) > 60
+        assert loading.MIN_DECODER_SNR_DB < loading.snr_db(reference[case], audio) < 100  # reduced, but close
+        assert loading.snr_db(audio, decode_frames(engine.decoder, f)) > 60
 
 
 @needs_fbgemm
 def test_auto_keeps_a_float32_decoder_when_its_probe_fails(small_random_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(quantize, "MIN_DECODER_SNR_DB", 500.0)  # no int8 decoder can pass
+    monkeypatch.setattr(loading, "MIN_DECODER_SNR_DB", 500.0)  # no int8 decoder can pass
     engine = Engine.load(EngineConfig(model=str(small_random_checkpoint), device="cpu", dtype="auto"))
     assert engine.dtype == "int8" and engine.decoder_dtype == "float32"
     assert all(isinstance(block.pwconv1, torch.nn.Linear) for block in engine.decoder.decoder.convnext)

@@ -1,4 +1,4 @@
-"""The TorchScript loop over the blocks (scripted.py) against the eager loop it stands in for."""
+"""The CPU decode step compiled by TorchScript (step.py) against the same function run as Python."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from soprano_cli.engine import quantize, scripted
+from soprano_cli.engine import quantize, step
 from soprano_cli.engine.engine import Engine, EngineConfig
+from soprano_cli.engine.generate import Generation
 from soprano_cli.engine.random_checkpoint import CheckpointSizes, write_random_checkpoint
 from soprano_cli.engine.sampling import SamplingParams
 
@@ -31,7 +32,8 @@ def _running_batch(engine: Engine, texts: list[str], steps: int = 6):
     """A generator a few steps into `texts` (prompts of different lengths), and its next decode inputs."""
     generator = engine.new_generator()
     for index, text in enumerate(texts):
-        generator.add(engine._sequence(index, text, SamplingParams(max_new_tokens=64)))
+        generator.add(Generation(key=index, prompt=engine.prompt_ids(text), params=SamplingParams(max_new_tokens=64),
+                                 index=index))
     for _ in range(steps):
         generator.step()
     ids = torch.tensor([s.tokens[-1] for s in generator.active])
@@ -42,18 +44,19 @@ def _running_batch(engine: Engine, texts: list[str], steps: int = 6):
 def _both_ways(engine: Engine, generator, ids, lengths, monkeypatch):
     """(hidden, logits) of one decode step through the scripted loop, then through the eager one."""
     lm = engine.lm
-    assert lm._scripted_layers() is not None, "the scripted loop should serve this model"
+    assert lm.decode_loop() == "TorchScript", "the scripted loop should serve this model"
     with torch.inference_mode():
         fast = lm.decode(ids, lengths, generator.cache)
         with monkeypatch.context() as patch:
-            patch.setattr(type(lm), "_scripted_layers", lambda self: None)
+            patch.setattr(step, "scripted_decode_layers", lambda: None)
+            assert lm.decode_loop() == "python"
             eager = lm.decode(ids, lengths, generator.cache)
     return fast, eager
 
 
 def test_torchscript_serves_this_platform():
     """CI's PyTorch scripts the loop: the fast path is what the other tests here exercise."""
-    assert scripted.scripted_decode_layers() is not None
+    assert step.scripted_decode_layers() is not None
 
 
 @pytest.mark.parametrize("dtype", ["float32", pytest.param("int8", marks=needs_fbgemm)])
@@ -84,7 +87,7 @@ def test_scripted_step_writes_the_cache_as_the_eager_step(tiny_checkpoint, monke
         generator.cache.k.copy_(before[0])
         generator.cache.v.copy_(before[1])
         with monkeypatch.context() as patch:
-            patch.setattr(type(engine.lm), "_scripted_layers", lambda self: None)
+            patch.setattr(step, "scripted_decode_layers", lambda: None)
             engine.lm.decode(ids, lengths, generator.cache)
     assert not torch.equal(fast[0], before[0])  # the step wrote its keys
     assert torch.equal(fast[0], generator.cache.k) and torch.equal(fast[1], generator.cache.v)
@@ -98,12 +101,12 @@ def test_without_torchscript_the_eager_loop_gives_the_same_audio(tiny_checkpoint
         raise RuntimeError("TorchScript is gone")
 
     monkeypatch.setattr(torch.jit, "script", unavailable)
-    scripted.scripted_decode_layers.cache_clear()
+    step.scripted_decode_layers.cache_clear()
     try:
-        assert engine.lm._scripted_layers() is None
+        assert engine.lm.decode_loop() == "python"  # not TorchScript
         eager = engine.synthesize(TEXTS[:2], SamplingParams(max_new_tokens=40))
     finally:
-        scripted.scripted_decode_layers.cache_clear()  # later tests script it again
+        step.scripted_decode_layers.cache_clear()  # later tests script it again
     for a, b in zip(fast, eager):
         assert a.frames == b.frames and (a.audio == b.audio).all()
 
@@ -113,29 +116,47 @@ def test_a_scripted_loop_that_fails_to_run_gives_way_to_the_eager_loop(tiny_chec
     expected = engine.synthesize(TEXTS[:1], SamplingParams(max_new_tokens=30))[0]
 
     def broken(*args):
-        args[4][0].fill_(7.0)  # a partial write first: the eager loop must overwrite it
+        args[4][0].fill_(7.0)  # a partial write first: the Python run must overwrite it
         raise RuntimeError("unknown builtin op")
 
-    monkeypatch.setattr(scripted, "scripted_decode_layers", lambda: broken)
+    monkeypatch.setattr(step, "scripted_decode_layers", lambda: broken)
     result = engine.synthesize(TEXTS[:1], SamplingParams(max_new_tokens=30))[0]
     assert result.frames == expected.frames and (result.audio == expected.audio).all()
-    assert engine.lm._scripted_failed and engine.lm._scripted_layers() is None
+    assert engine.lm.decode_loop() == "python"  # not TorchScript, from the failure on
     assert "TorchScript decode loop failed" in caplog.text
 
 
 def test_soprano_torchscript_0_keeps_the_eager_loop(monkeypatch):
     monkeypatch.setenv("SOPRANO_TORCHSCRIPT", "0")
-    scripted.scripted_decode_layers.cache_clear()
+    step.scripted_decode_layers.cache_clear()
     try:
-        assert scripted.scripted_decode_layers() is None
+        assert step.scripted_decode_layers() is None
     finally:
-        scripted.scripted_decode_layers.cache_clear()
+        step.scripted_decode_layers.cache_clear()
 
 
 @needs_fbgemm
-def test_a_layer_neither_int8_nor_float32_keeps_the_eager_loop(tiny_checkpoint):
+def test_a_layer_neither_int8_nor_float32_runs_through_the_module_step(tiny_checkpoint):
     engine = _engine(tiny_checkpoint, "float32")
     block = engine.lm.model.layers[0]
     block.mlp.down_proj = quantize.Int8Linear.from_float(block.mlp.down_proj.weight)  # int8 weights, bf16 math
-    assert engine.lm._scripted_layers() is None
+    assert engine.lm.decode_loop() == "modules"  # not TorchScript (nor the CPU step as Python)
     engine.synthesize(TEXTS[:1], SamplingParams(max_new_tokens=8))  # and still runs
+
+
+def test_a_biased_layer_runs_through_the_module_step_and_computes_the_same(tiny_checkpoint):
+    # A bias does not commute with the norm's factor the CPU step moves past each layer, so such a
+    # layer takes the static step's body, which calls every layer as a module.
+    engine = _engine(tiny_checkpoint, "float32")
+    params = SamplingParams(max_new_tokens=24, retries=0)
+    expected = engine.generate(TEXTS[:2], params)
+    block = engine.lm.model.layers[1]
+    biased = torch.nn.Linear(block.mlp.down_proj.in_features, block.mlp.down_proj.out_features)
+    with torch.no_grad():
+        biased.weight.copy_(block.mlp.down_proj.weight)
+        biased.bias.zero_()
+    block.mlp.down_proj = biased
+    assert engine.lm.decode_loop() == "modules"
+    for before, after in zip(expected, engine.generate(TEXTS[:2], params)):
+        assert after.tokens == before.tokens
+        torch.testing.assert_close(torch.stack(after.frames), torch.stack(before.frames), rtol=1e-4, atol=1e-4)

@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from soprano_cli.engine import quantize
-from soprano_cli.engine.lm import (RMSNorm, _added_linear, _attend_one_position, _normed_linear, apply_rope,
-                                   inverse_rms, rope_matrices, rope_tables)
 from soprano_cli.engine.checkpoint import LMConfig
+from soprano_cli.engine.lm import RMSNorm, rope_tables
+from soprano_cli.engine.ops import (apply_rope, attend_one_position, constant, float_added, float_normed, inverse_rms,
+                                    rope_matrices)
 from soprano_cli.engine.decoder import depthwise_conv_rows, overlap_add
 from soprano_cli.engine.sampling import penalize
 
@@ -55,7 +56,7 @@ def test_attention_of_one_position_equals_fused_attention(kv_heads):
     mask = torch.zeros(B, 1, 1, L).masked_fill_(torch.arange(L)[None, None, None, :] > lengths[:, None, None, None],
                                                 float("-inf"))
     def attend(q, k, v, m):
-        return _attend_one_position(q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2), v.flatten(0, 1), m).view(
+        return attend_one_position(q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2), v.flatten(0, 1), m).view(
             B, kv_heads, group, D)
 
     expected = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, scale=1.0)
@@ -69,9 +70,8 @@ def test_normed_float_linear_equals_linear_of_the_norm():
     norm, linear = _norm(64, generator), torch.nn.Linear(64, 96, bias=False)
     x = torch.randn(4, 64, generator=generator) * 5
     with torch.inference_mode():
-        torch.testing.assert_close(_normed_linear(linear, norm, x), linear(norm(x)), rtol=1e-5, atol=1e-5)
-        biased = torch.nn.Linear(64, 96)  # the factor does not commute with a bias: the plain path
-        torch.testing.assert_close(_normed_linear(biased, norm, x), biased(norm(x)))
+        torch.testing.assert_close(float_normed(x, norm.weight, linear.weight, constant(norm.eps, x.device)),
+                                   linear(norm(x)), rtol=1e-5, atol=1e-5)
 
 
 @needs_fbgemm
@@ -81,7 +81,7 @@ def test_normed_int8_linear_equals_int8_linear_of_the_norm():
     layer = quantize.DynamicInt8Linear(torch.randn(384, 256, generator=generator) * 0.05)
     x = torch.randn(5, 256, generator=generator) * torch.tensor([0.01, 1, 3, 10, 100])[:, None]
     with torch.inference_mode():
-        fused, plain = _normed_linear(layer, norm, x), layer(norm(x))
+        fused, plain = layer.normed(x, norm.weight, norm.eps), layer(norm(x))
     # The same int8 inputs (the scalings differ in order only), so all but float rounding agrees;
     # a wrong norm factor would be off by far more.
     scale = plain.abs().amax(dim=1, keepdim=True)
@@ -89,16 +89,16 @@ def test_normed_int8_linear_equals_int8_linear_of_the_norm():
     # Each row on its own: a row's result does not depend on the others.
     with torch.inference_mode():
         for row in range(5):
-            torch.testing.assert_close(_normed_linear(layer, norm, x[row:row + 1]), fused[row:row + 1], rtol=0, atol=0)
+            torch.testing.assert_close(layer.normed(x[row:row + 1], norm.weight, norm.eps), fused[row:row + 1],
+                                       rtol=0, atol=0)
 
 
 def test_added_float_linear_equals_the_residual_plus_the_linear():
     generator = torch.Generator().manual_seed(3)
-    linear, biased = torch.nn.Linear(64, 96, bias=False), torch.nn.Linear(64, 96)
+    linear = torch.nn.Linear(64, 96, bias=False)
     x, residual = torch.randn(4, 64, generator=generator), torch.randn(4, 96, generator=generator) * 3
     with torch.inference_mode():
-        torch.testing.assert_close(_added_linear(linear, x, residual), residual + linear(x), rtol=1e-6, atol=1e-6)
-        torch.testing.assert_close(_added_linear(biased, x, residual), residual + biased(x))  # the plain path
+        torch.testing.assert_close(float_added(x, residual, linear.weight), residual + linear(x), rtol=1e-6, atol=1e-6)
 
 
 @needs_fbgemm
@@ -109,13 +109,13 @@ def test_added_int8_linear_equals_the_residual_plus_the_int8_linear():
     x[2] = 0  # a silent row adds nothing
     residual = torch.randn(5, 96, generator=generator)
     with torch.inference_mode():
-        added, plain = _added_linear(layer, x, residual), residual + layer(x)
+        added, plain = layer.added_to(x, residual), residual + layer(x)
         torch.testing.assert_close(added, plain, rtol=1e-6, atol=1e-6)
         assert torch.equal(added[2], residual[2])
         for row in range(5):  # a row's result does not depend on the others
-            assert torch.equal(_added_linear(layer, x[row:row + 1], residual[row:row + 1]), added[row:row + 1])
+            assert torch.equal(layer.added_to(x[row:row + 1], residual[row:row + 1]), added[row:row + 1])
         biased = quantize.DynamicInt8Linear(layer.weight.float() * 0.01, torch.randn(96, generator=generator))
-        torch.testing.assert_close(_added_linear(biased, x, residual), residual + biased(x), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(biased.added_to(x, residual), residual + biased(x), rtol=1e-6, atol=1e-6)
 
 
 @needs_fbgemm

@@ -1,0 +1,145 @@
+"""The decode step's loop over the transformer blocks, in its two forms.
+
+- `cpu_decode_layers`, the CPU's step (float32 activations; fbgemm int8 or float32 weights):
+  few tensor operations, each norm's factor applied after the matmul it commutes with, the
+  rotation as one matmul, attention as two batched matmuls. TorchScript compiles it where it
+  can; elsewhere the very same function runs as Python.
+- `static_decode_layers`, the GPU's step (and every other device, dtype or layer): few, fused
+  kernels (`F.rms_norm`, fused attention over a masked span) and no host synchronization, so
+  CUDA graphs can capture it; each layer is called as a module.
+
+`Qwen3LM.decode` prepares the inputs (embeddings, rotations, cache views) and picks one.
+
+On a CPU one decode step is about a thousand small tensor operations around 69 matmuls. Called
+from Python each costs a few microseconds more than its arithmetic, and more again because the
+weights streaming through the caches between them evict the interpreter's own code and data.
+TorchScript's interpreter dispatches the same operations from compact C++: the same results bit
+for bit (tested), in about half the time (the README reports benchmarks/bench_step.py's figures).
+
+TorchScript is deprecated in PyTorch. Scripting happens once, at the first decode step; where it
+fails (a PyTorch without it, or without fbgemm's packed-weight class), where the scripted loop
+fails to run (`Qwen3LM` then keeps to Python), or SOPRANO_TORCHSCRIPT=0 turns it off,
+`cpu_decode_layers` runs as plain Python: the same function, so the same results bit for bit.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from soprano_cli.engine.ops import apply_rope, attend_one_position, float_added, float_normed, inverse_rms_with
+from soprano_cli.engine.quantize import int8_added, int8_normed
+
+log = logging.getLogger(__name__)
+
+
+def cpu_decode_layers(x: Tensor, rotations: Tensor, mask: Optional[Tensor], write_rows: Optional[Tensor],
+                      key_rows: List[Tensor], value_rows: List[Tensor], keys_t: List[Tensor], values: List[Tensor],
+                      input_norms: List[Tensor], qk_norms: List[Tensor], post_norms: List[Tensor],
+                      weights: List[Tensor], packed: List[torch.classes.quantized.LinearPackedParamsBase],
+                      eps: Tensor, qk_eps: Tensor, heads: int, kv_heads: int, head_dim: int, inner: int,
+                      input_scale: float) -> Tensor:
+    """Every block of one decode step for float32 rows x (B, H); returns x after the last block.
+
+    Per block, the four linear layers are `packed[4 i : 4 i + 4]` (fbgemm int8: qkv, o, gate_up,
+    down) or else `weights[4 i : 4 i + 4]` (float32, bias-free). `write_rows` is None for one
+    sentence, whose new key and value go to `key_rows[i]` / `value_rows[i]` (1, kvh, D) directly;
+    for a batch, the rows of each layer's flat cache `key_rows[i]` (slots kvh L, D) to write.
+    Attention reads `keys_t[i]` (B kvh, D, L) and `values[i]` (B kvh, L, D), masked by `mask`.
+    """
+    B = x.shape[0]
+    int8 = len(packed) > 0
+    group = heads // kv_heads
+    for i in range(len(input_norms)):
+        if int8:
+            qkv = int8_normed(x, input_norms[i], packed[4 * i], eps, input_scale)
+        else:
+            qkv = float_normed(x, input_norms[i], weights[4 * i], eps)
+        # q and k heads side by side (B, h + kvh, D): one norm and one rotation for both.
+        qkv = qkv.view(B, heads + 2 * kv_heads, head_dim)
+        qk, v = qkv[:, :heads + kv_heads], qkv[:, heads + kv_heads:]
+        qk = torch.bmm(qk * qk_norms[i], rotations).mul_(inverse_rms_with(qk, qk_eps))
+        if write_rows is None:
+            key_rows[i].copy_(qk[:, heads:])
+            value_rows[i].copy_(v)
+        else:
+            key_rows[i].index_copy_(0, write_rows, qk[:, heads:].reshape(-1, head_dim))
+            value_rows[i].index_copy_(0, write_rows, v.reshape(-1, head_dim))
+        # The query heads that share a key head attend as that head's rows: no head expansion.
+        queries = qk[:, :heads] if kv_heads == 1 else qk[:, :heads].reshape(B * kv_heads, group, head_dim)
+        attended = attend_one_position(queries, keys_t[i], values[i], mask).reshape(B, heads * head_dim)
+        if int8:
+            x = int8_added(attended, x, packed[4 * i + 1], input_scale)
+            gate_up = int8_normed(x, post_norms[i], packed[4 * i + 2], eps, input_scale)
+        else:
+            x = float_added(attended, x, weights[4 * i + 1])
+            gate_up = float_normed(x, post_norms[i], weights[4 * i + 2], eps)
+        activated = F.silu(gate_up[:, :inner]).mul_(gate_up[:, inner:])  # two slices: chunk costs four operations
+        if int8:
+            x = int8_added(activated, x, packed[4 * i + 3], input_scale)
+        else:
+            x = float_added(activated, x, weights[4 * i + 3])
+    return x
+
+
+def static_decode_layers(blocks, x: Tensor, cos: Tensor, sin: Tensor, mask: Optional[Tensor], write_rows: Tensor,
+                         cache, keys: List[Tensor], values: List[Tensor]) -> Tensor:
+    """Every block of one decode step through the layers' own modules; returns x after the last block.
+
+    The same step as `cpu_decode_layers`, written for a GPU: the norms as `F.rms_norm`, the
+    rotation elementwise (cos, sin (B, 1, D)), attention fused over `keys[i]`/`values[i]`
+    (B, kvh, L, D) masked by `mask`, and any linear layer (bfloat16, int8) called as a module.
+    `write_rows` are the rows of each layer's flat cache (slots kvh L, D) that get the new keys.
+    """
+    B = x.shape[0]
+    first = blocks[0].self_attn
+    heads, kv_heads, dim = first.num_heads, first.num_kv_heads, first.head_dim
+    q_size, kv_size, group = heads * dim, kv_heads * dim, heads // kv_heads
+    for layer, block in enumerate(blocks):
+        attn, mlp = block.self_attn, block.mlp
+        qkv = attn.qkv_proj(block.input_layernorm(x))  # (B, (h + 2 kvh) D)
+        qk = qkv[:, :q_size + kv_size].view(B, heads + kv_heads, dim)
+        qk = apply_rope(F.rms_norm(qk, (dim,), eps=attn.q_norm.eps).mul_(attn.qk_norm_weight()), cos, sin)
+        v = qkv[:, q_size + kv_size:].view(B, kv_heads, dim)
+        cache.k[layer].view(-1, dim).index_copy_(0, write_rows, qk[:, heads:].reshape(-1, dim))
+        cache.v[layer].view(-1, dim).index_copy_(0, write_rows, v.reshape(-1, dim))
+        out = F.scaled_dot_product_attention(qk[:, :heads].view(B, kv_heads, group, dim), keys[layer], values[layer],
+                                             attn_mask=mask, scale=1.0)
+        x = x + attn.o_proj(out.reshape(B, q_size))
+        gate_up = mlp.gate_up_proj(block.post_attention_layernorm(x))
+        inner = gate_up.shape[-1] // 2
+        x = x + mlp.down_proj(F.silu(gate_up[:, :inner]).mul_(gate_up[:, inner:]))
+    return x
+
+
+@functools.cache
+def scripted_decode_layers():
+    """`cpu_decode_layers` compiled by TorchScript, or None where that fails or SOPRANO_TORCHSCRIPT=0
+    (made once, on first use)."""
+    if _turned_off():
+        return None
+    try:
+        with warnings.catch_warnings():  # TorchScript's deprecation notice: Python is the fallback
+            warnings.simplefilter("ignore")
+            return torch.jit.script(cpu_decode_layers)
+    except Exception as error:  # noqa: BLE001 - any failure means "run it as Python"
+        log.debug("TorchScript decode loop unavailable (%s: %s); running it as Python", type(error).__name__, error)
+        return None
+
+
+def decode_loop_kind() -> str:
+    """How CPU decode steps run here, for `soprano doctor`."""
+    if _turned_off():
+        return "eager (SOPRANO_TORCHSCRIPT=0)"
+    return "TorchScript" if scripted_decode_layers() is not None else "eager (TorchScript unavailable)"
+
+
+def _turned_off() -> bool:
+    return os.environ.get("SOPRANO_TORCHSCRIPT", "").strip() == "0"
