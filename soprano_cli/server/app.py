@@ -61,6 +61,7 @@ class ServerConfig:
     max_backlog_seconds: float = 20.0  # audio a request may have waiting for its reader before it is paused
     warmup: bool = True  # run a few frames at startup so the first request pays no first-call costs
     text: TextOptions = field(default_factory=lambda: TextOptions(markdown=True))  # how requests' text is read
+    wyoming: str | None = None  # also speak Wyoming (Home Assistant) here: tcp://HOST:PORT or unix://PATH
 
     @classmethod
     def from_env(cls) -> "ServerConfig":
@@ -107,6 +108,7 @@ class _State:
         self.metrics = metrics
         self.model = model_name(engine, config.engine.model)
         self.started = time.time()
+        self.wyoming = None  # the Wyoming server, when one runs
 
     def check_model(self, requested: str) -> None:
         """Accept the served model or a compatibility alias; never open what the request names."""
@@ -116,8 +118,9 @@ class _State:
                             f"(or one of {', '.join(protocol.MODEL_ALIASES)})", param="model", code="model_not_found")
 
 
-def create_app(config: ServerConfig | None = None, engine: Engine | None = None) -> FastAPI:
-    """The API app; loads the engine at startup unless one is given."""
+def create_app(config: ServerConfig | None = None, engine: Engine | None = None, wyoming_socket=None) -> FastAPI:
+    """The API app; loads the engine at startup unless one is given. `wyoming_socket`: config.wyoming's,
+    already listening (as `soprano serve` takes it before the model loads); bound at startup when None."""
     config = config or ServerConfig.from_env()
     metrics = Metrics()
 
@@ -131,9 +134,12 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
         scheduler.start()
         app.state.soprano = _State(config, loaded, scheduler, metrics)
         log.info("serving %s", app.state.soprano.model)
+        wyoming = await _start_wyoming(app.state.soprano, wyoming_socket)
         try:
             yield
         finally:
+            if wyoming is not None:
+                await wyoming.stop(config.drain_timeout)
             await asyncio.to_thread(scheduler.stop)
 
     app = FastAPI(title="Soprano TTS", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -147,6 +153,20 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
         app.add_middleware(JSONCORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     return app
+
+
+async def _start_wyoming(state: "_State", sock):
+    """The Wyoming server on the same engine and batch (see wyoming_server.py), when config.wyoming asks for it."""
+    if not state.config.wyoming:
+        return None
+    from soprano_cli.server import wyoming_server
+
+    if sock is None:
+        sock = wyoming_server.listen(wyoming_server.parse_address(state.config.wyoming))
+    state.wyoming = wyoming_server.WyomingServer(state, sock)
+    await state.wyoming.start()
+    log.info("speaking Wyoming on %s", state.config.wyoming)
+    return state.wyoming
 
 
 # -- middleware and errors -----------------------------------------------------------------------
