@@ -136,6 +136,7 @@ class WyomingServer:
     def __init__(self, state, sock: socket.socket):
         self.state = state  # the HTTP app's shared state: engine, scheduler, metrics, config
         self.sock = sock
+        self.path = sock.getsockname() if sock.family == socket.AF_UNIX else None  # removed when we stop
         self._server: asyncio.AbstractServer | None = None
         self._sessions: set[_Session] = set()
         self._info = info_event()
@@ -150,9 +151,9 @@ class WyomingServer:
         """Take no new connections; requests in flight get `timeout` seconds, then are cut off."""
         if self._server is not None:
             self._server.close()
-        if self.sock.family == socket.AF_UNIX:
+        if self.path:
             with contextlib.suppress(OSError):
-                os.unlink(self.sock.getsockname())
+                os.unlink(self.path)
         tasks = [session.task for session in self._sessions if session.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=timeout)
@@ -223,7 +224,7 @@ class _Session:
         except _Drop as drop:
             self.speaker.cancel()
             if drop.code is not None:
-                log.info("Wyoming client dropped: %s", drop.message)
+                log.debug("Wyoming client dropped: %s", drop.message)
                 try:
                     await self.write(Error(text=drop.message, code=drop.code).event())
                 except (_Drop, OSError):

@@ -12,7 +12,13 @@ apply at each line break.
 
 from __future__ import annotations
 
+import re
+
+from soprano_cli.text.duration import estimate_seconds
 from soprano_cli.text.split import _chunks, _ends_segment
+
+RECHECK_SECONDS = 1.0  # a chunk may wait this much more text to be noticed complete
+_ENDS_PIECE = re.compile(r"[.!?…‽][\"')\]}”’»]*$")  # sentence-final punctuation at a word's end
 
 # Line boundaries as str.splitlines sees them (what `split` and the HTTP API split on).
 _LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
@@ -27,6 +33,7 @@ class LiveSplitter:
         self._tokens: list[str] = []  # whole tokens of the current segment, not yet in a chunk that left
         self._tail = ""  # text after the last whitespace or line break: a token that may still grow
         self._line_started = False  # the current line has a token (a line without one is blank)
+        self._unchecked = 0.0  # seconds of words added since the pending text was last split
 
     def feed(self, delta: str) -> list[str]:
         lines = (self._tail + delta).splitlines(keepends=True)
@@ -55,6 +62,11 @@ class LiveSplitter:
         self._tokens += words
         self._line_started = self._line_started or bool(words)
         if not ended:
+            # Splitting again costs the whole pending text: do it when a sentence may have ended or
+            # once RECHECK_SECONDS of new words have come (a long sentence breaks), not per word.
+            self._unchecked += sum(estimate_seconds(word) for word in words)
+            if self._unchecked < RECHECK_SECONDS and not any(_ENDS_PIECE.search(word) for word in words):
+                return []
             return self._flush(final=False)
         started, self._line_started = self._line_started, False
         if not started or _ends_segment(self._tokens[-1] if self._tokens else ""):
@@ -62,6 +74,7 @@ class LiveSplitter:
         return self._flush(final=False)
 
     def _flush(self, *, final: bool) -> list[str]:
+        self._unchecked = 0.0
         if not self._tokens:
             return []
         chunks = _chunks(" ".join(self._tokens), self.min_seconds, self.max_seconds)
