@@ -40,7 +40,7 @@ from soprano_cli.text.options import TextOptions
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).with_name("web")
-ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/audio/speech", "/v1/soprano/stream")
+ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/audio/speech", "/v1/soprano/stream", "/v1/audio/voices")
 # Formats whose encoders do real work (or talk to ffmpeg): run them off the event loop.
 _HEAVY_FORMATS = ("flac", "ogg", "opus", "mp3", "aac")
 
@@ -246,6 +246,8 @@ def _add_routes(app: FastAPI) -> None:
     async def index():
         return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"))
 
+    _add_compatibility_routes(app)
+
     @app.post("/v1/audio/speech")
     async def speech(request: Request):
         state: _State = request.app.state.soprano
@@ -257,6 +259,23 @@ def _add_routes(app: FastAPI) -> None:
         state: _State = request.app.state.soprano
         body: StreamRequest = await _json_object(request, StreamRequest)
         return _frames_response(state, body)
+
+
+def _add_compatibility_routes(app: FastAPI) -> None:
+    """What clients of other TTS servers look up: the voice list (Open WebUI's shape) and one model by id."""
+
+    @app.get("/v1/audio/voices")
+    async def voices():
+        voice = {"id": protocol.VOICE, "name": protocol.VOICE, "languages": list(protocol.VOICE_LANGUAGES)}
+        return {"voices": [voice], "default": protocol.VOICE,
+                # OpenAI's names, which clients send unasked; any other name selects Soprano's voice too.
+                "aliases": {name: protocol.VOICE for name in protocol.OPENAI_VOICES}}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(request: Request, model_id: str):
+        state: _State = request.app.state.soprano
+        state.check_model(model_id)
+        return {"id": model_id, "object": "model", "created": int(state.started), "owned_by": "soprano"}
 
 
 def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
