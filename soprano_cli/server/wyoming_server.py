@@ -154,6 +154,8 @@ class WyomingServer:
         if self.path:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+        for session in self._sessions:
+            session.reader.feed_eof()  # as if each client had sent all it will: what it asked for is still spoken
         tasks = [session.task for session in self._sessions if session.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=timeout)

@@ -214,8 +214,13 @@ def test_wyoming_alone_on_a_unix_socket(tmp_path):
         assert (path.stat().st_mode & 0o777) == 0o600
         with pytest.raises(httpx.HTTPError):
             httpx.get(process.url + "/health", timeout=1)  # no HTTP port
+        idle = socket.socket(socket.AF_UNIX)
+        idle.connect(str(path))  # an idle client does not hold up the shutdown
     finally:
+        started = time.monotonic()
         assert process.stop() == 0, process.log()
+    assert time.monotonic() - started < 10
+    idle.close()
     assert not path.exists()  # removed at exit
     assert "Traceback" not in process.log()
 
