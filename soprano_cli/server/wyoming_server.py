@@ -1,8 +1,8 @@
 """Wyoming, the protocol Home Assistant speaks to local TTS: `soprano serve --wyoming tcp://HOST:PORT`.
 
-Events are the `wyoming` package's own types; reading them is ours, because its reader trusts the
-sender (no limit on a line, on `data_length` or `payload_length`, no timeout). Requests go through
-the daemon's Scheduler like HTTP ones, so they share its batch, queue limit and cancellation:
+Events are the `wyoming` package's own types; reading them is ours (wyoming_events.py), because
+its reader trusts the sender. Requests go through the daemon's Scheduler like HTTP ones, so they
+share its batch, queue limit and cancellation:
 
 * `describe` -> `info`: one TTS program with one voice, `supports_synthesize_streaming`.
 * `synthesize` -> `audio-start`, `audio-chunk`..., `audio-stop`: the text read as
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -41,12 +40,11 @@ from soprano_cli.engine.sampling import SamplingParams
 from soprano_cli.errors import ServerError, SopranoError
 from soprano_cli.server import protocol
 from soprano_cli.server.protocol import APIError, SpeechRequest
+from soprano_cli.server.wyoming_events import MAX_LINE_BYTES, Refusal, read_event
 
 log = logging.getLogger(__name__)
 
 SCHEMES = ("tcp", "unix")
-MAX_LINE_BYTES = 64 * 1024  # an event's JSON header line
-MAX_PAYLOAD_BYTES = 64 * 1024  # TTS requests carry none; anything larger is not a TTS client
 JOBS_AHEAD = 2  # a connection's jobs in the batch at once: the one being sent and the next
 SAMPLE_WIDTH = 2  # s16le, mono
 
@@ -181,15 +179,6 @@ class WyomingServer:
             self._sessions.discard(session)
 
 
-class _Drop(Exception):
-    """End the connection, telling the client why with an `error` event (unless `code` is None)."""
-
-    def __init__(self, message: str, code: str | None = "invalid_event"):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
 class _Session:
     """One client connection: reads events, speaks what they ask for in order."""
 
@@ -223,16 +212,22 @@ class _Session:
             # The client sent all it will (a half-close, or it left): finish what it asked for.
             self.speaker.close()
             await speaking
-        except _Drop as drop:
+        except Refusal as drop:
             self.speaker.cancel()
             if drop.code is not None:
                 log.debug("Wyoming client dropped: %s", drop.message)
                 try:
                     await self.write(Error(text=drop.message, code=drop.code).event())
-                except (_Drop, OSError):
+                except (Refusal, OSError):
                     pass
         except (ConnectionError, OSError):
             self.speaker.cancel()  # the client went away: its work is cancelled
+        except Exception:  # a bug: log it and tell the client, as the HTTP API's 500 handler does
+            log.exception("a Wyoming request failed")
+            self.speaker.cancel()
+            with contextlib.suppress(Exception):
+                await self.write(Error(text="the server failed to handle this request; see its log",
+                                       code="server_error").event())
         finally:
             self.speaker.cancel()
             if not speaking.done():
@@ -240,68 +235,18 @@ class _Session:
             await asyncio.gather(speaking, return_exceptions=True)
             self.writer.close()
 
-    # -- reading ---------------------------------------------------------------------------------
-
     async def _read_event(self) -> Event | None:
-        """The next event, or None at the end; limits every size and wait (see the module doc)."""
-        while True:
-            try:
-                line = await asyncio.wait_for(self.reader.readline(), self.deadlines.client_timeout)
-                break
-            except asyncio.TimeoutError:
-                if self.speaker.busy:
-                    continue  # the client waits for audio; it has nothing to say meanwhile
-                if self.splitter is not None:
-                    raise _Drop(f"no text arrived for {self.deadlines.client_timeout:g} s", "request_timeout") from None
-                raise _Drop("idle", code=None) from None
-            except ValueError:  # the line passed the reader's limit
-                raise _Drop(f"an event header is longer than {MAX_LINE_BYTES} bytes", "request_too_large") from None
-        if not line.endswith(b"\n"):
-            return None  # the connection ended mid-line
-        try:
-            header = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise _Drop("an event header is not valid JSON") from None
-        if not isinstance(header, dict) or not isinstance(header.get("type"), str):
-            raise _Drop("an event header must be a JSON object with a string 'type'")
-        data = header.get("data") or {}
-        max_data = MAX_LINE_BYTES + 12 * self.limit  # any text up to the limit, even all \\u escapes
-        data_length = self._length(header, "data_length", max_data)
-        payload_length = self._length(header, "payload_length", MAX_PAYLOAD_BYTES)
-        try:
-            extra = await asyncio.wait_for(self._read_exactly(data_length + payload_length),
-                                           self.deadlines.body_timeout)
-        except asyncio.TimeoutError:
-            raise _Drop(f"an event's data did not arrive within {self.deadlines.body_timeout:g} s",
-                        "request_timeout") from None
-        if extra is None:
-            return None
-        if data_length:
-            try:
-                more = json.loads(extra[:data_length])
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-                raise _Drop("an event's data is not valid JSON") from None
-            if not isinstance(more, dict) or not isinstance(data, dict):
-                raise _Drop("an event's data must be a JSON object")
-            data = {**data, **more}
-        if not isinstance(data, dict):
-            raise _Drop("an event's data must be a JSON object")
-        return Event(type=header["type"], data=data, payload=extra[data_length:] or None)
+        return await read_event(self.reader, max_data_bytes=MAX_LINE_BYTES + 12 * self.limit,  # even all \u escapes
+                                idle_timeout=self.deadlines.client_timeout, body_timeout=self.deadlines.body_timeout,
+                                on_idle=self._idle)
 
-    @staticmethod
-    def _length(header: dict, name: str, limit: int) -> int:
-        value = header.get(name) or 0
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise _Drop(f"'{name}' must be a non-negative integer")
-        if value > limit:
-            raise _Drop(f"'{name}' is {value} bytes; the limit is {limit}", "request_too_large")
-        return value
-
-    async def _read_exactly(self, size: int) -> bytes | None:
-        try:
-            return await self.reader.readexactly(size) if size else b""
-        except asyncio.IncompleteReadError:
-            return None
+    def _idle(self) -> None:
+        """The client has said nothing for --client-timeout: fine while it waits for audio, else it goes."""
+        if self.speaker.busy:
+            return
+        if self.splitter is not None:
+            raise Refusal(f"no text arrived for {self.deadlines.client_timeout:g} s", "request_timeout")
+        raise Refusal("idle", code=None)
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -310,10 +255,10 @@ class _Session:
         if Synthesize.is_type(kind):
             if self.splitter is None:  # inside a stream it repeats the streamed text: ignored
                 text = self._text(event)
-                self.speaker.add(self._sentences(text), streamed=False, chars=len(text))
+                self.speaker.add(self._sentences(text), streamed=False)
         elif SynthesizeStart.is_type(kind):
             if self.splitter is not None:
-                raise _Drop("synthesize-start inside a stream; send synthesize-stop first")
+                raise Refusal("synthesize-start inside a stream; send synthesize-stop first")
             from soprano_cli.text.live import LiveSplitter
 
             self.splitter = LiveSplitter()
@@ -321,16 +266,16 @@ class _Session:
             self.speaker.stream_index = self.speaker.stream_samples = 0
         elif SynthesizeChunk.is_type(kind):
             if self.splitter is None:
-                raise _Drop("synthesize-chunk outside a stream; send synthesize-start first")
+                raise Refusal("synthesize-chunk outside a stream; send synthesize-start first")
             text = self._text(event)
             self.streamed_chars += len(text)
             if self.streamed_chars > self.limit:
-                raise _Drop(f"the streamed text is over {self.limit} characters, the limit",
+                raise Refusal(f"the streamed text is over {self.limit} characters, the limit",
                             "string_above_max_length")
             self._speak_chunks(self.splitter.feed(text))
         elif SynthesizeStop.is_type(kind):
             if self.splitter is None:
-                raise _Drop("synthesize-stop outside a stream; send synthesize-start first")
+                raise Refusal("synthesize-stop outside a stream; send synthesize-start first")
             self._speak_chunks(self.splitter.finish())
             self.splitter = None
             self.speaker.add_event(SynthesizeStopped().event())
@@ -339,32 +284,30 @@ class _Session:
     def _text(self, event: Event) -> str:
         text = event.data.get("text")
         if not isinstance(text, str):
-            raise _Drop(f"{event.type} needs a string 'text'", "invalid_type")
+            raise Refusal(f"{event.type} needs a string 'text'", "invalid_type")
         if len(text) > self.limit:
-            raise _Drop(f"'text' is {len(text)} characters; the limit is {self.limit}", "string_above_max_length")
+            raise Refusal(f"'text' is {len(text)} characters; the limit is {self.limit}", "string_above_max_length")
         return text
 
-    def _sentences(self, text: str) -> list[str]:
-        """The text read as /v1/audio/speech reads its `input`."""
+    def _sentences(self, text: str, *, streamed: bool = False) -> list[str]:
+        """The text read as /v1/audio/speech reads its `input` (a streamed chunk may come to nothing)."""
         from soprano_cli.text.pipeline import sentences_from_text
 
-        if not text.strip():
-            raise _Drop("'text' is empty; give the text to speak", "empty_input")
+        if not streamed and not text.strip():
+            raise Refusal("'text' is empty; give the text to speak", "empty_input")
         try:
             sentences = sentences_from_text(text, normalize=True, options=self.state.config.text)
         except SopranoError as error:
-            raise _Drop(error.message, APIError.from_soprano(error).body["error"]["code"] or "invalid_value") from None
-        if not sentences:
-            raise _Drop("'text' has nothing to speak after normalization", "empty_input")
+            raise Refusal(error.message, _code(error)) from None
+        if not sentences and not streamed:
+            raise Refusal("'text' has nothing to speak after normalization", "empty_input")
         return sentences
 
     def _speak_chunks(self, chunks: list[str]) -> None:
-        from soprano_cli.text.pipeline import sentences_from_text
-
         for chunk in chunks:
-            sentences = sentences_from_text(chunk, normalize=True, options=self.state.config.text)
+            sentences = self._sentences(chunk, streamed=True)
             if sentences:
-                self.speaker.add(sentences, streamed=True, chars=len(chunk))
+                self.speaker.add(sentences, streamed=True)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -384,7 +327,6 @@ class _Utterance:
 
     sentences: list[str]
     streamed: bool
-    chars: int
     start_index: int = 0
     job: object = None
 
@@ -407,16 +349,15 @@ class _Speaker:
     def busy(self) -> bool:
         return bool(self.queue) or self._current is not None
 
-    def add(self, sentences: list[str], *, streamed: bool, chars: int) -> None:
+    def add(self, sentences: list[str], *, streamed: bool) -> None:
         start = self.stream_index if streamed else 0
         if streamed:
             self.stream_index += len(sentences)
         last = self.queue[-1] if self.queue else None
         if streamed and isinstance(last, _Utterance) and last.streamed and last.job is None:
             last.sentences += sentences  # not in the batch yet: one job for both
-            last.chars += chars
         else:
-            self.queue.append(_Utterance(sentences, streamed, chars, start_index=start))
+            self.queue.append(_Utterance(sentences, streamed, start_index=start))
         self._submit()
         self._wake.set()
 
@@ -449,7 +390,7 @@ class _Speaker:
                 try:
                     item.job = self.scheduler.submit(item.sentences, _default_params(), start_index=item.start_index)
                 except SopranoError as error:
-                    raise _Drop(error.message, getattr(error, "error_code", None) or "server_error") from None
+                    raise Refusal(error.message, _code(error)) from None
             in_batch += 1
 
     async def run(self) -> None:
@@ -474,8 +415,8 @@ class _Speaker:
                 finally:
                     self._current = None
         except SopranoError as error:
-            await self._fail(error.message, APIError.from_soprano(error).body["error"]["code"] or "server_error")
-        except _Drop as drop:
+            await self._fail(error.message, _code(error))
+        except Refusal as drop:
             await self._fail(drop.message, drop.code)
         except (ConnectionError, OSError):
             self.failed = True
@@ -515,7 +456,8 @@ class _Speaker:
                 audio = float_to_int16(chunk.audio).astype("<i2").tobytes()
                 if audio:
                     ttfb = ttfb if ttfb is not None else time.perf_counter() - started
-                    await self.session.write(AudioChunk(audio=audio, timestamp=_ms(base + samples, rate), **fmt).event())
+                    chunk_event = AudioChunk(audio=audio, timestamp=_ms(base + samples, rate), **fmt).event()
+                    await self.session.write(chunk_event)
                 samples += len(chunk.audio)
                 if item.streamed and chunk.final:
                     await self.session.write(AudioStop(timestamp=_ms(base + samples, rate)).event())
@@ -538,6 +480,11 @@ def _default_params() -> SamplingParams:
     return SamplingParams(temperature=fields["temperature"].default, top_p=fields["top_p"].default,
                           repetition_penalty=fields["repetition_penalty"].default, seed=fields["seed"].default,
                           max_new_tokens=fields["max_new_tokens"].default).validated()
+
+
+def _code(error: SopranoError) -> str:
+    """The `code` the HTTP API gives this error (rate_limit_exceeded, invalid_value...)."""
+    return APIError.from_soprano(error).body["error"]["code"] or error.error_type
 
 
 def _ms(samples: int, rate: int) -> int:
