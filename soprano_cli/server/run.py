@@ -55,7 +55,7 @@ def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 8000, so
         uv_config = uvicorn.Config(app, log_config=None, log_level=log_level, access_log=access_log,
                                    lifespan="on", http=protocol_class(config.deadlines))
         server = _DrainingServer(uv_config, config.drain_timeout)
-        places = [f"http://{_format_host(host)}:{port}" for host, port, *_ in
+        places = [f"http://{_format_host(address[0])}:{address[1]}" for address in
                   (sock.getsockname() for sock in sockets[:1] if http)]
         places += [f"unix:{socket_path}"] if socket_path else []
         if places:
