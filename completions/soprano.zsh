@@ -61,6 +61,9 @@ _soprano_serve() {
         '(--port)--port[TCP port]:port: ' \
         '(--socket)--socket[Unix socket path \[default: $XDG_RUNTIME_DIR/soprano/soprano.sock\]]:file:_files' \
         '(--no-socket)--no-socket[Do not listen on a Unix socket]' \
+        '(--wyoming)--wyoming[Also speak the Wyoming protocol (Home Assistant) at tcp://HOST:PORT or unix://PATH...]:uri: ' \
+        '(--http --no-http)--http[Serve HTTP on --host/--port; --no-http with --wyoming serves only Wyoming (and the...]' \
+        '(--http --no-http)--no-http[Serve HTTP on --host/--port; --no-http with --wyoming serves only Wyoming (and the...]' \
         '(-m --model --model-path)'{-m,--model,--model-path}'[Model folder or hub id \[default: ekwek/Soprano-1.1-80M\]]:model:_files -/' \
         '(-d --device)'{-d,--device}'[auto, cpu, cuda or mps]:device:(auto cpu cuda mps)' \
         '(-b --backend)'{-b,--backend}'[auto (= torch), torch, transformers or lmdeploy]:backend:(auto torch transformers lmdeploy)' \

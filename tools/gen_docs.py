@@ -692,6 +692,10 @@ HTTP_ROUTES = [
      "The audio streams as it is generated (chunked transfer), or comes as one complete file with "
      "\"stream\": false; the X-Sample-Rate header gives its rate."),
     ("GET /v1/models", "The served model and the aliases it answers to, as OpenAI's model list."),
+    ("GET /v1/models/{id}", "One of those models (404 model_not_found for any other name)."),
+    ("GET /v1/audio/voices", "Soprano's one voice, `{\"voices\": [{\"id\": \"soprano\", \"name\": \"soprano\", "
+     "\"languages\": [...]}], \"default\": \"soprano\", \"aliases\": {...}}`, where aliases maps OpenAI's "
+     "voice names (alloy, ash, ballad, coral, echo, fable, nova, onyx, sage, shimmer, verse, marin, cedar) to it."),
     ("GET /health", "Needs no key. `status`, `model`, `model_digest` (a hash of the model folder's path, which clients compare; the path itself is not shown), and the engine's settings, `device`, "
      "`backend`, `dtype`, `decoder_dtype` and `max_batch` (what `soprano synth` compares with the options it "
      "was given before it uses the daemon), plus `queue_depth` and `uptime_s`."),
@@ -703,8 +707,9 @@ HTTP_ROUTES = [
 SPEECH_FIELDS = {
     "model": "Required. The served model's name, or one of the aliases (see GET /v1/models).",
     "input": "Required. The text to speak, up to --max-input-chars characters.",
-    "voice": "Accepted for compatibility and ignored: Soprano has one voice.",
-    "instructions": "Accepted for compatibility and ignored.",
+    "voice": "Accepted for compatibility: Soprano has one voice, which every name (OpenAI's, soprano, any other) "
+             "or none selects (see GET /v1/audio/voices).",
+    "instructions": "gpt-4o-mini-tts's steering text: accepted for compatibility and ignored.",
     "response_format": "mp3 (the default), opus, aac, flac, wav or pcm. pcm is raw 16-bit little-endian samples.",
     "speed": "Only 1.0 (the default) is supported.",
     "stream_format": "audio (the default): the encoded audio as the body; sse: server-sent events (below).",
@@ -733,6 +738,22 @@ SSE_FORMAT = [
 ]
 
 
+WYOMING = [
+    "With --wyoming tcp://HOST:PORT (or unix://PATH) the server also speaks Wyoming, the protocol Home "
+    "Assistant uses for local speech: add the Wyoming Protocol integration with that host and port. It shares "
+    "the model, the batch and the queue with HTTP; --no-http leaves HTTP out.",
+    "describe answers info (one voice, soprano, en-US and en, supports_synthesize_streaming). synthesize answers "
+    "audio-start, audio-chunk... and audio-stop, 32 kHz 16-bit mono, the samples POST /v1/audio/speech gives as "
+    "pcm with sample_rate 32000. synthesize-start, synthesize-chunk... and synthesize-stop answer one "
+    "audio-start...audio-stop per chunk of text as soon as the chunk is known complete (the chunks soprano split "
+    "makes), then synthesize-stopped; a synthesize inside the stream is ignored.",
+    "A request's text (one synthesize, or a whole stream) is at most --max-input-chars; an event header at most "
+    "64 KiB. An open stream that sends nothing for --client-timeout seconds, an idle connection, or a client "
+    "that reads nothing for as long is closed, and its work is cancelled. Every refusal is an error event with "
+    "the HTTP API's code, then the connection closes.",
+]
+
+
 def _roff_http_api() -> list[str]:
     from soprano_cli.server.protocol import SpeechRequest
 
@@ -746,6 +767,7 @@ def _roff_http_api() -> list[str]:
     for name in fields:
         lines += [".TP", f"\\fB{roff(name, code=True)}\\fR", roff(SPEECH_FIELDS[name])]
     lines += [".SS Streaming", *(roff(text) for text in SSE_FORMAT)]
+    lines += [".SH WYOMING (HOME ASSISTANT)", *(roff(text) for text in WYOMING)]
     return lines
 
 

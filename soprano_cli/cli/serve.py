@@ -33,6 +33,13 @@ def register(app: typer.Typer) -> None:
             "--socket", show_default=False,
             help="Unix socket path [default: $XDG_RUNTIME_DIR/soprano/soprano.sock].")] = None,
         no_socket: Annotated[bool, typer.Option("--no-socket", help="Do not listen on a Unix socket.")] = False,
+        wyoming: Annotated[Optional[str], typer.Option(
+            "--wyoming", metavar="URI", show_default=False,
+            help="Also speak the Wyoming protocol (Home Assistant) at tcp://HOST:PORT or unix://PATH, "
+                 "e.g. tcp://0.0.0.0:10200; it shares the model and batch with HTTP.")] = None,
+        http: Annotated[bool, typer.Option(
+            "--http/--no-http", help="Serve HTTP on --host/--port; --no-http with --wyoming serves only Wyoming "
+                                     "(and the Unix socket unless --no-socket).")] = True,
         model: opt.Model = None,
         device: opt.Device = "auto",
         backend: opt.Backend = "auto",
@@ -94,10 +101,27 @@ def register(app: typer.Typer) -> None:
                                 client_timeout=client_timeout),
             drain_timeout=drain_timeout,
             text=opt.text_options(markdown, lexicon),
+            wyoming=_wyoming_address(wyoming),
         )
         path = None if no_socket else (socket_path or default_socket_path())
+        if not http and path is None and wyoming is None:
+            raise typer.BadParameter("nothing to serve: give --wyoming URI (or drop --no-socket)",
+                                     param_hint="--no-http")
         return serve(config, host=host, port=port, socket_path=path, log_level=logging.getLevelName(level).lower(),
-                     access_log=verbose)
+                     access_log=verbose, http=http)
+
+
+def _wyoming_address(uri: str | None) -> str | None:
+    """--wyoming checked before the model loads: tcp://HOST:PORT or unix://PATH."""
+    if uri is None:
+        return None
+    from soprano_cli.errors import ServerError
+    from soprano_cli.server.wyoming_server import parse_address
+
+    try:
+        return str(parse_address(uri))
+    except ServerError as error:
+        raise typer.BadParameter(error.message, param_hint="--wyoming") from None
 
 
 def _api_key(key: str | None, path: Path | None, *, on_command_line: bool) -> str | None:

@@ -41,7 +41,7 @@ from soprano_cli.text.options import TextOptions
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).with_name("web")
-ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/audio/speech", "/v1/soprano/stream")
+ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/audio/speech", "/v1/soprano/stream", "/v1/audio/voices")
 # Formats whose encoders do real work (or talk to ffmpeg): run them off the event loop.
 _HEAVY_FORMATS = ("flac", "ogg", "opus", "mp3", "aac")
 
@@ -62,6 +62,7 @@ class ServerConfig:
     max_backlog_seconds: float = limits.MAX_BACKLOG_SECONDS  # audio a request may have waiting for its reader before it is paused
     warmup: bool = True  # run a few frames at startup so the first request pays no first-call costs
     text: TextOptions = field(default_factory=lambda: TextOptions(markdown=True))  # how requests' text is read
+    wyoming: str | None = None  # also speak Wyoming (Home Assistant) here: tcp://HOST:PORT or unix://PATH
 
     @classmethod
     def from_env(cls) -> "ServerConfig":
@@ -108,6 +109,7 @@ class _State:
         self.metrics = metrics
         self.model = model_name(engine, config.engine.model)
         self.started = time.time()
+        self.wyoming = None  # the Wyoming server, when one runs
 
     def check_model(self, requested: str) -> None:
         """Accept the served model or a compatibility alias; never open what the request names."""
@@ -117,8 +119,9 @@ class _State:
                             f"(or one of {', '.join(protocol.MODEL_ALIASES)})", param="model", code="model_not_found")
 
 
-def create_app(config: ServerConfig | None = None, engine: Engine | None = None) -> FastAPI:
-    """The API app; loads the engine at startup unless one is given."""
+def create_app(config: ServerConfig | None = None, engine: Engine | None = None, wyoming_socket=None) -> FastAPI:
+    """The API app; loads the engine at startup unless one is given. `wyoming_socket`: config.wyoming's,
+    already listening (as `soprano serve` takes it before the model loads); bound at startup when None."""
     config = config or ServerConfig.from_env()
     metrics = Metrics()
 
@@ -132,9 +135,12 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
         scheduler.start()
         app.state.soprano = _State(config, loaded, scheduler, metrics)
         log.info("serving %s", app.state.soprano.model)
+        wyoming = await _start_wyoming(app.state.soprano, wyoming_socket)
         try:
             yield
         finally:
+            if wyoming is not None:
+                await wyoming.stop(config.drain_timeout)
             await asyncio.to_thread(scheduler.stop)
 
     app = FastAPI(title="Soprano TTS", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -148,6 +154,20 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None)
         app.add_middleware(JSONCORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     return app
+
+
+async def _start_wyoming(state: "_State", sock):
+    """The Wyoming server on the same engine and batch (see wyoming_server.py), when config.wyoming asks for it."""
+    if not state.config.wyoming:
+        return None
+    from soprano_cli.server import wyoming_server
+
+    if sock is None:
+        sock = wyoming_server.listen(wyoming_server.parse_address(state.config.wyoming))
+    state.wyoming = wyoming_server.WyomingServer(state, sock)
+    await state.wyoming.start()
+    log.info("speaking Wyoming on %s", state.config.wyoming)
+    return state.wyoming
 
 
 # -- middleware and errors -----------------------------------------------------------------------
@@ -227,6 +247,8 @@ def _add_routes(app: FastAPI) -> None:
     async def index():
         return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"))
 
+    _add_compatibility_routes(app)
+
     @app.post("/v1/audio/speech")
     async def speech(request: Request):
         state: _State = request.app.state.soprano
@@ -238,6 +260,23 @@ def _add_routes(app: FastAPI) -> None:
         state: _State = request.app.state.soprano
         body: StreamRequest = await _json_object(request, StreamRequest)
         return _frames_response(state, body)
+
+
+def _add_compatibility_routes(app: FastAPI) -> None:
+    """What clients of other TTS servers look up: the voice list (Open WebUI's shape) and one model by id."""
+
+    @app.get("/v1/audio/voices")
+    async def voices():
+        voice = {"id": protocol.VOICE, "name": protocol.VOICE, "languages": list(protocol.VOICE_LANGUAGES)}
+        return {"voices": [voice], "default": protocol.VOICE,
+                # OpenAI's names, which clients send unasked; any other name selects Soprano's voice too.
+                "aliases": {name: protocol.VOICE for name in protocol.OPENAI_VOICES}}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(request: Request, model_id: str):
+        state: _State = request.app.state.soprano
+        state.check_model(model_id)
+        return {"id": model_id, "object": "model", "created": int(state.started), "owned_by": "soprano"}
 
 
 def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:

@@ -16,7 +16,16 @@ from soprano_cli.text.options import TextOptions
 
 # Names the server answers to besides its own model, so that OpenAI clients work unchanged.
 MODEL_ALIASES = ("soprano", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
-VOICES_ACCEPTED = "any"  # Soprano has one voice; every `voice` value selects it
+# Soprano has one voice. OpenAI's voice names (what clients send by default) are listed as its
+# aliases by /v1/audio/voices; any other name, or none, selects it too, as it always has.
+VOICE = "soprano"
+VOICE_LANGUAGES = ("en-US", "en")  # American English; "en" so that clients matching a bare language find it
+OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse",
+                 "marin", "cedar")
+VOICES_ACCEPTED = "any"
+# Where the weights come from (Wyoming's attribution; Home Assistant shows it).
+MODEL_AUTHOR = "ekwek"
+MODEL_URL = "https://huggingface.co/ekwek/Soprano-1.1-80M"
 
 # pcm's output rate when the request names none: 24 kHz s16le, as OpenAI clients assume (the
 # other formats keep the model's own rate).

@@ -28,25 +28,38 @@ log = logging.getLogger(__name__)
 
 
 def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 8000, socket_path: Path | None = None,
-          log_level: str = "info", access_log: bool = False) -> int:
-    """Claim the sockets, load the model, serve until a signal, drain; returns the exit status."""
+          log_level: str = "info", access_log: bool = False, http: bool = True) -> int:
+    """Claim the sockets, load the model, serve until a signal, drain; returns the exit status.
+
+    `http=False`: no TCP port for HTTP (`host` and `port` unused); the Unix socket and Wyoming remain.
+    """
     sockets: list[socket.socket] = []
     lock = None
+    wyoming = None
     try:
-        sockets.append(_tcp_socket(host, port))
+        if http:
+            sockets.append(_tcp_socket(host, port))
         if socket_path is not None:
             lock = _lock_socket_dir(socket_path)
             sockets.append(_unix_socket(socket_path))
+        if config.wyoming:
+            from soprano_cli.server import wyoming_server
+
+            wyoming = wyoming_server.listen(wyoming_server.parse_address(config.wyoming))
+        if not sockets and wyoming is None:
+            raise ServerError("nothing to serve: with --no-http and --no-socket, give --wyoming")
         engine = Engine.load(config.engine)
         if host not in config.allowed_hosts:
             config.allowed_hosts.append(host)  # clients may call the server by the name it was started with
-        app = create_app(config, engine)
+        app = create_app(config, engine, wyoming_socket=wyoming)
         uv_config = uvicorn.Config(app, log_config=None, log_level=log_level, access_log=access_log,
                                    lifespan="on", http=protocol_class(config.deadlines))
         server = _DrainingServer(uv_config, config.drain_timeout)
-        bound = sockets[0].getsockname()
-        where = f"http://{_format_host(bound[0])}:{bound[1]}" + (f" and unix:{socket_path}" if socket_path else "")
-        log.info("listening on %s", where)
+        places = [f"http://{_format_host(address[0])}:{address[1]}" for address in
+                  (sock.getsockname() for sock in sockets[:1] if http)]
+        places += [f"unix:{socket_path}"] if socket_path else []
+        if places:
+            log.info("listening on %s", " and ".join(places))
         asyncio.run(server.serve(sockets=sockets))
         if not server.started:
             raise ServerError("the server could not start (see the messages above)")
@@ -56,7 +69,7 @@ def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 8000, so
         log.info("stopped")
         return EXIT_OK
     finally:
-        for sock in sockets:
+        for sock in sockets + ([wyoming] if wyoming is not None else []):
             sock.close()
         if lock is not None:
             try:
@@ -115,6 +128,9 @@ class _DrainingServer(uvicorn.Server):
     def _disconnect_all(self) -> None:
         for connection in list(self.server_state.connections):
             connection.transport.abort()
+        state = getattr(self.config.app.state, "soprano", None)
+        if state is not None and state.wyoming is not None:
+            state.wyoming.abort_all()
 
 
 def _tcp_socket(host: str, port: int) -> socket.socket:

@@ -37,21 +37,25 @@ class ServerProcess:
                                    "--dtype", "float32", *extra]  # exact weights: comparisons are about the server
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60.0) -> "ServerProcess":
+    def start(self, timeout: float = 60.0, ready=None) -> "ServerProcess":
+        """Start it and wait until `ready()` (default: /health answers 200)."""
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(self.command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
+            if (ready or self._healthy)():
+                return self
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server did not answer /health in {timeout} s:\n{self.log()}")
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(self.url + "/health", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -297,3 +297,40 @@ def test_normalization_options_on_a_live_server(server, client):
     with pytest.raises(openai.BadRequestError) as refused:
         speak("Hello there.", normalization_options={"shout": True})
     assert "normalization_options" in str(refused.value)
+
+
+# -- what clients written for OpenAI (or Open WebUI, Kokoro-FastAPI) look up ------------------------
+
+
+def test_voices_list_sopranos_voice_and_maps_openais_names(client):
+    voices = client.get("/audio/voices", cast_to=object)
+    assert [voice["id"] for voice in voices["voices"]] == ["soprano"] and voices["default"] == "soprano"
+    # Open WebUI reads {id: name} from this list.
+    assert {voice["id"]: voice["name"] for voice in voices["voices"]} == {"soprano": "soprano"}
+    assert "en-US" in voices["voices"][0]["languages"]
+    openai_names = {"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse"}
+    assert openai_names <= set(voices["aliases"]) and set(voices["aliases"].values()) == {"soprano"}
+
+
+def test_every_voice_name_and_instructions_give_the_same_audio(client):
+    def speak(**options) -> bytes:
+        return client.audio.speech.create(model="gpt-4o-mini-tts", input="Hello there.", response_format="pcm",
+                                          **options).content
+
+    alloy = speak(voice="alloy")
+    assert len(alloy) > 0
+    # One voice: OpenAI's names, its own, one it never heard of, and gpt-4o-mini-tts's steering text
+    # (accepted, ignored) change nothing.
+    for options in ({"voice": "coral"}, {"voice": "soprano"}, {"voice": "no-such-voice"},
+                    {"voice": "alloy", "instructions": "Speak like a pirate."}):
+        assert speak(**options) == alloy, options
+
+
+def test_models_list_and_retrieve(server, client):
+    ids = [model.id for model in client.models.list()]
+    assert ids[0] == "tiny" and ids[1:] == ["soprano", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"]
+    for name in ids:
+        assert client.models.retrieve(name).id == name
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("gpt-5")
+    assert missing.value.body["code"] == "model_not_found"
