@@ -83,12 +83,14 @@ class SentenceAudio:
                 self._stretcher = None
         if self._gain is None:
             self._held.append(np.asarray(audio, dtype=np.float32))
-            held = sum(part.size for part in self._held)
-            if not (final or held >= loud.MEASURE_SECONDS * self.sample_rate):
+            measured = int(loud.MEASURE_SECONDS * self.sample_rate)
+            if not (final or sum(part.size for part in self._held) >= measured):
                 return np.zeros(0, np.float32)
             audio = np.concatenate(self._held)
             self._held = []
-            self._gain = self.options.volume * loud.loudness_gain(audio, self.sample_rate, self.options.loudness)
+            # Measured on exactly the same samples however the sentence was chunked.
+            gain = loud.loudness_gain(audio[:measured], self.sample_rate, self.options.loudness)
+            self._gain = self.options.volume * gain
         return loud.apply_gain(audio, self._gain)
 
     def take(self, sentence: int, audio: np.ndarray, final: bool) -> np.ndarray:

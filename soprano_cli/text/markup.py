@@ -64,6 +64,37 @@ def pieces(lines: Iterable[str]) -> Iterator[str | Pause]:
         return
 
 
+def rendered_lines(lines: Iterable[str], say) -> Iterator[str]:
+    """`soprano normalize`'s output: text through `say` (str -> str), every pause as a `[pause:Ns]` tag.
+
+    SSML comes out as plain text with tags (`<p>`/`<s>` edges as `[pause:0s]`), so `synth` speaks
+    the normalized text with the same sentences and pauses as the document.
+    """
+    lines = iter(lines)
+    for line in lines:
+        if not line.strip():
+            yield say(line)
+            continue
+        if is_ssml(line):
+            out = ""
+            for piece in ssml_pieces("\n".join(_bounded([line], lines))):
+                out += _tag(piece) if isinstance(piece, Pause) else "\n".join(
+                    say(part) for part in piece.split("\n"))
+            yield from (line.strip() for line in out.split("\n"))
+            return
+        yield _rendered(line, say)
+        yield from (_rendered(rest, say) for rest in lines)
+        return
+
+
+def _rendered(line: str, say) -> str:
+    return "".join(_tag(piece) if isinstance(piece, Pause) else say(piece) for piece in tag_pieces(line)).strip()
+
+
+def _tag(pause: Pause) -> str:
+    return f" [pause:{pause.seconds:g}s] "
+
+
 def _bounded(first: list[str], rest: Iterator[str]) -> Iterator[str]:
     size = 0
     for line in (*first, *rest):
@@ -117,7 +148,13 @@ def ssml_pieces(document: str) -> list[str | Pause]:
         raise MarkupError(f"the SSML's root element is <{_name(root)}>; it must be <speak>")
     out: list[str | Pause] = []
     _walk(root, out, depth=0)
-    return out
+    merged: list[str | Pause] = []  # "<say-as>12</say-as>." is one text: its period ends that sentence
+    for piece in out:
+        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    return merged
 
 
 def _name(element) -> str:
