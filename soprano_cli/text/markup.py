@@ -3,7 +3,7 @@
 Two markups, both pure str -> pieces:
 - `[pause:1.5s]` / `[pause:500ms]` tags, in any text. A tag that does not match (`[pause:soon]`) is
   text and is spoken as written.
-- SSML, when the text (after leading blanks) starts with `<speak`: `<break time= strength=>`,
+- SSML, when the text (after leading blanks) starts with `<speak` (or `<?xml`, `<!DOCTYPE`): `<break time= strength=>`,
   `<p>`, `<s>`, `<sub alias=>`, `<say-as interpret-as="characters|cardinal|ordinal|date|telephone">`.
   Other elements (prosody, emphasis, phoneme, ...) are ignored and their text is spoken. A document
   that is not well-formed XML, declares a DTD or entities, or has a bad break time is rejected with
@@ -45,8 +45,8 @@ class Pause:
 
 
 def is_ssml(text: str) -> bool:
-    """Whether `text` is an SSML document: its first non-blank characters open `<speak`."""
-    return text.lstrip().startswith("<speak")
+    """Whether `text` is an SSML document: it opens `<speak`, or an XML declaration or DOCTYPE (then checked)."""
+    return text.lstrip().startswith(("<speak", "<?xml", "<!DOCTYPE"))
 
 
 def pieces(lines: Iterable[str]) -> Iterator[str | Pause]:
