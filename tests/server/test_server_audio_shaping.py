@@ -78,3 +78,27 @@ def test_pauses_keep_their_length_at_any_speed(client):
     fast = speech(client, "[pause:0.5s]Hello there.", speed=3.0)
     assert zero_runs(fast[:16000])[0] >= 16000  # the leading pause is not sped up
     assert np.any(fast[16000:])
+
+
+def test_synth_through_the_daemon_shapes_as_in_process(server, tmp_path):
+    """`soprano synth` shapes the daemon's exact chunks itself: same file with or without the daemon."""
+    import os
+    import subprocess
+    import sys
+
+    from server_process import TINY_CHECKPOINT
+
+    text = '<speak>Hello there.<break time="300ms"/>How are you?</speak>'
+    env = {k: v for k, v in os.environ.items() if k not in ("SOPRANO_SERVER", "SOPRANO_DTYPE")}
+    outputs = {}
+    for name, where in (("daemon", ["--server", server.url]), ("local", ["--no-server"])):
+        out = tmp_path / f"{name}.wav"
+        done = subprocess.run([sys.executable, "-m", "soprano_cli", "synth", "-v", *where, "--model", str(TINY_CHECKPOINT),
+                               "--dtype", "float32", "--max-frames", "30", "--speed", "1.5", "--volume", "2",
+                               "-o", str(out), text], capture_output=True, text=True, timeout=180, env=env)
+        assert done.returncode == 0, done.stderr
+        assert ("using the daemon" in done.stderr) == (name == "daemon")
+        outputs[name] = soundfile.read(out, dtype="int16")[0].astype(np.int32)
+    assert len(outputs["daemon"]) == len(outputs["local"])
+    assert np.abs(outputs["daemon"] - outputs["local"]).max() <= 1
+    assert zero_runs(outputs["daemon"].astype(np.int16))[0] >= 0.3 * 32000
