@@ -7,7 +7,7 @@ the frame laid down before it, so periods line up and pitch is kept.
 
 Why our own: the maintained packages either need a binary (pyrubberband), stretch only whole
 signals (pytsmod, librosa, pedalboard's time_stretch) or are unmaintained (audiotsm, whose
-stream API is the model for this one). benchmarks/bench_stretch.py compares quality and cost.
+stream API is the model for this one). benchmarks/bench_shaping.py compares quality and cost.
 
 Streaming contract: every decision depends only on input samples at absolute positions, never on
 how the input was cut into chunks, so any chunking followed by `flush()` gives, sample for sample,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from soprano_cli.text.markup import Pause, pieces
+from soprano_cli.text.markup import MAX_PAUSE_SECONDS, MarkupError, Pause, pieces
 
 
 class Script:
@@ -51,6 +51,8 @@ class Script:
             # Only now: the splitter may pull the pause before it yields the segment's last sentence.
             if boundary and boundary[0] is not None:
                 pending += boundary[0].seconds
+                if pending > MAX_PAUSE_SECONDS:  # so silence stays in proportion to the text that asks for it
+                    raise MarkupError(f"more than {MAX_PAUSE_SECONDS:g} seconds of pauses in a row")
                 continue
             self.after_last = pending
             return

@@ -137,3 +137,12 @@ def test_normalized_markup_speaks_as_the_original(text):
     assert [again_script.pause_before(i) for i in range(len(again))] == \
         [original_script.pause_before(i) for i in range(len(original))]
     assert again_script.after_last == original_script.after_last
+
+
+def test_pauses_in_a_row_are_bounded_like_one_pause():
+    """Silence must stay in proportion to text: 400 tags in a row were an hour of silence to encode."""
+    assert script_from_text("a.[pause:6s][pause:4s]b.")[1].pause_before(1) == 10.0
+    with pytest.raises(MarkupError, match="in a row"):
+        script_from_text("a." + "[pause:10s]" * 400 + "b.")
+    with pytest.raises(MarkupError, match="in a row"):
+        script_from_text('<speak>a.<break time="9s"/><s></s><break strength="x-strong"/>b.</speak>')
