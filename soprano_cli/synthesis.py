@@ -54,7 +54,8 @@ class Renderer:
 
         self.encoder = encoder
         self.player = player
-        # Speed, gain and the pauses before each sentence (audio/post.py); by default only the silence.
+        # Speed, gain and the pauses before each sentence (audio/post.py); without one, only
+        # `sentence_silence` between sentences.
         self.shaper = shaper or SentenceAudio(AudioOptions(), SAMPLE_RATE, sentence_silence=sentence_silence)
         self.stats = RenderStats()
         self.on_progress = on_progress  # called with the stats after each chunk, e.g. a progress display

@@ -19,6 +19,7 @@ _BLOCK_SECONDS = 0.4  # BS.1770's gating block: shorter audio is repeated to fil
 
 
 def check_volume(volume: float) -> float:
+    """`volume` as a float, or ValueError naming the allowed range."""
     volume = float(volume)
     if not MIN_VOLUME <= volume <= MAX_VOLUME:  # also rejects NaN
         raise ValueError(f"volume must be between {MIN_VOLUME:g} and {MAX_VOLUME:g}, got {volume:g}")
@@ -26,6 +27,7 @@ def check_volume(volume: float) -> float:
 
 
 def check_lufs(lufs: float) -> float:
+    """`lufs` as a float, or ValueError naming the allowed range."""
     lufs = float(lufs)
     if not MIN_LUFS <= lufs <= MAX_LUFS:
         raise ValueError(f"loudness must be between {MIN_LUFS:g} and {MAX_LUFS:g} LUFS, got {lufs:g}")
