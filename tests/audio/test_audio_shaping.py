@@ -149,3 +149,27 @@ def test_loudness_gain_is_held_across_sentences():
     gain = loud.loudness_gain(quiet, RATE, -20.0)
     second = out[-loud_sentence.size:]
     np.testing.assert_allclose(second, loud_sentence * np.float32(gain), rtol=1e-5)
+
+
+def test_renderer_cues_follow_the_shaped_audio_with_sentences_out_of_order():
+    """Captions time the audio as written: after each pause, as long as the stretched sentence."""
+    from soprano_cli.engine.results import AudioChunk
+    from soprano_cli.synthesis import Renderer
+
+    class Sink:
+        def __init__(self):
+            self.parts = []
+
+        def write(self, audio):
+            self.parts.append(np.asarray(audio))
+
+    first, second = voiced(1.0), voiced(0.5)
+    sink = Sink()
+    shaper = SentenceAudio(AudioOptions(speed=2.0), RATE, Pauses({0: 0.25, 1: 0.5}, after_last=1.0))
+    renderer = Renderer(sink, None, shaper=shaper)
+    chunks = [AudioChunk(1, "two", second[:4000]), AudioChunk(0, "one", first[:10000]),
+              AudioChunk(1, "two", second[4000:], final=True), AudioChunk(0, "one", first[10000:], final=True)]
+    stats = renderer.feed(chunks)  # sentence 1 ends first: held until sentence 0 is out
+    written = np.concatenate(sink.parts)
+    assert written.size == round((0.25 + 0.5 + 0.5 + 0.25 + 1.0) * RATE)
+    assert [(round(a, 4), round(b, 4), text) for a, b, text in stats.cues] == [(0.25, 0.75, "one"), (1.25, 1.5, "two")]

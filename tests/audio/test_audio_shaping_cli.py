@@ -92,3 +92,19 @@ def test_python_api_stream_equals_infer_with_shaping(tts):
     assert integrated_loudness(first, 32000) == pytest.approx(-28.0, abs=0.5)
     with pytest.raises(InvalidParameterError, match="speed"):
         tts.infer("Hi.", speed=0.1)
+
+
+def test_batch_jobs_get_pauses_and_speed(tiny_checkpoint, tmp_path):
+    """--jsonl writes each file through its own shaper: the trailing pause is in the file, speed applied."""
+    import json
+
+    jobs = [{"text": "Hello there.[pause:0.5s]", "output": str(tmp_path / "a.wav")},
+            {"text": "Hello there.", "output": str(tmp_path / "b.wav")}]
+    lines = "".join(json.dumps(job) + "\n" for job in jobs)
+    done = subprocess.run([*SOPRANO, "synth", "--no-server", "--model", str(tiny_checkpoint), "--dtype", "float32",
+                           "--max-frames", "30", "--speed", "2", "--jsonl"], input=lines, capture_output=True,
+                          text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    paused, plain = (soundfile.read(tmp_path / name, dtype="int16")[0] for name in ("a.wav", "b.wav"))
+    assert len(paused) == len(plain) + 16000
+    assert not np.any(paused[-16000:]) and np.any(paused[:len(plain)])
