@@ -28,6 +28,13 @@ def _write_wav(path: str | os.PathLike, audio: np.ndarray) -> None:
     soundfile.write(str(path), audio, SAMPLE_RATE, subtype="FLOAT")
 
 
+def _shaped(results, script: Script, options: AudioOptions) -> np.ndarray:
+    """One text's whole sentences, shaped and joined with the pauses its markup asks for."""
+    shaper = SentenceAudio(options, SAMPLE_RATE, script)
+    pieces = [shaper.take(i, result.audio, True) for i, result in enumerate(results)]
+    return np.concatenate([*pieces, shaper.end()])
+
+
 class SopranoTTS:
     """Text to 32 kHz speech. Signature-compatible with upstream `soprano.SopranoTTS`.
 
@@ -76,11 +83,8 @@ class SopranoTTS:
         results = self.engine.synthesize(flat, params)
         outputs, cursor = [], 0
         for sentences, script in scripts:
-            shaper = SentenceAudio(audio_options, SAMPLE_RATE, script)
-            pieces = [shaper.take(i, r.audio, True) for i, r in enumerate(results[cursor:cursor + len(sentences)])]
-            pieces.append(shaper.end())
+            outputs.append(torch.from_numpy(_shaped(results[cursor:cursor + len(sentences)], script, audio_options)))
             cursor += len(sentences)
-            outputs.append(torch.from_numpy(np.concatenate(pieces)))
         if out_dir:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             for i, audio in enumerate(outputs):
@@ -116,7 +120,9 @@ class SopranoTTS:
         """`AudioChunk`s (with sentence index and text) for `text`, as generated."""
         return self.engine.stream(self.sentences(text), params, chunk_frames)
 
-    def speak(self, text: str, params: SamplingParams | None = None) -> np.ndarray:
-        """Speech for `text` as a float32 numpy array."""
-        results = self.engine.synthesize(self.sentences(text), params)
-        return np.concatenate([r.audio for r in results]) if results else np.zeros(0, np.float32)
+    def speak(self, text: str, params: SamplingParams | None = None, *, speed: float = 1.0, volume: float = 1.0,
+              loudness: float | None = None) -> np.ndarray:
+        """Speech for `text` as a float32 numpy array, with its pauses and these audio options."""
+        sentences, script = self._script(text)
+        options = AudioOptions(speed=speed, volume=volume, loudness=loudness).validated()
+        return _shaped(self.engine.synthesize(sentences, params), script, options)

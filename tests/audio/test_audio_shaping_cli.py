@@ -86,6 +86,7 @@ def test_python_api_stream_equals_infer_with_shaping(tts):
     # shaping must not make more of it (a chunk seam or a gain measured on other samples would).
     assert streamed.shape == whole.shape
     np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(tts.speak("[pause:0.25s]" + TEXT + "[pause:0.5s]", **options), whole)
     assert not np.any(whole[:8000]) and not np.any(whole[-16000:])
     assert np.any(whole[8000:8000 + 4000])  # speech right after the leading pause
     first = tts.infer("Hello there.", loudness=-28.0).numpy()
