@@ -351,6 +351,7 @@ async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str
     samples = 0
     completed = False
     heavy = fmt in _HEAVY_FORMATS
+    busy = shaper.options.speed != 1.0 or shaper.options.loudness is not None
     state.metrics.speech_started()
 
     def wrap(data: bytes) -> bytes:
@@ -366,7 +367,12 @@ async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str
         async for output in _then_end(job.outputs()):
             # Speed, gain and pauses (audio/post.py); None marks the end: the pause after the last sentence.
             chunk = output.chunk if output is not None else None
-            audio = shaper.take(chunk.sentence, chunk.audio, chunk.final) if chunk is not None else shaper.end()
+            if chunk is None:
+                audio = shaper.end()
+            elif busy:  # stretching and measuring loudness take milliseconds: not on the event loop
+                audio = await asyncio.to_thread(shaper.take, chunk.sentence, chunk.audio, chunk.final)
+            else:
+                audio = shaper.take(chunk.sentence, chunk.audio, chunk.final)
             samples += len(audio)
             if heavy:
                 await asyncio.to_thread(body.locked, encoder.write, audio)
