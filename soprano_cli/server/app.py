@@ -263,9 +263,6 @@ def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     if body.stream_format == "sse" and not body.stream:
         raise APIError(400, "stream_format 'sse' sends audio as it is made; for one complete file with "
                             "stream: false, use stream_format 'audio'", param="stream", code="unsupported_value")
-    if not 0.25 <= body.speed <= 4.0:
-        raise APIError(400, f"speed must be between 0.25 and 4.0, got {body.speed}", param="speed",
-                       code="invalid_value")
     audio_options = AudioOptions(speed=body.speed, volume=body.volume_multiplier, loudness=body.loudness).validated(
         {"volume": "volume_multiplier"})
     params = SamplingParams(temperature=body.temperature, top_p=body.top_p, repetition_penalty=body.repetition_penalty,
