@@ -108,6 +108,9 @@ _soprano_synth() {
         '(-r --sample-rate)'{-r,--sample-rate}'[Resample to this rate (e.g. 24000, 22050, 16000) \[default: 32000\]]:sample_rate: ' \
         '(--sample-format)--sample-format[s16 or f32 samples for wav and pcm]:sample_format:(s16 f32)' \
         '(--sentence-silence)--sentence-silence[Seconds of silence between sentences]:sentence_silence: ' \
+        '(--speed)--speed[Speak this many times as fast, pitch kept (time-stretched, 0.25-4.0)]:speed: ' \
+        '(--volume)--volume[Multiply the samples by this gain (0-10, after --loudness); past full scale is clipped]:volume: ' \
+        '(--loudness)--loudness[Bring speech to this integrated loudness (-70 to -5, e.g. -16), gain measured on the...]:lufs: ' \
         '(--captions)--captions[Also write subtitles, one cue per sentence (.srt or .vtt)]:file:_files' \
         '(-s --streaming)'{-s,--streaming}'[Write audio as it is generated (to the speakers when stdout is a terminal)]' \
         '(--play)--play[Also play through the speakers as it is generated]' \

@@ -40,6 +40,7 @@ class _Job:
     audio: bytes | None = None  # the finished output, when the batch writes to memory (Ray workers)
     attempts: int = 0  # Ray workers that died while holding it
     first: int = 0  # the engine stream's index of the job's first sentence
+    script: object = None  # its text's Script: the pauses its markup asks for
     count: int = 0  # its sentences
     finished: int = 0  # of them, ended (main thread)
     sink: object = None  # the open output file, the encoder over it, and the renderer feeding it (main thread)
@@ -122,7 +123,7 @@ class _Batch:
 
     def sentences(self, jobs) -> Iterator[str]:
         """Every good job's sentences in order; a job that fails here is set aside with its reason."""
-        from soprano_cli.text.pipeline import sentences_from_text
+        from soprano_cli.text.script import script_from_text
 
         index = 0
         for job in jobs:
@@ -132,7 +133,7 @@ class _Batch:
             if job.error is None:
                 try:
                     fmt = self.prepare(job)
-                    sentences = sentences_from_text(job.text, **self.request.sentence_options())
+                    sentences, job.script = script_from_text(job.text, **self.request.sentence_options())
                     if not sentences:
                         raise InputTextError("no text to synthesize")
                     job.fmt = fmt
@@ -186,6 +187,11 @@ class _Batch:
         if chunk.final:
             job.finished += 1
             if job.finished == job.count and job.error is None:
+                try:
+                    job.renderer.finish()
+                except OutputError as error:
+                    self._fail(job, error.message)
+            if job.finished == job.count and job.error is None:
                 self._close(job)
                 self.written += 1
                 job.audio_seconds = job.renderer.stats.audio_seconds
@@ -201,7 +207,7 @@ class _Batch:
         self._open[id(job)] = job
         job.encoder = open_encoder(job.fmt, job.sink, input_rate=SAMPLE_RATE, output_rate=self.request.sample_rate,
                                    sample_format=self.request.sample_format, seekable=True)
-        job.renderer = Renderer(job.encoder, None, self.request.sentence_silence)
+        job.renderer = Renderer(job.encoder, None, shaper=self.request.shaper(job.script))
 
     def _close(self, job: _Job) -> None:
         """Finish the job's file; what it holds stays a valid file (also after a failed write)."""

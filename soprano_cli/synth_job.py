@@ -38,6 +38,14 @@ class SynthRequest:
     quiet: bool = False
     verbose: bool = False
     text_options: object = None  # TextOptions (markdown, lexicon, classes left as written); None: the defaults
+    audio: object = None  # AudioOptions (speed, volume, loudness); None: the audio as generated
+
+    def shaper(self, pauses=None):
+        """The SentenceAudio for one output: these audio options, `pauses` (a Script) and the sentence silence."""
+        from soprano_cli.audio.post import AudioOptions, SentenceAudio
+        from soprano_cli.synthesis import SAMPLE_RATE
+
+        return SentenceAudio(self.audio or AudioOptions(), SAMPLE_RATE, pauses, self.sentence_silence)
 
     def sentence_options(self) -> dict:
         """Options for `sentences_from_lines`.
@@ -173,7 +181,7 @@ def run_single(request: SynthRequest, choice: EngineChoice, params, start_displa
     """
     from soprano_cli.cli.textio import iter_input_lines
     from soprano_cli.synthesis import Renderer, open_output
-    from soprano_cli.text.pipeline import sentences_from_lines
+    from soprano_cli.text.script import Script
 
     fmt = output_format(request)
     _check_output_options(request, fmt)
@@ -189,7 +197,8 @@ def run_single(request: SynthRequest, choice: EngineChoice, params, start_displa
         if sys.stdin.isatty() and not request.quiet:
             print("soprano: reading text from stdin; end it with Ctrl-D", file=sys.stderr, flush=True)
         source = iter_input_lines([])
-    sentences = sentences_from_lines(source, **request.sentence_options())
+    script = Script(source, **request.sentence_options())  # sentences, and the pauses markup asks for
+    sentences = iter(script)
     first = next(sentences, None)
     if first is None:
         raise InputTextError("no text to synthesize: the input is empty")
@@ -218,7 +227,7 @@ def run_single(request: SynthRequest, choice: EngineChoice, params, start_displa
             display.update(Progress("sentences", stats.finished, counted.count, counted.exhausted,
                                     stats.generated / engine.sample_rate, stats.elapsed))
 
-        renderer = Renderer(encoder, player, request.sentence_silence, on_progress=report if display else None)
+        renderer = Renderer(encoder, player, on_progress=report if display else None, shaper=request.shaper(script))
         # A file gets each sentence as soon as it and the ones before it have ended; sentences that
         # end early wait in the renderer rather than in the engine, so Ctrl-C can still write them.
         chunks = engine.stream(counted, params, request.chunk_frames if live else WHOLE_SENTENCE, in_order=live)

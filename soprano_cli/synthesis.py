@@ -48,10 +48,14 @@ class Renderer:
     interrupted file keeps every finished sentence.
     """
 
-    def __init__(self, encoder=None, player=None, sentence_silence: float = 0.0, on_progress=None):
+    def __init__(self, encoder=None, player=None, sentence_silence: float = 0.0, on_progress=None, shaper=None):
+        from soprano_cli.audio.post import AudioOptions, SentenceAudio
+
         self.encoder = encoder
         self.player = player
-        self.silence = np.zeros(int(round(max(sentence_silence, 0.0) * SAMPLE_RATE)), dtype=np.float32)
+        # Speed, gain and the pauses before each sentence (audio/post.py); without one, only
+        # `sentence_silence` between sentences.
+        self.shaper = shaper or SentenceAudio(AudioOptions(), SAMPLE_RATE, sentence_silence=sentence_silence)
         self.stats = RenderStats()
         self.on_progress = on_progress  # called with the stats after each chunk, e.g. a progress display
         self._started = time.perf_counter()
@@ -78,10 +82,9 @@ class Renderer:
 
     def _write_now(self, chunk) -> None:
         if self._cue_start is None and chunk.audio.size:
-            if self.stats.cues and self.silence.size:
-                self._emit(self.silence)  # between sentences only, never before the first
+            self._emit(self.shaper.begin(chunk.sentence))  # the pause before it
             self._cue_start = self.stats.samples / SAMPLE_RATE
-        self._emit(chunk.audio)
+        self._emit(self.shaper.audio(chunk.audio, chunk.final) if self._cue_start is not None else chunk.audio)
         if chunk.final:
             self.stats.sentences += 1
             if self._cue_start is not None:
@@ -131,11 +134,20 @@ class Renderer:
         """After Ctrl-C: write the held sentences that had ended (see the class docstring)."""
         self._write_finished_held()
 
+    def finish(self) -> None:
+        """After the last sentence: the pause the markup asked for there."""
+        self._write_now_audio(self.shaper.end())
+
+    def _write_now_audio(self, audio: np.ndarray) -> None:
+        with deferred_signals() if self.player is None else contextlib.nullcontext():
+            self._emit(audio)
+
     def feed(self, chunks: Iterable) -> RenderStats:
         """Consume engine `AudioChunk`s to the end; returns the stats (also on self.stats)."""
         try:
             for chunk in chunks:
                 self.take(chunk)
+            self.finish()
         except KeyboardInterrupt:
             self._write_finished_held()
             raise

@@ -706,12 +706,15 @@ HTTP_ROUTES = [
 ]
 SPEECH_FIELDS = {
     "model": "Required. The served model's name, or one of the aliases (see GET /v1/models).",
-    "input": "Required. The text to speak, up to --max-input-chars characters.",
+    "input": "Required. The text to speak, up to --max-input-chars characters. [pause:1.5s] tags add silence; "
+             "text that starts with <speak> is SSML (break, p, s, sub, say-as; see README). Malformed SSML, a bad "
+             "break time or a pause over 10 s: 400 with param input and code invalid_markup.",
     "voice": "Accepted for compatibility: Soprano has one voice, which every name (OpenAI's, soprano, any other) "
              "or none selects (see GET /v1/audio/voices).",
     "instructions": "gpt-4o-mini-tts's steering text: accepted for compatibility and ignored.",
     "response_format": "mp3 (the default), opus, aac, flac, wav or pcm. pcm is raw 16-bit little-endian samples.",
-    "speed": "Only 1.0 (the default) is supported.",
+    "speed": "0.25 to 4.0 (default 1.0): speech played this many times as fast, pitch kept (time-stretched); "
+             "pauses keep their length.",
     "stream_format": "audio (the default): the encoded audio as the body; sse: server-sent events (below).",
     "stream": "true (the default): audio as it is generated, so the file's header cannot hold its length. "
     "false: one complete file once the text is done, with Content-Length and its real length (WAV sizes, "
@@ -727,6 +730,9 @@ SPEECH_FIELDS = {
                              "dropped; the server's default: on), urls, emails, phone_numbers (false leaves them as "
                              "written), lexicon ({\"word\": \"spoken\"}, added to the server's --lexicon; words only).",
     "sample_rate": "Output rate in Hz (default 24000 for pcm, as OpenAI clients assume; else 32000).",
+    "volume_multiplier": "Gain, 0 to 10 (default 1.0), applied after loudness; samples past full scale are clipped.",
+    "loudness": "Target integrated loudness in LUFS, -70 to -5 (e.g. -16); the gain is measured on the first "
+                "sentence (its first 3 s) and held, and stops where that audio's peak reaches -1 dBFS.",
 }
 SSE_FORMAT = [
     'With "stream_format": "sse" the response is text/event-stream: one event per piece of audio, each a '

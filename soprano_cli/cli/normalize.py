@@ -31,10 +31,15 @@ def register(app: typer.Typer) -> None:
         from soprano_cli.cli.textio import iter_input_lines
         from soprano_cli.text import model_text, normalize
 
+        from soprano_cli.text.markup import rendered_lines
+
         options = opt.text_options(markdown, lexicon, urls, emails, phone_numbers)
-        for line in iter_input_lines(files or []):
-            said = normalize(line, options)
-            if for_model or old_model_flag:
-                said = model_text(said)
+
+        def say(text: str) -> str:
+            said = normalize(text, options)
+            return model_text(said) if for_model or old_model_flag else said
+
+        # [pause:] tags are kept as written and SSML becomes text with such tags (text/markup.py).
+        for said in rendered_lines(iter_input_lines(files or []), say):
             sys.stdout.write(said + "\n")
             sys.stdout.flush()

@@ -42,6 +42,13 @@ def synth_command(
         help="s16 or f32 samples for wav and pcm.")] = "s16",
     sentence_silence: Annotated[float, typer.Option("--sentence-silence", min=0.0, max=10.0,
         rich_help_panel=OUTPUT_PANEL, help="Seconds of silence between sentences.")] = 0.0,
+    speed: Annotated[float, typer.Option("--speed", rich_help_panel=OUTPUT_PANEL,
+        help="Speak this many times as fast, pitch kept (time-stretched, 0.25-4.0).")] = 1.0,
+    volume: Annotated[float, typer.Option("--volume", rich_help_panel=OUTPUT_PANEL,
+        help="Multiply the samples by this gain (0-10, after --loudness); past full scale is clipped.")] = 1.0,
+    loudness: Annotated[Optional[float], typer.Option("--loudness", rich_help_panel=OUTPUT_PANEL,
+        metavar="LUFS", show_default=False,
+        help="Bring speech to this integrated loudness (-70 to -5, e.g. -16), gain measured on the first sentence.")] = None,
     captions: Annotated[Optional[Path], typer.Option("--captions", rich_help_panel=OUTPUT_PANEL,
         help="Also write subtitles, one cue per sentence (.srt or .vtt).")] = None,
     streaming: Annotated[bool, typer.Option("--streaming", "-s", rich_help_panel=OUTPUT_PANEL,
@@ -102,6 +109,7 @@ def synth_command(
     verbose: opt.Verbose = False,
 ) -> None:
     from soprano_cli import synth_job
+    from soprano_cli.audio.post import AudioOptions
     from soprano_cli.cli.progress import terminal_progress
 
     opt.configure_logging(verbose, quiet)
@@ -113,6 +121,9 @@ def synth_command(
         chunk_frames=chunk_frames, normalize=normalize, lines=lines, min_seconds=min_seconds,
         max_seconds=max_seconds, quiet=quiet, verbose=verbose,
         text_options=opt.text_options(markdown, lexicon, urls, emails, phone_numbers),
+        # The ranges live in audio/ (one home, also the server's): a bad value is one line, exit 2.
+        audio=AudioOptions(speed=speed, volume=volume, loudness=loudness).validated(
+            {"speed": "--speed", "volume": "--volume", "loudness": "--loudness"}),
     )
     # Every option is checked before any daemon is asked: a daemon must not hide a misspelt one.
     engine_options = synth_job.EngineChoice(

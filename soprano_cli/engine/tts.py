@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from soprano_cli.audio.post import AudioOptions, SentenceAudio
 from soprano_cli.engine.engine import AudioChunk, Engine, EngineConfig
 from soprano_cli.engine.sampling import SamplingParams
 from soprano_cli.model_facts import REPETITION_PENALTY, RETRIES, SAMPLE_RATE, TEMPERATURE, TOP_P
+from soprano_cli.text.script import Script, script_from_text
 
 
 def _params(top_p, temperature, repetition_penalty, retries=RETRIES, seed=None, max_new_tokens=None) -> SamplingParams:
@@ -25,6 +27,13 @@ def _write_wav(path: str | os.PathLike, audio: np.ndarray) -> None:
 
     # float32 WAV, as upstream writes: lossless for the model's output.
     soundfile.write(str(path), audio, SAMPLE_RATE, subtype="FLOAT")
+
+
+def _shaped(results, script: Script, options: AudioOptions) -> np.ndarray:
+    """One text's whole sentences, shaped and joined with the pauses its markup asks for."""
+    shaper = SentenceAudio(options, SAMPLE_RATE, script)
+    pieces = [shaper.take(i, result.audio, True) for i, result in enumerate(results)]
+    return np.concatenate([*pieces, shaper.end()])
 
 
 class SopranoTTS:
@@ -49,32 +58,34 @@ class SopranoTTS:
     @staticmethod
     def sentences(text: str, normalize: bool = True) -> list[str]:
         """How `text` is cut into sentences before synthesis (normalized, then split)."""
-        from soprano_cli.text.pipeline import sentences_from_text
-
-        return sentences_from_text(text.strip(), normalize=normalize)
+        return script_from_text(text.strip(), normalize=normalize)[0]
 
     def infer(self, text: str, out_path: str | None = None, top_p: float = TOP_P, temperature: float = TEMPERATURE,
-              repetition_penalty: float = REPETITION_PENALTY, retries: int = RETRIES, *,
-              seed: int | None = None) -> torch.Tensor:
-        """Speech for `text`; also written to `out_path` (WAV) when given."""
+              repetition_penalty: float = REPETITION_PENALTY, retries: int = RETRIES, *, seed: int | None = None, speed: float = 1.0,
+              volume: float = 1.0, loudness: float | None = None) -> torch.Tensor:
+        """Speech for `text`; also written to `out_path` (WAV) when given.
+
+        `speed` (0.25-4.0, pitch kept), `volume` (a gain) and `loudness` (target LUFS) shape the audio;
+        `[pause:1s]` tags and SSML (`<speak>...`) in `text` add pauses (see text/markup.py).
+        """
         return self.infer_batch([text], out_dir=None, top_p=top_p, temperature=temperature,
-                                repetition_penalty=repetition_penalty, retries=retries, seed=seed,
-                                _out_paths=[out_path])[0]
+                                repetition_penalty=repetition_penalty, retries=retries, seed=seed, speed=speed,
+                                volume=volume, loudness=loudness, _out_paths=[out_path])[0]
 
     def infer_batch(self, texts: list[str], out_dir: str | None = None, top_p: float = TOP_P,
-                    temperature: float = TEMPERATURE, repetition_penalty: float = REPETITION_PENALTY,
-                    retries: int = RETRIES, *,
-                    seed: int | None = None, _out_paths: list | None = None) -> list[torch.Tensor]:
+                    temperature: float = TEMPERATURE, repetition_penalty: float = REPETITION_PENALTY, retries: int = RETRIES, *,
+                    seed: int | None = None, speed: float = 1.0, volume: float = 1.0, loudness: float | None = None,
+                    _out_paths: list | None = None) -> list[torch.Tensor]:
         """Speech for each text; every sentence of every text shares one LM batch."""
         params = _params(top_p, temperature, repetition_penalty, retries, seed)
-        per_text = [self.sentences(text) for text in texts]
-        flat = [sentence for sentences in per_text for sentence in sentences]
+        audio_options = AudioOptions(speed=speed, volume=volume, loudness=loudness).validated()
+        scripts = [self._script(text) for text in texts]
+        flat = [sentence for sentences, _ in scripts for sentence in sentences]
         results = self.engine.synthesize(flat, params)
         outputs, cursor = [], 0
-        for sentences in per_text:
-            pieces = [r.audio for r in results[cursor:cursor + len(sentences)]]
+        for sentences, script in scripts:
+            outputs.append(torch.from_numpy(_shaped(results[cursor:cursor + len(sentences)], script, audio_options)))
             cursor += len(sentences)
-            outputs.append(torch.from_numpy(np.concatenate(pieces) if pieces else np.zeros(0, np.float32)))
         if out_dir:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             for i, audio in enumerate(outputs):
@@ -85,13 +96,24 @@ class SopranoTTS:
         return outputs
 
     def infer_stream(self, text: str, chunk_size: int = 1, top_p: float = TOP_P, temperature: float = TEMPERATURE,
-                     repetition_penalty: float = REPETITION_PENALTY, *,
-                     seed: int | None = None) -> Iterator[torch.Tensor]:
-        """Audio pieces as they are generated; joined, they equal `infer(text)` exactly."""
+                     repetition_penalty: float = REPETITION_PENALTY, *, seed: int | None = None, speed: float = 1.0,
+                     volume: float = 1.0, loudness: float | None = None) -> Iterator[torch.Tensor]:
+        """Audio pieces as they are generated; joined, they equal `infer(text)` (with the same options) exactly."""
         params = _params(top_p, temperature, repetition_penalty, 0, seed)
-        for chunk in self.stream(text, params, chunk_size):
-            if chunk.audio.size:
-                yield torch.from_numpy(chunk.audio)
+        shaper_options = AudioOptions(speed=speed, volume=volume, loudness=loudness).validated()
+        sentences, script = self._script(text)
+        shaper = SentenceAudio(shaper_options, SAMPLE_RATE, script)
+        for chunk in self.engine.stream(sentences, params, chunk_size):
+            audio = shaper.take(chunk.sentence, chunk.audio, chunk.final)
+            if audio.size:
+                yield torch.from_numpy(audio)
+        tail = shaper.end()
+        if tail.size:
+            yield torch.from_numpy(tail)
+
+    @staticmethod
+    def _script(text: str) -> tuple[list[str], Script]:
+        return script_from_text(text.strip())
 
     # -- native -------------------------------------------------------------------------------
 
@@ -99,7 +121,9 @@ class SopranoTTS:
         """`AudioChunk`s (with sentence index and text) for `text`, as generated."""
         return self.engine.stream(self.sentences(text), params, chunk_frames)
 
-    def speak(self, text: str, params: SamplingParams | None = None) -> np.ndarray:
-        """Speech for `text` as a float32 numpy array."""
-        results = self.engine.synthesize(self.sentences(text), params)
-        return np.concatenate([r.audio for r in results]) if results else np.zeros(0, np.float32)
+    def speak(self, text: str, params: SamplingParams | None = None, *, speed: float = 1.0, volume: float = 1.0,
+              loudness: float | None = None) -> np.ndarray:
+        """Speech for `text` as a float32 numpy array, with its pauses and these audio options."""
+        sentences, script = self._script(text)
+        options = AudioOptions(speed=speed, volume=volume, loudness=loudness).validated()
+        return _shaped(self.engine.synthesize(sentences, params), script, options)

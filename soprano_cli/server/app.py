@@ -282,7 +282,9 @@ def _add_compatibility_routes(app: FastAPI) -> None:
 def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     from soprano_cli.audio.formats import MEDIA_TYPES, check_format, open_encoder
     from soprano_cli.server.complete import CompleteFileResponse, FileSink
-    from soprano_cli.text.pipeline import sentences_from_text
+    from soprano_cli.audio.post import AudioOptions, SentenceAudio
+    from soprano_cli.text.markup import MarkupError
+    from soprano_cli.text.script import script_from_text
 
     state.check_model(body.model)
     if not body.input.strip():
@@ -301,16 +303,16 @@ def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     if body.stream_format == "sse" and not body.stream:
         raise APIError(400, "stream_format 'sse' sends audio as it is made; for one complete file with "
                             "stream: false, use stream_format 'audio'", param="stream", code="unsupported_value")
-    if not 0.25 <= body.speed <= 4.0:
-        raise APIError(400, f"speed must be between 0.25 and 4.0, got {body.speed}", param="speed",
-                       code="invalid_value")
-    if body.speed != 1.0:
-        raise APIError(400, "speed other than 1.0 is not supported yet", param="speed", code="unsupported_value")
+    audio_options = AudioOptions(speed=body.speed, volume=body.volume_multiplier, loudness=body.loudness).validated(
+        {"volume": "volume_multiplier"})
     params = SamplingParams(temperature=body.temperature, top_p=body.top_p, repetition_penalty=body.repetition_penalty,
                             seed=body.seed, max_new_tokens=body.max_new_tokens).validated()
     rate = body.sample_rate if body.sample_rate is not None else (protocol.PCM_DEFAULT_RATE if fmt == "pcm" else None)
-    sentences = sentences_from_text(body.input, normalize=body.normalize,
-                                    options=request_text_options(state.config.text, body.normalization_options))
+    try:  # [pause:] tags and SSML (text/markup.py): sentences, and the pauses between them
+        sentences, script = script_from_text(body.input, normalize=body.normalize,
+                                             options=request_text_options(state.config.text, body.normalization_options))
+    except MarkupError as error:
+        raise APIError(400, error.message, param="input", code=error.error_code) from None
     if not sentences:
         raise InputTextError("'input' has nothing to speak after normalization", param="input")
     job = state.scheduler.submit(sentences, params)  # admission (429) before any encoder or ffmpeg starts
@@ -326,7 +328,8 @@ def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     headers = {"X-Sample-Rate": str(encoder.sample_rate), "Cache-Control": "no-store"}
     media_type = "text/event-stream" if sse else MEDIA_TYPES[fmt]
     body_state = _Body(job, encoder)
-    chunks = _speech_chunks(state, body_state, sink, fmt, sse=sse, chars=len(body.input))
+    shaper = SentenceAudio(audio_options, state.engine.sample_rate, script)
+    chunks = _speech_chunks(state, body_state, sink, fmt, sse=sse, chars=len(body.input), shaper=shaper)
     if not body.stream:
         return CompleteFileResponse(chunks, sink, media_type=media_type, headers=headers,
                                     release=lambda: _release_unstarted(body_state, state.scheduler))
@@ -376,7 +379,7 @@ def _release_unstarted(body: _Body, scheduler: Scheduler) -> None:
             _close_quietly(body.encoder)
 
 
-async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str, *, sse: bool, chars: int):
+async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str, *, sse: bool, chars: int, shaper):
     """The response body: encoded audio (or SSE events) as the scheduler hands over chunks."""
     body.started = True
     job, encoder = body.job, body.encoder
@@ -385,6 +388,7 @@ async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str
     samples = 0
     completed = False
     heavy = fmt in _HEAVY_FORMATS
+    busy = shaper.options.speed != 1.0 or shaper.options.loudness is not None
     state.metrics.speech_started()
 
     def wrap(data: bytes) -> bytes:
@@ -397,8 +401,15 @@ async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str
         head = sink.take()  # a WAV header goes out at once
         if head:
             yield wrap(head)
-        async for output in job.outputs():
-            audio = output.chunk.audio
+        async for output in _then_end(job.outputs()):
+            # Speed, gain and pauses (audio/post.py); None marks the end: the pause after the last sentence.
+            chunk = output.chunk if output is not None else None
+            if chunk is None:
+                audio = shaper.end()
+            elif busy:  # stretching and measuring loudness take milliseconds: not on the event loop
+                audio = await asyncio.to_thread(shaper.take, chunk.sentence, chunk.audio, chunk.final)
+            else:
+                audio = shaper.take(chunk.sentence, chunk.audio, chunk.final)
             samples += len(audio)
             if heavy:
                 await asyncio.to_thread(body.locked, encoder.write, audio)
@@ -427,6 +438,13 @@ async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str
         state.metrics.speech_finished(audio_seconds=samples / state.engine.sample_rate,
                                       wall_seconds=time.perf_counter() - started, ttfb=ttfb,
                                       cancelled=not completed)
+
+
+async def _then_end(outputs):
+    """The job's outputs, then None."""
+    async for output in outputs:
+        yield output
+    yield None
 
 
 def _frames_response(state: _State, body: StreamRequest) -> StreamingResponse:

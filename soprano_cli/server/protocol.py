@@ -58,7 +58,7 @@ class SpeechRequest(BaseModel):
     voice: str | dict | None = None  # accepted for compatibility; one voice
     instructions: str | None = None  # gpt-4o-mini-tts's steering text; accepted, ignored
     response_format: str = "mp3"
-    speed: float = 1.0
+    speed: float = 1.0  # 0.25-4.0, pitch kept (audio/stretch.py)
     stream_format: str = "audio"  # "audio" (chunked bytes) or "sse" (speech.audio.delta events)
     # Extensions.
     stream: bool = True  # false: one complete file with its lengths and a Content-Length (as Kokoro-FastAPI)
@@ -70,6 +70,8 @@ class SpeechRequest(BaseModel):
     normalize: bool = True
     normalization_options: NormalizationOptions | None = None
     sample_rate: int | None = None
+    volume_multiplier: float = 1.0  # gain (as Kokoro-FastAPI's); past full scale is clipped
+    loudness: float | None = None  # target integrated loudness in LUFS, e.g. -16
 
 
 class StreamRequest(BaseModel):

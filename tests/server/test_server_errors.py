@@ -48,8 +48,17 @@ def test_malformed_json(server, content, param, code):
         ({"model": None}, 400, "model"),
         ({"response_format": "xyz"}, 400, "response_format"),
         ({"stream_format": "xml"}, 400, "stream_format"),
-        ({"speed": 2.0}, 400, "speed"),
+        ({"speed": 0.2}, 400, "speed"),
         ({"speed": 10}, 400, "speed"),
+        ({"speed": "fast"}, 400, "speed"),
+        ({"volume_multiplier": -0.5}, 400, "volume_multiplier"),
+        ({"volume_multiplier": 11}, 400, "volume_multiplier"),
+        ({"loudness": 3}, 400, "loudness"),
+        ({"loudness": -100}, 400, "loudness"),
+        ({"input": "<speak>Hello"}, 400, "input"),  # SSML that is not well-formed
+        ({"input": '<speak>Hi<break time="a while"/></speak>'}, 400, "input"),
+        ({"input": '<!DOCTYPE speak [<!ENTITY a "b">]><speak>&a;</speak>'}, 400, "input"),
+        ({"input": "Wait [pause:60s] here."}, 400, "input"),
         ({"temperature": 9}, 400, "temperature"),
         ({"temperature": -1}, 400, "temperature"),
         ({"top_p": 0}, 400, "top_p"),
@@ -98,7 +107,7 @@ def test_unknown_route_and_method(server):
 def test_errors_through_the_openai_client(server):
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
     with pytest.raises(openai.BadRequestError) as caught:
-        client.audio.speech.create(model="tts-1", voice="alloy", input="Hi.", speed=2.0)
+        client.audio.speech.create(model="tts-1", voice="alloy", input="Hi.", speed=5.0)
     assert caught.value.status_code == 400 and caught.value.body["param"] == "speed"
     with pytest.raises(openai.NotFoundError):
         client.audio.speech.create(model="gpt-5", voice="alloy", input="Hi.")
