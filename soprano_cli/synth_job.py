@@ -43,7 +43,7 @@ class SynthRequest:
     def shaper(self, pauses=None):
         """The SentenceAudio for one output: these audio options, `pauses` (a Script) and the sentence silence."""
         from soprano_cli.audio.post import AudioOptions, SentenceAudio
-        from soprano_cli.synthesis import SAMPLE_RATE
+        from soprano_cli.model_facts import SAMPLE_RATE
 
         return SentenceAudio(self.audio or AudioOptions(), SAMPLE_RATE, pauses, self.sentence_silence)
 
