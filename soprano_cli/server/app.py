@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).with_name("web")
 ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/audio/speech", "/v1/soprano/stream")
+ROUTES += ("/v1/audio/speech/captioned", "/v1/audio/speech/stream")  # timing and live text (issue 20)
 # Formats whose encoders do real work (or talk to ffmpeg): run them off the event loop.
 _HEAVY_FORMATS = ("flac", "ogg", "opus", "mp3", "aac")
 
@@ -238,8 +239,20 @@ def _add_routes(app: FastAPI) -> None:
         body: StreamRequest = await _json_object(request, StreamRequest)
         return _frames_response(state, body)
 
+    @app.post("/v1/audio/speech/captioned")
+    async def captioned(request: Request):
+        from soprano_cli.server.captioned import CaptionedSpeechRequest, Cues
 
-def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
+        state: _State = request.app.state.soprano
+        body: CaptionedSpeechRequest = await _json_object(request, CaptionedSpeechRequest)
+        cues = Cues()
+        speech = body.speech()
+        return _speech_response(state, speech, on_cue=cues.add,
+                                render=lambda audio, headers: cues.response(audio, body, headers))
+
+
+def _speech_response(state: _State, body: SpeechRequest, *, on_cue=None, render=None) -> StreamingResponse:
+    """The speech for `body`; `on_cue` gets each sentence's cue, `render` makes the response of a complete file."""
     from soprano_cli.audio.formats import MEDIA_TYPES, check_format, open_encoder
     from soprano_cli.server.complete import CompleteFileResponse, FileSink
     from soprano_cli.text.pipeline import sentences_from_text
@@ -286,9 +299,9 @@ def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     headers = {"X-Sample-Rate": str(encoder.sample_rate), "Cache-Control": "no-store"}
     media_type = "text/event-stream" if sse else MEDIA_TYPES[fmt]
     body_state = _Body(job, encoder)
-    chunks = _speech_chunks(state, body_state, sink, fmt, sse=sse, chars=len(body.input))
+    chunks = _speech_chunks(state, body_state, sink, fmt, sse=sse, chars=len(body.input), on_cue=on_cue)
     if not body.stream:
-        return CompleteFileResponse(chunks, sink, media_type=media_type, headers=headers,
+        return CompleteFileResponse(chunks, sink, media_type=media_type, headers=headers, render=render,
                                     release=lambda: _release_unstarted(body_state, state.scheduler))
     return _JobResponse(chunks, body_state, state.scheduler, media_type=media_type, headers=headers)
 
@@ -336,9 +349,13 @@ def _release_unstarted(body: _Body, scheduler: Scheduler) -> None:
             _close_quietly(body.encoder)
 
 
-async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str, *, sse: bool, chars: int):
-    """The response body: encoded audio (or SSE events) as the scheduler hands over chunks."""
+async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str, *, sse: bool, chars: int,
+                         on_cue=None):
+    """The response body: encoded audio (or SSE events, with each sentence's timing) as the scheduler hands over chunks."""
+    from soprano_cli.audio.captions import CueClock
+
     body.started = True
+    clock = CueClock(state.engine.sample_rate)
     job, encoder = body.job, body.encoder
     started = time.perf_counter()
     ttfb = None
@@ -368,6 +385,12 @@ async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str
             if data:
                 ttfb = ttfb if ttfb is not None else time.perf_counter() - started
                 yield wrap(data)
+            cue = clock.write(len(audio), final=output.chunk.final, text=output.chunk.text)
+            if cue is not None:
+                if on_cue is not None:
+                    on_cue(output.chunk.sentence, cue)
+                if sse:  # after the audio it times (an encoder may still hold the sentence's last samples)
+                    yield f"data: {json.dumps(protocol.sentence_event(output.chunk.sentence, cue))}\n\n".encode()
         if heavy:
             await asyncio.to_thread(body.locked, encoder.close)
         else:
