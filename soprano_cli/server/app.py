@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -30,6 +30,7 @@ from soprano_cli.server import protocol
 from soprano_cli.server.client import model_digest
 from soprano_cli.server.connections import Deadlines
 from soprano_cli.server.guard import JSONCORSMiddleware, RequestGuard
+from soprano_cli.server.live import LiveLimits
 from soprano_cli.server.metrics import Metrics
 from soprano_cli.server.protocol import APIError, SpeechRequest, StreamRequest, request_text_options
 from soprano_cli.server.scheduler import Scheduler
@@ -62,6 +63,7 @@ class ServerConfig:
     max_backlog_seconds: float = 20.0  # audio a request may have waiting for its reader before it is paused
     warmup: bool = True  # run a few frames at startup so the first request pays no first-call costs
     text: TextOptions = field(default_factory=lambda: TextOptions(markdown=True))  # how requests' text is read
+    live: LiveLimits = field(default_factory=LiveLimits)  # the WebSocket stream's limits
 
     @classmethod
     def from_env(cls) -> "ServerConfig":
@@ -249,6 +251,12 @@ def _add_routes(app: FastAPI) -> None:
         speech = body.speech()
         return _speech_response(state, speech, on_cue=cues.add,
                                 render=lambda audio, headers: cues.response(audio, body, headers))
+
+    @app.websocket("/v1/audio/speech/stream")
+    async def live(websocket: WebSocket):
+        from soprano_cli.server.live import live_speech
+
+        await live_speech(websocket)
 
 
 def _speech_response(state: _State, body: SpeechRequest, *, on_cue=None, render=None) -> StreamingResponse:
