@@ -124,17 +124,21 @@ class LiveSession:
                         return
                     self._take(message)
             speaker.result()  # re-raises what ended it
-        except APIError as error:
+        except (WebSocketDisconnect, OSError):
+            log.debug("a live stream's client went away")
+        except asyncio.TimeoutError:
+            log.warning("dropped a live stream client that read nothing for %g s",
+                        self.state.config.deadlines.client_timeout)
+        except Exception as error:  # the connection's last word: an error message, then a close code
+            await _stopped(speaker, receiving)
+            if isinstance(error, SopranoError):
+                error = APIError.from_soprano(error)
+            elif not isinstance(error, APIError):
+                log.exception("a live stream failed")
+                error = APIError(500, "the server failed to speak this text; see its log", error_type="server_error")
             await self._fail(error)
-        except SopranoError as error:
-            await self._fail(APIError.from_soprano(error))
-        except (WebSocketDisconnect, OSError, RuntimeError) as error:
-            log.debug("live stream ended: %s", error)  # the client went away mid-send
         finally:
-            for task in (receiving, speaker):
-                if task is not None and not task.done():
-                    task.cancel()
-            await asyncio.gather(*(t for t in (receiving, speaker) if t is not None), return_exceptions=True)
+            await _stopped(speaker, receiving)
             self._release()
 
     async def _send(self, message: dict | bytes) -> None:
@@ -325,6 +329,18 @@ class _BinaryMessage(APIError):
 
     def __init__(self):
         super().__init__(400, "send JSON text messages, not binary ones", code="unsupported_data")
+
+
+async def _stopped(*tasks) -> None:
+    """Cancel the tasks still running and wait for them to end."""
+    for task in tasks:
+        # Again until it ends: before Python 3.12, asyncio.wait_for (around each send) loses a
+        # cancel that arrives just as the send completes, and the task would wait on forever.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        if task is not None and not task.cancelled():
+            task.exception()  # retrieved: no "exception was never retrieved" at shutdown
 
 
 async def live_speech(websocket: WebSocket) -> None:

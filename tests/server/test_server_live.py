@@ -25,8 +25,8 @@ EXACT = use_fbgemm(torch.device("cpu"))
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
-    """A server with a short idle timeout for the live stream."""
-    process = ServerProcess(tmp_path_factory.mktemp("live"), "--live-idle-timeout", "2",
+    """A server with a short idle timeout for the live stream, and short HTTP deadlines (3 s for a body)."""
+    process = ServerProcess(tmp_path_factory.mktemp("live"), "--live-idle-timeout", "2", "--request-timeout", "1",
                             *(["--dtype", "int8"] if EXACT else [])).start()
     yield process
     process.stop()
@@ -210,7 +210,8 @@ def test_the_api_key_and_allowed_origin_apply(strict_server):
     ([text("start", model="gpt-5")], 1008, "model_not_found"),
     ([text("start", response_format="mp3")], 1008, "unsupported_value"),
     ([text("start", sample_rate=5)], 1008, "invalid_value"),
-    ([text("close"), text("text", text="late")], 1008, "invalid_value"),
+    # Text after "close", while its sentence is still being spoken (an idle server may close first).
+    ([text("text", text="Hello there."), text("close"), text("text", text="late")], 1008, "invalid_value"),
     (["x" * 16385], 1009, "message_too_large"),
 ])
 def test_bad_messages_get_an_error_and_a_close_code(live_server, messages, close_code, error_code):
@@ -260,6 +261,23 @@ def test_an_idle_connection_is_closed(live_server):
     markers, code, waited = asyncio.run(main())
     assert markers[-1]["error"]["code"] == "idle_timeout" and code == 1008
     assert 1.5 < waited < 10
+
+
+def test_a_connection_outlives_the_http_deadlines(live_server):
+    # Broke: the upgrade request's body deadline (3 s here) stayed armed and closed the WebSocket.
+    async def main():
+        async with open_ws(live_server) as ws:
+            await ws.send(text("start"))
+            for word in ["One", " two", " three", " four", " five."]:
+                await asyncio.sleep(1.0)
+                await ws.send(text("text", text=word))
+            await ws.send(text("close"))
+            markers, _ = await receive_all(ws)
+            return markers, ws.close_code
+
+    markers, code = asyncio.run(main())
+    assert code == 1000 and markers[-1] == {"type": "done"}
+    assert [m["text"] for m in markers if m["type"] == "sentence.end"] == ["One two three four five."]
 
 
 def test_a_client_that_vanishes_cancels_its_sentences(live_server):
