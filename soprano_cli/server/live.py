@@ -79,6 +79,8 @@ class _Sentence:
     job: "Job | None" = None
 
 
+# The speaker's other items: the session message, and the ends of a flush and of the connection.
+_SESSION = "session"
 _FLUSH = "flush"
 _CLOSE = "close"
 
@@ -89,11 +91,12 @@ class LiveSession:
     def __init__(self, websocket: WebSocket, state):
         self.ws = websocket
         self.state = state
-        self.limits: LiveLimits = getattr(state.config, "live", LiveLimits())
+        self.limits: LiveLimits = state.config.live
         self.params: SamplingParams | None = None
         self.sentences = None  # LiveSentences, from the start message
         self.rate = protocol.PCM_DEFAULT_RATE
-        self.items: deque = deque()  # _Sentence, _FLUSH or _CLOSE, in order
+        self.items: deque = deque()  # _Sentence, _SESSION, _FLUSH or _CLOSE, in order
+        self.session_message: dict = {}
         self.changed = asyncio.Event()  # the speaker has something new to look at
         self.next_index = 0
         self.text_chars = 0
@@ -235,9 +238,9 @@ class LiveSession:
         options = request_text_options(self.state.config.text, start.normalization_options)
         self.sentences = LiveSentences(normalize=start.normalize, options=options,
                                        max_chars=self.state.config.max_input_chars)
-        self._session_message = {"type": "session", "model": self.state.model, "format": fmt,
-                                  "sample_rate": self.rate}
-        self.items.append("session")
+        self.session_message = {"type": "session", "model": self.state.model, "format": fmt,
+                                 "sample_rate": self.rate}
+        self.items.append(_SESSION)
         self.changed.set()
         if start.input:
             self._text(start.input)
@@ -277,8 +280,8 @@ class LiveSession:
                 self.changed.clear()
                 await self.changed.wait()
             item = self.items[0]
-            if item == "session":
-                await self._send(self._session_message)
+            if item == _SESSION:
+                await self._send(self.session_message)
             elif isinstance(item, _Sentence):
                 await self._say(item)
             else:
@@ -293,7 +296,7 @@ class LiveSession:
 
     async def _say(self, sentence: _Sentence) -> None:
         from soprano_cli.audio.formats import open_encoder
-        from soprano_cli.server.app import _ByteSink
+        from soprano_cli.server.app import _ByteSink  # the sink the HTTP stream uses (imported late: app imports us)
 
         if sentence.job is None:
             self._submit_ahead()
