@@ -1,13 +1,16 @@
-"""Benchmark `soprano serve`: throughput at 1/4/16 concurrent requests, time to first byte, daemon overhead.
+"""Benchmark `soprano serve`: throughput at 1/4/16 concurrent requests, time to first byte, daemon overhead,
+and the live text WebSocket's delay from a sentence's completing delta to its first audio.
 
 Runs a real server process on a full-size random checkpoint (the published 80M sizes; it never
 emits EOS, so every request is capped at --frames frames) and drives it over HTTP:
 
     python benchmarks/bench_server.py                   # CPU, 100 frames (6.4 s of audio) per request
     python benchmarks/bench_server.py --model DIR --device cuda --json out.json
+    python benchmarks/bench_server.py --model tests/data/tiny --live-only   # the live stream's delay alone
 
 Targets (issue): 16 concurrent >= 4x the throughput of 1; first streamed byte <= 200 ms p50 with one
-client; a short synthesis through the daemon <= 0.3 s wall beyond generation.
+client; a short synthesis through the daemon <= 0.3 s wall beyond generation; on the tiny checkpoint,
+first live audio <= 100 ms after the delta that completes a sentence (issue 20).
 """
 
 from __future__ import annotations
@@ -143,6 +146,44 @@ def daemon_overhead(socket_path: Path, frames: int, repeats: int) -> dict:
             "overhead_s": statistics.median(walls) - statistics.median(gens), "bare_python_s": python}
 
 
+def live_latency(url: str, repeats: int, frames: int) -> dict:
+    """Over one WebSocket, per sentence: from sending the delta that completes it to its first audio byte.
+
+    A sentence is complete once the word after it is whole, so each sentence's text goes first,
+    then (after the server has had time to see it and say nothing) the next word with its space.
+    Beside it, in the same run, /v1/audio/speech's time to first byte for the same sentence.
+    """
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    async def run() -> list[float]:
+        delays = []
+        ws_url = url.replace("http://", "ws://") + "/v1/audio/speech/stream"
+        async with connect(ws_url, proxy=None, compression=None, max_size=None) as ws:
+            await ws.send(json.dumps({"type": "start", "max_new_tokens": frames}))
+            await ws.recv()  # the session message
+            await ws.send(json.dumps({"type": "text", "text": "Live sentence number 0."}))
+            for i in range(1, repeats + 1):
+                await asyncio.sleep(0.05)
+                sent = time.perf_counter()
+                await ws.send(json.dumps({"type": "text", "text": " Live "}))  # completes the sentence before it
+                while not isinstance(await ws.recv(), bytes):
+                    pass
+                delays.append(time.perf_counter() - sent)
+                while True:  # the rest of the sentence
+                    message = await ws.recv()
+                    if isinstance(message, str) and json.loads(message)["type"] == "sentence.end":
+                        break
+                await ws.send(json.dumps({"type": "text", "text": f"sentence number {i}."}))
+        return delays
+
+    delays = asyncio.run(run())
+    http = [speak(url, f"Live sentence number {i}.", frames)[0] for i in range(repeats)]
+    return {"first_audio_p50_ms": 1000 * statistics.median(delays), "first_audio_p95_ms": 1000 * percentile(delays, 95),
+            "http_ttfb_p50_ms": 1000 * statistics.median(http), "sentences": repeats}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="checkpoint folder (default: a fresh full-size random checkpoint)")
@@ -152,6 +193,8 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--ttfb-requests", type=int, default=20)
     parser.add_argument("--threads", type=int, help="torch threads in the server (default: torch's choice)")
+    parser.add_argument("--live-requests", type=int, default=20, help="sentences timed on the live WebSocket")
+    parser.add_argument("--live-only", action="store_true", help="only the live WebSocket's delay")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -171,6 +214,15 @@ def main() -> None:
             speak(url, "Warm up.", args.frames)  # first-call costs stay out of the figures
             report: dict = {"device": args.device, "threads": args.threads, "frames_per_request": args.frames,
                             "audio_s_per_request": args.frames * 2048 / 32000, "cpus": os.cpu_count()}
+            live = live_latency(url, args.live_requests, args.frames)
+            report["live"] = live
+            print(f"live WebSocket, sentence complete -> first audio: p50 {live['first_audio_p50_ms']:.0f} ms, "
+                  f"p95 {live['first_audio_p95_ms']:.0f} ms (/v1/audio/speech first byte p50 "
+                  f"{live['http_ttfb_p50_ms']:.0f} ms)", flush=True)
+            if args.live_only:
+                if args.json:
+                    args.json.write_text(json.dumps(report, indent=2))
+                return
             ttfb = [speak(url, f"Time to first byte {i}.", args.frames)[0] for i in range(args.ttfb_requests)]
             report["ttfb_one_client_ms"] = {"p50": 1000 * statistics.median(ttfb), "p95": 1000 * percentile(ttfb, 95)}
             print(f"time to first byte, one client: p50 {report['ttfb_one_client_ms']['p50']:.0f} ms, "

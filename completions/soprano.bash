@@ -79,14 +79,14 @@ _soprano() {
             ;;
         soprano_serve)
             case "$prev" in
-                --host|--port|--wyoming|--api-key|--allowed-host|--cors-origin|--max-input-chars|--max-queue|--request-timeout|--client-timeout|--drain-timeout|--max-batch|-bs|--decoder-batch-size|-c|--cache-size) :; return 0 ;;
+                --host|--port|--wyoming|--api-key|--allowed-host|--cors-origin|--max-input-chars|--max-queue|--request-timeout|--client-timeout|--live-idle-timeout|--drain-timeout|--max-batch|-bs|--decoder-batch-size|-c|--cache-size) :; return 0 ;;
                 --socket|--api-key-file|--lexicon) __soprano_files; return 0 ;;
                 -m|--model|--model-path) __soprano_dirs; return 0 ;;
                 -d|--device) __soprano_words 'auto cpu cuda mps'; return 0 ;;
                 -b|--backend) __soprano_words 'auto torch transformers lmdeploy'; return 0 ;;
                 --dtype) __soprano_words 'auto float32 bfloat16 int8'; return 0 ;;
             esac
-            if [[ "$cur" == -* ]]; then __soprano_words '--host --port --socket --no-socket --wyoming --http --no-http -m --model --model-path -d --device -b --backend --dtype --api-key-file --api-key --allowed-host --cors-origin --max-input-chars --max-queue --request-timeout --client-timeout --drain-timeout --markdown --no-markdown --lexicon --max-batch -bs --decoder-batch-size -c --cache-size -q --quiet -v --verbose -h --help'; return 0; fi
+            if [[ "$cur" == -* ]]; then __soprano_words '--host --port --socket --no-socket --wyoming --http --no-http -m --model --model-path -d --device -b --backend --dtype --api-key-file --api-key --allowed-host --cors-origin --max-input-chars --max-queue --request-timeout --client-timeout --live-idle-timeout --drain-timeout --markdown --no-markdown --lexicon --max-batch -bs --decoder-batch-size -c --cache-size -q --quiet -v --verbose -h --help'; return 0; fi
             ;;
         soprano_doctor)
             if [[ "$cur" == -* ]]; then __soprano_words '--json -h --help'; return 0; fi

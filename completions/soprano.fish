@@ -142,6 +142,7 @@ complete -c soprano -n '__soprano_in serve' -l max-input-chars -x -d 'Longest ac
 complete -c soprano -n '__soprano_in serve' -l max-queue -x -d 'Requests that may wait for the batch before 429'
 complete -c soprano -n '__soprano_in serve' -l request-timeout -x -d 'Seconds a client may take to send a request\'s headers (its body gets three times as long)'
 complete -c soprano -n '__soprano_in serve' -l client-timeout -x -d 'Seconds a client may read nothing before it is dropped and its request cancelled'
+complete -c soprano -n '__soprano_in serve' -l live-idle-timeout -x -d 'Seconds a /v1/audio/speech/stream WebSocket may send nothing, with nothing left to...'
 complete -c soprano -n '__soprano_in serve' -l drain-timeout -x -d 'On SIGTERM or Ctrl-C, seconds requests in flight may take before they are cancelled (a...'
 complete -c soprano -n '__soprano_in serve' -l markdown -d 'Read markdown as plain text (headings, emphasis, links, code, lists, tables); drop emoji'
 complete -c soprano -n '__soprano_in serve' -l no-markdown -d 'Read markdown as plain text (headings, emphasis, links, code, lists, tables); drop emoji'

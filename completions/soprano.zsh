@@ -76,6 +76,7 @@ _soprano_serve() {
         '(--max-queue)--max-queue[Requests that may wait for the batch before 429]:max_queue: ' \
         '(--request-timeout)--request-timeout[Seconds a client may take to send a request'\''s headers (its body gets three times as long)]:request_timeout: ' \
         '(--client-timeout)--client-timeout[Seconds a client may read nothing before it is dropped and its request cancelled]:client_timeout: ' \
+        '(--live-idle-timeout)--live-idle-timeout[Seconds a /v1/audio/speech/stream WebSocket may send nothing, with nothing left to...]:live_idle_timeout: ' \
         '(--drain-timeout)--drain-timeout[On SIGTERM or Ctrl-C, seconds requests in flight may take before they are cancelled (a...]:drain_timeout: ' \
         '(--markdown --no-markdown)--markdown[Read markdown as plain text (headings, emphasis, links, code, lists, tables); drop emoji]' \
         '(--markdown --no-markdown)--no-markdown[Read markdown as plain text (headings, emphasis, links, code, lists, tables); drop emoji]' \

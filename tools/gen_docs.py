@@ -703,6 +703,18 @@ HTTP_ROUTES = [
     ("GET /", "A web page to type text, hear it and download exactly what played."),
     ("POST /v1/soprano/stream", "For `soprano synth`: already-split sentences in, the engine's float32 chunks out "
      "in a framed binary stream (application/x-soprano-frames). Not a stable interface."),
+    ("POST /v1/audio/speech/captioned", "A speech request (fields below, plus caption_format: json, srt or vtt) "
+     "answered with one JSON object: audio (base64 of the complete file, as with \"stream\": false), "
+     "audio_format, sample_rate, cues (index, text, start, end in seconds, per sentence) and, for srt or vtt, "
+     "captions: the cues as a SubRip or WebVTT file."),
+    ("GET /v1/audio/speech/stream", "A WebSocket for text that arrives in pieces (a language model's output): "
+     'JSON messages in, {"type": "start", ...speech request fields} (optional, first), {"type": "text", "text": '
+     '...}, {"type": "flush"}, {"type": "close"}; out, {"type": "session"}, then per sentence, as soon as it is '
+     'complete, {"type": "sentence.start"}, binary 16-bit pcm messages and {"type": "sentence.end", "start", '
+     '"end"}; {"type": "flushed"} after a flush\'s audio, {"type": "done"} and close code 1000 after close. '
+     'Errors: {"type": "error", "error": {...}} and close code 1008 (1003 a binary message, 1009 too large, '
+     "1013 queue full, 1011 server failure). The handshake passes the same Host, Origin and key checks; "
+     "--live-idle-timeout closes a silent connection."),
 ]
 SPEECH_FIELDS = {
     "model": "Required. The served model's name, or one of the aliases (see GET /v1/models).",
@@ -740,7 +752,9 @@ SSE_FORMAT = [
     '`{"type": "speech.audio.delta", "audio": BASE64}`, where BASE64 holds the next bytes of the '
     "response_format stream (joined, they are the file the plain response would be). The last event is "
     '`{"type": "speech.audio.done", "usage": {"input_tokens": N, "output_tokens": N, "total_tokens": N}}` '
-    "(input characters and generated frames).",
+    "(input characters and generated frames). After the audio of each sentence comes "
+    '`{"type": "speech.audio.sentence", "index": N, "text": ..., "start": S, "end": S}`: the sentence\'s '
+    "place in the audio, in seconds, exact to the model's 64 ms frames.",
 ]
 
 

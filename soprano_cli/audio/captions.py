@@ -1,4 +1,4 @@
-"""Captions for synthesized speech: SubRip (.srt) and WebVTT (.vtt) from (start, end, text) cues."""
+"""Captions for synthesized speech: sentence cues as audio is written, SubRip (.srt) and WebVTT (.vtt) files."""
 
 from __future__ import annotations
 
@@ -11,6 +11,30 @@ from soprano_cli.errors import OutputError
 CAPTION_FORMATS = ("srt", "vtt")
 
 Cue = tuple[float, float, str]  # (start seconds, end seconds, text)
+
+
+class CueClock:
+    """Sentence cues of audio as it is written, in order: a cue runs from its sentence's first
+    sample to its last, so it is exact to the sample (the model's frames, not an estimate)."""
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate = sample_rate
+        self.samples = 0  # written so far
+        self._start: int | None = None  # the current sentence's first sample
+
+    def skip(self, samples: int) -> None:
+        """Count `samples` of silence between sentences: written, but in no sentence's cue."""
+        self.samples += samples
+
+    def write(self, samples: int, *, final: bool = False, text: str = "") -> Cue | None:
+        """Count `samples` more of the current sentence; at its `final` chunk, return its cue."""
+        if self._start is None and samples:
+            self._start = self.samples
+        self.samples += samples
+        if not final or self._start is None:
+            return None
+        cue, self._start = (self._start / self.sample_rate, self.samples / self.sample_rate, text), None
+        return cue
 
 
 def captions_format_from_path(path: str | os.PathLike) -> str:

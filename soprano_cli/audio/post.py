@@ -95,9 +95,13 @@ class SentenceAudio:
 
     def take(self, sentence: int, audio: np.ndarray, final: bool) -> np.ndarray:
         """`begin` when `sentence` is new, then `audio`: for callers that need no cue between them."""
-        lead = self.begin(sentence) if sentence != self._sentence else np.zeros(0, np.float32)
-        shaped = self.audio(audio, final)
+        lead, shaped = self.take_apart(sentence, audio, final)
         return np.concatenate([lead, shaped]) if lead.size else shaped
+
+    def take_apart(self, sentence: int, audio: np.ndarray, final: bool) -> tuple[np.ndarray, np.ndarray]:
+        """`take`'s silence before a new sentence and the sentence's shaped audio, apart: for cues."""
+        lead = self.begin(sentence) if sentence != self._sentence else np.zeros(0, np.float32)
+        return lead, self.audio(audio, final)
 
     def end(self) -> np.ndarray:
         """Silence after the last sentence, as the markup asked (call once every sentence is written)."""

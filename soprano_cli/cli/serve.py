@@ -72,6 +72,10 @@ def register(app: typer.Typer) -> None:
             "--client-timeout", min=1.0, rich_help_panel=LIMITS_PANEL,
             help="Seconds a client may read nothing before it is dropped and its request cancelled."
         )] = limits.CLIENT_TIMEOUT,
+        live_idle_timeout: Annotated[float, typer.Option(
+            "--live-idle-timeout", min=1.0, rich_help_panel=LIMITS_PANEL,
+            help="Seconds a /v1/audio/speech/stream WebSocket may send nothing, with nothing left to speak, "
+                 "before it is closed.")] = 60.0,
         drain_timeout: Annotated[float, typer.Option(
             "--drain-timeout", min=0.0, rich_help_panel=LIMITS_PANEL,
             help="On SIGTERM or Ctrl-C, seconds requests in flight may take before they are cancelled "
@@ -86,6 +90,7 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         from soprano_cli.server.app import ServerConfig
         from soprano_cli.server.connections import Deadlines
+        from soprano_cli.server.live import LiveLimits
         from soprano_cli.server.local_socket import default_socket_path
         from soprano_cli.server.run import serve
 
@@ -102,6 +107,7 @@ def register(app: typer.Typer) -> None:
             drain_timeout=drain_timeout,
             text=opt.text_options(markdown, lexicon),
             wyoming=_wyoming_address(wyoming),
+            live=LiveLimits(idle_timeout=live_idle_timeout),
         )
         path = None if no_socket else (socket_path or default_socket_path())
         if not http and path is None and wyoming is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -31,6 +31,7 @@ from soprano_cli.server import limits, protocol
 from soprano_cli.server.client import model_digest
 from soprano_cli.server.connections import Deadlines
 from soprano_cli.server.guard import JSONCORSMiddleware, RequestGuard
+from soprano_cli.server.live import LiveLimits
 from soprano_cli.server.metrics import Metrics
 from soprano_cli.server.protocol import APIError, SpeechRequest, StreamRequest, request_text_options
 from soprano_cli.server.scheduler import Scheduler
@@ -42,8 +43,10 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).with_name("web")
 ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/audio/speech", "/v1/soprano/stream", "/v1/audio/voices")
+ROUTES += ("/v1/audio/speech/captioned", "/v1/audio/speech/stream")  # timing and live text
 # Formats whose encoders do real work (or talk to ffmpeg): run them off the event loop.
 _HEAVY_FORMATS = ("flac", "ogg", "opus", "mp3", "aac")
+_NO_AUDIO = np.zeros(0, np.float32)
 
 
 @dataclass
@@ -63,6 +66,7 @@ class ServerConfig:
     warmup: bool = True  # run a few frames at startup so the first request pays no first-call costs
     text: TextOptions = field(default_factory=lambda: TextOptions(markdown=True))  # how requests' text is read
     wyoming: str | None = None  # also speak Wyoming (Home Assistant) here: tcp://HOST:PORT or unix://PATH
+    live: LiveLimits = field(default_factory=LiveLimits)  # the WebSocket stream's limits
 
     @classmethod
     def from_env(cls) -> "ServerConfig":
@@ -261,6 +265,23 @@ def _add_routes(app: FastAPI) -> None:
         body: StreamRequest = await _json_object(request, StreamRequest)
         return _frames_response(state, body)
 
+    @app.post("/v1/audio/speech/captioned")
+    async def captioned(request: Request):
+        from soprano_cli.server.captioned import CaptionedSpeechRequest, Cues
+
+        state: _State = request.app.state.soprano
+        body: CaptionedSpeechRequest = await _json_object(request, CaptionedSpeechRequest)
+        cues = Cues()
+        speech = body.speech()
+        return _speech_response(state, speech, on_cue=cues.add,
+                                render=lambda audio, headers: cues.response(audio, body, headers))
+
+    @app.websocket("/v1/audio/speech/stream")
+    async def live(websocket: WebSocket):
+        from soprano_cli.server.live import live_speech
+
+        await live_speech(websocket)
+
 
 def _add_compatibility_routes(app: FastAPI) -> None:
     """What clients of other TTS servers look up: the voice list (Open WebUI's shape) and one model by id."""
@@ -279,7 +300,8 @@ def _add_compatibility_routes(app: FastAPI) -> None:
         return {"id": model_id, "object": "model", "created": int(state.started), "owned_by": "soprano"}
 
 
-def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
+def _speech_response(state: _State, body: SpeechRequest, *, on_cue=None, render=None) -> StreamingResponse:
+    """The speech for `body`; `on_cue` gets each sentence's cue, `render` makes the response of a complete file."""
     from soprano_cli.audio.formats import MEDIA_TYPES, check_format, open_encoder
     from soprano_cli.server.complete import CompleteFileResponse, FileSink
     from soprano_cli.audio.post import AudioOptions, SentenceAudio
@@ -329,9 +351,10 @@ def _speech_response(state: _State, body: SpeechRequest) -> StreamingResponse:
     media_type = "text/event-stream" if sse else MEDIA_TYPES[fmt]
     body_state = _Body(job, encoder)
     shaper = SentenceAudio(audio_options, state.engine.sample_rate, script)
-    chunks = _speech_chunks(state, body_state, sink, fmt, sse=sse, chars=len(body.input), shaper=shaper)
+    chunks = _speech_chunks(state, body_state, sink, fmt, sse=sse, chars=len(body.input), shaper=shaper,
+                           on_cue=on_cue)
     if not body.stream:
-        return CompleteFileResponse(chunks, sink, media_type=media_type, headers=headers,
+        return CompleteFileResponse(chunks, sink, media_type=media_type, headers=headers, render=render,
                                     release=lambda: _release_unstarted(body_state, state.scheduler))
     return _JobResponse(chunks, body_state, state.scheduler, media_type=media_type, headers=headers)
 
@@ -379,9 +402,13 @@ def _release_unstarted(body: _Body, scheduler: Scheduler) -> None:
             _close_quietly(body.encoder)
 
 
-async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str, *, sse: bool, chars: int, shaper):
-    """The response body: encoded audio (or SSE events) as the scheduler hands over chunks."""
+async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str, *, sse: bool, chars: int,
+                         shaper, on_cue=None):
+    """The response body: encoded audio (or SSE events, with each sentence's timing) as the scheduler hands over chunks."""
+    from soprano_cli.audio.captions import CueClock
+
     body.started = True
+    clock = CueClock(state.engine.sample_rate)
     job, encoder = body.job, body.encoder
     started = time.perf_counter()
     ttfb = None
@@ -405,11 +432,13 @@ async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str
             # Speed, gain and pauses (audio/post.py); None marks the end: the pause after the last sentence.
             chunk = output.chunk if output is not None else None
             if chunk is None:
-                audio = shaper.end()
+                lead, speech = shaper.end(), _NO_AUDIO
             elif busy:  # stretching and measuring loudness take milliseconds: not on the event loop
-                audio = await asyncio.to_thread(shaper.take, chunk.sentence, chunk.audio, chunk.final)
+                lead, speech = await asyncio.to_thread(shaper.take_apart, chunk.sentence, chunk.audio, chunk.final)
             else:
-                audio = shaper.take(chunk.sentence, chunk.audio, chunk.final)
+                lead, speech = shaper.take_apart(chunk.sentence, chunk.audio, chunk.final)
+            audio = np.concatenate([lead, speech]) if lead.size else speech
+            clock.skip(len(lead))  # a pause is in no sentence's cue
             samples += len(audio)
             if heavy:
                 await asyncio.to_thread(body.locked, encoder.write, audio)
@@ -419,6 +448,12 @@ async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str
             if data:
                 ttfb = ttfb if ttfb is not None else time.perf_counter() - started
                 yield wrap(data)
+            cue = None if chunk is None else clock.write(len(speech), final=chunk.final, text=chunk.text)
+            if cue is not None:
+                if on_cue is not None:
+                    on_cue(chunk.sentence, cue)
+                if sse:  # after the audio it times (an encoder may still hold the sentence's last samples)
+                    yield f"data: {json.dumps(protocol.sentence_event(chunk.sentence, cue))}\n\n".encode()
         if heavy:
             await asyncio.to_thread(body.locked, encoder.close)
         else:

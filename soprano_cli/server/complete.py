@@ -38,12 +38,13 @@ class CompleteFileResponse(Response):
     """
 
     def __init__(self, body: AsyncIterator[bytes], sink: FileSink, *, media_type: str, headers: dict[str, str],
-                 release=None):
+                 release=None, render=None):
         super().__init__(media_type=media_type, headers=headers)
         self._release = release  # frees the job and encoder if the generator was cancelled before it started
         self._body = body
         self._sink = sink
         self._headers = headers
+        self._render = render  # (bytes, headers) -> the Response to send (the captioned endpoint's JSON); default: the file
 
     async def __call__(self, scope, receive, send) -> None:
         encoding = asyncio.ensure_future(_drain(self._body))
@@ -60,7 +61,10 @@ class CompleteFileResponse(Response):
         if encoding.cancelled():
             return
         encoding.result()  # re-raises what failed, for the app's error handlers
-        response = Response(self._sink.getvalue(), media_type=self.media_type, headers=self._headers)
+        if self._render is not None:
+            response = self._render(self._sink.getvalue(), self._headers)
+        else:
+            response = Response(self._sink.getvalue(), media_type=self.media_type, headers=self._headers)
         await response(scope, receive, send)
 
 

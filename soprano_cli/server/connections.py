@@ -5,7 +5,8 @@ sent a byte a minute, for a reader that stops reading while audio piles up. Here
 headers must arrive within `header_timeout` of its first byte (or of the connection), its body
 within `body_timeout` of its headers, and a client whose socket accepts nothing for
 `client_timeout` is dropped; dropping it cancels its work like any disconnect. Errors the
-protocol answers itself (a malformed request, a timeout) are OpenAI-shaped JSON too.
+protocol answers itself (a malformed request, a timeout) are OpenAI-shaped JSON too. A WebSocket
+upgrade hands the connection over with no deadline left armed.
 """
 
 from __future__ import annotations
@@ -43,12 +44,20 @@ class GuardedH11Protocol(H11Protocol):
         self._timer = None
         self._phase = None
         self._stall = None
+        self._upgraded = False
         super().connection_made(transport)
         self._watch()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         self._watch()
+
+    def handle_websocket_upgrade(self, event) -> None:
+        # The WebSocket protocol owns the connection from here (with its own pings and limits):
+        # this request's body deadline must not close it later.
+        self._upgraded = True
+        self._cancel_timer()
+        super().handle_websocket_upgrade(event)
 
     def connection_lost(self, exc) -> None:
         self._cancel_timer()
@@ -59,6 +68,8 @@ class GuardedH11Protocol(H11Protocol):
     # -- reading the request: one deadline for the headers, one for the body ----------------------
 
     def _watch(self) -> None:
+        if self._upgraded:
+            return
         state = self.conn.their_state
         if state is h11.IDLE and (self.cycle is None or self.cycle.response_complete):
             # A fresh connection, or the first bytes of the next request on a kept-alive one

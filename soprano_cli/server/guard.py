@@ -6,6 +6,11 @@ host name to 127.0.0.1. So, in order: the Host must name this server (421), a cr
 Origin must have been allowed (403), the API key must match (401), a POST must say it is JSON
 (415: the one type a browser cannot send cross-site without a preflight), and its body must
 fit (413, before it is read). Every refusal is OpenAI's JSON error shape.
+
+WebSocket handshakes pass the same Host, Origin and key checks: a browser opens a WebSocket to
+any address without asking CORS, so the Origin check is all that keeps a hostile page out. A
+refused handshake gets the JSON error as its HTTP answer (403 without one where the server
+cannot send a body).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ class RequestGuard:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":
+            return await self._websocket(scope, receive, send)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         route = scope["path"] if scope["path"] in self.routes else "other"
@@ -74,6 +81,33 @@ class RequestGuard:
         finally:
             self.metrics.count_request(route, status if status is not None else 500 if failed else 499)
 
+    async def _websocket(self, scope, receive, send):
+        """A WebSocket handshake: refused as an HTTP request would be, else handed on; counted either way."""
+        route = scope["path"] if scope["path"] in self.routes else "other"
+        status = None
+
+        async def counting_send(message):
+            nonlocal status
+            if status is None:
+                kind = message["type"]
+                status = (101 if kind == "websocket.accept" else 403 if kind == "websocket.close"
+                          else message.get("status") if kind == "websocket.http.response.start" else None)
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope)
+            if refusal is None:
+                await self.app(scope, receive, counting_send)
+            else:
+                self.metrics.count_error(refusal.body["error"]["type"])
+                if "websocket.http.response" in scope.get("extensions", {}):
+                    response = JSONResponse(refusal.body, status_code=refusal.status, headers=refusal.headers)
+                    await response(scope, receive, counting_send)
+                else:
+                    await counting_send({"type": "websocket.close", "code": 1008})
+        finally:
+            self.metrics.count_request(route, status if status is not None else 499)
+
     def _refusal(self, scope) -> APIError | None:
         headers = _headers(scope)
         host = headers.get(b"host", b"").decode("latin-1")
@@ -88,7 +122,7 @@ class RequestGuard:
         if self.token is not None and scope["path"] not in PUBLIC_ROUTES and not self._authorized(headers):
             return APIError(401, "missing or incorrect API key; send 'Authorization: Bearer <key>'",
                             code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
-        if scope["method"] == "POST":
+        if scope.get("method") == "POST":
             kind = headers.get(b"content-type", b"").decode("latin-1").partition(";")[0].strip().lower()
             if kind not in JSON_TYPES and not (kind.startswith("application/") and kind.endswith("+json")):
                 return APIError(415, f"the request body must be JSON (Content-Type: application/json), "

@@ -103,6 +103,22 @@ def request_text_options(server: TextOptions, request: NormalizationOptions | No
     return replace(server, **changes)
 
 
+# -- sentence timing (SSE, the captioned endpoint, the WebSocket stream) ------------------------
+
+SENTENCE_EVENT = "speech.audio.sentence"
+
+
+def sentence_cue(index: int, cue: tuple[float, float, str]) -> dict[str, Any]:
+    """A spoken sentence's place in the audio, in seconds from its start (millisecond precision)."""
+    start, end, text = cue
+    return {"index": index, "text": text, "start": round(start, 3), "end": round(end, 3)}
+
+
+def sentence_event(index: int, cue: tuple[float, float, str]) -> dict[str, Any]:
+    """The SSE event sent after a sentence's last `speech.audio.delta`."""
+    return {"type": SENTENCE_EVENT, **sentence_cue(index, cue)}
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 

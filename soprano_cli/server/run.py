@@ -53,7 +53,10 @@ def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 8000, so
             config.allowed_hosts.append(host)  # clients may call the server by the name it was started with
         app = create_app(config, engine, wyoming_socket=wyoming)
         uv_config = uvicorn.Config(app, log_config=None, log_level=log_level, access_log=access_log,
-                                   lifespan="on", http=protocol_class(config.deadlines))
+                                   lifespan="on", http=protocol_class(config.deadlines),
+                                   # A WebSocket message past this is dropped unread (the live stream checks
+                                   # its own, smaller limit); audio does not compress, so no deflate.
+                                   ws_max_size=4 * config.live.max_message_chars, ws_per_message_deflate=False)
         server = _DrainingServer(uv_config, config.drain_timeout)
         places = [f"http://{_format_host(address[0])}:{address[1]}" for address in
                   (sock.getsockname() for sock in sockets[:1] if http)]

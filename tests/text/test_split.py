@@ -1,10 +1,14 @@
-"""split_sentences, split, incremental_split and estimate_seconds."""
+"""split_sentences, split, incremental_split, estimate_seconds, and text in pieces (DeltaLines, LiveSentences)."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from soprano_cli.text import estimate_seconds, incremental_split, split, split_sentences
+from soprano_cli.text.pipeline import LiveSentences, sentences_from_text
+from soprano_cli.text.split import DeltaLines
 
 BOUNDARIES = [
     # Issue 18: inline lists, spaced ellipses (never a sentence of dots), P.M. before a title, "Dr. Who".
@@ -14,6 +18,8 @@ BOUNDARIES = [
     ("a. The first item b. The second item", ["a. The first item", "b. The second item"]),
     ("Wait . . . what I mean . . . I did not.", ["Wait . . . what I mean . . . I did not."]),
     ("It ended. . . . The next one began.", ["It ended.", ". . . The next one began."]),
+    # Leading spaced dots open the first sentence (were each a sentence of their own: the text after a live cut).
+    (". . . The next one began.", [". . . The next one began."]),
     ("He left the bank at 6 P.M. Mr. Smith then went home.", ["He left the bank at 6 P.M.", "Mr. Smith then went home."]),
     ("At 5 a.m. Mr. Smith went to the bank.", ["At 5 a.m. Mr. Smith went to the bank."]),
     ("I met Dr. Who. He was nice.", ["I met Dr. Who.", "He was nice."]),
@@ -144,3 +150,52 @@ def test_a_line_without_terminal_punctuation_waits_for_the_next():
 
 def test_a_title_at_line_end_does_not_end_the_segment():
     assert split("I met Mr.\nSmith today.") == ["I met Mr. Smith today."]
+
+
+# -- text in pieces, as a language model streams it (the WebSocket endpoint) ---------------------
+
+
+def live(text: str, pieces: list[int] | None = None, **options) -> list[str]:
+    """What LiveSentences says for `text` sent in pieces of the given sizes (default: one character each)."""
+    sentences = LiveSentences(**{"normalize": False, **options})
+    out, at = [], 0
+    for size in pieces or [1] * len(text):
+        out += sentences.push(text[at:at + size])
+        at += size
+    out += sentences.push(text[at:])
+    return out + sentences.flush()
+
+
+@pytest.mark.parametrize("text, expected", BOUNDARIES)
+def test_live_sentences_end_where_split_sentences_ends_them(text, expected):
+    assert live(text) == expected
+
+
+@given(st.lists(st.integers(1, 9), max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_the_pieces_do_not_matter(pieces):
+    text = "Dr. Who met Mr. Smith at 5 p.m. Then they left.\nIt cost $3.50, e.g. a lot! Did it?\n\nThe end"
+    assert live(text, pieces) == live(text, [len(text)])
+
+
+def test_a_sentence_leaves_once_the_next_word_is_whole():
+    sentences = LiveSentences(normalize=False)
+    assert sentences.push("Hello world.") == []
+    assert sentences.push(" Dr") == []  # "Dr." could still be "Dr.5"? no: the next word is not whole yet
+    assert sentences.push(". ") == ["Hello world."]
+    assert sentences.push("Who is here?") == []
+    assert sentences.push("\n") == ["Dr. Who is here?"]  # a newline ends a line: no need to wait
+    assert sentences.flush() == []
+
+
+def test_normalized_as_in_the_whole_text():
+    text = "I met Dr. Who at 5 p.m. It cost $3.50. Elm Dr. Then we went home."
+    assert live(text, normalize=True) == [s for line in [text] for s in sentences_from_text(
+        "\n".join(["I met Dr. Who at 5 p.m.", "It cost $3.50.", "Elm Dr.", "Then we went home."]))]
+
+
+def test_a_long_run_without_an_end_is_cut_at_a_space():
+    lines = DeltaLines(max_chars=20)
+    got = lines.push("one two three four five six seven")
+    assert got == ["one two three four ", ""] and lines.tail == "five six seven"
+    assert lines.flush() == ["five six seven", ""]
