@@ -13,6 +13,7 @@ from soprano_cli.errors import InvalidParameterError
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BACKENDS = ("auto", "torch", "transformers", "lmdeploy")
 DTYPES = ("auto", "float32", "bfloat16", "int8")
+LMDEPLOY_INSTALL = "pip install 'soprano-cli[lmdeploy]'"  # what `--backend lmdeploy` needs (CUDA only)
 
 
 @dataclass
@@ -25,7 +26,7 @@ class EngineConfig:
     dtype: str = "auto"  # LM weight precision: auto (fastest that holds quality), float32 (exact), bfloat16, int8
     max_batch: int | None = None  # sentences the LM generates at once; None: 16 on CPU, 64 on CUDA
     decoder_batch_size: int | None = None  # sentences decoded at once (non-streaming); None: 1 on CPU, 16 on CUDA
-    cache_size_mb: int = 100  # lmdeploy's KV cache budget (accepted for upstream compatibility)
+    cache_size_mb: int = 100  # lmdeploy's KV cache budget in MB (upstream's default); the torch backend ignores it
     download: bool = True  # fetch a hub model that is not cached yet
 
     def validated(self) -> "EngineConfig":

@@ -167,10 +167,14 @@ class Engine:
 
             lm = TransformersLM.load(folder, lm_config, device=device, dtype=dtype)
         if backend == "lmdeploy":
-            from soprano_cli.engine.backends.lmdeploy import LMDeployLM
+            from soprano_cli.engine.backends.lmdeploy import LMDeployLM, turbomind_dtype
 
-            lm = LMDeployLM.load(folder, lm_config, device=device, cache_size_mb=config.cache_size_mb)
+            dtype = turbomind_dtype(dtype)
+            lm = LMDeployLM.load(folder, lm_config, device=device, dtype=dtype, cache_size_mb=config.cache_size_mb,
+                                 max_batch=config.max_batch)
         decoder = SopranoDecoder.from_state_dict(checkpoint.load_decoder_weights(folder)).to(device)
+        if backend == "lmdeploy":
+            decoder.compute_dtype = torch.bfloat16  # as the torch backend's bfloat16 mode on CUDA
         if backend == "torch":
             lm, dtype = _build_torch_lm(folder, lm_config, device, dtype, tokenizer, decoder)
             if device.type == "cuda":
@@ -199,6 +203,10 @@ class Engine:
 
     def new_generator(self) -> BatchGenerator:
         """A batch generator over this engine's LM (the server's scheduler drives one directly)."""
+        if self.backend == "lmdeploy":  # lmdeploy schedules its own batches: the same interface over its requests
+            from soprano_cli.engine.backends.lmdeploy import LMDeployGenerator
+
+            return LMDeployGenerator(self.lm, max_batch=self.config.max_batch)
         return BatchGenerator(self.lm, max_batch=self.config.max_batch, device=self.device)
 
     def warm_up(self) -> None:
