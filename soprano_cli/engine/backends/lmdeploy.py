@@ -77,6 +77,8 @@ def kv_cache_fraction(cache_size_mb: int, total_memory_bytes: int) -> float:
 def request_seed(params: SamplingParams, index: int, attempt: int) -> int:
     """The seed of one sentence's request: the torch backend's per-sentence derivation, so a seeded
     request is reproducible here too (the tokens differ from torch's: lmdeploy has its own RNG)."""
+    if params.temperature == 0:
+        return 0  # greedy draws nothing
     if params.seed is None:
         return int(torch.randint(0, 2**62, ()).item())
     return (params.seed * 1_000_003 + index * 7919 + attempt * 104_729) % 2**63
