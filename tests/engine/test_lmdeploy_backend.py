@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from soprano_cli.engine.backends.lmdeploy import (
-    LMDeployError,
     LMDeployGenerator,
     _Output,
     finish_reason,
@@ -28,7 +27,7 @@ from soprano_cli.engine.backends.lmdeploy import (
 from soprano_cli.engine.config import LMDEPLOY_INSTALL
 from soprano_cli.engine.generate import REPEAT_LIMIT, Sequence
 from soprano_cli.engine.sampling import SamplingParams
-from soprano_cli.errors import EXIT_BACKEND, InvalidParameterError
+from soprano_cli.errors import EXIT_BACKEND, GenerationBackendError, InvalidParameterError
 
 EOS = 5
 
@@ -100,9 +99,9 @@ def test_streamed_hidden_states_assemble_into_the_whole_sentence(cuts):
 
 
 def test_missing_or_shrinking_hidden_states_are_errors():
-    with pytest.raises(LMDeployError, match="no hidden states"):
+    with pytest.raises(GenerationBackendError, match="no hidden states"):
         new_frames(None, 0)
-    with pytest.raises(LMDeployError, match="after 4 frames"):
+    with pytest.raises(GenerationBackendError, match="after 4 frames"):
         new_frames(torch.zeros(3, 8), 4)
 
 
@@ -125,7 +124,7 @@ def test_finish_reasons_we_know(reason):
 
 @pytest.mark.parametrize("reason", ["error", "abort"])
 def test_lmdeploy_errors_raise(reason):
-    with pytest.raises(LMDeployError, match=reason):
+    with pytest.raises(GenerationBackendError, match=reason):
         finish_reason(reason)
 
 
@@ -154,7 +153,7 @@ def test_responses_become_the_events_the_engine_reads():
 
 def test_a_response_whose_tokens_and_frames_disagree_is_an_error():
     generator, sequence = _generator(), _sequence()
-    with pytest.raises(LMDeployError, match="2 tokens with 1 hidden states"):
+    with pytest.raises(GenerationBackendError, match="2 tokens with 1 hidden states"):
         generator._apply(_Output(sequence, [10, 11], torch.randn(1, 8)), [])
 
 

@@ -34,7 +34,8 @@ from soprano_cli.engine.checkpoint import LMConfig
 from soprano_cli.engine.config import LMDEPLOY_INSTALL
 from soprano_cli.engine.generate import FrameEvent, Sequence
 from soprano_cli.engine.sampling import SamplingParams
-from soprano_cli.errors import BackendUnavailableError, InvalidParameterError, ModelLoadError, SopranoError
+from soprano_cli.errors import (BackendUnavailableError, GenerationBackendError, InvalidParameterError, ModelLoadError,
+                                SopranoError)
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,6 @@ MAX_TEMPERATURE = 2.0  # lmdeploy's GenerationConfig rejects more
 # Longest wait for lmdeploy's next output while sentences are running: its engine thread has died
 # or hung if nothing comes in this long (a 512-token sentence takes well under a second alone).
 OUTPUT_TIMEOUT_S = 120.0
-
-
-class LMDeployError(SopranoError):
-    """lmdeploy failed while generating (its engine reported an error, or stopped answering)."""
 
 
 # -- pure pieces (tested without lmdeploy) ----------------------------------------------------------
@@ -114,9 +111,9 @@ def new_frames(hidden: torch.Tensor | None, seen: int) -> torch.Tensor:
     """The frames one streamed response adds: rows `seen:` of its (N, H) hidden states, which
     hold every generated position so far."""
     if hidden is None:
-        raise LMDeployError("lmdeploy returned no hidden states (only its TurboMind engine returns them)")
+        raise GenerationBackendError("lmdeploy returned no hidden states (only its TurboMind engine returns them)")
     if hidden.dim() != 2 or hidden.shape[0] < seen:
-        raise LMDeployError(f"lmdeploy returned hidden states of shape {tuple(hidden.shape)} after {seen} frames")
+        raise GenerationBackendError(f"lmdeploy returned hidden states of shape {tuple(hidden.shape)} after {seen} frames")
     return hidden[seen:]
 
 
@@ -132,7 +129,7 @@ def finish_reason(reason: str | None) -> str | None:
     """lmdeploy's finish reason as ours; its errors and aborts raise."""
     if reason in (None, "stop", "length"):
         return reason
-    raise LMDeployError(f"lmdeploy ended a sentence with '{reason}'")
+    raise GenerationBackendError(f"lmdeploy ended a sentence with '{reason}'")
 
 
 # -- the loaded engine -----------------------------------------------------------------------------
@@ -233,7 +230,7 @@ class LMDeployGenerator:
         try:
             outputs = [self._outputs.get(timeout=OUTPUT_TIMEOUT_S)]
         except queue.Empty:
-            raise LMDeployError(f"lmdeploy produced nothing for {OUTPUT_TIMEOUT_S:.0f} s") from None
+            raise GenerationBackendError(f"lmdeploy produced nothing for {OUTPUT_TIMEOUT_S:.0f} s") from None
         while True:
             try:
                 outputs.append(self._outputs.get_nowait())
@@ -286,11 +283,11 @@ class LMDeployGenerator:
             self._stop(sequence)
             if isinstance(output.error, SopranoError):
                 raise output.error
-            raise LMDeployError(f"lmdeploy failed: {type(output.error).__name__}: {output.error}") from output.error
+            raise GenerationBackendError(f"lmdeploy failed: {type(output.error).__name__}: {output.error}") from output.error
         frames = output.frames if output.frames is not None else torch.zeros(0, self.config.hidden_size)
         if frames.shape[0] != len(output.tokens):
             self._stop(sequence)
-            raise LMDeployError(f"lmdeploy returned {len(output.tokens)} tokens with {frames.shape[0]} hidden states")
+            raise GenerationBackendError(f"lmdeploy returned {len(output.tokens)} tokens with {frames.shape[0]} hidden states")
         distances = guard_distances(sequence.frames[-1] if sequence.frames else None, frames)
         for token, frame, distance in zip(output.tokens, frames.unbind(0), distances):
             sequence.tokens.append(token)
@@ -303,7 +300,7 @@ class LMDeployGenerator:
             events.append(FrameEvent(sequence, frame, False))
         try:
             reason = finish_reason(output.finish_reason)
-        except LMDeployError:
+        except GenerationBackendError:
             self._stop(sequence)
             raise
         if reason is not None:
