@@ -3,6 +3,7 @@
     python benchmarks/bench_engine.py            # the full table (about 10 minutes on 2 cores)
     python benchmarks/bench_engine.py --quick    # 64 frames per sentence, a smoke run
     python benchmarks/bench_engine.py --device cuda --modes bfloat16,float32 --counts 1,8,64 --no-transformers
+    python benchmarks/bench_engine.py --device cuda --modes bfloat16 --counts 1,8,64 --no-transformers --backend lmdeploy
 
 On a random checkpoint with the published 80M sizes (written once to .bench/), greedy, every
 sentence generating exactly --frames frames (random weights never emit EOS). Each configuration
@@ -10,6 +11,9 @@ runs in a fresh process, so load time and peak RSS are its own. Real-time factor
 seconds per wall second; one sentence is the median of three runs (printed below the table).
 The memory-bandwidth limit is one decode step reading every LM weight
 once at the bandwidth measured here; "of limit" is the float32 one-sentence speed against it.
+`--backend lmdeploy` (CUDA, `pip install 'soprano-cli[lmdeploy]'`) adds a TurboMind row beside the
+torch rows, from the same checkpoint and texts; its drift compares its own greedy tokens' frames
+with float32 over the prefix where the tokens agree.
 """
 
 from __future__ import annotations
@@ -88,7 +92,9 @@ def worker(args) -> dict:
             result["peak_rss_one_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if gpu:
-        result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20  # torch's allocator only
+        free, total = torch.cuda.mem_get_info()
+        result["gpu_used_mb"] = (total - free) / 2**20  # TurboMind's own allocations too
         result["gpu"] = torch.cuda.get_device_name()
     return result
 
@@ -106,7 +112,7 @@ def memory_bandwidth_gbs() -> float:
     return best
 
 
-def quality(folder: Path, modes: list[str], frames: int, device: str = "cpu") -> dict:
+def quality(folder: Path, modes: list[str], frames: int, device: str = "cpu", backends: tuple = ("torch",)) -> dict:
     """Drift of each mode against float32 on the same tokens: hidden-state cosine and audio SNR."""
     import torch
 
@@ -135,7 +141,31 @@ def quality(folder: Path, modes: list[str], frames: int, device: str = "cpu") ->
                                # the decoder alone, on the float32 frames
                                "decoder_snr_db": snr_db(ref_audio, engine.decode([ref_frames])[0]),
                                "decoder": engine.decoder_dtype}
+    if "lmdeploy" in backends:
+        drift["lmdeploy"] = lmdeploy_drift(folder, text, tokens, ref_frames, reference, frames, device)
     return drift
+
+
+def lmdeploy_drift(folder: Path, text: str, tokens: list[int], ref_frames, reference, frames: int, device: str) -> dict:
+    """lmdeploy generates its own tokens (no teacher forcing through its API): compare the frames
+    up to and including the first one whose token differs from float32's; later ones read other tokens."""
+    import torch
+
+    from soprano_cli.engine.engine import Engine, EngineConfig
+    from soprano_cli.engine.quantize import cosine_per_position, snr_db
+    from soprano_cli.engine.sampling import SamplingParams
+
+    engine = Engine.load(EngineConfig(model=str(folder), backend="lmdeploy", device=device))
+    sequence = engine.generate([text], SamplingParams(max_new_tokens=frames))[0]
+    same = next((i for i, (a, b) in enumerate(zip(sequence.tokens, tokens)) if a != b), min(len(tokens), len(sequence.tokens)))
+    count = min(same + 1, len(sequence.frames), ref_frames.shape[0])
+    got = torch.stack(sequence.frames[:count]).to(ref_frames.device)
+    ref_audio = reference.decode([ref_frames[:count]])[0]
+    cosine = cosine_per_position(ref_frames[:count], got)
+    return {"cos_min": float(cosine.min()), "cos_mean": float(cosine.mean()),
+            "snr_db": snr_db(ref_audio, engine.decode([got])[0]),
+            "decoder_snr_db": snr_db(ref_audio, engine.decode([ref_frames[:count]])[0]),
+            "decoder": engine.decoder_dtype, "same_tokens": f"{same}/{len(tokens)}"}
 
 
 def main() -> None:
@@ -145,7 +175,8 @@ def main() -> None:
     parser.add_argument("--modes", default="float32,bfloat16,int8")
     parser.add_argument("--no-transformers", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--backend", default="torch", help=argparse.SUPPRESS)
+    parser.add_argument("--backend", default="torch", choices=["torch", "lmdeploy"],
+                        help="lmdeploy: a TurboMind row (bfloat16) beside the torch rows of --modes (CUDA only)")
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     parser.add_argument("--counts", default="1,8,32", help="sentences per text, comma-separated")
@@ -162,6 +193,8 @@ def main() -> None:
 
     folder = checkpoint(ROOT / ".bench" / "soprano-80m-random")
     runs = [("torch", mode, args.counts) for mode in args.modes.split(",")]
+    if args.backend == "lmdeploy":
+        runs.append(("lmdeploy", "bfloat16", args.counts))
     if not args.no_transformers:
         # 32 sequential sentences would take many minutes
         runs.append(("transformers", "float32", ",".join(c for c in args.counts.split(",") if int(c) <= 8)))
@@ -176,7 +209,8 @@ def main() -> None:
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"measured {backend}/{mode}", file=sys.stderr, flush=True)
-    drift = quality(folder, args.modes.split(","), min(args.frames, 128), args.device)
+    drift = quality(folder, args.modes.split(","), min(args.frames, 128), args.device,
+                    backends=tuple(backend for backend, _, _ in runs))
     bandwidth = memory_bandwidth_gbs()
 
     from safetensors import safe_open
@@ -197,7 +231,7 @@ def main() -> None:
     print("|---" * (len(counts) + 8) + "|")
     transformers_one = next((r["rtf_1"] for r in rows if r["backend"] == "transformers"), None)
     for r in rows:
-        q = drift.get(r["dtype"], {})
+        q = drift.get("lmdeploy" if r["backend"] == "lmdeploy" else r["dtype"], {})
         weights = r["dtype"] + (f" + {r['decoder']} decoder" if r.get("decoder", "float32") != "float32" else "")
         cells = [r["backend"], weights, f"{r['load_s']:.2f}",
                  *(f"{r[f'rtf_{c}']:.1f}" if f"rtf_{c}" in r else "—" for c in counts),
@@ -214,7 +248,15 @@ def main() -> None:
     for r in rows:
         if "gpu" in r:
             print(f"{r['gpu']}, {r['dtype']}: batches of {r['max_batch']}, warm-up {r['warm_up_s']:.2f} s, "
-                  f"peak GPU memory {r['gpu_peak_mb']:.0f} MB")
+                  f"peak GPU memory {r['gpu_peak_mb']:.0f} MB (torch's), {r['gpu_used_mb']:.0f} MB in use at the end")
+    if "same_tokens" in drift.get("lmdeploy", {}):
+        print(f"lmdeploy drift over its first {drift['lmdeploy']['same_tokens']} tokens equal to float32's")
+    torch_best = max((r for r in rows if r["backend"] == "torch"), key=lambda r: r.get(f"rtf_{counts[-1]}", 0), default=None)
+    for r in rows:
+        if r["backend"] == "lmdeploy" and torch_best:
+            print("torch " + torch_best["dtype"] + " / lmdeploy: " + ", ".join(
+                f"{c} sentence{'s' if c > 1 else ''} {torch_best[f'rtf_{c}'] / r[f'rtf_{c}']:.2f}x" for c in counts)
+                + f"; first chunk {r['first_chunk_ms']:.0f} ms against {torch_best['first_chunk_ms']:.0f} ms")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "drift": drift, "bandwidth_gbs": bandwidth}, indent=1))
     f32 = next((r for r in rows if r["backend"] == "torch" and r["dtype"] == "float32"), None)

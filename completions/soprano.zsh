@@ -66,7 +66,7 @@ _soprano_serve() {
         '(--http --no-http)--no-http[Serve HTTP on --host/--port; --no-http with --wyoming serves only Wyoming (and the...]' \
         '(-m --model --model-path)'{-m,--model,--model-path}'[Model folder or hub id \[default: ekwek/Soprano-1.1-80M\]]:model:_files -/' \
         '(-d --device)'{-d,--device}'[auto, cpu, cuda or mps]:device:(auto cpu cuda mps)' \
-        '(-b --backend)'{-b,--backend}'[auto (= torch), torch, transformers or lmdeploy]:backend:(auto torch transformers lmdeploy)' \
+        '(-b --backend)'{-b,--backend}'[auto (= torch), torch, transformers or lmdeploy (CUDA; TurboMind in bfloat16, frames...]:backend:(auto torch transformers lmdeploy)' \
         '(--dtype)--dtype[Weights: auto (fastest that holds quality), float32 (exact), bfloat16, or int8 (LM and...]:dtype:(auto float32 bfloat16 int8)' \
         '(--api-key-file)--api-key-file[Require '\''Authorization: Bearer KEY'\'' on every route but the web page and /health; the...]:file:_files' \
         '(--api-key)--api-key[The key itself (other users can read it in `ps`: prefer --api-key-file)]:api_key: ' \
@@ -83,7 +83,7 @@ _soprano_serve() {
         '(--lexicon)--lexicon[Your words and how to say them: '\''word<TAB>spoken'\'' and '\''/regex/<TAB>spoken'\'' lines, #...]:file:_files' \
         '(--max-batch)--max-batch[Sentences generated at once by the LM \[default: 16 on CPU, 64 on CUDA\]]:max_batch: ' \
         '(-bs --decoder-batch-size)'{-bs,--decoder-batch-size}'[Sentences decoded to audio at once \[default: 1 on CPU, 16 on CUDA\]]:decoder_batch_size: ' \
-        '(-c --cache-size)'{-c,--cache-size}'[KV cache budget in MB (lmdeploy)]:cache_size: ' \
+        '(-c --cache-size)'{-c,--cache-size}'[KV cache budget in MB for --backend lmdeploy (as upstream: its share of GPU memory)...]:cache_size: ' \
         '(-q --quiet)'{-q,--quiet}'[Only warnings and errors on stderr]' \
         '(-v --verbose)'{-v,--verbose}'[Debug messages and an access log]' \
         '(- *)'{-h,--help}'[Show the help and exit]'
@@ -141,9 +141,9 @@ _soprano_synth() {
         '(--resume --no-resume)--no-resume[With --ray: skip outputs that exist (each is renamed into place only when complete)]' \
         '(-m --model --model-path)'{-m,--model,--model-path}'[Model folder or hub id \[default: ekwek/Soprano-1.1-80M\]]:model:_files -/' \
         '(-d --device)'{-d,--device}'[auto, cpu, cuda or mps]:device:(auto cpu cuda mps)' \
-        '(-b --backend)'{-b,--backend}'[auto (= torch), torch, transformers or lmdeploy]:backend:(auto torch transformers lmdeploy)' \
+        '(-b --backend)'{-b,--backend}'[auto (= torch), torch, transformers or lmdeploy (CUDA; TurboMind in bfloat16, frames...]:backend:(auto torch transformers lmdeploy)' \
         '(--dtype)--dtype[Weights: auto (fastest that holds quality), float32 (exact), bfloat16, or int8 (LM and...]:dtype:(auto float32 bfloat16 int8)' \
-        '(-c --cache-size)'{-c,--cache-size}'[KV cache budget in MB (lmdeploy)]:cache_size: ' \
+        '(-c --cache-size)'{-c,--cache-size}'[KV cache budget in MB for --backend lmdeploy (as upstream: its share of GPU memory)...]:cache_size: ' \
         '(-bs --decoder-batch-size)'{-bs,--decoder-batch-size}'[Sentences decoded to audio at once \[default: 1 on CPU, 16 on CUDA\]]:decoder_batch_size: ' \
         '(--max-batch)--max-batch[Sentences generated at once by the LM \[default: 16 on CPU, 64 on CUDA\]]:max_batch: ' \
         '(--temperature)--temperature[0 is greedy (deterministic)]:temperature: ' \

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 OK, WARN, FAIL, INFO = "ok", "warn", "fail", "info"
 MIN_PYTHON = (3, 10)
@@ -99,12 +100,31 @@ def check_backends() -> list[Check]:
     else:
         results.append(Check("backend.transformers", INFO, "not installed",
                              "pip install 'soprano-cli[transformers]' to use --backend transformers"))
-    # The lmdeploy adapter is not in this version (engine/backends/lmdeploy.py says so): report
-    # that plainly rather than suggest an install that would not help.
-    installed = f"lmdeploy {_version('lmdeploy')} installed" if _installed("lmdeploy") else "lmdeploy not installed"
-    results.append(Check("backend.lmdeploy", INFO, f"not supported by this version ({installed})",
-                         "use --backend torch, which also runs on CUDA" if cuda else "use --backend torch"))
+    results.append(check_lmdeploy(cuda))
     return results
+
+
+def _turbomind_library() -> bool:
+    """Whether lmdeploy's TurboMind extension is in its package folder (found without importing lmdeploy)."""
+    spec = importlib.util.find_spec("lmdeploy")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    return any(next(Path(folder, "lib").glob("_turbomind*"), None) for folder in folders)
+
+
+def check_lmdeploy(cuda: bool) -> Check:
+    """`--backend lmdeploy`: the package (and its TurboMind engine) installed, and a CUDA GPU to run it."""
+    from soprano_cli.engine.config import LMDEPLOY_INSTALL
+
+    if not _installed("lmdeploy"):
+        return Check("backend.lmdeploy", INFO, "not installed (CUDA only)",
+                     f"{LMDEPLOY_INSTALL} to use --backend lmdeploy" if cuda else "needs an NVIDIA GPU with CUDA")
+    installed = f"lmdeploy {_version('lmdeploy')}"
+    if not _turbomind_library():
+        return Check("backend.lmdeploy", WARN, f"{installed} without its TurboMind engine (no hidden states without it)",
+                     f"reinstall a CUDA build: {LMDEPLOY_INSTALL}")
+    if not cuda:
+        return Check("backend.lmdeploy", INFO, f"{installed} installed, but no CUDA GPU here", "use --backend torch")
+    return Check("backend.lmdeploy", OK, f"{installed} (TurboMind engine, CUDA)")
 
 
 def check_cpu() -> list[Check]:

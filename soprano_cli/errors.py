@@ -90,6 +90,10 @@ class BackendUnavailableError(SopranoError):
     error_type = "invalid_request_error"
 
 
+class GenerationBackendError(SopranoError):
+    """An external LM engine (lmdeploy) failed while generating: it reported an error or stopped answering."""
+
+
 class BatchJobsFailedError(SopranoError):
     """Batch jobs that failed alone while the others were written; the message names each."""
 

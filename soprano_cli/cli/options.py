@@ -26,12 +26,14 @@ Device = Annotated[str, typer.Option(
     help="auto, cpu, cuda or mps.")]
 Backend = Annotated[str, typer.Option(
     "--backend", "-b", envvar="SOPRANO_BACKEND", rich_help_panel=MODEL_PANEL,
-    help="auto (= torch), torch, transformers or lmdeploy.")]
+    help="auto (= torch), torch, transformers or lmdeploy (CUDA; TurboMind in bfloat16, frames streamed per "
+         "step; pip install 'soprano-cli[lmdeploy]').")]
 Dtype = Annotated[str, typer.Option(
     "--dtype", envvar="SOPRANO_DTYPE", rich_help_panel=MODEL_PANEL,
     help="Weights: auto (fastest that holds quality), float32 (exact), bfloat16, or int8 (LM and decoder).")]
 CacheSize = Annotated[int, typer.Option(
-    "--cache-size", "-c", rich_help_panel=MODEL_PANEL, help="KV cache budget in MB (lmdeploy).")]
+    "--cache-size", "-c", rich_help_panel=MODEL_PANEL,
+    help="KV cache budget in MB for --backend lmdeploy (as upstream: its share of GPU memory); torch sizes its own.")]
 DecoderBatchSize = Annotated[Optional[int], typer.Option(
     "--decoder-batch-size", "-bs", min=1, rich_help_panel=MODEL_PANEL, show_default=False,
     help=f"Sentences decoded to audio at once [default: {CPU_DECODER_BATCH} on CPU, {CUDA_DECODER_BATCH} on CUDA].")]

@@ -13,6 +13,7 @@ from soprano_cli.errors import InvalidParameterError
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BACKENDS = ("auto", "torch", "transformers", "lmdeploy")
 DTYPES = ("auto", "float32", "bfloat16", "int8")
+LMDEPLOY_INSTALL = "pip install 'soprano-cli[lmdeploy]'"  # what `--backend lmdeploy` needs (CUDA only)
 
 # What max_batch and decoder_batch_size mean when left None. A GPU runs wide batches for little
 # more than narrow ones, while a CPU's step grows with the batch; on CUDA, decoder passes are large
@@ -31,7 +32,7 @@ class EngineConfig:
     dtype: str = "auto"  # LM weight precision: auto (fastest that holds quality), float32 (exact), bfloat16, int8
     max_batch: int | None = None  # sentences the LM generates at once; None: CPU_MAX_BATCH or CUDA_MAX_BATCH
     decoder_batch_size: int | None = None  # sentences decoded at once (non-streaming); None: *_DECODER_BATCH
-    cache_size_mb: int = 100  # lmdeploy's KV cache budget (accepted for upstream compatibility)
+    cache_size_mb: int = 100  # lmdeploy's KV cache budget in MB (upstream's default); the torch backend ignores it
     download: bool = True  # fetch a hub model that is not cached yet
 
     def validated(self) -> "EngineConfig":

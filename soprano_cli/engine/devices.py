@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from soprano_cli.engine.config import BACKENDS, DEVICES, DTYPES, check_choice, check_device
+from soprano_cli.engine.config import BACKENDS, DEVICES, DTYPES, LMDEPLOY_INSTALL, check_choice, check_device
 from soprano_cli.errors import BackendUnavailableError
 
 __all__ = ["BACKENDS", "DEVICES", "DTYPES", "select_backend", "select_device", "select_dtype", "to_host"]
@@ -36,11 +36,12 @@ def select_backend(name: str, device: torch.device) -> str:
         return "torch"
     if name == "lmdeploy":
         if device.type != "cuda":
-            raise BackendUnavailableError("the lmdeploy backend runs only on CUDA GPUs; use --backend torch")
+            raise BackendUnavailableError(
+                f"the lmdeploy backend runs only on CUDA GPUs (with `{LMDEPLOY_INSTALL}`); use --backend torch")
         try:
             import lmdeploy  # noqa: F401
         except ImportError:
-            raise BackendUnavailableError("the lmdeploy backend needs `pip install lmdeploy`; or use --backend torch") from None
+            raise BackendUnavailableError(f"the lmdeploy backend needs `{LMDEPLOY_INSTALL}`; or use --backend torch") from None
     if name == "transformers":
         try:
             import transformers  # noqa: F401

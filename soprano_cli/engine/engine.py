@@ -130,6 +130,10 @@ class Engine:
 
     def new_generator(self) -> BatchGenerator:
         """A batch generator over this engine's LM (the server's scheduler drives one directly)."""
+        if self.backend == "lmdeploy":  # lmdeploy schedules its own batches: the same interface over its requests
+            from soprano_cli.engine.backends.lmdeploy import LMDeployGenerator
+
+            return LMDeployGenerator(self.lm, max_batch=self.config.max_batch)
         return BatchGenerator(self.lm, max_batch=self.config.max_batch, device=self.device)
 
     def warm_up(self) -> None:

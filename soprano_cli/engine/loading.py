@@ -68,10 +68,14 @@ def load_model(config: EngineConfig, device: torch.device) -> LoadedModel:
 
         lm = TransformersLM.load(folder, lm_config, device=device, dtype=dtype)
     if backend == "lmdeploy":
-        from soprano_cli.engine.backends.lmdeploy import LMDeployLM
+        from soprano_cli.engine.backends.lmdeploy import LMDeployLM, turbomind_dtype
 
-        lm = LMDeployLM.load(folder, lm_config, device=device, cache_size_mb=config.cache_size_mb)
+        dtype = turbomind_dtype(dtype)
+        lm = LMDeployLM.load(folder, lm_config, device=device, dtype=dtype, cache_size_mb=config.cache_size_mb,
+                             max_batch=config.max_batch)
     decoder = SopranoDecoder.from_state_dict(checkpoint.load_decoder_weights(folder)).to(device)
+    if backend == "lmdeploy":
+        decoder.compute_dtype = torch.bfloat16  # as the torch backend's bfloat16 mode on CUDA
     if backend == "torch":
         lm, dtype = build_torch_lm(folder, lm_config, device, dtype, tokenizer, decoder)
         if device.type == "cuda":

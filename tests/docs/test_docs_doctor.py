@@ -136,3 +136,45 @@ def test_daemon_check_unreachable_server(monkeypatch, tmp_path):
     monkeypatch.setenv("SOPRANO_SERVER", f"unix:{tmp_path}/nothing.sock")
     [check] = doctor.check_daemon()
     assert check.status == "warn"
+
+
+def test_doctor_reports_lmdeploy_as_this_machine_has_it():
+    import importlib.util
+
+    import torch
+
+    [check] = [c for c in doctor.check_backends() if c.name == "backend.lmdeploy"]
+    if importlib.util.find_spec("lmdeploy") is None:
+        assert (check.status, check.detail) == ("info", "not installed (CUDA only)")
+        expected_hint = "pip install 'soprano-cli[lmdeploy]'" if torch.cuda.is_available() else "needs an NVIDIA GPU"
+        assert expected_hint in check.hint
+    else:
+        assert doctor._version("lmdeploy") in check.detail
+
+
+def _installed_package(root, version: str, turbomind: bool):
+    """An lmdeploy as pip lays it out (package folder, dist-info), found by doctor without importing it."""
+    package = root / "lmdeploy"
+    (package / "lib").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('doctor must not import lmdeploy')\n")
+    if turbomind:
+        (package / "lib" / "_turbomind.cpython-312-x86_64-linux-gnu.so").write_bytes(b"")
+    info = root / f"lmdeploy-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: lmdeploy\nVersion: {version}\n")
+
+
+@pytest.mark.parametrize("turbomind,cuda,status,detail", [
+    (True, True, "ok", "lmdeploy 0.14.0 (TurboMind engine, CUDA)"),
+    (True, False, "info", "lmdeploy 0.14.0 installed, but no CUDA GPU here"),
+    (False, True, "warn", "lmdeploy 0.14.0 without its TurboMind engine"),
+])
+def test_doctor_reports_an_installed_lmdeploy_version_engine_and_cuda(tmp_path, monkeypatch, turbomind, cuda,
+                                                                      status, detail):
+    import importlib
+
+    _installed_package(tmp_path, "0.14.0", turbomind)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    check = doctor.check_lmdeploy(cuda)
+    assert check.status == status and check.detail.startswith(detail)
