@@ -303,7 +303,7 @@ def _add_compatibility_routes(app: FastAPI) -> None:
 def _speech_response(state: _State, body: SpeechRequest, *, on_cue=None, render=None) -> StreamingResponse:
     """The speech for `body`; `on_cue` gets each sentence's cue, `render` makes the response of a complete file."""
     from soprano_cli.audio.formats import MEDIA_TYPES, check_format, open_encoder
-    from soprano_cli.server.complete import CompleteFileResponse, FileSink
+    from soprano_cli.server.complete import ByteSink, CompleteFileResponse, FileSink
     from soprano_cli.audio.post import AudioOptions, SentenceAudio
     from soprano_cli.text.markup import MarkupError
     from soprano_cli.text.script import script_from_text
@@ -338,7 +338,7 @@ def _speech_response(state: _State, body: SpeechRequest, *, on_cue=None, render=
     if not sentences:
         raise InputTextError("'input' has nothing to speak after normalization", param="input")
     job = state.scheduler.submit(sentences, params)  # admission (429) before any encoder or ffmpeg starts
-    sink = _ByteSink() if body.stream else FileSink()  # a FileSink can seek: headers get their lengths
+    sink = ByteSink() if body.stream else FileSink()  # a FileSink can seek: headers get their lengths
     try:
         encoder = open_encoder(fmt, sink, input_rate=state.engine.sample_rate, output_rate=rate)
     except SopranoError as error:
@@ -402,7 +402,7 @@ def _release_unstarted(body: _Body, scheduler: Scheduler) -> None:
             _close_quietly(body.encoder)
 
 
-async def _speech_chunks(state: _State, body: _Body, sink: "_ByteSink", fmt: str, *, sse: bool, chars: int,
+async def _speech_chunks(state: _State, body: _Body, sink, fmt: str, *, sse: bool, chars: int,
                          shaper, on_cue=None):
     """The response body: encoded audio (or SSE events, with each sentence's timing) as the scheduler hands over chunks."""
     from soprano_cli.audio.captions import CueClock
@@ -528,30 +528,6 @@ async def _frame_chunks(state: _State, body: _Body):
         state.metrics.speech_finished(audio_seconds=samples / state.engine.sample_rate,
                                       wall_seconds=time.perf_counter() - started, ttfb=None,
                                       cancelled=not completed)
-
-
-class _ByteSink:
-    """Where an encoder writes; the response takes what has accumulated after each chunk."""
-
-    def __init__(self):
-        self._parts: list[bytes] = []
-        self._lock = threading.Lock()  # the ffmpeg encoder writes from its pump thread
-
-    def write(self, data) -> int:
-        with self._lock:
-            self._parts.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def seekable(self) -> bool:
-        return False
-
-    def take(self) -> bytes:
-        with self._lock:
-            data, self._parts = b"".join(self._parts), []
-        return data
 
 
 def _close_quietly(encoder) -> None:

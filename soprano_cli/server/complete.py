@@ -1,4 +1,6 @@
-"""Complete files for `stream: false`: the whole text encoded into memory, then sent with its length.
+"""Where a response's encoder writes: `ByteSink` for streamed bodies, `FileSink` for complete files.
+
+Complete files for `stream: false`: the whole text encoded into memory, then sent with its length.
 
 A streamed file cannot go back to its start, so its header leaves the length unknown: WAV sizes
 of 0xFFFFFFFF, a FLAC STREAMINFO without total samples, an MP3 whose Xing frame is blank (players
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 from collections.abc import AsyncIterator
 
 from starlette.responses import Response
@@ -20,7 +23,7 @@ from starlette.responses import Response
 class FileSink(io.BytesIO):
     """An encoder's sink for a complete file: seekable, and nothing leaves before the end.
 
-    `take()` is what the response may send now (as `_ByteSink.take` in app.py): always nothing,
+    `take()` is what the response may send now (as `ByteSink.take` below): always nothing,
     so the body generator encodes everything and the bytes are read with `getvalue()` at the end.
     """
 
@@ -79,3 +82,27 @@ async def _drain(body: AsyncIterator[bytes]) -> None:
 async def _disconnect(receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+class ByteSink:
+    """Where an encoder writes; the response takes what has accumulated after each chunk."""
+
+    def __init__(self):
+        self._parts: list[bytes] = []
+        self._lock = threading.Lock()  # the ffmpeg encoder writes from its pump thread
+
+    def write(self, data) -> int:
+        with self._lock:
+            self._parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def seekable(self) -> bool:
+        return False
+
+    def take(self) -> bytes:
+        with self._lock:
+            data, self._parts = b"".join(self._parts), []
+        return data

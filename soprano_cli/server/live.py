@@ -296,12 +296,12 @@ class LiveSession:
 
     async def _say(self, sentence: _Sentence) -> None:
         from soprano_cli.audio.formats import open_encoder
-        from soprano_cli.server.app import _ByteSink  # the sink the HTTP stream uses (imported late: app imports us)
+        from soprano_cli.server.complete import ByteSink  # the sink the HTTP stream uses
 
         if sentence.job is None:
             self._submit_ahead()
         if self.encoder is None:
-            self.sink = _ByteSink()
+            self.sink = ByteSink()
             self.encoder = open_encoder("pcm", self.sink, input_rate=self.state.engine.sample_rate,
                                         output_rate=self.rate)
         await self._send({"type": "sentence.start", "index": sentence.index, "text": sentence.text})

@@ -25,7 +25,7 @@ from soprano_cli.engine.backends.lmdeploy import (
     turbomind_dtype,
 )
 from soprano_cli.engine.config import LMDEPLOY_INSTALL
-from soprano_cli.engine.generate import REPEAT_LIMIT, Sequence
+from soprano_cli.engine.generate import REPEAT_LIMIT, Generation
 from soprano_cli.engine.sampling import SamplingParams
 from soprano_cli.errors import EXIT_BACKEND, GenerationBackendError, InvalidParameterError
 
@@ -134,8 +134,8 @@ def _generator() -> LMDeployGenerator:
     return LMDeployGenerator(lm, max_batch=4)
 
 
-def _sequence(**overrides) -> Sequence:
-    return Sequence(key=object(), prompt=[2, 3, 4], params=SamplingParams(), **overrides)
+def _sequence(**overrides) -> Generation:
+    return Generation(key=object(), prompt=[2, 3, 4], params=SamplingParams(), **overrides)
 
 
 def test_responses_become_the_events_the_engine_reads():

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from soprano_cli.engine.engine import Engine, EngineConfig
-from soprano_cli.engine.quantize import MIN_COSINE, cosine_per_position, snr_db
+from soprano_cli.engine.loading import MIN_COSINE, cosine_per_position, snr_db
 from soprano_cli.engine.random_checkpoint import write_random_checkpoint
 from soprano_cli.engine.sampling import SamplingParams
 from soprano_cli.text import model_text

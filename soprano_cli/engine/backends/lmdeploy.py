@@ -32,7 +32,7 @@ import torch
 
 from soprano_cli.engine.checkpoint import LMConfig
 from soprano_cli.engine.config import LMDEPLOY_INSTALL
-from soprano_cli.engine.generate import FrameEvent, Sequence
+from soprano_cli.engine.generate import FrameEvent, Generation
 from soprano_cli.engine.sampling import SamplingParams
 from soprano_cli.errors import (BackendUnavailableError, GenerationBackendError, InvalidParameterError, ModelLoadError,
                                 SopranoError)
@@ -177,7 +177,7 @@ class LMDeployLM:
             raise BackendUnavailableError(f"lmdeploy chose its {backend} engine, which returns no hidden states")
         return cls(lm_pipeline, config, device, GenerationConfig)
 
-    def generation_config(self, sequence: Sequence):
+    def generation_config(self, sequence: Generation):
         seed = request_seed(sequence.params, sequence.index, sequence.attempt)
         return self._generation_config(**generation_config_kwargs(sequence.params, self.config.eos_token_id, seed))
 
@@ -186,7 +186,7 @@ class LMDeployLM:
 class _Output:
     """What one streamed lmdeploy response brought for one sentence (built on lmdeploy's loop thread)."""
 
-    sequence: Sequence
+    sequence: Generation
     tokens: list[int] = field(default_factory=list)
     frames: torch.Tensor | None = None  # (k, H) float32 on the LM's device
     finish_reason: str | None = None
@@ -200,12 +200,12 @@ class LMDeployGenerator:
         self.lm = lm
         self.config = lm.config
         self.max_batch = max_batch
-        self.waiting: deque[Sequence] = deque()
-        self.active: list[Sequence] = []
+        self.waiting: deque[Generation] = deque()
+        self.active: list[Generation] = []
         self._outputs: queue.Queue[_Output] = queue.Queue()
         self._requests: dict[int, object] = {}  # id(sequence) -> concurrent future of its request
 
-    def add(self, sequence: Sequence) -> None:
+    def add(self, sequence: Generation) -> None:
         self.waiting.append(sequence)
 
     @property
@@ -242,19 +242,19 @@ class LMDeployGenerator:
         self.active = [s for s in self.active if not s.finished]
         return events
 
-    def _start(self, sequence: Sequence) -> None:
+    def _start(self, sequence: Generation) -> None:
         sequence.tokens, sequence.frames = [], []
         gen_config = self.lm.generation_config(sequence)  # raises on parameters lmdeploy refuses
         loop = self.lm.pipeline.internal_thread.loop
         self._requests[id(sequence)] = asyncio.run_coroutine_threadsafe(self._request(sequence, gen_config), loop)
         self.active.append(sequence)
 
-    def _stop(self, sequence: Sequence) -> None:
+    def _stop(self, sequence: Generation) -> None:
         request = self._requests.pop(id(sequence), None)
         if request is not None:
             request.cancel()  # lmdeploy's generate cancels the engine's request on CancelledError
 
-    async def _request(self, sequence: Sequence, gen_config) -> None:
+    async def _request(self, sequence: Generation, gen_config) -> None:
         """One sentence's streamed request, on lmdeploy's event loop; every response goes to the queue."""
         engine = self.lm.pipeline.async_engine
         seen = 0
