@@ -339,55 +339,13 @@ class Engine:
 def _build_torch_lm(folder: Path, lm_config, device: torch.device, mode: str, tokenizer, decoder: SopranoDecoder):
     """Our LM in the requested precision, with the decoder's precision to match (set in place).
 
-    int8 runs the decoder's ConvNeXt layers in int8 too, where fbgemm serves them. `auto` keeps
-    each int8 part only if it passes its quality probe: hidden-state and logit cosine for the LM, audio SNR
-    for the decoder, both against float32 over a fixed prompt. The probe runs once per checkpoint
-    and machine; its outcome is cached, so later loads build int8 directly from the file.
+    int8 runs the decoder's ConvNeXt layers in int8 too, where fbgemm serves them, and smooths
+    both first (`smoothing.py`). `auto` probes each candidate's audio against float32 once per
+    checkpoint and machine (`precision_probe.py`) and keeps the fastest that passes.
     """
-    from soprano_cli.engine import quantize
-    from soprano_cli.engine.lm import build_lm
+    from soprano_cli.engine.precision_probe import build_for_mode
 
-    def build(precision: str):
-        dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
-        return build_lm(lm_config, checkpoint.load_lm_weights(folder), device=device, dtype=dtype,
-                        int8=precision == "int8"), precision
-
-    if mode != "auto":
-        if mode == "int8" and quantize.decoder_int8_supported(device):
-            quantize.quantize_decoder(decoder)
-        return build(mode)
-    if not quantize.int8_supported(device):  # a CPU without a fast int8 kernel
-        return build("float32")
-    cached = quantize.cached_choice(folder)
-    if cached is not None:
-        if cached[1] == "int8":
-            quantize.quantize_decoder(decoder)
-        return build(cached[0])
-    lm, _ = build("float32")
-    probe = quantize.probe_ids(tokenizer, device)
-    reference = quantize.hidden_states(lm, probe)
-    decoder_choice, snr = "float32", None
-    if quantize.decoder_int8_supported(device):
-        reference_audio = decode_frames(decoder, reference)
-        replaced = quantize.quantize_decoder(decoder)
-        snr = quantize.snr_db(reference_audio, decode_frames(decoder, reference))
-        if snr >= quantize.MIN_DECODER_SNR_DB:
-            decoder_choice = "int8"
-        else:
-            quantize.restore_decoder(replaced)
-    with torch.inference_mode():
-        reference_logits = lm.lm_head(reference)
-        lm = quantize.quantize_int8(lm)
-        hidden = quantize.hidden_states(lm, probe)
-        # The frames (hidden states) and the token choice (logits) must both hold.
-        cosine = min(float(quantize.cosine_per_position(reference, hidden).min()),
-                     float(quantize.cosine_per_position(reference_logits, lm.lm_head(hidden)).min()))
-    choice = "int8" if cosine >= quantize.MIN_COSINE else "float32"
-    quantize.remember_choice(folder, choice, cosine, decoder_choice, snr)
-    log.info("dtype auto: LM %s (int8 probe cosine %.5f, needs %.3f), decoder %s (int8 SNR %s dB, needs %.0f)",
-             choice, cosine, quantize.MIN_COSINE, decoder_choice, "n/a" if snr is None else f"{snr:.1f}",
-             quantize.MIN_DECODER_SNR_DB)
-    return (lm, "int8") if choice == "int8" else build("float32")
+    return build_for_mode(folder, lm_config, device, mode, tokenizer, decoder)
 
 
 def _stack(frames: list[torch.Tensor], width: int) -> torch.Tensor:
