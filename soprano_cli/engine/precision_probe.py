@@ -132,27 +132,40 @@ def _decisions_file() -> Path:
     return _cache_dir() / "auto-precision.json"
 
 
-def cached_decision(folder: Path, device: torch.device) -> Decision | None:
+def _decision_from(entry) -> Decision | None:
     try:
-        entry = json.loads(_decisions_file().read_text()).get(_decision_key(folder, device))
-        if not isinstance(entry, dict):
-            return None
         entry = {key: value for key, value in entry.items() if key != "model"}
         figures = [Figures(**f) for f in entry.pop("figures", [])]
         spread = entry.pop("spread", None)
-        decision = Decision(**entry, figures=figures, spread=None if spread is None else Figures(**spread))
-    except (OSError, ValueError, TypeError, AttributeError):
+        return Decision(**entry, figures=figures, spread=None if spread is None else Figures(**spread))
+    except (TypeError, AttributeError):
+        return None
+
+
+def cached_decision(folder: Path, device: torch.device) -> Decision | None:
+    try:
+        decision = _decision_from(json.loads(_decisions_file().read_text()).get(_decision_key(folder, device)))
+    except (OSError, ValueError, AttributeError):
         return None
     valid = {"float32", *candidates(device)}
-    return decision if decision.lm in valid and decision.decoder in ("int8", "float32") else None
+    if decision is None or decision.lm not in valid or decision.decoder not in ("int8", "float32"):
+        return None
+    return decision
 
 
-def all_decisions() -> list[dict]:
-    """Every cached decision (for `doctor`), newest last."""
+def decisions_on_this_cpu() -> list[tuple[str, Decision]]:
+    """(checkpoint folder, decision) for every cached CPU decision made on this CPU model (for `doctor`)."""
     try:
-        return [entry for entry in json.loads(_decisions_file().read_text()).values() if isinstance(entry, dict)]
+        entries = json.loads(_decisions_file().read_text()).values()
     except (OSError, ValueError, AttributeError):
         return []
+    here = cpu_name()
+    found = []
+    for entry in entries:
+        decision = _decision_from(entry) if isinstance(entry, dict) else None
+        if decision is not None and decision.cpu == here:
+            found.append((str(entry.get("model", "?")), decision))
+    return found
 
 
 def remember(folder: Path, device: torch.device, decision: Decision) -> None:
