@@ -116,7 +116,7 @@ def family(args) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "XDG_CACHE_HOME": str(cache)}
     table = []
     for name in STATISTICS:
-        folder = ROOT / ".bench" / f"soprano-80m-{name}"
+        folder = ROOT / ".bench" / f"family-{name}"
         if not (folder / "decoder.pth").exists():
             write_random_checkpoint(folder, seed=5, statistics=name)
         # The first auto load probes and caches; the measured run then loads as a user's second run does.

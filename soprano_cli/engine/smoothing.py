@@ -201,7 +201,10 @@ class OutlierSplitLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layer(x * self.quiet.to(x.dtype))
-        return out.add_(x.index_select(-1, self.channels).float() @ self.outlier_weight)
+        outliers = x.index_select(-1, self.channels).float()
+        if out.dim() == 2 and out.dtype == torch.float32:  # a decode step: no temporary
+            return out.addmm_(outliers, self.outlier_weight)
+        return out + (outliers @ self.outlier_weight).to(out.dtype)
 
 
 def outlier_channels(activation_max: torch.Tensor, threshold: float = OUTLIER_THRESHOLD) -> torch.Tensor:

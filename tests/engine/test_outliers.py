@@ -18,7 +18,7 @@ SIZES = CheckpointSizes(num_layers=2, intermediate_size=512, vocab_size=512, dec
 
 @pytest.fixture(autouse=True)
 def short_probe(monkeypatch):
-    monkeypatch.setattr(precision_probe, "PROBE_FRAMES", 24)  # enough frames to see a failure, few seconds
+    monkeypatch.setattr(precision_probe, "PROBE_FRAMES", 16)  # enough frames to see a failure, few seconds
 
 
 @pytest.fixture(scope="module")
