@@ -50,10 +50,13 @@ def test_int8_layers_hold_int8_weights(tiny_checkpoint):
 
 
 @needs_int8
-def test_auto_probes_once_and_remembers(small_random_checkpoint, tmp_path, monkeypatch):
+def test_auto_probes_once_and_remembers(small_random_checkpoint, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(precision_probe, "PROBE_FRAMES", 16)
+    caplog.set_level("INFO", logger="soprano_cli.engine.precision_probe")  # what `-v` shows
     first = Engine.load(EngineConfig(model=str(small_random_checkpoint), device="cpu", dtype="auto"))
+    assert f"dtype auto: LM {first.dtype}, decoder {first.decoder_dtype}: " in caplog.text
+    assert " dB / " in caplog.text and "float32 against itself" in caplog.text
     record = json.loads((tmp_path / "soprano" / "auto-precision.json").read_text())
     (entry,) = record.values()
     assert entry["lm"] == first.dtype and entry["reason"] and entry["cpu"] == precision_probe.cpu_name()
@@ -64,8 +67,10 @@ def test_auto_probes_once_and_remembers(small_random_checkpoint, tmp_path, monke
     if quantize.decoder_int8_supported(torch.device("cpu")):
         assert entry["decoder"] == first.decoder_dtype == "int8"
         assert entry["decoder_snr_db"] >= quantize.MIN_DECODER_SNR_DB
+    caplog.clear()
     second = Engine.load(EngineConfig(model=str(small_random_checkpoint), device="cpu", dtype="auto"))
     assert second.dtype == first.dtype and second.decoder_dtype == first.decoder_dtype
+    assert "dtype auto (cached): LM" in caplog.text
     ids = torch.tensor(first.prompt_ids("hello world!"))
     torch.testing.assert_close(quantize.hidden_states(first.lm, ids), quantize.hidden_states(second.lm, ids))
 
