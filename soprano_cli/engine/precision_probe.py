@@ -329,7 +329,9 @@ def decide(folder: Path, lm_config, tokenizer, decoder, device: torch.device):
     float_lm = build(folder, lm_config, device, "float32")
     reference = probe_reference(float_lm, tokenizer, decoder, device)
     spread = judge("float32", float_lm, decoder, reference)  # one pass against the batched steps
-    smoothed = smoothing_for(folder, lm_config, tokenizer, decoder, device, float_lm) if "int8" in candidates(device) else None
+    smoothed = None
+    if "int8" in candidates(device):
+        smoothed = smoothing_for(folder, lm_config, tokenizer, decoder, device, float_lm)
 
     decoder_choice, decoder_snr = "float32", None
     if smoothed is not None and quantize.decoder_int8_supported(device):
@@ -354,7 +356,8 @@ def decide(folder: Path, lm_config, tokenizer, decoder, device: torch.device):
     choice = min(speeds, key=speeds.get) if speeds else "float32"
     lm = passing[choice]
     if choice != "float32":
-        reason = f"{choice} is the fastest precision that passes ({MIN_SNR_DB:.0f} dB, {100 * MIN_AGREEMENT:.0f} % greedy)"
+        reason = (f"{choice} is the fastest precision that passes "
+                  f"({MIN_SNR_DB:.0f} dB, {100 * MIN_AGREEMENT:.0f} % greedy)")
     else:
         failed = [f.precision for f in figures if not f.passed]
         reason = ("no reduced precision here" if not figures
@@ -378,7 +381,9 @@ def build_for_mode(folder: Path, lm_config, device: torch.device, mode: str, tok
     decision = cached_decision(folder, device)
     if decision is not None:
         log.info("dtype auto (cached): %s", decision.summary())
-        smoothed = smoothing_for(folder, lm_config, tokenizer, decoder, device) if "int8" in (decision.lm, decision.decoder) else None
+        smoothed = None
+        if "int8" in (decision.lm, decision.decoder):
+            smoothed = smoothing_for(folder, lm_config, tokenizer, decoder, device)
         if decision.decoder == "int8":
             int8_decoder(decoder, smoothed)
         return build(folder, lm_config, device, decision.lm, smoothed), decision.lm

@@ -157,8 +157,6 @@ class _Statistics:
 
 
 def _lm_state(sizes: CheckpointSizes, draw: _Statistics, *, tie: bool) -> dict:
-    import torch
-
     normal = draw.normal
     h, d = sizes.hidden_size, sizes.head_dim
     state = {"model.embed_tokens.weight": normal(sizes.vocab_size, h, std=1.0),
@@ -185,7 +183,8 @@ def _lm_state(sizes: CheckpointSizes, draw: _Statistics, *, tie: bool) -> dict:
         channels, factors = outliers
         # In the residual stream from the embeddings on, and again through every norm's weight.
         state["model.embed_tokens.weight"][:, channels] *= factors
-        readers = {"input_layernorm": ("q_proj", "k_proj", "v_proj"), "post_attention_layernorm": ("gate_proj", "up_proj")}
+        readers = {"input_layernorm": ("q_proj", "k_proj", "v_proj"),
+                   "post_attention_layernorm": ("gate_proj", "up_proj")}
         for key in list(state):
             norm = next((n for n in readers if key.endswith(n + ".weight")), None)
             if norm is None and key != "model.norm.weight":

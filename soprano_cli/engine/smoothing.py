@@ -88,7 +88,8 @@ def calibrate(lm: nn.Module, decoder: nn.Module, prompts: list[list[int]]) -> Sm
             for hidden in frames:
                 decoder(hidden.to(decoder.head.out.weight.device).unsqueeze(0))
 
-    decoder_factors = [best_factors(x, layer.weight) for x, layer in zip(layer_inputs(decoder, linears, run_decoder), linears)]
+    decoder_inputs = layer_inputs(decoder, linears, run_decoder)
+    decoder_factors = [best_factors(x, layer.weight) for x, layer in zip(decoder_inputs, linears)]
     n = len(blocks)
     return Smoothing(qkv=factors[:n], gate_up=factors[n:], decoder=decoder_factors,
                      head=outlier_channels(inputs[-1].abs().amax(dim=0)))
