@@ -70,3 +70,18 @@ def test_per_token_int8_fails_on_outliers(family):
     """What broke: per-token int8 (no smoothing) rounds the quiet channels away next to outliers."""
     figures = _figures(family["outliers"], smoothed=False)
     assert figures.snr_db < precision_probe.MIN_SNR_DB or figures.agreement < precision_probe.MIN_AGREEMENT, figures
+
+
+@needs_fbgemm
+def test_the_split_head_is_batch_invariant():
+    """A row's logits do not depend on how many rows share the call (the engine's batch contract)."""
+    from soprano_cli.engine.smoothing import OutlierSplitLinear
+
+    weight = torch.randn(1000, 512) * 0.02
+    head = OutlierSplitLinear(weight, torch.tensor([3, 77, 200, 411]), torch.device("cpu"))
+    rows = torch.randn(16, 512)
+    rows[:, [3, 77, 200, 411]] *= 300
+    together = head(rows)
+    for i in range(16):
+        assert torch.equal(head(rows[i:i + 1]), together[i:i + 1])
+    torch.testing.assert_close(together, rows @ weight.t(), rtol=0.05, atol=0.05)
