@@ -4,6 +4,8 @@
     python benchmarks/bench_engine.py --quick    # 64 frames per sentence, a smoke run
     python benchmarks/bench_engine.py --device cuda --modes bfloat16,float32 --counts 1,8,64 --no-transformers
     python benchmarks/bench_engine.py --device cuda --modes bfloat16 --counts 1,8,64 --no-transformers --backend lmdeploy
+    python benchmarks/bench_engine.py --family   # --dtype auto on each checkpoint with trained-model
+                                                 # statistics, against the reference package (soprano-tts)
 
 On a random checkpoint with the published 80M sizes (written once to .bench/), greedy, every
 sentence generating exactly --frames frames (random weights never emit EOS). Each configuration
@@ -99,6 +101,62 @@ def worker(args) -> dict:
     return result
 
 
+def reference_worker(args) -> dict:
+    """The reference package (`soprano-tts`) on one sentence: its own `infer`, as the parity tests drive it."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from reference_impl import ReferenceSoprano
+
+    reference = ReferenceSoprano(args.checkpoint)
+    reference.tts.infer("warm up.")
+    started = time.perf_counter()
+    audio = reference.tts.infer(sentences(1)[0])
+    elapsed = time.perf_counter() - started
+    return {"rtf_1": audio.numel() / 32000 / elapsed, "frames": audio.numel() // 2048}
+
+
+def family(args) -> None:
+    """`--dtype auto` on every member of the trained-statistics family, the reference's speed beside it."""
+    from soprano_cli.engine.random_checkpoint import STATISTICS, write_random_checkpoint
+
+    cache = ROOT / ".bench" / "cache"  # the auto decisions of this benchmark, apart from the user's
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "XDG_CACHE_HOME": str(cache)}
+    table = []
+    for name in STATISTICS:
+        folder = ROOT / ".bench" / f"family-{name}"
+        if not (folder / "decoder.pth").exists():
+            write_random_checkpoint(folder, seed=5, statistics=name)
+        # The first auto load probes and caches; the measured run then loads as a user's second run does.
+        probe = [sys.executable, "-c", "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
+                 "from soprano_cli.engine.engine import Engine, EngineConfig; "
+                 f"Engine.load(EngineConfig(model={str(folder)!r}, dtype='auto', device='cpu'))"]
+        decided = subprocess.run(probe, capture_output=True, text=True, env=env)
+        print(f"{name}: " + " ".join(line for line in decided.stdout.splitlines() if "dtype auto" in line), file=sys.stderr)
+        command = [sys.executable, __file__, "--worker", "--dtype", "auto", "--checkpoint", str(folder),
+                   "--frames", str(args.frames), "--counts", "1,32"]
+        ours = subprocess.run(command, capture_output=True, text=True, env=env)
+        reference = subprocess.run([sys.executable, __file__, "--reference-worker", "--checkpoint", str(folder)],
+                                   capture_output=True, text=True, env=env)
+        if ours.returncode or reference.returncode:
+            print(f"{name} failed:\n{ours.stderr[-2000:]}{reference.stderr[-2000:]}", file=sys.stderr)
+            continue
+        row, ref = json.loads(ours.stdout.splitlines()[-1]), json.loads(reference.stdout.splitlines()[-1])
+        from soprano_cli.engine import precision_probe
+
+        os.environ["XDG_CACHE_HOME"] = str(cache)
+        decision = next((d for model, d in precision_probe.decisions_on_this_cpu() if Path(model) == folder), None)
+        chosen = next((f for f in (decision.figures if decision else []) if f.precision == row["dtype"]), None)
+        table.append((name, row, ref, chosen))
+    print(f"\n{args.frames} frames per sentence; reference: soprano-tts, one sentence, same run\n")
+    print("| member | auto picks | 1 sentence RTF | vs reference | 32 sentences RTF | vs reference's 1 "
+          "| first chunk ms | peak RSS MB | audio SNR dB | greedy agreement |")
+    print("|---" * 10 + "|")
+    for name, row, ref, chosen in table:
+        print(f"| {name} | LM {row['dtype']}, decoder {row['decoder']} | {row['rtf_1']:.1f} | {row['rtf_1'] / ref['rtf_1']:.1f}x "
+              f"| {row['rtf_32']:.1f} | {row['rtf_32'] / ref['rtf_1']:.1f}x | {row['first_chunk_ms']:.0f} "
+              f"| {row['peak_rss_mb']:.0f} | {f'{chosen.snr_db:.1f}' if chosen else '∞ (float32)'} "
+              f"| {f'{100 * chosen.agreement:.0f} %' if chosen else '100 %'} |")
+
+
 def memory_bandwidth_gbs() -> float:
     """Read bandwidth with all threads: the best of a few sums over 1 GB."""
     import torch
@@ -117,7 +175,7 @@ def quality(folder: Path, modes: list[str], frames: int, device: str = "cpu", ba
     import torch
 
     from soprano_cli.engine.engine import Engine, EngineConfig
-    from soprano_cli.engine.loading import cosine_per_position, hidden_states, snr_db
+    from soprano_cli.engine.measures import cosine_per_position, hidden_states, snr_db
     from soprano_cli.engine.sampling import SamplingParams
 
     reference = Engine.load(EngineConfig(model=str(folder), dtype="float32", device=device))
@@ -152,7 +210,7 @@ def lmdeploy_drift(folder: Path, text: str, tokens: list[int], ref_frames, refer
     import torch
 
     from soprano_cli.engine.engine import Engine, EngineConfig
-    from soprano_cli.engine.quantize import cosine_per_position, snr_db
+    from soprano_cli.engine.measures import cosine_per_position, snr_db
     from soprano_cli.engine.sampling import SamplingParams
 
     engine = Engine.load(EngineConfig(model=str(folder), backend="lmdeploy", device=device))
@@ -174,7 +232,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=512)
     parser.add_argument("--modes", default="float32,bfloat16,int8")
     parser.add_argument("--no-transformers", action="store_true")
+    parser.add_argument("--family", action="store_true",
+                        help="--dtype auto on each checkpoint with trained-model statistics, against soprano-tts")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--reference-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="torch", choices=["torch", "lmdeploy"],
                         help="lmdeploy: a TurboMind row (bfloat16) beside the torch rows of --modes (CUDA only)")
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
@@ -189,6 +250,12 @@ def main() -> None:
     if args.worker:
         args.counts = [int(c) for c in args.counts.split(",") if c]
         print(json.dumps(worker(args)))
+        return
+    if args.reference_worker:
+        print(json.dumps(reference_worker(args)))
+        return
+    if args.family:
+        family(args)
         return
 
     folder = checkpoint(ROOT / ".bench" / "soprano-80m-random")

@@ -289,8 +289,27 @@ def _probe_http(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def check_precision() -> list[Check]:
+    """Which kernels each precision gets on this CPU, and what `--dtype auto` chose here so far."""
+    torch, _ = _torch()
+    if torch is None:
+        return [Check("precision.auto", INFO, "no torch")]
+    from soprano_cli.engine import precision_probe
+
+    kernels = precision_probe.cpu_kernels()
+    candidates = precision_probe.candidates(torch.device("cpu"))
+    detail = (f"int8: {kernels['int8']}; bfloat16: {kernels['bfloat16']}; auto tries "
+              f"{', '.join(candidates) or 'nothing'} against float32")
+    decisions = precision_probe.decisions_on_this_cpu()
+    if not decisions:
+        return [Check("precision.auto", INFO, detail + "; no model probed on this CPU yet",
+                      "the first `--dtype auto` load probes each candidate's audio once and remembers")]
+    shown = "; ".join(f"{Path(model).name}: {decision.summary()}" for model, decision in decisions)
+    return [Check("precision.auto", OK, f"{detail}; {shown}")]
+
+
 CHECKS: tuple[Callable[[], list[Check]], ...] = (
-    check_python, check_torch, check_devices, check_backends, check_cpu, check_audio, check_ffmpeg, check_model,
+    check_python, check_torch, check_devices, check_backends, check_cpu, check_precision, check_audio, check_ffmpeg, check_model,
     check_daemon,
 )
 

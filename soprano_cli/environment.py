@@ -68,8 +68,9 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
            "unset (downloads allowed)", ("synth", "serve", "models", "doctor", "asgi")),
     EnvVar("HF_ENDPOINT", "Address of the Hugging Face hub (or a mirror) that models download from.",
            "https://huggingface.co", ("synth", "serve", "models", "doctor", "asgi")),
-    EnvVar("XDG_CACHE_HOME", "Base of the default Hugging Face cache and of soprano/auto-dtype.json "
-           "(what the --dtype auto probe chose per checkpoint).",
+    EnvVar("XDG_CACHE_HOME", "Base of the default Hugging Face cache, of soprano/auto-precision.json "
+           "(what the --dtype auto probe chose per checkpoint and CPU) and of soprano/smoothing/ (int8 "
+           "smoothing factors per checkpoint).",
            "~/.cache", ("synth", "serve", "models", "doctor", "asgi")),
     EnvVar("SHELL", "Which shell's completion script --install-completion and --show-completion use "
            "(bash, zsh or fish).", "the login shell", ("install-completion",)),

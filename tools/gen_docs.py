@@ -584,9 +584,10 @@ FILES = {
     "socket": ("$XDG_RUNTIME_DIR/soprano/soprano.sock",
                "The daemon's Unix socket (/tmp/soprano-UID/soprano.sock when XDG_RUNTIME_DIR is unset). "
                "`soprano synth` uses the daemon when this socket answers."),
-    "dtype": ("$XDG_CACHE_HOME/soprano/auto-dtype.json",
-              "What the `--dtype auto` quality probe chose for each checkpoint on this machine (XDG_CACHE_HOME "
-              "defaults to ~/.cache), so later loads skip the probe. Safe to delete."),
+    "dtype": ("$XDG_CACHE_HOME/soprano/auto-precision.json",
+              "What the `--dtype auto` probe chose for each checkpoint on this CPU, with its figures and reason "
+              "(XDG_CACHE_HOME defaults to ~/.cache), so later loads skip the probe; soprano/smoothing/ beside "
+              "it holds each checkpoint's int8 smoothing factors. Safe to delete."),
 }
 PAGE_FILES = {"": ("cache", "socket", "dtype"), "synth": ("cache", "socket", "dtype"),
               "serve": ("cache", "socket", "dtype"),

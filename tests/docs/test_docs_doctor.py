@@ -18,7 +18,7 @@ from .conftest import run_soprano
 
 EXPECTED = [
     "python", "torch", "device.cpu", "device.cuda", "device.mps", "backend.torch", "backend.transformers",
-    "backend.lmdeploy", "cpu.features", "cpu.threads", "audio", "ffmpeg", "model.cache", "daemon",
+    "backend.lmdeploy", "cpu.features", "cpu.threads", "precision.auto", "audio", "ffmpeg", "model.cache", "daemon",
 ]
 
 
@@ -42,6 +42,26 @@ def test_doctor_says_how_decode_steps_run(monkeypatch):
     monkeypatch.setenv("SOPRANO_TORCHSCRIPT", "0")
     [features] = [check for check in doctor.check_cpu() if check.name == "cpu.features"]
     assert "decode loop: eager (SOPRANO_TORCHSCRIPT=0)" in features.detail
+
+
+def test_doctor_says_which_kernels_and_what_auto_chose(tmp_path, monkeypatch):
+    import torch
+
+    from soprano_cli.engine import precision_probe
+    from soprano_cli.engine.engine import Engine, EngineConfig
+    from soprano_cli.engine.random_checkpoint import CheckpointSizes, write_random_checkpoint
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    [check] = doctor.check_precision()
+    assert check.status == "info" and "int8: " in check.detail and "bfloat16: " in check.detail
+    if not precision_probe.candidates(torch.device("cpu")):
+        return
+    small_random_checkpoint = write_random_checkpoint(tmp_path / "random", CheckpointSizes.tiny(), seed=3)
+    monkeypatch.setattr(precision_probe, "PROBE_FRAMES", 16)
+    engine = Engine.load(EngineConfig(model=str(small_random_checkpoint), device="cpu", dtype="auto"))
+    [check] = doctor.check_precision()
+    assert check.status == "ok" and small_random_checkpoint.name in check.detail
+    assert f"LM {engine.dtype}, decoder {engine.decoder_dtype}" in check.detail and " dB / " in check.detail
 
 
 def test_doctor_fails_offline_without_model():

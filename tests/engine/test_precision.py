@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from soprano_cli.engine import loading, quantize
+from soprano_cli.engine import checkpoint, measures, precision_probe, quantize
 from soprano_cli.engine.engine import Engine, EngineConfig
 from soprano_cli.errors import InvalidParameterError
 
@@ -19,11 +19,11 @@ needs_int8 = pytest.mark.skipif(not quantize.int8_supported(torch.device("cpu"))
 def _teacher_forced_drift(reference: Engine, candidate: Engine, text: str, tokens: list[int]):
     ids = torch.tensor(reference.prompt_ids(text) + tokens)
     span = slice(len(ids) - len(tokens) - 1, len(ids) - 1)
-    ours = loading.hidden_states(reference.lm, ids)[span]
-    theirs = loading.hidden_states(candidate.lm, ids)[span]
+    ours = measures.hidden_states(reference.lm, ids)[span]
+    theirs = measures.hidden_states(candidate.lm, ids)[span]
     audio_ref, audio = reference.decode([ours])[0], candidate.decode([theirs])[0]
     snr = 10 * np.log10((audio_ref ** 2).sum() / ((audio_ref - audio) ** 2).sum())
-    return loading.cosine_per_position(ours, theirs), snr
+    return measures.cosine_per_position(ours, theirs), snr
 
 
 @needs_int8
@@ -44,35 +44,48 @@ def test_int8_layers_hold_int8_weights(tiny_checkpoint):
     engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="int8"))
     layer = engine.lm.model.layers[0].mlp.gate_up_proj
     assert isinstance(layer, (quantize.Int8Linear, quantize.DynamicInt8Linear)) and layer.weight.dtype == torch.int8
-    assert engine.lm.lm_head.weight.dtype == torch.int8
+    assert engine.lm.lm_head.weight.dtype == torch.int8  # its outlier channels, if any, in float32 beside it
     assert engine.lm.model.embed_tokens.weight.dtype == torch.float32
     assert engine.synthesize(["hello world!"])[0].frames > 0
 
 
 @needs_int8
-def test_auto_probes_once_and_remembers(small_random_checkpoint, tmp_path, monkeypatch):
-    # Random weights pass the int8 probe; the trained tiny checkpoint's activations do not (cosine ~0.998).
+def test_auto_probes_once_and_remembers(small_random_checkpoint, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(precision_probe, "PROBE_FRAMES", 16)
+    caplog.set_level("INFO", logger="soprano_cli.engine.precision_probe")  # what `-v` shows
     first = Engine.load(EngineConfig(model=str(small_random_checkpoint), device="cpu", dtype="auto"))
-    record = json.loads((tmp_path / "soprano" / "auto-dtype.json").read_text())
+    assert f"dtype auto: LM {first.dtype}, decoder {first.decoder_dtype}: " in caplog.text
+    assert " dB / " in caplog.text and "float32 against itself" in caplog.text
+    record = json.loads((tmp_path / "soprano" / "auto-precision.json").read_text())
     (entry,) = record.values()
-    assert entry["choice"] == first.dtype == "int8" and entry["cosine"] >= loading.MIN_COSINE
+    assert entry["lm"] == first.dtype and entry["reason"] and entry["cpu"] == precision_probe.cpu_name()
+    (int8,) = [f for f in entry["figures"] if f["precision"] == "int8"]
+    assert int8["passed"] and int8["snr_db"] >= precision_probe.MIN_SNR_DB and int8["step_ms"] > 0
+    # float32 against itself at another batch size: the noise floor the thresholds sit far above.
+    assert entry["spread"]["snr_db"] > 80 and entry["spread"]["agreement"] == 1.0
     if quantize.decoder_int8_supported(torch.device("cpu")):
         assert entry["decoder"] == first.decoder_dtype == "int8"
-        assert entry["decoder_snr_db"] >= loading.MIN_DECODER_SNR_DB
+        assert entry["decoder_snr_db"] >= precision_probe.MIN_DECODER_SNR_DB
+    caplog.clear()
     second = Engine.load(EngineConfig(model=str(small_random_checkpoint), device="cpu", dtype="auto"))
-    assert second.dtype == "int8" and second.decoder_dtype == first.decoder_dtype
+    assert second.dtype == first.dtype and second.decoder_dtype == first.decoder_dtype
+    assert "dtype auto (cached): LM" in caplog.text
     ids = torch.tensor(first.prompt_ids("hello world!"))
-    torch.testing.assert_close(loading.hidden_states(first.lm, ids), loading.hidden_states(second.lm, ids))
+    torch.testing.assert_close(measures.hidden_states(first.lm, ids), measures.hidden_states(second.lm, ids))
 
 
 def test_auto_falls_back_to_float32_when_the_probe_fails(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(loading, "MIN_COSINE", 1.01)  # no int8 model can pass
+    monkeypatch.setattr(precision_probe, "PROBE_FRAMES", 16)
+    monkeypatch.setattr(precision_probe, "MIN_SNR_DB", 500.0)  # no reduced precision can pass
     engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="auto"))
     assert engine.dtype == "float32"
     assert engine.lm.lm_head.weight.dtype == torch.float32
     assert not any(isinstance(m, (quantize.Int8Linear, quantize.DynamicInt8Linear)) for m in engine.lm.modules())
+    (entry,) = json.loads((tmp_path / "soprano" / "auto-precision.json").read_text()).values()
+    if precision_probe.candidates(torch.device("cpu")):
+        assert "failed the probe" in entry["reason"]
 
 
 needs_fbgemm = pytest.mark.skipif(not quantize.decoder_int8_supported(torch.device("cpu")),
@@ -90,7 +103,7 @@ def test_int8_decoder_holds_quality(tiny_checkpoint, tiny_engine, golden):
     for case in range(3):
         frames = torch.from_numpy(arrays[f"hidden_{case}"])
         reference, audio = tiny_engine.decode([frames])[0], engine.decode([frames])[0]
-        assert loading.snr_db(reference, audio) > loading.MIN_DECODER_SNR_DB
+        assert measures.snr_db(reference, audio) > precision_probe.MIN_DECODER_SNR_DB
 
 
 def test_bfloat16_decoder_holds_quality_batched_and_streamed(tiny_checkpoint, golden):
@@ -107,18 +120,24 @@ def test_bfloat16_decoder_holds_quality_batched_and_streamed(tiny_checkpoint, go
     for case, f in enumerate(frames):
         audio = batched[case, :len(reference[case])].numpy()
         assert audio.dtype == np.float32
-        assert loading.MIN_DECODER_SNR_DB < loading.snr_db(reference[case], audio) < 100  # reduced, but close
-        assert loading.snr_db(audio, decode_frames(engine.decoder, f)) > 60
+        assert precision_probe.MIN_DECODER_SNR_DB < measures.snr_db(reference[case], audio) < 100  # reduced, but close
+        assert measures.snr_db(audio, decode_frames(engine.decoder, f)) > 60
 
 
 @needs_fbgemm
 def test_auto_keeps_a_float32_decoder_when_its_probe_fails(small_random_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(loading, "MIN_DECODER_SNR_DB", 500.0)  # no int8 decoder can pass
+    monkeypatch.setattr(precision_probe, "PROBE_FRAMES", 16)
+    monkeypatch.setattr(quantize, "MIN_DECODER_SNR_DB", 500.0)  # no int8 decoder can pass
+    loaded = checkpoint.load_decoder_weights(small_random_checkpoint)
     engine = Engine.load(EngineConfig(model=str(small_random_checkpoint), device="cpu", dtype="auto"))
-    assert engine.dtype == "int8" and engine.decoder_dtype == "float32"
-    assert all(isinstance(block.pwconv1, torch.nn.Linear) for block in engine.decoder.decoder.convnext)
-    (entry,) = json.loads((tmp_path / "soprano" / "auto-dtype.json").read_text()).values()
+    assert engine.decoder_dtype == "float32"
+    # The checkpoint's own layers, not smoothed copies: float32 stays exact.
+    for i, block in enumerate(engine.decoder.decoder.convnext):
+        assert type(block.pwconv1) is torch.nn.Linear
+        assert torch.equal(block.pwconv1.weight, loaded[f"decoder.convnext.{i}.pwconv1.weight"])
+        assert torch.equal(block.norm.weight, loaded[f"decoder.convnext.{i}.norm.weight"])
+    (entry,) = json.loads((tmp_path / "soprano" / "auto-precision.json").read_text()).values()
     assert entry["decoder"] == "float32" and entry["decoder_snr_db"] < 500
 
 

@@ -64,7 +64,7 @@ def test_cuda_audio_matches_the_cpu_and_streams_losslessly(tiny_checkpoint, tiny
     """The GPU's batched decoder and its frame-by-frame streaming decoder both give the CPU's audio."""
     import numpy as np
 
-    from soprano_cli.engine.loading import snr_db
+    from soprano_cli.engine.measures import snr_db
 
     engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cuda", dtype="float32"))
     params = SamplingParams(retries=0)
@@ -79,7 +79,8 @@ def test_cuda_audio_matches_the_cpu_and_streams_losslessly(tiny_checkpoint, tiny
 
 @needs_cuda
 def test_cuda_bfloat16_runs_the_decoder_in_bfloat16_within_quality(tiny_checkpoint, tiny_engine, golden):
-    from soprano_cli.engine.loading import MIN_DECODER_SNR_DB, snr_db
+    from soprano_cli.engine.measures import snr_db
+    from soprano_cli.engine.precision_probe import MIN_DECODER_SNR_DB
 
     engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cuda", dtype="bfloat16"))
     assert engine.dtype == "bfloat16" and engine.decoder_dtype == "bfloat16"

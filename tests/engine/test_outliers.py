@@ -1,0 +1,87 @@
+"""int8 on checkpoints with trained-model statistics: outlier channels, non-unit norms, heavy tails."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from soprano_cli.engine import checkpoint, precision_probe, quantize
+from soprano_cli.engine.decoder import SopranoDecoder
+from soprano_cli.engine.random_checkpoint import OUTLIER_SCALES, STATISTICS, CheckpointSizes, write_random_checkpoint
+
+needs_fbgemm = pytest.mark.skipif(not quantize.use_fbgemm(torch.device("cpu")), reason="no fbgemm int8 kernels on this CPU")
+
+# Full width (outliers are a property of a 512-wide row), few layers: seconds, not minutes.
+SIZES = CheckpointSizes(num_layers=2, intermediate_size=512, vocab_size=512, decoder_dim=128, decoder_layers=2,
+                        decoder_intermediate=256)
+
+
+@pytest.fixture(autouse=True)
+def short_probe(monkeypatch):
+    monkeypatch.setattr(precision_probe, "PROBE_FRAMES", 16)  # enough frames to see a failure, few seconds
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory):
+    root = tmp_path_factory.mktemp("family")
+    return {name: write_random_checkpoint(root / name, SIZES, seed=11, statistics=name) for name in STATISTICS}
+
+
+def _weights(folder):
+    return checkpoint.load_lm_weights(folder)
+
+
+def test_each_member_has_its_statistics(family):
+    for name, folder in family.items():
+        weights = _weights(folder)
+        embed = weights["model.embed_tokens.weight"].abs().amax(dim=0)
+        norm = weights["model.layers.0.input_layernorm.weight"]
+        down = weights["model.layers.1.mlp.down_proj.weight"].flatten()
+        kurtosis = float(((down - down.mean()) ** 4).mean() / down.var() ** 2)
+        features = STATISTICS[name]
+        ratio = float(embed.max() / embed.median())
+        assert (ratio > OUTLIER_SCALES[0]) == ("outliers" in features), (name, ratio)
+        assert bool((norm - 1).abs().max() > 0.5) == bool(features & {"outliers", "norms"}), name
+        assert (kurtosis > 4) == ("heavy" in features), (name, kurtosis)
+
+
+def _figures(folder, smoothed: bool):
+    """int8 LM (smoothed or per-token as before) against float32 on float32's greedy tokens."""
+    config = checkpoint.read_lm_config(folder)
+    tokenizer = checkpoint.load_tokenizer(folder, config)
+    decoder = SopranoDecoder.from_state_dict(checkpoint.load_decoder_weights(folder))
+    float_lm = precision_probe.build(folder, config, torch.device("cpu"), "float32")
+    reference = precision_probe.probe_reference(float_lm, tokenizer, decoder, torch.device("cpu"))
+    factors = precision_probe.smoothing_for(folder, config, tokenizer, decoder, torch.device("cpu"), float_lm) if smoothed else None
+    int8 = precision_probe.build(folder, config, torch.device("cpu"), "int8", factors)
+    return precision_probe.judge("int8", int8, decoder, reference)
+
+
+@needs_fbgemm
+@pytest.mark.parametrize("name", list(STATISTICS))
+def test_smoothed_int8_holds_on_every_member(family, name, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    figures = _figures(family[name], smoothed=True)
+    assert figures.snr_db >= precision_probe.MIN_SNR_DB and figures.agreement >= precision_probe.MIN_AGREEMENT, figures
+
+
+@needs_fbgemm
+def test_per_token_int8_fails_on_outliers(family):
+    """What broke: per-token int8 (no smoothing) rounds the quiet channels away next to outliers."""
+    figures = _figures(family["outliers"], smoothed=False)
+    assert figures.snr_db < precision_probe.MIN_SNR_DB or figures.agreement < precision_probe.MIN_AGREEMENT, figures
+
+
+@needs_fbgemm
+def test_the_split_head_is_batch_invariant():
+    """A row's logits do not depend on how many rows share the call (the engine's batch contract)."""
+    from soprano_cli.engine.smoothing import OutlierSplitLinear
+
+    weight = torch.randn(1000, 512) * 0.02
+    head = OutlierSplitLinear(weight, torch.tensor([3, 77, 200, 411]), torch.device("cpu"))
+    rows = torch.randn(16, 512)
+    rows[:, [3, 77, 200, 411]] *= 300
+    together = head(rows)
+    for i in range(16):
+        assert torch.equal(head(rows[i:i + 1]), together[i:i + 1])
+    torch.testing.assert_close(together, rows @ weight.t(), rtol=0.05, atol=0.05)
