@@ -128,7 +128,7 @@ def test_bfloat16_decoder_holds_quality_batched_and_streamed(tiny_checkpoint, go
 def test_auto_keeps_a_float32_decoder_when_its_probe_fails(small_random_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(precision_probe, "PROBE_FRAMES", 16)
-    monkeypatch.setattr(quantize, "MIN_DECODER_SNR_DB", 500.0)  # no int8 decoder can pass
+    monkeypatch.setattr(precision_probe, "MIN_DECODER_SNR_DB", 500.0)  # no int8 decoder can pass
     loaded = checkpoint.load_decoder_weights(small_random_checkpoint)
     engine = Engine.load(EngineConfig(model=str(small_random_checkpoint), device="cpu", dtype="auto"))
     assert engine.decoder_dtype == "float32"
