@@ -17,8 +17,9 @@ HOME = Path(model_facts.__file__)
 PACKAGE = HOME.parent
 
 # Numbers that are facts wherever they stand as a value of their own (assigned, a default, an
-# argument, an operand); the frame size only in arithmetic (2048 is also a listen backlog).
-FACT_VALUES = {model_facts.SAMPLE_RATE, model_facts.TOP_P, model_facts.REPETITION_PENALTY}
+# argument, an operand); the frame size only in arithmetic (2048 is also a listen backlog). The
+# sampling defaults are common numbers (a 0.95 pass mark is no top_p): they are checked by name.
+FACT_VALUES = {model_facts.SAMPLE_RATE}
 FRAME_VALUES = {model_facts.SAMPLES_PER_FRAME}
 # Names whose numeric default (assigned, a parameter's, a dict's) is one that model_facts holds.
 FACT_NAMES = {"temperature", "top_p", "repetition_penalty", "max_new_tokens", "max_frames", "retries"}

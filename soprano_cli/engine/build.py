@@ -81,9 +81,9 @@ class _Quantizer:
     """Quantizes layers on two threads while the next tensors are read (the kernels release the
     GIL), with few float tensors in flight so peak memory stays near the int8 model's size."""
 
-    IN_FLIGHT = 6  # with 3 in flight the workers wait on reads
-    # Freed float tensors pile up in the worker threads' heaps: trimming every few layers kept
-    # the load's peak at 425 MB instead of 550 MB (the published sizes), for about 0.05 s.
+    IN_FLIGHT = 6  # fewer leave the workers waiting on reads (README, Performance: int8)
+    # Freed float tensors pile up in the worker threads' heaps: trimming every few layers keeps
+    # the load's peak down for a few hundredths of a second (README, Performance: int8).
     TRIM_EVERY = 4
 
     def __init__(self, model: nn.Module, device: torch.device):

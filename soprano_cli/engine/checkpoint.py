@@ -259,6 +259,11 @@ def load_tokenizer(folder: Path, config: LMConfig | None = None):
 PROMPT_TOKENS = ("[STOP]", "[TEXT]", "[START]")
 
 
+def prompt_text(sentence: str) -> str:
+    """The model's prompt for one sentence (tokenized as is: the caller cleans the text)."""
+    return f"[STOP][TEXT]{sentence}[START]"
+
+
 class LMWeights:
     """model.safetensors, read one tensor at a time with plain reads.
 

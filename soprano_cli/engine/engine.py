@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from soprano_cli.engine import checkpoint
 from soprano_cli.engine.config import CPU_DECODER_BATCH, CPU_MAX_BATCH, CUDA_DECODER_BATCH, CUDA_MAX_BATCH, EngineConfig
 from soprano_cli.engine.decoder import DECODE_BLOCK, IncrementalDecoder, SopranoDecoder, decode_frames
 from soprano_cli.engine.devices import select_device, to_host
@@ -121,7 +122,7 @@ class Engine:
         """Token ids of `[STOP][TEXT]{sentence}[START]`, the sentence cleaned to the model's alphabet."""
         from soprano_cli.text import model_text
 
-        return self.tokenizer.encode(f"[STOP][TEXT]{model_text(sentence)}[START]").ids
+        return self.tokenizer.encode(checkpoint.prompt_text(model_text(sentence))).ids
 
     def _sequence(self, index: int, text: str, params: SamplingParams, attempt: int = 0,
                   stop_on_hallucination: bool = False) -> Generation:

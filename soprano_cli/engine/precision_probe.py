@@ -271,7 +271,7 @@ def probe_reference(lm, tokenizer, decoder, device) -> list[_Sentence]:
 
     generator = BatchGenerator(lm, max_batch=len(PROBE_TEXTS), device=device)
     params = SamplingParams(max_new_tokens=PROBE_FRAMES)
-    sequences = [Generation(key=i, prompt=tokenizer.encode(f"[STOP][TEXT]{text}[START]").ids, params=params, index=i)
+    sequences = [Generation(key=i, prompt=tokenizer.encode(checkpoint.prompt_text(text)).ids, params=params, index=i)
                  for i, text in enumerate(PROBE_TEXTS)]
     for sequence in sequences:
         generator.add(sequence)
@@ -304,7 +304,7 @@ def step_ms(lms: dict[str, object], tokenizer, device) -> dict[str, float]:
     """Median wall time of one decode step for one sentence, per precision. The precisions take
     turns step by step, so a busy machine slows them alike and the comparison holds."""
 
-    prompt = tokenizer.encode(f"[STOP][TEXT]{PROBE_TEXTS[0]}[START]").ids
+    prompt = tokenizer.encode(checkpoint.prompt_text(PROBE_TEXTS[0])).ids
     generators = {}
     for precision, lm in lms.items():
         generators[precision] = BatchGenerator(lm, max_batch=1, device=device)

@@ -4,8 +4,8 @@ Decoding one token reads every weight once, so on a CPU its speed is memory band
 weights (one scale per output channel) read a quarter of float32's bytes. Two kernels run them:
 
 - on x86 CPUs, fbgemm's int8 linear (`DynamicInt8Linear`): each call quantizes every input row
-  to 8 bits on its own scale and multiplies in integers (VNNI), 2-5x faster than any float
-  kernel from one sentence to a batch of 32;
+  to 8 bits on its own scale and multiplies in integers (VNNI), faster than any float kernel
+  from one sentence to a batch of 32 (README, Performance: int8);
 - elsewhere (CUDA, or a CPU without fbgemm), PyTorch's int8-weight kernel with bfloat16
   activations (`Int8Linear`).
 """
@@ -79,7 +79,7 @@ class DynamicInt8Linear(nn.Module):
         # Added after the rows are scaled back (a packed bias would be scaled with them).
         self.bias = None if bias is None else bias.detach().float().clone()
         self.out_features, self.in_features = weight.shape
-        integers, scales = quantize_weight(weight)  # vectorized; torch.quantize_per_channel is 6x slower
+        integers, scales = quantize_weight(weight)  # vectorized; torch.quantize_per_channel is several times slower
         zero_points = torch.zeros(self.out_features, dtype=torch.long)
         # Quantized tensors are deprecated; fbgemm's prepack still takes one.
         with _QUANTIZED_TENSOR_LOCK, warnings.catch_warnings():
@@ -161,7 +161,7 @@ def _fbgemm_rows_unchecked(rows: Tensor, input_scale: float,
 
 @functools.cache
 def _fbgemm_linear():
-    """fbgemm's linear as the bare C++ function: `torch.ops` adds about 4 us of Python checks to
+    """fbgemm's linear as the bare C++ function: `torch.ops` adds microseconds of Python checks to
     each call (for fake script objects, which never occur here), and a step makes 69 calls."""
     overload = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32.default
     return getattr(overload, "_op", overload)  # a private attribute: the checked call where it is gone

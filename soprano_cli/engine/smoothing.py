@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from soprano_cli.engine import checkpoint
+
 # How much of the outliers moves into the weights: each layer takes the value of these that
 # rounds its calibration product best, or none of them where no smoothing rounds it better.
 ALPHAS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -36,7 +38,7 @@ CALIBRATION_TEXTS = (
 
 def calibration_prompts(tokenizer) -> list[list[int]]:
     """Token ids of the calibration prompts, in the model's prompt format."""
-    return [tokenizer.encode(f"[STOP][TEXT]{text}[START]").ids for text in CALIBRATION_TEXTS]
+    return [tokenizer.encode(checkpoint.prompt_text(text)).ids for text in CALIBRATION_TEXTS]
 
 
 @dataclass
