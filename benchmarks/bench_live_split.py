@@ -29,25 +29,14 @@ def _text(unit: str) -> str:
 
 
 def _splitters() -> dict:
-    """name -> a factory of objects with push(delta) -> list and flush() -> list."""
+    """name -> a factory of objects with push(delta) -> list and flush() -> list, configured as the servers do."""
     from soprano_cli.text.pipeline import LiveSentences
 
-    makers = {
+    return {
         "ws sentences, raw": lambda: LiveSentences(normalize=False, max_chars=SIZE),
         "ws sentences, normalized": lambda: LiveSentences(normalize=True, max_chars=SIZE),
+        "wyoming chunks": lambda: LiveSentences(normalize=True, min_seconds=2.0, max_chars=SIZE),
     }
-    try:
-        from soprano_cli.text.live import LiveSplitter
-    except ImportError:
-        makers["wyoming chunks"] = lambda: LiveSentences(normalize=False, min_seconds=2.0, max_chars=SIZE)
-    else:
-        class _Adapter:
-            def __init__(self):
-                self.splitter = LiveSplitter()
-                self.push, self.flush = self.splitter.feed, self.splitter.finish
-
-        makers["wyoming chunks"] = _Adapter
-    return makers
 
 
 def _feed(make, text: str) -> float:

@@ -1,23 +1,26 @@
-"""Text that arrives in pieces (an LLM's deltas): the chunks `split` would make, each as soon as it is known.
+"""Text that arrives in pieces: the chunks `split` would make, each as soon as it is known.
 
-`incremental_split` needs whole lines; a streaming LLM sends a paragraph a few characters at a
-time, so waiting for its newline would hold every sentence back until the answer ends. Here a
-chunk leaves once the next one has begun: `split` is greedy from the left (a chunk closes when
-the following sentence does not join it, and a longer following sentence would not join it
-either), so the chunks `split` makes of what has arrived, all but the last, are the chunks it
-makes of the whole text. A token still growing (no whitespace after it yet) is held back, and the
-line rules of `incremental_split` (a blank line, or a line ending a sentence, ends a segment)
-apply at each line break.
+The one incremental splitter: `soprano synth` and `soprano split` feed it lines
+(`incremental_split`), Wyoming and the WebSocket feed it a language model's deltas (through
+`pipeline.LiveSentences`). A chunk leaves once the next one has begun: `split` is greedy from the
+left (a chunk closes when the following sentence does not join it, and a longer following
+sentence would not join it either), so the chunks `split` makes of what has arrived, all but the
+last, are the chunks it makes of the whole text. A token still growing (no whitespace after it
+yet) is held back, since "Dr." ends a sentence or not by the word after it and "3." may yet be
+"3.5". At each line break the line rules apply: a blank line, or a line whose last word ends a
+sentence, ends a segment (chunks never span two); any other line joins the next (wrapped prose).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 
 from soprano_cli.text.duration import estimate_seconds
 from soprano_cli.text.split import _chunks, _ends_segment
 
 RECHECK_SECONDS = 1.0  # a chunk may wait this much more text to be noticed complete
+CHEAP_CHARS = 512  # pending text this long is split again at every chance; longer, once it grew by an eighth
 _ENDS_PIECE = re.compile(r"[.!?…‽][\"')\]}”’»]*$")  # sentence-final punctuation at a word's end
 
 # Line boundaries as str.splitlines sees them (what `split` and the HTTP API split on).
@@ -25,15 +28,23 @@ _LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 class LiveSplitter:
-    """Feed text deltas with `feed`, end with `finish`; both return the chunks now complete, in order."""
+    """Feed text with `feed`, end it with `finish`; both return the chunks now complete, in order.
 
-    def __init__(self, min_seconds: float = 2.0, max_seconds: float = 30.0):
+    `max_chars` bounds the text held back (a sender's text that never ends a sentence): past it,
+    the whole words that fit are split as a segment of their own and leave, and a single word
+    longer than that is cut. None (the default) keeps `split`'s chunks exactly.
+    """
+
+    def __init__(self, min_seconds: float = 2.0, max_seconds: float = 30.0, max_chars: int | None = None):
         self.min_seconds = min_seconds
         self.max_seconds = max_seconds
+        self.max_chars = max_chars
         self._tokens: list[str] = []  # whole tokens of the current segment, not yet in a chunk that left
+        self._chars = 0  # len(" ".join(self._tokens)) + 1
         self._tail = ""  # text after the last whitespace or line break: a token that may still grow
         self._line_started = False  # the current line has a token (a line without one is blank)
         self._unchecked = 0.0  # seconds of words added since the pending text was last split
+        self._checked_chars = 0  # self._chars when the pending text was last split
 
     def feed(self, delta: str) -> list[str]:
         lines = (self._tail + delta).splitlines(keepends=True)
@@ -47,38 +58,107 @@ class LiveSplitter:
             out += self._line(line.rstrip(_LINE_BREAKS), ended=True)
         if partial is not None:
             out += self._line(partial, ended=False)
-        return out
+        return out + self._bound()
 
     def finish(self) -> list[str]:
-        """The rest, as the end of the text: everything left is complete."""
+        """The rest, as the end of the text (or of a turn: more may be fed after, as a new text)."""
         tail, self._tail = self._tail, ""
-        self._tokens += tail.split()
+        self._add(tail.split())
+        self._line_started = False
         return self._flush(final=True)
+
+    def _add(self, words: list[str]) -> None:
+        self._tokens += words
+        self._chars += sum(len(word) + 1 for word in words)
 
     def _line(self, text: str, *, ended: bool) -> list[str]:
         words = text.split()
         if not ended and words and not text[-1].isspace():
             self._tail = words.pop()  # still growing
-        self._tokens += words
+        before = self._tokens[-1] if self._tokens else ""
+        self._add(words)
         self._line_started = self._line_started or bool(words)
         if not ended:
-            # Splitting again costs the whole pending text: do it when a sentence may have ended or
-            # once RECHECK_SECONDS of new words have come (a long sentence breaks), not per word.
-            self._unchecked += sum(estimate_seconds(word) for word in words)
-            if self._unchecked < RECHECK_SECONDS and not any(_ENDS_PIECE.search(word) for word in words):
+            if not words:
                 return []
-            return self._flush(final=False)
+            # Splitting again costs the whole pending text: do it when a sentence may have ended (a
+            # word ending in . ! ? got the word after it, which decides) or once RECHECK_SECONDS of new
+            # words have come (the next chunk may now be too long to join), not per word.
+            self._unchecked += sum(estimate_seconds(word) for word in words)
+            ended_piece = any(_ENDS_PIECE.search(word) for word in [before, *words])
+            if self._unchecked < RECHECK_SECONDS and not ended_piece:
+                return []
+            return self._flush(final=False) if self._worth_splitting() else []
         started, self._line_started = self._line_started, False
         if not started or _ends_segment(self._tokens[-1] if self._tokens else ""):
             return self._flush(final=True)  # a blank line, or a line that ends a sentence: the segment ends
-        return self._flush(final=False)
+        return self._flush(final=False) if self._worth_splitting() else []
+
+    def _worth_splitting(self) -> bool:
+        """Whether to split the pending text again now: short text always, long text once it grew by an eighth.
+
+        Pending text grows long only when nothing closes a chunk (words estimated at no time at
+        all): splitting it all again at each word would cost time quadratic in its length.
+        """
+        return self._chars <= CHEAP_CHARS or self._chars - self._checked_chars >= self._chars // 8
 
     def _flush(self, *, final: bool) -> list[str]:
         self._unchecked = 0.0
         if not self._tokens:
+            self._checked_chars = 0
             return []
         chunks = _chunks(" ".join(self._tokens), self.min_seconds, self.max_seconds)
         done = chunks if final else chunks[:-1]
         used = sum(len(chunk.split()) for chunk in done)
+        self._chars -= sum(len(token) + 1 for token in self._tokens[:used])
         del self._tokens[:used]
+        self._checked_chars = self._chars
         return done
+
+    def _bound(self) -> list[str]:
+        """Past max_chars held back: the whole words that fit leave as a segment of their own."""
+        if self.max_chars is None:
+            return []
+        out: list[str] = []
+        while len(self._tail) > self.max_chars:  # one word longer than the bound: cut it
+            self._add([self._tail[:self.max_chars]])
+            self._tail = self._tail[self.max_chars:]
+        while self._chars - 1 + len(self._tail) > self.max_chars and self._tokens:
+            count, size = 0, -1
+            while count < len(self._tokens) and size + len(self._tokens[count]) + 1 <= self.max_chars:
+                size += len(self._tokens[count]) + 1
+                count += 1
+            rest, self._tokens = self._tokens[max(count, 1):], self._tokens[:max(count, 1)]
+            self._chars = sum(len(token) + 1 for token in self._tokens)
+            out += self._flush(final=True)
+            self._add(rest)
+            self._checked_chars = 0
+        return out
+
+
+def incremental_split(lines: Iterable[str], min_seconds: float = 2.0, max_seconds: float = 30.0) -> Iterator[str]:
+    """Chunks of a stream of lines, yielded as soon as each is known complete.
+
+    Lines are grouped into segments: a blank line ends a paragraph and so a segment; a
+    line ending in sentence-final punctuation (. ! ? … then optional closing quotes or
+    brackets; not a title such as "Mr." or "e.g.", nor an initial) ends the segment at that
+    line; any other line is joined with the next (hard-wrapped prose); the end of input ends
+    the last one. Each segment is then cut into chunks as `split` describes, and chunks
+    never span two segments; a chunk leaves as soon as the next one has begun.
+    """
+    splitter = LiveSplitter(min_seconds, max_seconds)
+    for line in lines:
+        for part in line.splitlines() or [""]:
+            yield from splitter.feed(part + "\n")
+    yield from splitter.finish()
+
+
+def split(text: str, min_seconds: float = 2.0, max_seconds: float = 30.0) -> list[str]:
+    """Speakable chunks of about min_seconds..max_seconds (estimate_seconds), in order, losing no word.
+
+    Sentences come from split_sentences; one longer than max_seconds is broken at clause
+    boundaries (after , ; : or a dash) and, failing that, between words; a piece shorter than
+    min_seconds joins its neighbour when the two fit in max_seconds. Equal by construction to
+    `list(incremental_split(text.splitlines(), ...))`, whose docstring gives the line rules.
+    """
+    return list(incremental_split(text.splitlines(), min_seconds, max_seconds))
