@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Iterator
 
 from soprano_cli.text.duration import estimate_seconds
-from soprano_cli.text.split import _chunks, _ends_segment
+from soprano_cli.text.split import _chunks_after, _clauses, _ends_segment, _reread_later, split_sentences
 
 RECHECK_SECONDS = 1.0  # a chunk may wait this much more text to be noticed complete
 CHEAP_CHARS = 512  # pending text this long is split again at every chance; longer, once it grew by an eighth
@@ -32,14 +32,20 @@ class LiveSplitter:
 
     `max_chars` bounds the text held back (a sender's text that never ends a sentence): past it,
     the whole words that fit are split as a segment of their own and leave, and a single word
-    longer than that is cut. None (the default) keeps `split`'s chunks exactly.
+    longer than that is cut. None (the default) keeps `split`'s chunks exactly, with one known
+    exception: an inline numbered list whose items open with a bullet ("1. a • 2. b"), inside a
+    sentence broken at max_seconds, may be cut differently where the text arrived in pieces.
     """
 
     def __init__(self, min_seconds: float = 2.0, max_seconds: float = 30.0, max_chars: int | None = None):
         self.min_seconds = min_seconds
         self.max_seconds = max_seconds
         self.max_chars = max_chars
-        self._tokens: list[str] = []  # whole tokens of the current segment, not yet in a chunk that left
+        # Whole tokens of the current segment not yet in a chunk that left, after the `_context` first
+        # ones: those of the unfinished sentence that have left (a piece of a long one), which still
+        # decide where it ends ("6 P.M. Mr." ends after "P.M." only past the sentence's third word).
+        self._tokens: list[str] = []
+        self._context = 0
         self._chars = 0  # len(" ".join(self._tokens)) + 1
         self._tail = ""  # text after the last whitespace or line break: a token that may still grow
         self._line_started = False  # the current line has a token (a line without one is blank)
@@ -92,7 +98,9 @@ class LiveSplitter:
         started, self._line_started = self._line_started, False
         if not started or _ends_segment(self._tokens[-1] if self._tokens else ""):
             return self._flush(final=True)  # a blank line, or a line that ends a sentence: the segment ends
-        return self._flush(final=False) if self._worth_splitting() else []
+        # Wrapped prose goes on: the next words split it again. Lines alone (incremental_split) so
+        # split each segment once, whole, as `split` always has.
+        return []
 
     def _worth_splitting(self) -> bool:
         """Whether to split the pending text again now: short text always, long text once it grew by an eighth.
@@ -104,16 +112,32 @@ class LiveSplitter:
 
     def _flush(self, *, final: bool) -> list[str]:
         self._unchecked = 0.0
-        if not self._tokens:
-            self._checked_chars = 0
-            return []
-        chunks = _chunks(" ".join(self._tokens), self.min_seconds, self.max_seconds)
-        done = chunks if final else chunks[:-1]
-        used = sum(len(chunk.split()) for chunk in done)
-        self._chars -= sum(len(token) + 1 for token in self._tokens[:used])
-        del self._tokens[:used]
+        known = len(self._tokens)
+        while not final and known > self._context and _reread_later(self._tokens[known - 1]):
+            known -= 1  # held back as a growing word is
+        chunks = _chunks_after(" ".join(self._tokens[:known]), self.min_seconds, self.max_seconds, self._context)
+        if final:
+            self._tokens, self._context, self._chars = [], 0, 0
+        elif chunks:
+            held = [chunks.pop()]
+            sentence = known - len(held[0][0].split()) - held[0][1]  # where the last chunk's sentence begins
+            if chunks and self._may_join(chunks[-1][0], held[0][0]) and \
+                    len(split_sentences(" ".join(self._tokens[sentence:known]))) == 1:
+                # The last chunk is the unfinished sentence (or its last piece): growing past max_seconds
+                # it may break into a first piece short enough to join the chunk before, which waits too.
+                held.insert(0, chunks.pop())
+            before = held[0][1]
+            start = known - sum(len(chunk.split()) for chunk, _ in held) - before  # where held text's sentence begins
+            del self._tokens[:start]
+            self._context = before
+            self._chars = sum(len(token) + 1 for token in self._tokens)
         self._checked_chars = self._chars
-        return done
+        return [chunk for chunk, _ in chunks]
+
+    def _may_join(self, chunk: str, last: str) -> bool:
+        """Whether `chunk` could yet join a first piece of `last`, were `last` broken: that piece holds its first clause at least."""
+        seconds, least = estimate_seconds(chunk), estimate_seconds(_clauses(last)[0])
+        return seconds + least <= self.max_seconds and min(seconds, least) < self.min_seconds
 
     def _bound(self) -> list[str]:
         """Past max_chars held back: the whole words that fit leave as a segment of their own."""
@@ -123,16 +147,15 @@ class LiveSplitter:
         while len(self._tail) > self.max_chars:  # one word longer than the bound: cut it
             self._add([self._tail[:self.max_chars]])
             self._tail = self._tail[self.max_chars:]
-        while self._chars - 1 + len(self._tail) > self.max_chars and self._tokens:
+        while self._chars - 1 + len(self._tail) > self.max_chars and len(self._tokens) > self._context:
             count, size = 0, -1
             while count < len(self._tokens) and size + len(self._tokens[count]) + 1 <= self.max_chars:
                 size += len(self._tokens[count]) + 1
                 count += 1
-            rest, self._tokens = self._tokens[max(count, 1):], self._tokens[:max(count, 1)]
-            self._chars = sum(len(token) + 1 for token in self._tokens)
+            count = max(count, self._context + 1)
+            rest, self._tokens = self._tokens[count:], self._tokens[:count]
             out += self._flush(final=True)
             self._add(rest)
-            self._checked_chars = 0
         return out
 
 

@@ -97,6 +97,16 @@ def _marker(token: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _reread_later(token: str) -> bool:
+    """Whether what a token at the end of the text so far means may depend on more than the next token.
+
+    A run of dots joins a word on either side; a list marker or a bullet stops being one when dots
+    join it ("2. ..."), and a bullet's item number is the token after the next. Text cut in
+    pieces (text.live) decides nothing on them until more has come.
+    """
+    return bool(_DOTS.fullmatch(token)) or _marker(token) is not None or token in _BULLETS
+
+
 def _after(marker: str) -> str:
     return str(int(marker) + 1) if marker.isdigit() else chr(ord(marker) + 1)
 
@@ -185,17 +195,35 @@ def _break_long(sentence: str, max_seconds: float) -> list[str]:
 
 def _chunks(segment: str, min_seconds: float, max_seconds: float) -> list[str]:
     """Chunks of one segment: long sentences broken, short ones merged with a neighbour."""
-    chunks: list[str] = []
+    return [chunk for chunk, _ in _chunks_after(segment, min_seconds, max_seconds)]
+
+
+def _chunks_after(segment: str, min_seconds: float, max_seconds: float, skip: int = 0) -> list[tuple[str, int]]:
+    """`_chunks` of the segment after its first `skip` words, each with the count of words of its sentence before it.
+
+    The skipped words (pieces of a long sentence that have left already, text.live) still
+    decide where that sentence ends and how it breaks, as they do in the whole text.
+    """
+    chunks: list[tuple[str, int]] = []
     lengths: list[float] = []
     for sentence in split_sentences(segment):
+        before = 0
         for piece in _break_long(sentence, max_seconds):
+            words = piece.split()
+            if skip >= len(words):
+                skip -= len(words)
+                before += len(words)
+                continue
+            if skip:
+                piece, before, words, skip = " ".join(words[skip:]), before + skip, words[skip:], 0
             seconds = estimate_seconds(piece)
             if chunks and (lengths[-1] < min_seconds or seconds < min_seconds) and lengths[-1] + seconds <= max_seconds:
-                chunks[-1] += " " + piece
+                chunks[-1] = (chunks[-1][0] + " " + piece, chunks[-1][1])
                 lengths[-1] += seconds
             else:
-                chunks.append(piece)
+                chunks.append((piece, before))
                 lengths.append(seconds)
+            before += len(words)
     return chunks
 
 
