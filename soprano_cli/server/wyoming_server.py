@@ -8,8 +8,8 @@ share its batch, queue limit and cancellation:
 * `synthesize` -> `audio-start`, `audio-chunk`..., `audio-stop`: the text read as
   `/v1/audio/speech` reads its `input`, the same audio as its pcm at 32 kHz.
 * `synthesize-start`, `synthesize-chunk`..., `synthesize-stop` -> each chunk of text that `split`
-  would make is spoken once it is complete (see pipeline.LiveSentences), framed by its own `audio-start` and
-  `audio-stop`, then `synthesize-stopped`. A `synthesize` inside the stream (Home Assistant sends
+  would make is spoken once it is complete (see pipeline.LiveSentences), framed by its own
+  `audio-start` and `audio-stop`, then `synthesize-stopped`. A `synthesize` inside the stream (Home Assistant sends
   the whole text again for older servers) is ignored.
 
 Anything wrong ends the connection with an `error` event whose `code` is the HTTP API's.

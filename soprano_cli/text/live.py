@@ -77,30 +77,32 @@ class LiveSplitter:
         self._tokens += words
         self._chars += sum(len(word) + 1 for word in words)
 
-    def _line(self, text: str, *, ended: bool) -> list[str]:
+    def line(self, text: str) -> list[str]:
+        """One whole line (no line break in it): a segment is split once, when it ends, as `split` splits it."""
+        return self._line(text, ended=True, eager=False)
+
+    def _line(self, text: str, *, ended: bool, eager: bool = True) -> list[str]:
         words = text.split()
         if not ended and words and not text[-1].isspace():
             self._tail = words.pop()  # still growing
         before = self._tokens[-1] if self._tokens else ""
         self._add(words)
         self._line_started = self._line_started or bool(words)
-        if not ended:
-            if not words:
-                return []
-            # Splitting again costs the whole pending text: do it when a sentence may have ended (a
-            # word ending in . ! ? got the word after it, which decides) or once RECHECK_SECONDS of new
-            # words have come (the next chunk may now be too long to join), not per word.
-            self._unchecked += sum(estimate_seconds(word) for word in words)
-            ended_piece = any(_ENDS_PIECE.search(word) for word in [before, *words])
-            if self._unchecked < RECHECK_SECONDS and not ended_piece:
-                return []
-            return self._flush(final=False) if self._worth_splitting() else []
-        started, self._line_started = self._line_started, False
-        if not started or _ends_segment(self._tokens[-1] if self._tokens else ""):
-            return self._flush(final=True)  # a blank line, or a line that ends a sentence: the segment ends
-        # Wrapped prose goes on: the next words split it again. Lines alone (incremental_split) so
-        # split each segment once, whole, as `split` always has.
-        return []
+        if ended:
+            started, self._line_started = self._line_started, False
+            if not started or _ends_segment(self._tokens[-1] if self._tokens else ""):
+                return self._flush(final=True)  # a blank line, or a line that ends a sentence: the segment ends
+            # Otherwise wrapped prose goes on: the line's last word is whole, so a sentence may have ended.
+        if not words or not eager:
+            return []
+        # Splitting again costs the whole pending text: do it when a sentence may have ended (a word
+        # ending in . ! ? got the word after it, which decides) or once RECHECK_SECONDS of new words
+        # have come (the next chunk may now be too long to join), not per word.
+        self._unchecked += sum(estimate_seconds(word) for word in words)
+        ended_piece = any(_ENDS_PIECE.search(word) for word in [before, *words])
+        if self._unchecked < RECHECK_SECONDS and not ended_piece:
+            return []
+        return self._flush(final=False) if self._worth_splitting() else []
 
     def _worth_splitting(self) -> bool:
         """Whether to split the pending text again now: short text always, long text once it grew by an eighth.
@@ -135,7 +137,7 @@ class LiveSplitter:
         return [chunk for chunk, _ in chunks]
 
     def _may_join(self, chunk: str, last: str) -> bool:
-        """Whether `chunk` could yet join a first piece of `last`, were `last` broken: that piece holds its first clause at least."""
+        """Whether `chunk` could yet join the first piece of `last`, were `last` broken (that piece holds its first clause)."""
         seconds, least = estimate_seconds(chunk), estimate_seconds(_clauses(last)[0])
         return seconds + least <= self.max_seconds and min(seconds, least) < self.min_seconds
 
@@ -172,7 +174,7 @@ def incremental_split(lines: Iterable[str], min_seconds: float = 2.0, max_second
     splitter = LiveSplitter(min_seconds, max_seconds)
     for line in lines:
         for part in line.splitlines() or [""]:
-            yield from splitter.feed(part + "\n")
+            yield from splitter.line(part)
     yield from splitter.finish()
 
 

@@ -1,4 +1,4 @@
-"""Sentence segmentation and the chunks of one segment: `split_sentences`, `_chunks`, `_ends_segment` (text.live builds `split` on them)."""
+"""Sentence segmentation and the chunks of one segment: `split_sentences`, `_chunks` (text.live builds `split` on them)."""
 
 from __future__ import annotations
 

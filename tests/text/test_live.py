@@ -1,4 +1,4 @@
-"""LiveSplitter, the one incremental splitter: text in arbitrary pieces gives `split`'s chunks, each as soon as it is known."""
+"""LiveSplitter, the one incremental splitter: text in any pieces gives `split`'s chunks, each as soon as known."""
 
 from __future__ import annotations
 
@@ -151,3 +151,11 @@ def test_one_character_a_delta_splits_each_character_a_bounded_number_of_times(u
     chunks = [chunk for ch in text for chunk in splitter.feed(ch)] + splitter.finish()
     assert " ".join(chunks).split() == text.split()
     assert sum(work) < 64 * SIZE
+
+
+def test_a_line_break_after_a_word_lets_the_sentence_before_it_go():
+    # The line's last word is whole at its break, so "Hello world." is known complete there.
+    splitter = LiveSplitter(min_seconds=0)
+    assert splitter.feed("Hello world. Who\n") == ["Hello world."]
+    assert splitter.feed("is there?") == []
+    assert splitter.finish() == ["Who is there?"]
