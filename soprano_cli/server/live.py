@@ -17,8 +17,8 @@ errors) and binary messages (audio):
     ← {"type": "done"} and a normal close (1000)
     ← {"type": "error", "error": {OpenAI's error object}} then a close with a code (see CLOSE_CODES)
 
-A sentence is complete when the word after it is whole, or at a newline or flush (see
-`LiveSentences`). Sentences go into the shared batch as they complete, a few ahead of the one
+A sentence is complete when the word after it is whole, or at a line that ends it, or at a
+flush (see `pipeline.LiveSentences`). Sentences go into the shared batch as they complete, a few ahead of the one
 being sent, and leave in order. Times in the markers count from the start of the connection's
 audio; a flush ends the resampler's stream, so the audio of each flushed part equals a
 /v1/audio/speech answer for its sentences.

@@ -8,8 +8,8 @@ share its batch, queue limit and cancellation:
 * `synthesize` -> `audio-start`, `audio-chunk`..., `audio-stop`: the text read as
   `/v1/audio/speech` reads its `input`, the same audio as its pcm at 32 kHz.
 * `synthesize-start`, `synthesize-chunk`..., `synthesize-stop` -> each chunk of text that `split`
-  would make is spoken once it is complete (see text.live), framed by its own `audio-start` and
-  `audio-stop`, then `synthesize-stopped`. A `synthesize` inside the stream (Home Assistant sends
+  would make is spoken once it is complete (see pipeline.LiveSentences), framed by its own
+  `audio-start` and `audio-stop`, then `synthesize-stopped`. A `synthesize` inside the stream (Home Assistant sends
   the whole text again for older servers) is ignored.
 
 Anything wrong ends the connection with an `error` event whose `code` is the HTTP API's.
@@ -191,7 +191,7 @@ class _Session:
         self.deadlines = self.state.config.deadlines
         self.limit = self.state.config.max_input_chars
         self.speaker = _Speaker(self)
-        self.splitter = None  # a LiveSplitter while a synthesize-start stream is open
+        self.splitter = None  # a LiveSentences while a synthesize-start stream is open
         self.streamed_chars = 0
         self._write_lock = asyncio.Lock()
 
@@ -259,9 +259,11 @@ class _Session:
         elif SynthesizeStart.is_type(kind):
             if self.splitter is not None:
                 raise Refusal("synthesize-start inside a stream; send synthesize-stop first")
-            from soprano_cli.text.live import LiveSplitter
+            from soprano_cli.text.pipeline import LiveSentences
 
-            self.splitter = LiveSplitter()
+            # split's chunks (short sentences join a neighbour), as /v1/audio/speech speaks them.
+            self.splitter = LiveSentences(normalize=True, options=self.state.config.text, min_seconds=2.0,
+                                          max_chars=self.limit)
             self.streamed_chars = 0
             self.speaker.stream_index = self.speaker.stream_samples = 0
         elif SynthesizeChunk.is_type(kind):
@@ -272,11 +274,13 @@ class _Session:
             if self.streamed_chars > self.limit:
                 raise Refusal(f"the streamed text is over {self.limit} characters, the limit",
                             "string_above_max_length")
-            self._speak_chunks(self.splitter.feed(text))
+            with _as_refusal():
+                self._speak_streamed(self.splitter.push(text))
         elif SynthesizeStop.is_type(kind):
             if self.splitter is None:
                 raise Refusal("synthesize-stop outside a stream; send synthesize-start first")
-            self._speak_chunks(self.splitter.finish())
+            with _as_refusal():
+                self._speak_streamed(self.splitter.flush())
             self.splitter = None
             self.speaker.add_event(SynthesizeStopped().event())
         # describe and ping are answered by run(); other events (audio, transcripts) are not for a TTS server.
@@ -289,25 +293,21 @@ class _Session:
             raise Refusal(f"'text' is {len(text)} characters; the limit is {self.limit}", "string_above_max_length")
         return text
 
-    def _sentences(self, text: str, *, streamed: bool = False) -> list[str]:
-        """The text read as /v1/audio/speech reads its `input` (a streamed chunk may come to nothing)."""
+    def _sentences(self, text: str) -> list[str]:
+        """The text read as /v1/audio/speech reads its `input`."""
         from soprano_cli.text.pipeline import sentences_from_text
 
-        if not streamed and not text.strip():
+        if not text.strip():
             raise Refusal("'text' is empty; give the text to speak", "empty_input")
-        try:
+        with _as_refusal():
             sentences = sentences_from_text(text, normalize=True, options=self.state.config.text)
-        except SopranoError as error:
-            raise Refusal(error.message, _code(error)) from None
-        if not sentences and not streamed:
+        if not sentences:
             raise Refusal("'text' has nothing to speak after normalization", "empty_input")
         return sentences
 
-    def _speak_chunks(self, chunks: list[str]) -> None:
-        for chunk in chunks:
-            sentences = self._sentences(chunk, streamed=True)
-            if sentences:
-                self.speaker.add(sentences, streamed=True)
+    def _speak_streamed(self, sentences: list[str]) -> None:
+        if sentences:
+            self.speaker.add(sentences, streamed=True)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -480,6 +480,15 @@ def _default_params() -> SamplingParams:
     return SamplingParams(temperature=fields["temperature"].default, top_p=fields["top_p"].default,
                           repetition_penalty=fields["repetition_penalty"].default, seed=fields["seed"].default,
                           max_new_tokens=fields["max_new_tokens"].default).validated()
+
+
+@contextlib.contextmanager
+def _as_refusal():
+    """A SopranoError from reading text (a bad lexicon, markup) becomes a Refusal with the HTTP API's code."""
+    try:
+        yield
+    except SopranoError as error:
+        raise Refusal(error.message, _code(error)) from None
 
 
 def _code(error: SopranoError) -> str:

@@ -7,7 +7,8 @@ from soprano_cli.text.model import ALLOWED_MODEL_CHARS, model_text
 from soprano_cli.text.lexicon import Lexicon
 from soprano_cli.text.normalize import normalize
 from soprano_cli.text.options import TextOptions
-from soprano_cli.text.split import incremental_split, split, split_sentences
+from soprano_cli.text.live import incremental_split, split
+from soprano_cli.text.split import split_sentences
 
 __all__ = [
     "ALLOWED_MODEL_CHARS",

@@ -50,32 +50,31 @@ def sentences_from_text(text: str, **options) -> list[str]:
 
 
 class LiveSentences:
-    """Sentences of text that arrives in pieces (a language model's deltas), each as soon as it is complete.
+    """Chunks to speak of text that arrives in pieces (a language model's deltas), each as soon as it is complete.
 
-    The pieces are cut into lines (`DeltaLines`) and read as `sentences_from_lines` reads
-    lines, so a sentence is normalized and split as `soprano synth` on stdin would. A sentence
-    is spoken once the word after it begins (or a newline or `flush()` comes), never merged with
-    the next one, which would make it wait.
+    The pieces go through the one incremental splitter (`text.live.LiveSplitter`), before
+    normalization (a number's length is guessed from its digits), and each chunk it lets go is
+    then read as `sentences_from_lines` reads a line: normalized and split again with the same
+    bounds. With `min_seconds` 0 (the WebSocket) a chunk is a sentence (or a piece of one longer
+    than `max_seconds`), spoken once the word after it is whole, or at a line that ends a
+    sentence, or at `flush()`; with 2 (Wyoming) short sentences join a neighbour, as `split`
+    joins them, and a chunk leaves once the next one has begun and cannot join it.
     """
 
-    def __init__(self, *, normalize: bool = True, options=None, max_chars: int = 4096):
-        from soprano_cli.text.split import DeltaLines, IncrementalSplitter
+    def __init__(self, *, normalize: bool = True, options=None, min_seconds: float = 0.0, max_seconds: float = 30.0,
+                 max_chars: int | None = 4096):
+        from soprano_cli.text.live import LiveSplitter
 
-        self._normalize = normalize
-        self._options = options
-        self._lines = DeltaLines(max_chars=max_chars)
-        self._splitter = IncrementalSplitter(min_seconds=0.0)
+        self._options = dict(normalize=normalize, options=options, min_seconds=min_seconds, max_seconds=max_seconds)
+        self._splitter = LiveSplitter(min_seconds, max_seconds, max_chars=max_chars)
 
     def push(self, delta: str) -> list[str]:
-        """The sentences `delta` completed."""
-        return self._sentences(self._lines.push(delta))
+        """The chunks `delta` completed."""
+        return self._sentences(self._splitter.feed(delta))
 
     def flush(self) -> list[str]:
-        """The end of the text so far (an answer's end): the sentences left."""
-        return self._sentences(self._lines.flush())
+        """The end of the text so far (an answer's end): the chunks left."""
+        return self._sentences(self._splitter.finish())
 
-    def _sentences(self, lines: list[str]) -> list[str]:
-        chunks: list[str] = []
-        for line in _prepared(lines, self._normalize, self._options):
-            chunks += self._splitter.push(line)
-        return [chunk for chunk in chunks if speakable(chunk)]
+    def _sentences(self, chunks: list[str]) -> list[str]:
+        return [sentence for chunk in chunks for sentence in sentences_from_lines([chunk], **self._options)]

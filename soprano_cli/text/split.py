@@ -1,9 +1,9 @@
-"""Sentence segmentation and speakable chunks: `split_sentences`, `split`, `incremental_split`, `DeltaLines`."""
+"""Sentence segmentation and the chunks of one segment: `split_sentences`, `_chunks` (text.live builds `split` on them)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from soprano_cli.text.duration import estimate_seconds
 from soprano_cli.text.vocab import AFTER_NAME, MONTHS, NUMBER_ABBREVIATIONS, STARTERS, TITLES
@@ -97,6 +97,16 @@ def _marker(token: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _reread_later(token: str) -> bool:
+    """Whether what a token at the end of the text so far means may depend on more than the next token.
+
+    A run of dots joins a word on either side; a list marker or a bullet stops being one when dots
+    join it ("2. ..."), and a bullet's item number is the token after the next. Text cut in
+    pieces (text.live) decides nothing on them until more has come.
+    """
+    return bool(_DOTS.fullmatch(token)) or _marker(token) is not None or token in _BULLETS
+
+
 def _after(marker: str) -> str:
     return str(int(marker) + 1) if marker.isdigit() else chr(ord(marker) + 1)
 
@@ -185,17 +195,35 @@ def _break_long(sentence: str, max_seconds: float) -> list[str]:
 
 def _chunks(segment: str, min_seconds: float, max_seconds: float) -> list[str]:
     """Chunks of one segment: long sentences broken, short ones merged with a neighbour."""
-    chunks: list[str] = []
+    return [chunk for chunk, _ in _chunks_after(segment, min_seconds, max_seconds)]
+
+
+def _chunks_after(segment: str, min_seconds: float, max_seconds: float, skip: int = 0) -> list[tuple[str, int]]:
+    """`_chunks` of the segment after its first `skip` words, each with the count of words of its sentence before it.
+
+    The skipped words (pieces of a long sentence that have left already, text.live) still
+    decide where that sentence ends and how it breaks, as they do in the whole text.
+    """
+    chunks: list[tuple[str, int]] = []
     lengths: list[float] = []
     for sentence in split_sentences(segment):
+        before = 0
         for piece in _break_long(sentence, max_seconds):
+            words = piece.split()
+            if skip >= len(words):
+                skip -= len(words)
+                before += len(words)
+                continue
+            if skip:
+                piece, before, words, skip = " ".join(words[skip:]), before + skip, words[skip:], 0
             seconds = estimate_seconds(piece)
             if chunks and (lengths[-1] < min_seconds or seconds < min_seconds) and lengths[-1] + seconds <= max_seconds:
-                chunks[-1] += " " + piece
+                chunks[-1] = (chunks[-1][0] + " " + piece, chunks[-1][1])
                 lengths[-1] += seconds
             else:
-                chunks.append(piece)
+                chunks.append((piece, before))
                 lengths.append(seconds)
+            before += len(words)
     return chunks
 
 
@@ -211,105 +239,3 @@ def _ends_segment(line: str) -> bool:
         if len(word) == 1 and word.isupper():
             return False  # an initial: "J."
     return True
-
-
-class IncrementalSplitter:
-    """`incremental_split` one line at a time: `push(line)` returns the chunks that line completed,
-    `finish()` those of the end of input."""
-
-    def __init__(self, min_seconds: float = 2.0, max_seconds: float = 30.0):
-        self.min_seconds = min_seconds
-        self.max_seconds = max_seconds
-        self.pending: list[str] = []  # lines of the segment not yet ended
-
-    def push(self, line: str) -> list[str]:
-        chunks: list[str] = []
-        for part in line.splitlines() or [""]:
-            if not part.strip():
-                chunks += self.finish()
-                continue
-            self.pending.append(part)
-            if _ends_segment(part):
-                chunks += self.finish()
-        return chunks
-
-    def finish(self) -> list[str]:
-        """End the segment in progress (a blank line, or the end of input)."""
-        if not self.pending:
-            return []
-        segment, self.pending = " ".join(self.pending), []
-        return _chunks(segment, self.min_seconds, self.max_seconds)
-
-
-def incremental_split(lines: Iterable[str], min_seconds: float = 2.0, max_seconds: float = 30.0) -> Iterator[str]:
-    """Chunks of a stream of lines, yielded as soon as each is known complete.
-
-    Lines are grouped into segments: a blank line ends a paragraph and so a segment; a
-    line ending in sentence-final punctuation (. ! ? … then optional closing quotes or
-    brackets; not a title such as "Mr." or "e.g.", nor an initial) ends the segment at that
-    line; any other line is joined with the next (hard-wrapped prose); the end of input ends
-    the last one. Each segment is then cut into chunks as `split` describes, and chunks
-    never span two segments, so a chunk waits at most for the end of its segment.
-    """
-    splitter = IncrementalSplitter(min_seconds, max_seconds)
-    for line in lines:
-        yield from splitter.push(line)
-    yield from splitter.finish()
-
-
-class DeltaLines:
-    """Text as a language model streams it (pieces of words), cut into the lines `incremental_split` reads.
-
-    A line ends at a newline and at the end of each sentence `split_sentences` finds, once the
-    word after that sentence is whole (whitespace follows it): whether "Dr." ends a sentence
-    depends on that word ("Dr. Who"), and "3." may yet become "3.5". So every line is a whole
-    sentence or a whole line of the input, and normalizes as it would in the whole text. A run
-    longer than `max_chars` without an end is cut at its last space and ends its segment
-    (returned as the line, then a blank line).
-    """
-
-    def __init__(self, max_chars: int = 4096):
-        self.max_chars = max_chars
-        self.tail = ""  # text after the last cut; never holds a newline
-
-    def push(self, delta: str) -> list[str]:
-        """The lines `delta` completed."""
-        *complete, tail = (self.tail + delta).split("\n")
-        lines: list[str] = complete
-        if any(ch.isspace() for ch in delta):  # else no word became whole: no new boundary
-            words = tail.split()
-            if tail and not tail[-1].isspace():
-                words = words[:-1]  # the last word may still grow
-            while words and _DOTS.fullmatch(words[-1]):
-                words = words[:-1]  # spaced dots join the word after them or the one before: wait for it
-            sentences = split_sentences(" ".join(words))
-            for sentence in sentences[:-1]:  # the last one may go on
-                lines.append(sentence)
-                tail = _drop_words(tail, len(sentence.split()))
-        self.tail = tail
-        if len(self.tail) > self.max_chars:
-            cut = self.tail.rfind(" ", 0, self.max_chars) + 1 or self.max_chars
-            lines += [self.tail[:cut], ""]
-            self.tail = self.tail[cut:]
-        return lines
-
-    def flush(self) -> list[str]:
-        """The end of the text (or of a turn): what is left, then a blank line ending its segment."""
-        tail, self.tail = self.tail, ""
-        return [tail, ""]
-
-
-def _drop_words(text: str, count: int) -> str:
-    """`text` after its first `count` whitespace-separated words."""
-    return re.split(r"\s+", text.lstrip(), maxsplit=count)[count] if count else text
-
-
-def split(text: str, min_seconds: float = 2.0, max_seconds: float = 30.0) -> list[str]:
-    """Speakable chunks of about min_seconds..max_seconds (estimate_seconds), in order, losing no word.
-
-    Sentences come from split_sentences; one longer than max_seconds is broken at clause
-    boundaries (after , ; : or a dash) and, failing that, between words; a piece shorter than
-    min_seconds joins its neighbour when the two fit in max_seconds. Equal by construction to
-    `list(incremental_split(text.splitlines(), ...))`, whose docstring gives the line rules.
-    """
-    return list(incremental_split(text.splitlines(), min_seconds, max_seconds))

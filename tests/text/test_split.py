@@ -1,4 +1,4 @@
-"""split_sentences, split, incremental_split, estimate_seconds, and text in pieces (DeltaLines, LiveSentences)."""
+"""split_sentences, split, incremental_split, estimate_seconds, and text in pieces (LiveSplitter, LiveSentences)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from soprano_cli.text import estimate_seconds, incremental_split, split, split_sentences
 from soprano_cli.text.pipeline import LiveSentences, sentences_from_text
-from soprano_cli.text.split import DeltaLines
+from soprano_cli.text.live import LiveSplitter
 
 BOUNDARIES = [
     # Issue 18: inline lists, spaced ellipses (never a sentence of dots), P.M. before a title, "Dr. Who".
@@ -195,7 +195,7 @@ def test_normalized_as_in_the_whole_text():
 
 
 def test_a_long_run_without_an_end_is_cut_at_a_space():
-    lines = DeltaLines(max_chars=20)
-    got = lines.push("one two three four five six seven")
-    assert got == ["one two three four ", ""] and lines.tail == "five six seven"
-    assert lines.flush() == ["five six seven", ""]
+    lines = LiveSplitter(max_chars=20)
+    got = lines.feed("one two three four five six seven")
+    assert got == ["one two three four"]  # ends its segment: "five" would pass 20 characters
+    assert lines.finish() == ["five six seven"]
