@@ -71,10 +71,10 @@ _soprano() {
             ;;
         soprano_play)
             case "$prev" in
-                --rate|--channels|--device) :; return 0 ;;
+                --rate|--channels|--device|--latency) :; return 0 ;;
                 --sample-format) __soprano_words 's16 f32'; return 0 ;;
             esac
-            if [[ "$cur" == -* ]]; then __soprano_words '--raw --rate --sample-format --channels --device --list-devices -q --quiet -h --help'; return 0; fi
+            if [[ "$cur" == -* ]]; then __soprano_words '--raw --rate --sample-format --channels --device --list-devices --latency -q --quiet -h --help'; return 0; fi
             __soprano_files
             ;;
         soprano_serve)

@@ -118,6 +118,7 @@ complete -c soprano -n '__soprano_in play' -l sample-format -x -a 's16 f32' -d '
 complete -c soprano -n '__soprano_in play' -l channels -x -d 'Channels of --raw input'
 complete -c soprano -n '__soprano_in play' -l device -x -d 'Output device: index or part of its name (see --list-devices)'
 complete -c soprano -n '__soprano_in play' -l list-devices -d 'List output devices and exit'
+complete -c soprano -n '__soprano_in play' -l latency -x -d 'Audio the device holds ahead of the speaker (default a tenth of a second): less starts...'
 complete -c soprano -n '__soprano_in play' -s q -l quiet -d 'Print nothing but errors'
 complete -c soprano -n '__soprano_in play' -s h -l help -d 'Show the help and exit'
 complete -c soprano -n '__soprano_in play' -F

@@ -97,6 +97,7 @@ _soprano_play() {
         '(--channels)--channels[Channels of --raw input]:channels: ' \
         '(--device)--device[Output device: index or part of its name (see --list-devices)]:device: ' \
         '(--list-devices)--list-devices[List output devices and exit]' \
+        '(--latency)--latency[Audio the device holds ahead of the speaker (default a tenth of a second): less starts...]:seconds: ' \
         '(-q --quiet)'{-q,--quiet}'[Print nothing but errors]' \
         '(- *)'{-h,--help}'[Show the help and exit]' \
         '::file:_files'

@@ -23,6 +23,10 @@ from soprano_cli.errors import AudioDeviceError
 logger = logging.getLogger(__name__)
 
 _WAIT_STEP = 0.05  # seconds per wait slice: the bound on how long Ctrl-C can go unnoticed
+# Seconds of audio the device holds ahead of the speaker. PortAudio's "low" (a few ms through
+# PulseAudio) lost audio whenever a busy machine delayed the callback; speech gains nothing from less.
+DEVICE_LATENCY = 0.1
+_DUE_SLACK = 0.02  # seconds a callback may run late before the device is counted as starved
 
 
 def _sounddevice():
@@ -130,13 +134,14 @@ class Player:
         device: str | int | None = None,
         *,
         buffer_seconds: float = 2.0,
-        latency: str | float = "low",
+        latency: str | float = DEVICE_LATENCY,
     ):
         sd = self._sd = _sounddevice()
         index = resolve_device(device)
         self.sample_rate = sample_rate
         self.channels = channels
         self.underruns = 0  # times the queue ran dry mid-stream (producer slower than real time)
+        self.dropouts = 0  # times the device ran dry (this process was not scheduled in time): a gap heard
         self.frames_played = 0  # frames handed to the device (at the device's rate)
         self.first_sample_time: float | None = None  # time.monotonic() of the first real sample
         self._cond = threading.Condition()
@@ -146,6 +151,8 @@ class Player:
         self._eof = False
         self._tail = 0  # frames of silence still to play after the end, before stopping
         self._starved = True  # the last callback ran out of samples
+        self._device_starved = False  # the last callback came after the device had run dry
+        self._device_due = None  # time.monotonic() by which the device has played all it was given
         self._finished = threading.Event()
         self._stream, device_rate = self._open(sd, index, sample_rate, channels, latency)
         self._out_channels = self._stream.channels
@@ -187,6 +194,15 @@ class Player:
 
     def _callback(self, outdata, frames, time_info, status) -> None:
         # PortAudio's thread: copy what is queued, fill the rest with silence, never block.
+        # Not every backend flags an underflow (ALSA's pulse plugin often does not), so a callback
+        # that comes after the device must have played everything it held counts too.
+        now = time.monotonic()
+        late = self._device_due is not None and now > self._device_due
+        starved = bool(status.output_underflow) or late
+        if starved and not self._device_starved:
+            self.dropouts += 1
+        self._device_starved = starved
+        self._device_due = now + self._stream.latency + frames / self.device_rate + _DUE_SLACK
         filled = 0
         with self._cond:
             while filled < frames and self._queue:
@@ -263,6 +279,9 @@ class Player:
                 logger.warning("the audio device did not report the end of playback; stopping it")
                 break
         self._stream.close(ignore_errors=True)
+        if self.dropouts:
+            logger.warning("playback dropped out %d time%s: this machine was too busy to feed the sound "
+                           "device in time", self.dropouts, "" if self.dropouts == 1 else "s")
 
     def abort(self) -> None:
         """Stop at once, dropping whatever is still queued (Ctrl-C)."""

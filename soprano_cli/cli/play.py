@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from soprano_cli.cli import options as opt
 from soprano_cli.errors import InputTextError
 from soprano_cli.model_facts import SAMPLE_RATE
 
@@ -81,6 +82,10 @@ def register(app: typer.Typer) -> None:
         device: Annotated[Optional[str], typer.Option(
             "--device", help="Output device: index or part of its name (see --list-devices).")] = None,
         list_devices: Annotated[bool, typer.Option("--list-devices", help="List output devices and exit.")] = False,
+        latency: Annotated[Optional[float], typer.Option(
+            "--latency", min=0.001, max=2.0, metavar="SECONDS",
+            help="Audio the device holds ahead of the speaker (default a tenth of a second): less starts "
+                 "sooner, more survives a busy machine without dropouts.")] = None,
         quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.")] = False,
     ) -> None:
         if list_devices:
@@ -89,19 +94,22 @@ def register(app: typer.Typer) -> None:
         from soprano_cli.audio.playback import Player
         from soprano_cli.audio.reader import read_audio_stream
 
+        opt.configure_logging(quiet=quiet)  # the player's warnings (dropouts) as "soprano: ..." lines
+        tuning = {} if latency is None else {"latency": latency}
+
         stream, name = _open_input(file)
         trace = bool(os.environ.get(TRACE_ENV))
         stamps: dict = {}
         # Opened before the input arrives, at what soprano produces (its rate, mono) unless --raw
         # says otherwise, so the device's start-up overlaps waiting for the producer.
-        player = Player(rate, channels, device) if raw else Player(SAMPLE_RATE, 1, device)
+        player = Player(rate, channels, device, **tuning) if raw else Player(SAMPLE_RATE, 1, device, **tuning)
         try:
             rate_in, channels_in, blocks = read_audio_stream(
                 stream, raw=raw, rate=rate, sample_format=sample_format.value, channels=channels
             )
             if (rate_in, channels_in) != (player.sample_rate, player.channels):
                 player.abort()
-                player = Player(rate_in, channels_in, device)
+                player = Player(rate_in, channels_in, device, **tuning)
             for block in _traced(blocks, stamps) if trace else blocks:
                 player.write(block)
             player.close()
