@@ -162,18 +162,19 @@ class Engine:
     # -- streaming ----------------------------------------------------------------------------
 
     def stream(self, sentences: Iterable[str], params: SamplingParams | None = None,
-               chunk_frames: int = 1, in_order: bool = True) -> Iterator[AudioChunk]:
+               chunk_frames: int | None = 1, in_order: bool = True) -> Iterator[AudioChunk]:
         """Audio chunks in sentence order as frames arrive; their concatenation is the batch audio.
 
         `sentences` may be a slow iterator (a pipe): it is read on a thread, and a sentence joins
         the running batch as soon as it arrives. Chunks of a later sentence wait until the earlier
         ones are out, unless `in_order` is False: then each chunk comes as soon as it is decoded
         (a whole sentence as soon as it ends) and its `sentence` index says where it belongs.
+        `chunk_frames` None means chunks that start at one frame and double (what the server streams).
         A chunk size past the token cap means whole sentences: each retried as `synthesize` does
         (`params.retries`) and decoded as it does; live chunks cannot be taken back, so they only warn.
         """
         params = (params or SamplingParams()).validated()
-        if chunk_frames < 1:
+        if chunk_frames is not None and chunk_frames < 1:
             raise InvalidParameterError("chunk size must be at least 1 frame", param="chunk_frames")
         source = Prefetch(sentences)
         batch = SentenceBatch(self)

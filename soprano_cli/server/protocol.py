@@ -60,6 +60,7 @@ class SpeechRequest(BaseModel):
     normalize: bool = True
     normalization_options: NormalizationOptions | None = None
     sample_rate: int | None = None
+    sample_format: str = "s16"  # "f32": wav and pcm as 32-bit floats, the model's samples exactly
 
 
 class StreamRequest(BaseModel):
