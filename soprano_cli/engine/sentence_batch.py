@@ -26,7 +26,7 @@ import torch
 from soprano_cli.engine.chunk_decoding import (DueChunk, GrowingChunks, SentenceStreamer, decode_due,
                                                decode_whole)
 from soprano_cli.engine.generate import BatchGenerator, Sequence
-from soprano_cli.engine.results import WHOLE_SENTENCE, AudioChunk
+from soprano_cli.engine.results import AudioChunk
 from soprano_cli.engine.sampling import MAX_NEW_TOKENS, SamplingParams
 
 log = logging.getLogger(__name__)
