@@ -2,7 +2,7 @@
 
 The driver (this process) reads the jobs, checks their outputs and skips the complete ones, then
 hands the rest to the actors a few at a time; an actor runs each handful as the in-process batch
-does (synth_batch._Batch, one continuous LM batch) and returns every output as bytes. The driver
+does (synth_batch.JobBatch, one continuous LM batch) and returns every output as bytes. The driver
 writes each to a temporary name and renames it when complete, so an output that exists is whole:
 a re-run skips it (--resume) and redoes only what never got there. A job that fails fails alone;
 the jobs of an actor that dies go back in the queue for the others (a new actor replaces it).
@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soprano_cli.errors import BackendUnavailableError, InvalidParameterError, OutputError, SopranoError
-from soprano_cli.synth_batch import _Batch, _Job, batch_jobs, first_job, jobs_failed
-from soprano_cli.synth_job import WHOLE_SENTENCE, Progress, SynthRequest, _summary
+from soprano_cli.engine.results import WHOLE_SENTENCE
+from soprano_cli.synth_batch import BatchJob, JobBatch, batch_jobs, first_job, jobs_failed
+from soprano_cli.synth_single import Progress, SynthRequest, print_summary
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,8 @@ class Worker:
 
     def run(self, jobs: list[tuple[str, str, str]]) -> list[tuple[str | None, bytes | None, float]]:
         """(label, output path, text) each -> (error or None, the output's bytes, audio seconds), in order."""
-        batch = _Batch(self.request, self.folder_format, in_memory=True)
-        items = [_Job(label, output=Path(output), text=text) for label, output, text in jobs]
+        batch = JobBatch(self.request, self.folder_format, in_memory=True)
+        items = [BatchJob(label, output=Path(output), text=text) for label, output, text in jobs]
         try:
             for chunk in self.engine.stream(batch.sentences(items), self.params, WHOLE_SENTENCE, in_order=False):
                 batch.take(chunk)
@@ -169,9 +170,9 @@ def run_ray_batch(request: SynthRequest, config, params, options: RayOptions, *,
     jobs, fmt, total = batch_jobs(request, jsonl=jsonl, input_dir=input_dir, output_dir=output_dir)
     if total is None:
         jobs = first_job(jobs, jsonl)
-    checker = _Batch(request, fmt)
-    queue: deque[_Job] = deque()
-    failed: list[_Job] = []
+    checker = JobBatch(request, fmt)
+    queue: deque[BatchJob] = deque()
+    failed: list[BatchJob] = []
     skipped = 0
     for number, job in enumerate(jobs, start=1):
         job.number = number
@@ -278,7 +279,7 @@ def _run(ray, request, config, params, options, fmt, queue, failed, skipped, tot
         log.info("Ray worker %d (pid %d on %s): %d jobs, %.1f s of audio", actor.number, actor.pid, actor.node,
                  actor.jobs, actor.audio_seconds)
     if request.verbose:
-        _summary(written, audio_seconds, time.perf_counter() - started)
+        print_summary(written, audio_seconds, time.perf_counter() - started)
         print(f"soprano: {written} done, {skipped} skipped, {len(failed)} failed", file=sys.stderr, flush=True)
     if failed:
         raise jobs_failed(failed, written, skipped)

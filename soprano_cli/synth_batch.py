@@ -19,14 +19,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from soprano_cli.errors import BatchJobsFailedError, InputTextError, InvalidParameterError, OutputError, SopranoError
-from soprano_cli.synth_job import (WHOLE_SENTENCE, EngineChoice, Progress, SynthRequest, _Background, _summary,
-                                   open_engine)
+from soprano_cli.engine.results import WHOLE_SENTENCE
+from soprano_cli.synth_single import (Background, EngineChoice, Progress, SynthRequest, open_engine,
+                                      print_summary)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Job:
+class BatchJob:
     """One output to write, from a JSON line or a .txt file."""
 
     label: str  # where the job came from, for messages: "stdin line 3", a file's path
@@ -48,15 +49,15 @@ class _Job:
     renderer: object = None
 
 
-def _jobs_from_jsonl(files: list[Path]) -> Iterator[_Job]:
+def _jobs_from_jsonl(files: list[Path]) -> Iterator[BatchJob]:
     """A job per non-blank line of the files (stdin for none or '-'); a line that is no job is a failed job."""
-    from soprano_cli.cli.textio import iter_input_lines
+    from soprano_cli.text_input import iter_input_lines
 
     for path in files or [Path("-")]:
         yield from _jobs_from_lines(iter_input_lines([path]), "stdin" if str(path) == "-" else str(path))
 
 
-def _jobs_from_lines(lines: Iterable[str], source: str) -> Iterator[_Job]:
+def _jobs_from_lines(lines: Iterable[str], source: str) -> Iterator[BatchJob]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -64,12 +65,12 @@ def _jobs_from_lines(lines: Iterable[str], source: str) -> Iterator[_Job]:
         try:
             job = json.loads(line)
         except ValueError as error:
-            yield _Job(label, error=f"invalid JSON ({error})")
+            yield BatchJob(label, error=f"invalid JSON ({error})")
             continue
         if not isinstance(job, dict) or not isinstance(job.get("text"), str) or not isinstance(job.get("output"), str):
-            yield _Job(label, error='expected {"text": "...", "output": "path"}')
+            yield BatchJob(label, error='expected {"text": "...", "output": "path"}')
             continue
-        yield _Job(label, output=Path(job["output"]), text=job["text"])
+        yield BatchJob(label, output=Path(job["output"]), text=job["text"])
 
 
 def _folder_files(input_dir: Path, output_dir: Path) -> list[Path]:
@@ -101,7 +102,7 @@ def _check_encoder(fmt: str, request: SynthRequest) -> None:
     open_encoder(fmt, io.BytesIO(), output_rate=request.sample_rate, sample_format=request.sample_format).close()
 
 
-class _Batch:
+class JobBatch:
     """Feeds every job's sentences to one engine stream and routes the chunks to each job's file."""
 
     def __init__(self, request: SynthRequest, folder_format: str | None, in_memory: bool = False):
@@ -112,11 +113,11 @@ class _Batch:
         self.in_memory = in_memory
         self.read = 0  # jobs read so far (the source thread counts them)
         self.all_read = False
-        self.failed: list[_Job] = []
+        self.failed: list[BatchJob] = []
         self.written = 0
         self.audio_seconds = 0.0
-        self._owner: dict[int, _Job] = {}  # stream index -> job, for sentences not yet ended
-        self._open: dict[int, _Job] = {}  # jobs with an open output, by id
+        self._owner: dict[int, BatchJob] = {}  # stream index -> job, for sentences not yet ended
+        self._open: dict[int, BatchJob] = {}  # jobs with an open output, by id
         self._formats: dict[str, str | None] = {}  # format -> why it cannot be written (None: it can)
 
     # -- the source: runs on the engine's input thread ----------------------------------------
@@ -150,10 +151,10 @@ class _Batch:
                 yield sentence
         self.all_read = True
 
-    def prepare(self, job: _Job) -> str:
+    def prepare(self, job: BatchJob) -> str:
         """Read the job's text, check its output (its path too unless in memory); returns its format."""
         from soprano_cli.audio.formats import format_from_path
-        from soprano_cli.synthesis import check_writable
+        from soprano_cli.rendering import check_writable
 
         if job.source is not None:
             job.text = _read_text(job.source)
@@ -198,10 +199,10 @@ class _Batch:
                 self.audio_seconds += job.audio_seconds
                 job.renderer = None
 
-    def _open_output(self, job: _Job) -> None:
+    def _open_output(self, job: BatchJob) -> None:
         from soprano_cli.audio.formats import open_encoder
         from soprano_cli.model_facts import SAMPLE_RATE
-        from soprano_cli.synthesis import Renderer, open_output
+        from soprano_cli.rendering import Renderer, open_output
 
         job.sink = _MemoryFile() if self.in_memory else open_output(job.output)
         self._open[id(job)] = job
@@ -209,7 +210,7 @@ class _Batch:
                                    sample_format=self.request.sample_format, seekable=True)
         job.renderer = Renderer(job.encoder, None, shaper=self.request.shaper(job.script))
 
-    def _close(self, job: _Job) -> None:
+    def _close(self, job: BatchJob) -> None:
         """Finish the job's file; what it holds stays a valid file (also after a failed write)."""
         self._open.pop(id(job), None)
         try:
@@ -222,7 +223,7 @@ class _Batch:
                     job.audio = job.sink.data
             job.sink = job.encoder = None
 
-    def _fail(self, job: _Job, message: str) -> None:
+    def _fail(self, job: BatchJob, message: str) -> None:
         job.error = message
         self.failed.append(job)
         job.renderer = None
@@ -255,7 +256,7 @@ class _MemoryFile(io.BytesIO):
         super().close()
 
 
-def jobs_failed(failed: list[_Job], written: int, skipped: int = 0) -> BatchJobsFailedError:
+def jobs_failed(failed: list[BatchJob], written: int, skipped: int = 0) -> BatchJobsFailedError:
     """The error that ends a batch run with failed jobs: counts, then each failure by its place in the input."""
     total = written + skipped + len(failed)
     counts = f"{written} written" + (f", {skipped} skipped as already complete" if skipped else "")
@@ -282,11 +283,11 @@ def batch_jobs(request: SynthRequest, *, jsonl: list[Path] | None, input_dir: Pa
     fmt = check_format((request.audio_format or "wav").lower())
     _check_encoder(fmt, request)  # one format for all: a bad combination fails before any work
     files = _folder_files(input_dir, output_dir)
-    jobs = (_Job(str(path), output=output_dir / f"{path.stem}.{fmt}", source=path) for path in files)
+    jobs = (BatchJob(str(path), output=output_dir / f"{path.stem}.{fmt}", source=path) for path in files)
     return jobs, fmt, len(files)
 
 
-def first_job(jobs, jsonl: list[Path]) -> Iterator[_Job]:
+def first_job(jobs, jsonl: list[Path]) -> Iterator[BatchJob]:
     """`jobs` again, after checking there is one: no jobs at all is an input error, as empty text is."""
     first = next(jobs, None)
     if first is None:
@@ -305,8 +306,8 @@ def run_batch(request: SynthRequest, choice: EngineChoice, params, *, jsonl: lis
     after the run when some jobs failed, naming each.
     """
     jobs, fmt, total = batch_jobs(request, jsonl=jsonl, input_dir=input_dir, output_dir=output_dir)
-    batch = _Batch(request, fmt)
-    loading = _Background(lambda: open_engine(choice))  # loads while the first job is read
+    batch = JobBatch(request, fmt)
+    loading = Background(lambda: open_engine(choice))  # loads while the first job is read
     if total is None:
         jobs = first_job(jobs, jsonl)
     engine = loading.result()
@@ -337,6 +338,6 @@ def run_batch(request: SynthRequest, choice: EngineChoice, params, *, jsonl: lis
             if display is not None:
                 display.close()
     if request.verbose:
-        _summary(batch.written, batch.audio_seconds, time.perf_counter() - started)
+        print_summary(batch.written, batch.audio_seconds, time.perf_counter() - started)
     if batch.failed:
         raise batch.failure()

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         emails: opt.Emails = True,
         phone_numbers: opt.PhoneNumbers = True,
     ) -> None:
-        from soprano_cli.cli.textio import iter_input_lines
+        from soprano_cli.text_input import iter_input_lines
         from soprano_cli.text import model_text, normalize
 
         from soprano_cli.text.markup import rendered_lines

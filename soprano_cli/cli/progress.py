@@ -21,7 +21,7 @@ class TerminalProgress:
         self._progress.start()
 
     def update(self, progress) -> None:
-        """Show one `synth_job.Progress`; a total still growing (input being read) gets a '+'."""
+        """Show one `synth_single.Progress`; a total still growing (input being read) gets a '+'."""
         more = "" if progress.total_final else "+"
         self._progress.update(
             self._task, completed=progress.done, total=max(progress.total, 1),

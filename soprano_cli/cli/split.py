@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import json
 
-        from soprano_cli.cli.textio import iter_input_lines
+        from soprano_cli.text_input import iter_input_lines
         from soprano_cli.errors import InvalidParameterError
         from soprano_cli.text import estimate_seconds, incremental_split
 

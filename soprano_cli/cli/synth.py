@@ -108,13 +108,13 @@ def synth_command(
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
 ) -> None:
-    from soprano_cli import synth_job
+    from soprano_cli import synth_single
     from soprano_cli.audio.post import AudioOptions
     from soprano_cli.cli.progress import terminal_progress
 
     opt.configure_logging(verbose, quiet)
     jsonl_files = [Path(name) for name in text or []] if jsonl else None  # with --jsonl, arguments are job files
-    job = synth_job.SynthRequest(
+    job = synth_single.SynthRequest(
         text=" ".join(text) if text and not jsonl else None, output=output, audio_format=audio_format,
         sample_rate=sample_rate, sample_format=sample_format, sentence_silence=sentence_silence,
         captions=captions, streaming=streaming, play=play, audio_device=audio_device,
@@ -126,7 +126,7 @@ def synth_command(
             {"speed": "--speed", "volume": "--volume", "loudness": "--loudness"}),
     )
     # Every option is checked before any daemon is asked: a daemon must not hide a misspelt one.
-    engine_options = synth_job.EngineChoice(
+    engine_options = synth_single.EngineChoice(
         config=opt.engine_config(model, device, backend, dtype, max_batch, decoder_batch_size, cache_size),
         server="none" if no_server else server, explicit=opt.explicit(ctx, opt.DAEMON_MUST_MATCH),
     )
@@ -147,4 +147,4 @@ def synth_command(
         synth_batch.run_batch(job, engine_options, params, jsonl=jsonl_files, input_dir=input_dir, output_dir=output_dir,
                               start_display=terminal_progress(quiet, verbose))
     else:
-        synth_job.run_single(job, engine_options, params, start_display=terminal_progress(quiet, verbose))
+        synth_single.run_single(job, engine_options, params, start_display=terminal_progress(quiet, verbose))

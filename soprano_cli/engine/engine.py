@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -12,69 +11,20 @@ import torch
 
 from soprano_cli.engine import checkpoint
 from soprano_cli.engine.config import CPU_DECODER_BATCH, CPU_MAX_BATCH, CUDA_DECODER_BATCH, CUDA_MAX_BATCH, EngineConfig
-from soprano_cli.engine.decoder import DECODE_BLOCK, IncrementalDecoder, SopranoDecoder, decode_frames
-from soprano_cli.engine.devices import select_device, to_host
+from soprano_cli.engine.decoder import SopranoDecoder
+from soprano_cli.engine.devices import select_device
+from soprano_cli.engine.chunk_decoding import decode_whole
 from soprano_cli.engine.generate import BatchGenerator, Generation
 from soprano_cli.engine.loading import load_model
-from soprano_cli.engine.memory import release_free_memory
 from soprano_cli.engine.prefetch import Prefetch
 from soprano_cli.engine.quantize import DynamicInt8Linear
-from soprano_cli.engine.results import AudioChunk, SentenceAudio
+from soprano_cli.engine.results import WHOLE_SENTENCE, AudioChunk, SentenceAudio
+from soprano_cli.engine.sentence_batch import Request, SentenceBatch
 from soprano_cli.engine.sampling import SamplingParams
 from soprano_cli.errors import InvalidParameterError
 from soprano_cli.model_facts import SAMPLE_RATE
 
-log = logging.getLogger(__name__)
 
-
-
-class SentenceStreamer:
-    """Turns one sentence's frames, as they arrive, into exact audio chunks.
-
-    Frames go through an `IncrementalDecoder`, so each decoder layer computes each step once.
-    Live chunk sizes (up to the 512-frame cap) emit audio every `chunk_frames` frames; a larger
-    chunk size means "whole sentences": frames are decoded in blocks as they arrive and the
-    sentence's audio comes out as one chunk at its end.
-    """
-
-    def __init__(self, decoder: SopranoDecoder, index: int, text: str, chunk_frames: int = 1):
-        from soprano_cli.engine.sampling import MAX_NEW_TOKENS
-
-        self.decoder = decoder
-        self.index = index
-        self.text = text
-        self.whole = chunk_frames > MAX_NEW_TOKENS
-        self.block = DECODE_BLOCK if self.whole else chunk_frames
-        self.incremental = IncrementalDecoder(decoder)
-        # No sample is final before the decoder's look-ahead is covered: hand it those frames at once.
-        self.first_audio_frames = next(t for t in range(1, 1 << 16) if decoder.ready_samples(t, False) > 0)
-        self.frames: list[torch.Tensor] = []  # waiting for the decoder
-        self.pieces: list[torch.Tensor] = []  # decoded, waiting for the end (whole sentences)
-        self.count = 0  # frames seen
-        self.done = False
-
-    def push(self, frame: torch.Tensor | None, finished: bool, finish_reason: str | None = None) -> AudioChunk | None:
-        """Add a frame (None when the step ended the sentence); return a chunk when one is due."""
-        if frame is not None:
-            self.frames.append(frame)
-            self.count += 1
-        if not finished and (len(self.frames) < self.block or self.count < self.first_audio_frames):
-            return None
-        device = self.decoder.head.out.weight.device
-        batch = torch.stack(self.frames).to(device) if self.frames else None
-        self.frames = []
-        self.pieces.append(to_host(self.incremental.push(batch, finished)))
-        self.done = finished
-        if finished:
-            release_free_memory()  # as in decode_frames
-        if self.whole and not finished:
-            return None
-        audio = torch.cat(self.pieces).numpy().astype(np.float32, copy=False)
-        self.pieces = []
-        if not audio.size and not finished:
-            return None
-        return AudioChunk(sentence=self.index, text=self.text, audio=audio, final=finished, frames=self.count,
-                          finish_reason=finish_reason if finished else None)
 
 
 class Engine:
@@ -156,51 +106,16 @@ class Engine:
     def generate(self, sentences: Sequence[str], params: SamplingParams | None = None) -> list[Generation]:
         """Generate every sentence's frames in one continuous batch, retrying suspicious ones."""
         params = (params or SamplingParams()).validated()
-        generator = self.new_generator()
-        results: list[Generation | None] = [None] * len(sentences)
-        for index, text in enumerate(sentences):
-            generator.add(self._sequence(index, text, params, stop_on_hallucination=params.retries > 0))
-        while not generator.idle:
-            for event in generator.step():
-                if not event.finished:
-                    continue
-                sequence = event.sequence
-                bad = sequence.finish_reason in ("length", "hallucination")
-                if bad and sequence.attempt < params.retries:
-                    log.warning("sentence %d %s; regenerating (attempt %d of %d)", sequence.index + 1,
-                                _describe(sequence), sequence.attempt + 2, params.retries + 1)
-                    generator.add(self._sequence(sequence.index, sentences[sequence.index], params,
-                                                 sequence.attempt + 1, sequence.attempt + 1 < params.retries))
-                    continue
-                if bad or sequence.hallucinated:
-                    log.warning("sentence %d %s: %r", sequence.index + 1, _describe(sequence),
-                                _shorten(sentences[sequence.index]))
-                results[sequence.index] = sequence
-        return results  # type: ignore[return-value]
+        batch = SentenceBatch(self)
+        request = Request(params, WHOLE_SENTENCE, decode=False)  # decoded by the caller, all at once
+        added = [batch.add(request, text, index) for index, text in enumerate(sentences)]
+        while not batch.idle:
+            batch.step()
+        return [sentence.sequence for sentence in added]
 
     def decode(self, frame_lists: Sequence[torch.Tensor]) -> list[np.ndarray]:
         """Frames (T, C) per sentence -> audio per sentence, `decoder_batch_size` sentences at a time."""
-        if self.config.decoder_batch_size == 1:  # blockwise: faster and far smaller than one pass
-            return [decode_frames(self.decoder, frames.to(self.device)) for frames in frame_lists]
-        audio: list[np.ndarray | None] = [None] * len(frame_lists)
-        order = sorted(range(len(frame_lists)), key=lambda i: -frame_lists[i].shape[0])
-        size = self.config.decoder_batch_size
-        for start in range(0, len(order), size):
-            batch = [i for i in order[start:start + size] if frame_lists[i].shape[0] > 1]
-            for i in order[start:start + size]:
-                if frame_lists[i].shape[0] <= 1:
-                    audio[i] = np.zeros(0, dtype=np.float32)
-            if not batch:
-                continue
-            lengths = [frame_lists[i].shape[0] for i in batch]
-            # Built where the decoder runs (the frames are usually there already).
-            padded = torch.zeros(len(batch), max(lengths), frame_lists[batch[0]].shape[1], device=self.device)
-            for row, i in enumerate(batch):
-                padded[row, :lengths[row]] = frame_lists[i]
-            out = to_host(self.decoder(padded, lengths))
-            for row, i in enumerate(batch):
-                audio[i] = out[row, :self.decoder.num_samples(lengths[row])].numpy().copy()
-        return audio  # type: ignore[return-value]
+        return decode_whole(self.decoder, frame_lists, self.config.decoder_batch_size, self.device)
 
     def synthesize(self, sentences: Sequence[str], params: SamplingParams | None = None) -> list[SentenceAudio]:
         """Audio for each sentence; batched, and each equal to synthesizing it alone."""
@@ -216,71 +131,40 @@ class Engine:
     # -- streaming ----------------------------------------------------------------------------
 
     def stream(self, sentences: Iterable[str], params: SamplingParams | None = None,
-               chunk_frames: int = 1, in_order: bool = True) -> Iterator[AudioChunk]:
+               chunk_frames: int | None = 1, in_order: bool = True) -> Iterator[AudioChunk]:
         """Audio chunks in sentence order as frames arrive; their concatenation is the batch audio.
 
         `sentences` may be a slow iterator (a pipe): it is read on a thread, and a sentence joins
         the running batch as soon as it arrives. Chunks of a later sentence wait until the earlier
         ones are out, unless `in_order` is False: then each chunk comes as soon as it is decoded
         (a whole sentence as soon as it ends) and its `sentence` index says where it belongs.
-        Retries are not possible once audio has left, so suspicious sentences only warn.
+        `chunk_frames` None means chunks that start at one frame and double (what the server streams).
+        A chunk size past the token cap means whole sentences: each retried as `synthesize` does
+        (`params.retries`) and decoded as it does; live chunks cannot be taken back, so they only warn.
         """
         params = (params or SamplingParams()).validated()
-        if chunk_frames < 1:
+        if chunk_frames is not None and chunk_frames < 1:
             raise InvalidParameterError("chunk size must be at least 1 frame", param="chunk_frames")
         source = Prefetch(sentences)
-        generator = self.new_generator()
-        states: dict[int, SentenceStreamer] = {}
-        pending: dict[int, list[AudioChunk]] = {}
-        seen = next_out = 0  # sentences taken from the source; sentences fully yielded
+        batch = SentenceBatch(self)
+        request = Request(params, chunk_frames, in_order=in_order)
+        index = 0  # sentences taken from the source
         while True:
             # Take new sentences while there is room; wait for one only when there is nothing to do.
-            while len(generator.waiting) + len(generator.active) < generator.max_batch:
+            while batch.room > 0:
                 try:
-                    text = source.get(block=generator.idle and not states)
+                    text = source.get(block=batch.idle)
                 except StopIteration:
                     break
                 if text is None:
                     break
-                states[seen] = SentenceStreamer(self.decoder, seen, text, chunk_frames)
-                pending[seen] = []
-                generator.add(self._sequence(seen, text, params))
-                seen += 1
-            if generator.idle and not states and source.exhausted:
+                batch.add(request, text, index)
+                index += 1
+            if batch.idle and source.exhausted:
                 return
-            for event in generator.step():
-                sequence = event.sequence
-                chunk = states[sequence.key].push(event.frame, event.finished, sequence.finish_reason)
-                if chunk is not None:
-                    pending[sequence.key].append(chunk)
-                if event.finished and (sequence.finish_reason != "stop" or sequence.hallucinated):
-                    log.warning("sentence %d %s: %r", sequence.index + 1, _describe(sequence),
-                                _shorten(states[sequence.key].text))
-            if not in_order:
-                for key in list(pending):
-                    yield from pending[key]
-                    pending[key] = []
-                    if states[key].done:
-                        del states[key], pending[key]
-                continue
-            while next_out in states:
-                yield from pending[next_out]
-                pending[next_out] = []
-                if not states[next_out].done:
-                    break
-                del states[next_out], pending[next_out]
-                next_out += 1
+            batch.step()
+            yield from request.take()
 
 
 def _stack(frames: list[torch.Tensor], width: int) -> torch.Tensor:
     return torch.stack(frames) if frames else torch.zeros(0, width)
-
-
-def _describe(sequence: Generation) -> str:
-    if sequence.finish_reason == "length":
-        return f"hit the {sequence.params.max_new_tokens}-token cap without ending"
-    return "looks hallucinated (a run of near-identical frames)"
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -9,6 +9,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+WHOLE_SENTENCE = 1 << 30  # a chunk size meaning "each sentence's audio in one chunk, once it ends"
+
+
 @dataclass
 class SentenceAudio:
     """One finished sentence."""
@@ -31,3 +34,4 @@ class AudioChunk:
     final: bool = False
     frames: int = 0  # frames of this sentence generated so far
     finish_reason: str | None = None
+    hallucinated: bool = False  # the sentence looks like a loop so far (a run of near-identical frames)

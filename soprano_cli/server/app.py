@@ -340,7 +340,8 @@ def _speech_response(state: _State, body: SpeechRequest, *, on_cue=None, render=
     job = state.scheduler.submit(sentences, params)  # admission (429) before any encoder or ffmpeg starts
     sink = ByteSink() if body.stream else FileSink()  # a FileSink can seek: headers get their lengths
     try:
-        encoder = open_encoder(fmt, sink, input_rate=state.engine.sample_rate, output_rate=rate)
+        encoder = open_encoder(fmt, sink, input_rate=state.engine.sample_rate, output_rate=rate,
+                               sample_format=body.sample_format)
     except SopranoError as error:
         state.scheduler.cancel(job)
         param = error.param or "response_format"

@@ -72,6 +72,7 @@ class SpeechRequest(BaseModel):
     sample_rate: int | None = None
     volume_multiplier: float = 1.0  # gain (as Kokoro-FastAPI's); past full scale is clipped
     loudness: float | None = None  # target integrated loudness in LUFS, e.g. -16
+    sample_format: str = "s16"  # "f32": wav and pcm as 32-bit floats, the model's samples exactly
 
 
 class StreamRequest(BaseModel):

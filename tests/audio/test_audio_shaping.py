@@ -154,7 +154,7 @@ def test_loudness_gain_is_held_across_sentences():
 def test_renderer_cues_follow_the_shaped_audio_with_sentences_out_of_order():
     """Captions time the audio as written: after each pause, as long as the stretched sentence."""
     from soprano_cli.engine.results import AudioChunk
-    from soprano_cli.synthesis import Renderer
+    from soprano_cli.rendering import Renderer
 
     class Sink:
         def __init__(self):

@@ -65,7 +65,7 @@ def test_float32_audio_in_a_batch_stays_within_the_bound(tiny_engine, others):
 def test_a_chunk_decoded_alone_equals_its_row_in_a_padded_batch(tiny_checkpoint, precision):
     # Broke: a chunk of a few frames alone gave the decoder's float32 layers fewer than 16 rows,
     # which MKL rounds differently from the hundreds of rows of a padded batch (the server's
-    # streamed chunks, `Scheduler._decode_due`).
+    # streamed chunks, `chunk_decoding.decode_due`).
     decoder = SopranoDecoder.from_state_dict(checkpoint.load_decoder_weights(tiny_checkpoint))
     if precision == "int8":
         quantize_decoder(decoder)

@@ -210,8 +210,9 @@ def test_the_api_key_and_allowed_origin_apply(strict_server):
     ([text("start", model="gpt-5")], 1008, "model_not_found"),
     ([text("start", response_format="mp3")], 1008, "unsupported_value"),
     ([text("start", sample_rate=5)], 1008, "invalid_value"),
-    # Text after "close", while its sentence is still being spoken (an idle server may close first).
-    ([text("text", text="Hello there."), text("close"), text("text", text="late")], 1008, "invalid_value"),
+    # Text after "close", while its sentences are still being spoken: enough of them that the server
+    # cannot have finished and closed before "late" arrives (with one short sentence it sometimes had).
+    ([text("text", text="Hello there. " * 12), text("close"), text("text", text="late")], 1008, "invalid_value"),
     (["x" * 16385], 1009, "message_too_large"),
 ])
 def test_bad_messages_get_an_error_and_a_close_code(live_server, messages, close_code, error_code):

@@ -1,6 +1,7 @@
-"""Rendering engine output: chunks -> encoder, speakers and captions, with sentence silence and stats.
+"""Rendering engine output: audio chunks -> encoder, speakers and captions, with sentence silence and stats.
 
-`soprano synth` drives one Renderer for its output; batch jobs one per output file.
+What both synth runs share once the engine has spoken: synth_single.py drives one Renderer for
+its output, synth_batch.py one per output file.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""What `soprano synth` does, as library functions: one text to one output (batches: synth_batch.py)."""
+"""`soprano synth` for one output, as library functions: a text (or stdin) to one file, pipe or speaker.
+
+Many outputs from one run (--jsonl, --input-dir) are synth_batch.py; both render through rendering.py.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from soprano_cli.engine.results import WHOLE_SENTENCE
 from soprano_cli.errors import InputTextError, OutputError
 
 log = logging.getLogger(__name__)
-
-WHOLE_SENTENCE = 1 << 30  # chunk size that makes the streamer decode each sentence in one pass
 
 
 @dataclass
@@ -123,7 +125,7 @@ class _Counted:
         return item
 
 
-class _Background:
+class Background:
     """Runs one function on a thread; result() waits and re-raises its error."""
 
     def __init__(self, function):
@@ -162,7 +164,7 @@ def _check_output_options(request: SynthRequest, fmt: str) -> None:
         from soprano_cli.audio.captions import captions_format_from_path
 
         captions_format_from_path(request.captions)
-    from soprano_cli.synthesis import check_writable
+    from soprano_cli.rendering import check_writable
 
     for path in (request.output, request.captions):  # found unwritable before, not after, synthesis
         if path is not None:
@@ -179,9 +181,9 @@ def run_single(request: SynthRequest, choice: EngineChoice, params, start_displa
     `start_display`, if given, is called once synthesis starts and returns an object with
     update(Progress) and close(): it sees sentences finished out of those read so far, and audio.
     """
-    from soprano_cli.cli.textio import iter_input_lines
-    from soprano_cli.synthesis import Renderer, open_output
+    from soprano_cli.rendering import Renderer, open_output
     from soprano_cli.text.script import Script
+    from soprano_cli.text_input import iter_input_lines
 
     fmt = output_format(request)
     _check_output_options(request, fmt)
@@ -190,7 +192,7 @@ def run_single(request: SynthRequest, choice: EngineChoice, params, start_displa
     if to_terminal and not play:
         raise OutputError("refusing to write audio to a terminal; use -o FILE, a pipe, or --streaming to play it")
 
-    loading = _Background(lambda: open_engine(choice))  # loads while the first sentence is read
+    loading = Background(lambda: open_engine(choice))  # loads while the first sentence is read
     if request.text is not None:
         source = [request.text]
     else:
@@ -253,7 +255,7 @@ def run_single(request: SynthRequest, choice: EngineChoice, params, start_displa
     if request.captions is not None:
         _write_captions(request.captions, stats.cues)
     if request.verbose:
-        _summary(1, stats.audio_seconds, stats.elapsed, first_audio=stats.first_audio_seconds)
+        print_summary(1, stats.audio_seconds, stats.elapsed, first_audio=stats.first_audio_seconds)
 
 
 def _write_captions(path: Path, cues: list) -> None:
@@ -262,7 +264,7 @@ def _write_captions(path: Path, cues: list) -> None:
     write_captions(path, cues)
 
 
-def _summary(files: int, audio_seconds: float, elapsed: float, first_audio: float | None = None) -> None:
+def print_summary(files: int, audio_seconds: float, elapsed: float, first_audio: float | None = None) -> None:
     speed = audio_seconds / elapsed if elapsed > 0 else 0.0
     line = f"{files} file{'s' if files != 1 else ''}, {audio_seconds:.1f} s of audio in {elapsed:.2f} s ({speed:.1f}x real time)"
     if first_audio is not None:
