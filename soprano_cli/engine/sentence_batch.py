@@ -41,13 +41,16 @@ class Request:
     """
 
     def __init__(self, params: SamplingParams, chunk_frames: int | None, *, in_order: bool = True,
-                 decode: bool = True, label: str = ""):
+                 decode: bool = True, label: str = "", warn_at_own_cap: bool = True):
         self.params = params
         self.chunk_frames = chunk_frames
         self.whole = chunk_frames is not None and chunk_frames > MAX_NEW_TOKENS
         self.in_order = in_order
         self.decode = decode
         self.label = label  # names the request in warnings ("request 3, ")
+        # False: a sentence stopped by a max_new_tokens the caller set below the model's cap is not
+        # warned about (a server's clients ask for it; its log need not repeat it per request).
+        self.warn_at_own_cap = warn_at_own_cap
         self.open: deque[Sentence] = deque()  # added, not yet fully handed out, in sentence order
         self.ready: list[AudioChunk] = []
         self.cancelled = False
@@ -223,6 +226,9 @@ class SentenceBatch:
     @staticmethod
     def _warn_if_unfinished(sentence: Sentence) -> None:
         sequence = sentence.sequence
+        own_cap = sequence.finish_reason == "length" and sequence.params.max_new_tokens < MAX_NEW_TOKENS
+        if own_cap and not sequence.hallucinated and not sentence.request.warn_at_own_cap:
+            return
         if sequence.finish_reason != "stop" or sequence.hallucinated:
             log.warning("%ssentence %d %s: %r", sentence.request.label, sentence.index + 1, _describe(sequence),
                         _shorten(sentence.text))

@@ -61,7 +61,8 @@ class Job:
         self.texts = sentences
         self.start_index = start_index
         # whole: one chunk per sentence, retried if it loops; chunk_frames None: start small and grow.
-        self.request = Request(params, WHOLE_SENTENCE if whole else chunk_frames, label=f"request {self.id}, ")
+        self.request = Request(params, WHOLE_SENTENCE if whole else chunk_frames, label=f"request {self.id}, ",
+                               warn_at_own_cap=False)
         self.next_feed = 0  # next sentence to hand to the batch
         self.started = False  # a sentence of it has entered the batch
         self.cancelled = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -51,4 +52,27 @@ def test_a_lagging_reader_pauses_its_request_until_it_reads(engine):
     try:
         assert asyncio.run(main()) == list(range(12))
     finally:
+        scheduler.stop()
+
+
+def test_a_cap_the_client_set_is_not_warned_about_per_request(engine, caplog):
+    """A client's max_new_tokens is its own choice: the server's log does not repeat it for every
+    request. Engine callers still hear of it (the same handler catches that, so this can fail)."""
+    driver_log = logging.getLogger("soprano_cli.engine.sentence_batch")
+    driver_log.addHandler(caplog.handler)  # whatever an earlier test did to propagation
+    scheduler = Scheduler(engine)
+    scheduler.start()
+
+    async def main():
+        job = scheduler.submit([SENTENCE], SamplingParams(max_new_tokens=4))
+        return [output async for output in job.outputs()]
+
+    try:
+        outputs = asyncio.run(main())
+        assert outputs[-1].chunk.final and outputs[-1].chunk.finish_reason == "length"
+        assert not [r for r in caplog.records if "cap" in r.getMessage()]
+        engine.synthesize([SENTENCE], SamplingParams(max_new_tokens=4))
+        assert [r for r in caplog.records if "4-token cap" in r.getMessage()]
+    finally:
+        driver_log.removeHandler(caplog.handler)
         scheduler.stop()
