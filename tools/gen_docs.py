@@ -743,6 +743,8 @@ SPEECH_FIELDS = {
                              "dropped; the server's default: on), urls, emails, phone_numbers (false leaves them as "
                              "written), lexicon ({\"word\": \"spoken\"}, added to the server's --lexicon; words only).",
     "sample_rate": "Output rate in Hz (default 24000 for pcm, as OpenAI clients assume; else 32000).",
+    "sample_format": "s16 (the default) or f32: wav and pcm as 32-bit floats, the model's samples exactly; "
+                     "other formats take s16 only (400 otherwise).",
     "volume_multiplier": "Gain, 0 to 10 (default 1.0), applied after loudness; samples past full scale are clipped.",
     "loudness": "Target integrated loudness in LUFS, -70 to -5 (e.g. -16); the gain is measured on the first "
                 "sentence (its first 3 s) and held, and stops where that audio's peak reaches -1 dBFS.",
