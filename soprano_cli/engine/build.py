@@ -29,12 +29,12 @@ def _sources(name: str) -> tuple[str, ...]:
 
 
 def build_lm(config: LMConfig, weights, *, device="cpu", dtype: torch.dtype = torch.float32,
-             int8: bool = False) -> Qwen3LM:
+             int8: bool = False, float_blocks: frozenset[int] = frozenset()) -> Qwen3LM:
     """Build the LM on the meta device, then fill it tensor by tensor from the checkpoint.
 
     `weights` maps checkpoint keys to tensors (a dict, or a lazy `checkpoint.LMWeights`); each is
     converted to `dtype` (or quantized, with `int8`) as it is read, so peak memory stays near the
-    final model's size.
+    final model's size. With `int8`, the blocks numbered in `float_blocks` stay in `dtype`.
     """
     with torch.device("meta"):
         model = Qwen3LM(config)
@@ -50,7 +50,8 @@ def build_lm(config: LMConfig, weights, *, device="cpu", dtype: torch.dtype = to
             tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         except RuntimeError:
             raise ModelLoadError("model.safetensors does not match config.json: projection shapes differ") from None
-        if int8 and (name == "lm_head.weight" or (name.endswith("_proj.weight") and name.startswith("model.layers."))):
+        if int8 and (name == "lm_head.weight" or (name.endswith("_proj.weight") and name.startswith("model.layers.")
+                                                   and int(name.split(".")[2]) not in float_blocks)):
             module = model.get_submodule(name.removesuffix(".weight"))
             if tuple(tensor.shape) != (module.out_features, module.in_features):
                 raise ModelLoadError(f"model.safetensors does not match config.json: {name} has shape "

@@ -380,27 +380,29 @@ class Qwen3LM(nn.Module):
 
     def _cpu_step_arguments(self) -> tuple | None:
         """The per-model arguments of `step.cpu_decode_layers`, or None where it does not apply: a
-        linear layer that is neither fbgemm int8 nor a bias-free float32 `nn.Linear`, or a mix of
-        the two. Gathered afresh each step (a few tens of microseconds), so a replaced layer or
-        moved weight is never missed."""
-        norms, qk_norms, post_norms, weights, packed = [], [], [], [], []
+        linear layer that is neither fbgemm int8 nor a bias-free float32 `nn.Linear`, or a block
+        that mixes the two. Gathered afresh each step (a few tens of microseconds), so a replaced
+        layer or moved weight is never missed."""
+        norms, qk_norms, post_norms, weights, packed, int8_blocks = [], [], [], [], [], []
         for block in self.model.layers:
             attn, mlp = block.self_attn, block.mlp
             norms.append(block.input_layernorm.weight)
             qk_norms.append(attn.qk_norm_weight())
             post_norms.append(block.post_attention_layernorm.weight)
-            for linear in (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj):
-                if getattr(linear, "packed", None) is not None and linear.bias is None:
-                    packed.append(linear.packed)
-                elif type(linear) is nn.Linear and linear.bias is None and linear.weight.dtype == torch.float32:
-                    weights.append(linear.weight)
-                else:
-                    return None
-        if packed and weights:  # one kind for every layer
-            return None
+            linears = (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
+            if all(getattr(linear, "packed", None) is not None and linear.bias is None for linear in linears):
+                packed.extend(linear.packed for linear in linears)
+                int8_blocks.append(True)
+            elif all(type(linear) is nn.Linear and linear.bias is None and linear.weight.dtype == torch.float32
+                     for linear in linears):
+                weights.extend(linear.weight for linear in linears)
+                int8_blocks.append(False)
+            else:
+                return None
         first = self.model.layers[0]
         config, device = self.config, norms[0].device
-        input_scale = first.self_attn.qkv_proj.input_scale if packed else 0.0
-        return (norms, qk_norms, post_norms, weights, packed,
+        int8_layer = next((block.self_attn.qkv_proj for block, int8 in zip(self.model.layers, int8_blocks) if int8), None)
+        input_scale = int8_layer.input_scale if int8_layer is not None else 0.0
+        return (norms, qk_norms, post_norms, weights, packed, int8_blocks,
                 constant(first.input_layernorm.eps, device), constant(first.self_attn.q_norm.eps, device),
                 config.num_heads, config.num_kv_heads, config.head_dim, config.intermediate_size, input_scale)

@@ -7,7 +7,10 @@ float32 chose. The fastest candidate on this machine that passes both is used; f
 passes. The choice, the figures and the reason are cached per checkpoint, CPU and torch version.
 
 Every int8 model is smoothed first (`smoothing.py`): that is what lets int8 hold on a trained
-model's outlier channels.
+model's outlier channels. Where int8 still fails, some blocks amplify rounding far more than
+others: the probe then keeps the blocks whose int8 output strays most in float32, one at a time
+until the audio passes (at most half of them), and the step timing decides whether that mix
+still beats float32.
 """
 
 from __future__ import annotations
@@ -49,7 +52,10 @@ PROBE_TEXTS = (
 )
 PROBE_FRAMES = 48  # frames per probe sentence
 TIMED_STEPS = 12  # decode steps timed per candidate (after a few untimed ones)
-PROBE_VERSION = 1  # part of the cache key: a changed probe decides afresh
+# At most this share of the LM's blocks may stay in float32 inside an int8 model: beyond it, each
+# float32 block reads four times an int8 block's bytes, and float32 itself is near.
+MAX_FLOAT_BLOCK_SHARE = 0.5
+PROBE_VERSION = 2  # part of the cache key: a changed probe decides afresh
 
 
 @dataclass
@@ -61,6 +67,12 @@ class Figures:
     agreement: float  # share of probe frames whose greedy token matches float32's
     step_ms: float | None = None  # one-sentence decode step on this machine
     passed: bool = False
+    float_blocks: list[int] = field(default_factory=list)  # int8 with these LM blocks kept in float32
+
+    def label(self) -> str:
+        if not self.float_blocks:
+            return self.precision
+        return f"{self.precision} (blocks {', '.join(map(str, self.float_blocks))} in float32)"
 
 
 @dataclass
@@ -74,11 +86,13 @@ class Decision:
     decoder_snr_db: float | None = None
     spread: Figures | None = None  # float32 against float32 at another batch size
     cpu: str = ""
+    float_blocks: list[int] = field(default_factory=list)  # LM blocks an int8 choice keeps in float32
 
     def summary(self) -> str:
-        shown = ", ".join(f"{f.precision} {f.snr_db:.1f} dB / {100 * f.agreement:.0f} % greedy"
+        shown = ", ".join(f"{f.label()} {f.snr_db:.1f} dB / {100 * f.agreement:.0f} % greedy"
                           + (f" / {f.step_ms:.1f} ms a step" if f.step_ms is not None else "") for f in self.figures)
-        return f"LM {self.lm}, decoder {self.decoder}: {self.reason}" + (f" ({shown})" if shown else "")
+        lm = Figures(self.lm, 0.0, 0.0, float_blocks=self.float_blocks).label()
+        return f"LM {lm}, decoder {self.decoder}: {self.reason}" + (f" ({shown})" if shown else "")
 
 
 # -- what this CPU runs fast ------------------------------------------------------------------------
@@ -213,13 +227,16 @@ def smoothing_for(folder: Path, lm_config, tokenizer, decoder, device: torch.dev
     return found
 
 
-def build(folder: Path, lm_config, device: torch.device, precision: str, smoothed: smoothing.Smoothing | None = None):
-    """The LM in `precision`; int8 is built from the smoothed weights."""
+def build(folder: Path, lm_config, device: torch.device, precision: str, smoothed: smoothing.Smoothing | None = None,
+          float_blocks: frozenset[int] = frozenset()):
+    """The LM in `precision`; int8 is built from the smoothed weights, but for the blocks numbered
+    in `float_blocks`, which stay float32 as the checkpoint has them."""
     weights = checkpoint.load_lm_weights(folder)
     if precision == "int8" and smoothed is not None:
-        weights = smoothing.SmoothedWeights(weights, smoothed)
+        weights = smoothing.SmoothedWeights(weights, smoothed, unsmoothed=float_blocks)
     dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
-    lm = build_lm(lm_config, weights, device=device, dtype=dtype, int8=precision == "int8")
+    lm = build_lm(lm_config, weights, device=device, dtype=dtype, int8=precision == "int8",
+                  float_blocks=float_blocks if precision == "int8" else frozenset())
     if precision == "int8" and smoothed is not None:
         # Quantized again from the file's float weight (build_lm's int8 head saw it unsmoothed).
         head = weights["lm_head.weight"] if "lm_head.weight" in weights else lm.model.embed_tokens.weight  # tied
@@ -255,12 +272,18 @@ def _penalized_argmax(logits: torch.Tensor, seen: list[int], penalty: float) -> 
     return int(logits.argmax())
 
 
+def _teacher_forced_hidden(lm, sentence: _Sentence) -> torch.Tensor:
+    """The candidate's frames (F, H) for float32's tokens, in one pass."""
+    count = sentence.frames.shape[0]
+    ids = torch.tensor(sentence.prompt + sentence.tokens[:count - 1], device=lm.model.embed_tokens.weight.device)
+    return hidden_states(lm, ids)[len(sentence.prompt) - 1:]
+
+
 @torch.inference_mode()
 def _teacher_forced(lm, sentence: _Sentence, penalty: float) -> tuple[torch.Tensor, float]:
     """The candidate's frames for float32's tokens (one pass), and its greedy agreement with them."""
     count = sentence.frames.shape[0]
-    ids = torch.tensor(sentence.prompt + sentence.tokens[:count - 1], device=lm.model.embed_tokens.weight.device)
-    hidden = hidden_states(lm, ids)[len(sentence.prompt) - 1:]  # (F, H)
+    hidden = _teacher_forced_hidden(lm, sentence)
     logits = lm.lm_head(hidden.to(lm.model.embed_tokens.weight.dtype)).float()
     agree = sum(_penalized_argmax(logits[k], sentence.prompt + sentence.tokens[:k], penalty) == sentence.tokens[k]
                 for k in range(count))
@@ -286,7 +309,7 @@ def probe_reference(lm, tokenizer, decoder, device) -> list[_Sentence]:
     return found
 
 
-def judge(precision: str, lm, decoder, reference: list[_Sentence]) -> Figures:
+def judge(precision: str, lm, decoder, reference: list[_Sentence], float_blocks: list[int] | None = None) -> Figures:
 
     penalty = SamplingParams().repetition_penalty
     snrs, agreements, frames = [], 0.0, 0
@@ -295,7 +318,8 @@ def judge(precision: str, lm, decoder, reference: list[_Sentence]) -> Figures:
         snrs.append(snr_db(sentence.audio, decode_frames(decoder, hidden.float())))
         agreements += agreement * hidden.shape[0]
         frames += hidden.shape[0]
-    figures = Figures(precision, min(snrs, default=float("inf")), agreements / max(frames, 1))
+    figures = Figures(precision, min(snrs, default=float("inf")), agreements / max(frames, 1),
+                      float_blocks=sorted(float_blocks or []))
     figures.passed = figures.snr_db >= MIN_SNR_DB and figures.agreement >= MIN_AGREEMENT
     return figures
 
@@ -317,6 +341,41 @@ def step_ms(lms: dict[str, object], tokenizer, device) -> dict[str, float]:
                 generator.step()
                 times[precision].append(time.perf_counter() - started)
     return {precision: 1000 * statistics.median(found[4:] or found) for precision, found in times.items()}
+
+
+@torch.inference_mode()
+def _block_noise(int8_lm, float_lm, reference: list[_Sentence]) -> list[float]:
+    """For each LM block, how far the hidden states stray from float32's when that block alone is
+    int8 (the sum of squared differences over the probe sentences, float32's tokens)."""
+    blocks = float_lm.model.layers
+    exact = [_teacher_forced_hidden(float_lm, sentence) for sentence in reference]
+    noise = []
+    for index in range(len(blocks)):
+        float_block = blocks[index]
+        blocks[index] = int8_lm.model.layers[index]
+        try:
+            noise.append(sum(float((_teacher_forced_hidden(float_lm, sentence) - want).square().sum())
+                             for sentence, want in zip(reference, exact)))
+        finally:
+            blocks[index] = float_block
+    return noise
+
+
+def keep_blocks_in_float32(int8_lm, float_lm, decoder, reference: list[_Sentence]) -> Figures:
+    """Move float32 blocks into the failing `int8_lm`, the one whose int8 form strays most first,
+    until it passes the probe or MAX_FLOAT_BLOCK_SHARE of them are float32; returns the last
+    figures (their `float_blocks` name the blocks moved). The two LMs then share those blocks."""
+    noise = _block_noise(int8_lm, float_lm, reference)
+    order = sorted(range(len(noise)), key=noise.__getitem__, reverse=True)
+    kept: list[int] = []
+    figures = None
+    for index in order[:int(MAX_FLOAT_BLOCK_SHARE * len(order))]:
+        int8_lm.model.layers[index] = float_lm.model.layers[index]
+        kept.append(index)
+        figures = judge("int8", int8_lm, decoder, reference, kept)
+        if figures.passed:
+            break
+    return figures
 
 
 def decide(folder: Path, lm_config, tokenizer, decoder, device: torch.device):
@@ -343,23 +402,28 @@ def decide(folder: Path, lm_config, tokenizer, decoder, device: torch.device):
         lm = build(folder, lm_config, device, precision, smoothed)
         judged = judge(precision, lm, decoder, reference)
         figures.append(judged)
+        if not judged.passed and precision == "int8" and lm_config.num_layers > 1:
+            judged = keep_blocks_in_float32(lm, float_lm, decoder, reference)
+            figures.append(judged)
         if judged.passed:
             passing[precision] = lm
     speeds = step_ms(passing, tokenizer, device) if len(passing) > 1 else {}
     spread.step_ms = speeds.get("float32")
     for judged in figures:
-        judged.step_ms = speeds.get(judged.precision)
+        judged.step_ms = speeds.get(judged.precision) if judged.passed else None
     choice = min(speeds, key=speeds.get) if speeds else "float32"
     lm = passing[choice]
+    chosen = next((f for f in figures if f.passed and f.precision == choice), None)
+    float_blocks = chosen.float_blocks if chosen is not None else []
     if choice != "float32":
-        reason = (f"{choice} is the fastest precision that passes "
+        reason = (f"{chosen.label()} is the fastest precision that passes "
                   f"({MIN_SNR_DB:.0f} dB, {100 * MIN_AGREEMENT:.0f} % greedy)")
     else:
-        failed = [f.precision for f in figures if not f.passed]
+        failed = [f.label() for f in figures if not f.passed]
         reason = ("no reduced precision here" if not figures
                   else f"{', '.join(failed)} failed the probe" if failed else "float32 was fastest")
     decision = Decision(lm=choice, decoder=decoder_choice, reason=reason, figures=figures,
-                        decoder_snr_db=decoder_snr, spread=spread, cpu=cpu_name())
+                        decoder_snr_db=decoder_snr, spread=spread, cpu=cpu_name(), float_blocks=float_blocks)
     return lm, choice, decision
 
 
@@ -382,7 +446,7 @@ def build_for_mode(folder: Path, lm_config, device: torch.device, mode: str, tok
             smoothed = smoothing_for(folder, lm_config, tokenizer, decoder, device)
         if decision.decoder == "int8":
             int8_decoder(decoder, smoothed)
-        return build(folder, lm_config, device, decision.lm, smoothed), decision.lm
+        return build(folder, lm_config, device, decision.lm, smoothed, frozenset(decision.float_blocks)), decision.lm
     lm, choice, decision = decide(folder, lm_config, tokenizer, decoder, device)
     remember(folder, device, decision)
     spread = decision.spread

@@ -147,10 +147,11 @@ def smoothing_factors(activation_max: torch.Tensor, weight: torch.Tensor, alpha:
 
 class SmoothedWeights:
     """A checkpoint's LM weights with the smoothing folded in as each tensor is read: what
-    `build_lm` takes in place of `checkpoint.LMWeights`, so int8 is still built layer by layer."""
+    `build_lm` takes in place of `checkpoint.LMWeights`, so int8 is still built layer by layer.
+    The blocks numbered in `unsmoothed` (those kept in float32) are read as they are."""
 
-    def __init__(self, weights, smoothing: Smoothing):
-        self.weights, self.smoothing = weights, smoothing
+    def __init__(self, weights, smoothing: Smoothing, unsmoothed: frozenset[int] = frozenset()):
+        self.weights, self.smoothing, self.unsmoothed = weights, smoothing, unsmoothed
 
     def keys(self):
         return self.weights.keys()
@@ -164,6 +165,8 @@ class SmoothedWeights:
         if len(parts) < 5 or parts[:2] != ["model", "layers"]:
             return tensor
         layer, name = int(parts[2]), ".".join(parts[3:])
+        if layer in self.unsmoothed:
+            return tensor
         if name == "input_layernorm.weight":
             return (tensor.float() / self.smoothing.qkv[layer]).to(tensor.dtype)
         if name == "post_attention_layernorm.weight":

@@ -44,24 +44,26 @@ def cpu_decode_layers(x: Tensor, rotations: Tensor, mask: Optional[Tensor], writ
                       key_rows: List[Tensor], value_rows: List[Tensor], keys_t: List[Tensor], values: List[Tensor],
                       input_norms: List[Tensor], qk_norms: List[Tensor], post_norms: List[Tensor],
                       weights: List[Tensor], packed: List[torch.classes.quantized.LinearPackedParamsBase],
-                      eps: Tensor, qk_eps: Tensor, heads: int, kv_heads: int, head_dim: int, inner: int,
+                      int8_blocks: List[bool], eps: Tensor, qk_eps: Tensor, heads: int, kv_heads: int, head_dim: int, inner: int,
                       input_scale: float) -> Tensor:
     """Every block of one decode step for float32 rows x (B, H); returns x after the last block.
 
-    Per block, the four linear layers are `packed[4 i : 4 i + 4]` (fbgemm int8: qkv, o, gate_up,
-    down) or else `weights[4 i : 4 i + 4]` (float32, bias-free). `write_rows` is None for one
+    Each block's four linear layers (qkv, o, gate_up, down) are fbgemm int8 where `int8_blocks[i]`
+    (the next four of `packed`), else float32 and bias-free (the next four of `weights`): `auto`
+    may keep the blocks that int8 would round audibly in float32. `write_rows` is None for one
     sentence, whose new key and value go to `key_rows[i]` / `value_rows[i]` (1, kvh, D) directly;
     for a batch, the rows of each layer's flat cache `key_rows[i]` (slots kvh L, D) to write.
     Attention reads `keys_t[i]` (B kvh, D, L) and `values[i]` (B kvh, L, D), masked by `mask`.
     """
     B = x.shape[0]
-    int8 = len(packed) > 0
     group = heads // kv_heads
+    q, f = 0, 0  # the next block's first layer in `packed`, in `weights`
     for i in range(len(input_norms)):
+        int8 = int8_blocks[i]
         if int8:
-            qkv = int8_normed(x, input_norms[i], packed[4 * i], eps, input_scale)
+            qkv = int8_normed(x, input_norms[i], packed[q], eps, input_scale)
         else:
-            qkv = float_normed(x, input_norms[i], weights[4 * i], eps)
+            qkv = float_normed(x, input_norms[i], weights[f], eps)
         # q and k heads side by side (B, h + kvh, D): one norm and one rotation for both.
         qkv = qkv.view(B, heads + 2 * kv_heads, head_dim)
         qk, v = qkv[:, :heads + kv_heads], qkv[:, heads + kv_heads:]
@@ -76,16 +78,18 @@ def cpu_decode_layers(x: Tensor, rotations: Tensor, mask: Optional[Tensor], writ
         queries = qk[:, :heads] if kv_heads == 1 else qk[:, :heads].reshape(B * kv_heads, group, head_dim)
         attended = attend_one_position(queries, keys_t[i], values[i], mask).reshape(B, heads * head_dim)
         if int8:
-            x = int8_added(attended, x, packed[4 * i + 1], input_scale)
-            gate_up = int8_normed(x, post_norms[i], packed[4 * i + 2], eps, input_scale)
+            x = int8_added(attended, x, packed[q + 1], input_scale)
+            gate_up = int8_normed(x, post_norms[i], packed[q + 2], eps, input_scale)
         else:
-            x = float_added(attended, x, weights[4 * i + 1])
-            gate_up = float_normed(x, post_norms[i], weights[4 * i + 2], eps)
+            x = float_added(attended, x, weights[f + 1])
+            gate_up = float_normed(x, post_norms[i], weights[f + 2], eps)
         activated = F.silu(gate_up[:, :inner]).mul_(gate_up[:, inner:])  # two slices: chunk costs four operations
         if int8:
-            x = int8_added(activated, x, packed[4 * i + 3], input_scale)
+            x = int8_added(activated, x, packed[q + 3], input_scale)
+            q += 4
         else:
-            x = float_added(activated, x, weights[4 * i + 3])
+            x = float_added(activated, x, weights[f + 3])
+            f += 4
     return x
 
 

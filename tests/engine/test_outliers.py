@@ -85,3 +85,38 @@ def test_the_split_head_is_batch_invariant():
     for i in range(16):
         assert torch.equal(head(rows[i:i + 1]), together[i:i + 1])
     torch.testing.assert_close(together, rows @ weight.t(), rtol=0.05, atol=0.05)
+
+
+@needs_fbgemm
+def test_auto_keeps_the_blocks_int8_rounds_most_in_float32(family, tmp_path, monkeypatch):
+    """Where int8 fails the probe, `auto` keeps the block whose int8 output strays most in float32
+    and judges again; the decision names the blocks and a later load builds that same model."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = family["norms"]
+    all_int8 = _figures(folder, smoothed=True)
+    monkeypatch.setattr(precision_probe, "MIN_SNR_DB", all_int8.snr_db + 0.5)  # int8 throughout just fails
+    config = checkpoint.read_lm_config(folder)
+    tokenizer = checkpoint.load_tokenizer(folder, config)
+    decoder = SopranoDecoder.from_state_dict(checkpoint.load_decoder_weights(folder))
+    lm, choice, decision = precision_probe.decide(folder, config, tokenizer, decoder, torch.device("cpu"))
+    failed, mixed = [f for f in decision.figures if f.precision == "int8"]
+    assert not failed.passed and not failed.float_blocks
+    assert mixed.passed and mixed.float_blocks in ([0], [1]) and mixed.snr_db > all_int8.snr_db + 0.5, mixed
+    assert mixed.label() == f"int8 (blocks {mixed.float_blocks[0]} in float32)"
+    if choice == "int8":  # faster than float32 on this machine
+        assert decision.float_blocks == mixed.float_blocks
+        assert "blocks" in decision.summary()
+    # What a later load builds from that decision: the kept block float32, the other int8.
+    smoothed = precision_probe.smoothing_for(folder, config, tokenizer, decoder, torch.device("cpu"))
+    rebuilt = precision_probe.build(folder, config, torch.device("cpu"), "int8", smoothed, frozenset(mixed.float_blocks))
+    for index, block in enumerate(rebuilt.model.layers):
+        kept = index in mixed.float_blocks
+        assert isinstance(block.mlp.down_proj, torch.nn.Linear if kept else quantize.DynamicInt8Linear)
+        # float32 blocks are read unsmoothed, exactly as the checkpoint has them
+        want = checkpoint.load_lm_weights(folder)[f"model.layers.{index}.input_layernorm.weight"]
+        assert torch.equal(block.input_layernorm.weight, want) == kept
+    if choice == "int8":
+        ids = torch.tensor(tokenizer.encode(checkpoint.prompt_text("hello there.")).ids)
+        from soprano_cli.engine.measures import hidden_states
+
+        assert torch.equal(hidden_states(lm, ids), hidden_states(rebuilt, ids))

@@ -160,3 +160,32 @@ def test_a_biased_layer_runs_through_the_module_step_and_computes_the_same(tiny_
     for before, after in zip(expected, engine.generate(TEXTS[:2], params)):
         assert after.tokens == before.tokens
         torch.testing.assert_close(torch.stack(after.frames), torch.stack(before.frames), rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def three_block_checkpoint(tmp_path_factory):
+    sizes = dataclasses.replace(CheckpointSizes.tiny(), num_layers=3)
+    return write_random_checkpoint(tmp_path_factory.mktemp("three") / "ckpt", sizes, seed=8)
+
+
+@needs_fbgemm
+@pytest.mark.parametrize("count", [1, 3])
+def test_int8_blocks_beside_a_float32_block_step_in_the_cpu_loop(three_block_checkpoint, count, monkeypatch):
+    """`auto` may keep some blocks of an int8 model in float32: the CPU step serves such a mix (scripted
+    and eager alike), each block in its own precision, as the modules compute it."""
+    from soprano_cli.engine import checkpoint, precision_probe
+
+    engine = _engine(three_block_checkpoint, "float32")
+    config = checkpoint.read_lm_config(three_block_checkpoint)
+    engine.lm = precision_probe.build(three_block_checkpoint, config, torch.device("cpu"), "int8",
+                                      float_blocks=frozenset({1}))
+    kinds = [type(block.mlp.down_proj) for block in engine.lm.model.layers]
+    assert kinds == [quantize.DynamicInt8Linear, torch.nn.Linear, quantize.DynamicInt8Linear]
+    generator, ids, lengths = _running_batch(engine, TEXTS[:count])
+    (hidden, logits), (eager_hidden, eager_logits) = _both_ways(engine, generator, ids, lengths, monkeypatch)
+    assert torch.equal(hidden, eager_hidden) and torch.equal(logits, eager_logits)
+    with torch.inference_mode(), monkeypatch.context() as patch:
+        patch.setattr(type(engine.lm), "_cpu_step_arguments", lambda self: None)
+        assert engine.lm.decode_loop() == "modules"
+        module_hidden, _ = engine.lm.decode(ids, lengths, generator.cache)
+    torch.testing.assert_close(hidden, module_hidden, rtol=1e-4, atol=1e-4)
