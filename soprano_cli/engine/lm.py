@@ -187,6 +187,7 @@ class Qwen3LM(nn.Module):
         self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
         self._rope_rows: torch.Tensor | None = None
         self._scripted_failed = False  # the TorchScript loop raised once: the same loop as Python from then on
+        self._step_arguments: tuple | None = None  # (parts, place, arguments): see _cpu_step_arguments
         self.cuda_graphs = None  # a CudaGraphRunner on CUDA: decode replays captured graphs
 
     def new_cache(self, slots: int, max_len: int) -> KVCache:
@@ -381,8 +382,32 @@ class Qwen3LM(nn.Module):
     def _cpu_step_arguments(self) -> tuple | None:
         """The per-model arguments of `step.cpu_decode_layers`, or None where it does not apply: a
         linear layer that is neither fbgemm int8 nor a bias-free float32 `nn.Linear`, or a block
-        that mixes the two. Gathered afresh each step (a few tens of microseconds), so a replaced
-        layer or moved weight is never missed."""
+        that mixes the two. Gathering them calls a few hundred module attributes (a few percent of
+        an int8 step), so they are kept while the step's layers, weights and norms are the same
+        objects on the same device: a replaced layer or moved weight is never missed."""
+        parts, place = self._step_parts()
+        kept = self._step_arguments
+        if (kept is None or kept[1] != place or len(kept[0]) != len(parts)
+                or any(a is not b for a, b in zip(kept[0], parts))):
+            kept = self._step_arguments = (parts, place, self._gather_step_arguments())
+        return kept[2]
+
+    def _step_parts(self) -> tuple[list, tuple]:
+        """The objects the step's arguments are made of (through the module dictionaries:
+        `nn.Module`'s attribute lookup is what made gathering slow), and where the norms are."""
+        found = []
+        for block in self.model._modules["layers"]:
+            attn, mlp = block._modules["self_attn"], block._modules["mlp"]
+            for linear in (attn._modules["qkv_proj"], attn._modules["o_proj"], mlp._modules["gate_up_proj"],
+                           mlp._modules["down_proj"]):
+                found += [linear, linear._parameters.get("weight"), linear.__dict__.get("packed")]
+            for norm in (block._modules["input_layernorm"], block._modules["post_attention_layernorm"],
+                         attn._modules["q_norm"], attn._modules["k_norm"]):
+                found.append(norm._parameters["weight"])
+        weight = found[12]  # the first block's input norm
+        return found, (weight.device, weight.dtype)
+
+    def _gather_step_arguments(self) -> tuple | None:
         norms, qk_norms, post_norms, weights, packed, int8_blocks = [], [], [], [], [], []
         for block in self.model.layers:
             attn, mlp = block.self_attn, block.mlp

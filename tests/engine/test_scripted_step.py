@@ -189,3 +189,20 @@ def test_int8_blocks_beside_a_float32_block_step_in_the_cpu_loop(three_block_che
         assert engine.lm.decode_loop() == "modules"
         module_hidden, _ = engine.lm.decode(ids, lengths, generator.cache)
     torch.testing.assert_close(hidden, module_hidden, rtol=1e-4, atol=1e-4)
+
+
+def test_the_next_step_uses_a_weight_replaced_after_a_step(tiny_checkpoint):
+    """The step's arguments are kept between steps: a layer's weight replaced after a step reaches the next."""
+    def zero_a_layer(engine):
+        linear = engine.lm.model.layers[1].mlp.down_proj
+        linear.weight = torch.nn.Parameter(torch.zeros_like(linear.weight), requires_grad=False)
+
+    engine, fresh = _engine(tiny_checkpoint, "float32"), _engine(tiny_checkpoint, "float32")
+    zero_a_layer(fresh)
+    generator, ids, lengths = _running_batch(engine, TEXTS[:1])
+    with torch.inference_mode():
+        before, _ = engine.lm.decode(ids, lengths, generator.cache)
+        zero_a_layer(engine)
+        after, _ = engine.lm.decode(ids, lengths, generator.cache)
+        expected, _ = fresh.lm.decode(ids, lengths, generator.cache)
+    assert not torch.equal(before, after) and torch.equal(after, expected)
