@@ -148,13 +148,14 @@ def family(args) -> None:
         table.append((name, row, ref, chosen))
     print(f"\n{args.frames} frames per sentence; reference: soprano-tts, one sentence, same run\n")
     print("| member | auto picks | 1 sentence RTF | vs reference | 32 sentences RTF | vs reference's 1 "
-          "| first chunk ms | peak RSS MB | audio SNR dB | greedy agreement |")
+          "| first chunk ms | peak RSS MB (1 sentence / 32) | audio SNR dB | greedy agreement |")
     print("|---" * 10 + "|")
     for name, row, ref, chosen in table:
         picked = chosen.label() if chosen else row["dtype"]
         print(f"| {name} | LM {picked}, decoder {row['decoder']} | {row['rtf_1']:.1f} | {row['rtf_1'] / ref['rtf_1']:.1f}x "
               f"| {row['rtf_32']:.1f} | {row['rtf_32'] / ref['rtf_1']:.1f}x | {row['first_chunk_ms']:.0f} "
-              f"| {row['peak_rss_mb']:.0f} | {f'{chosen.snr_db:.1f}' if chosen else '∞ (float32)'} "
+              f"| {row['peak_rss_one_mb']:.0f} / {row['peak_rss_mb']:.0f} "
+              f"| {f'{chosen.snr_db:.1f}' if chosen else '∞ (float32)'} "
               f"| {f'{100 * chosen.agreement:.0f} %' if chosen else '100 %'} |")
 
 
