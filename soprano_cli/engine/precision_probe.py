@@ -450,6 +450,7 @@ def build_for_mode(folder: Path, lm_config, device: torch.device, mode: str, tok
     lm, choice, decision = decide(folder, lm_config, tokenizer, decoder, device)
     remember(folder, device, decision)
     spread = decision.spread
-    log.info("dtype auto: %s; float32 against itself %.1f dB / %.0f %% greedy", decision.summary(),
-             spread.snr_db, 100 * spread.agreement)
+    float32_step = f" / {spread.step_ms:.1f} ms a step" if spread.step_ms is not None else ""
+    log.info("dtype auto: %s; float32 against itself %.1f dB / %.0f %% greedy%s", decision.summary(),
+             spread.snr_db, 100 * spread.agreement, float32_step)
     return lm, choice
