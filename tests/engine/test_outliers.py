@@ -120,3 +120,22 @@ def test_auto_keeps_the_blocks_int8_rounds_most_in_float32(family, tmp_path, mon
         from soprano_cli.engine.measures import hidden_states
 
         assert torch.equal(hidden_states(lm, ids), hidden_states(rebuilt, ids))
+
+
+@needs_fbgemm
+def test_a_cached_choice_of_float32_blocks_is_built_as_decided(family, tmp_path, monkeypatch, caplog):
+    """A later load reads the decision from the cache and builds those blocks in float32 without probing."""
+    from soprano_cli.engine.engine import Engine, EngineConfig
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = family["heavy"]
+    decision = precision_probe.Decision(lm="int8", decoder="int8", reason="chosen by this test", float_blocks=[1],
+                                        cpu=precision_probe.cpu_name())
+    precision_probe.remember(folder, torch.device("cpu"), decision)
+    caplog.set_level("INFO", logger="soprano_cli.engine.precision_probe")
+    engine = Engine.load(EngineConfig(model=str(folder), device="cpu", dtype="auto"))
+    assert "dtype auto (cached): LM int8 (blocks 1 in float32), decoder int8" in caplog.text
+    kinds = [type(block.mlp.down_proj) for block in engine.lm.model.layers]
+    assert kinds == [quantize.DynamicInt8Linear, torch.nn.Linear]
+    assert engine.dtype == "int8" and engine.lm.decode_loop() == "TorchScript"
+    assert engine.synthesize(["hello there."])[0].frames > 0
