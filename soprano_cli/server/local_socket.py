@@ -8,6 +8,7 @@ given explicitly. Root may serve anyone: root can read everything anyway.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -100,3 +101,35 @@ def probe_socket(path: str | os.PathLike, timeout: float = 0.2) -> bool:
             return sock.recv(16).startswith(b"HTTP/1.1 200")
     except (OSError, ServerError):
         return False
+
+
+def listen_unix(path: Path, *, backlog: int, in_use: str) -> socket.socket:
+    """A listening Unix socket at `path`, created 0600, for a server to claim before it loads its model.
+
+    A socket file that refuses connections is stale and replaced. One that accepts them (or cannot
+    be told apart from a busy one) raises ServerError(`in_use`). Any other file there is left alone
+    and is an error too: a mistyped path must not delete a user's file.
+    """
+    if os.path.lexists(path):
+        if not path.is_socket():
+            raise ServerError(f"cannot listen on {path}: it exists and is not a socket")
+        if not _refuses_connections(path):
+            raise ServerError(in_use)
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    previous = os.umask(0o177)  # created 0600: no moment when others could connect
+    try:
+        sock.bind(str(path))
+        sock.listen(backlog)
+    except OSError as error:
+        sock.close()
+        raise ServerError(f"cannot listen on {path}: {error.strerror or error}") from None
+    finally:
+        os.umask(previous)
+    return sock
+
+
+def _refuses_connections(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(str(path)) == errno.ECONNREFUSED  # a timeout may be a full backlog: not stale

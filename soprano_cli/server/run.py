@@ -22,7 +22,7 @@ from soprano_cli.engine.engine import Engine
 from soprano_cli.errors import EXIT_OK, ServerError
 from soprano_cli.server.app import ServerConfig, create_app
 from soprano_cli.server.connections import protocol_class
-from soprano_cli.server.local_socket import make_private_dir, probe_socket
+from soprano_cli.server.local_socket import listen_unix, make_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,14 @@ def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 8000, so
     `http=False`: no TCP port for HTTP (`host` and `port` unused); the Unix socket and Wyoming remain.
     """
     sockets: list[socket.socket] = []
-    lock = None
-    wyoming = None
+    lock = unix = wyoming = None
     try:
         if http:
             sockets.append(_tcp_socket(host, port))
         if socket_path is not None:
             lock = _lock_socket_dir(socket_path)
-            sockets.append(_unix_socket(socket_path))
+            unix = listen_unix(socket_path, backlog=2048, in_use=f"a soprano daemon is already listening on {socket_path}")
+            sockets.append(unix)
         if config.wyoming:
             from soprano_cli.server import wyoming_server
 
@@ -74,11 +74,12 @@ def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 8000, so
     finally:
         for sock in sockets + ([wyoming] if wyoming is not None else []):
             sock.close()
-        if lock is not None:
+        if unix is not None:  # ours to remove: we bound it, and the lock says no other daemon owns this path
             try:
-                socket_path.unlink()  # ours: the lock says no other daemon owns this path
+                socket_path.unlink()
             except FileNotFoundError:
                 pass
+        if lock is not None:
             lock.close()
 
 
@@ -174,26 +175,6 @@ def _lock_socket_dir(path: Path):
         lock.close()
         raise ServerError(f"a soprano daemon is already listening on {path} (or still loading its model)") from None
     return lock
-
-
-def _unix_socket(path: Path) -> socket.socket:
-    """Bind and listen on `path` (socket 0600); a stale socket file is replaced, a live one is an error."""
-    if path.exists() or path.is_symlink():
-        if probe_socket(path, timeout=0.5):
-            raise ServerError(f"a soprano daemon is already listening on {path}")
-        path.unlink()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    previous = os.umask(0o177)  # created 0600: no moment when others could connect
-    try:
-        sock.bind(str(path))
-        sock.listen(2048)
-    except OSError as error:
-        sock.close()
-        raise ServerError(f"cannot listen on {path}: {error.strerror or error}") from None
-    finally:
-        os.umask(previous)
-    os.chmod(path, 0o600)
-    return sock
 
 
 def _format_host(host: str) -> str:

@@ -39,6 +39,7 @@ from soprano_cli.audio.formats import float_to_int16
 from soprano_cli.engine.sampling import SamplingParams
 from soprano_cli.errors import ServerError, SopranoError
 from soprano_cli.server import protocol
+from soprano_cli.server.local_socket import listen_unix
 from soprano_cli.server.protocol import APIError, SpeechRequest
 from soprano_cli.server.wyoming_events import MAX_LINE_BYTES, Refusal, read_event
 
@@ -84,36 +85,12 @@ def parse_address(uri: str) -> Address:
 def listen(address: Address) -> socket.socket:
     """A listening socket for `address`, taken before the model loads (as the HTTP port is)."""
     if address.scheme == "unix":
-        return listen_unix(address.path)
+        return listen_unix(Path(address.path), backlog=128, in_use=f"something already listens on {address}")
     try:
         return socket.create_server((address.host, address.port), backlog=128,
                                     family=socket.AF_INET6 if ":" in address.host else socket.AF_INET)
     except OSError as error:
         raise ServerError(f"cannot listen on {address}: {error.strerror or error}") from None
-
-
-def listen_unix(path: str) -> socket.socket:
-    """A listening Unix socket (0600), taken before the model loads; a live one elsewhere is an error."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        if Path(path).is_socket():
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-                if probe.connect_ex(path) == 0:
-                    raise ServerError(f"something already listens on unix://{path}")
-            os.unlink(path)  # stale: nobody answers
-        previous = os.umask(0o177)  # 0600: only this user's programs may connect
-        try:
-            sock.bind(path)
-        finally:
-            os.umask(previous)
-        sock.listen(128)
-    except OSError as error:
-        sock.close()
-        raise ServerError(f"cannot listen on unix://{path}: {error.strerror or error}") from None
-    except ServerError:
-        sock.close()
-        raise
-    return sock
 
 
 def info_event() -> Event:

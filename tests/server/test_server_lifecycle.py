@@ -10,6 +10,7 @@ import sys
 import threading
 
 import httpx
+import pytest
 
 from server_process import TINY_CHECKPOINT, ServerProcess, free_port, server_env
 
@@ -85,6 +86,48 @@ def test_a_live_socket_is_not_stolen(tmp_path, server):
     assert result.returncode == 8
     assert "already listening" in result.stderr
     assert server.socket_path.exists()
+
+
+def _serve_on_socket(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """`soprano serve` claiming the given sockets; the model does not exist, so a claim that
+    succeeds ends in exit 4 (no model) instead of serving."""
+    return subprocess.run([sys.executable, "-m", "soprano_cli", "serve", "--model", str(tmp_path / "no-model"), *args],
+                          env=server_env(tmp_path), capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("option", ["--socket", "--wyoming"])
+def test_a_file_where_the_socket_goes_is_left_alone(tmp_path, option):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious\n")
+    where = str(notes) if option == "--socket" else f"unix://{notes}"
+    result = _serve_on_socket(tmp_path, "--no-http", *(["--no-socket"] if option == "--wyoming" else []), option, where)
+    assert result.returncode == 8, result.stderr
+    assert result.stderr.strip() == f"soprano: error: cannot listen on {notes}: it exists and is not a socket"
+    assert notes.read_text() == "precious\n"
+
+
+def test_another_programs_live_socket_is_not_stolen(tmp_path):
+    path = tmp_path / "other.sock"
+    other = socket.socket(socket.AF_UNIX)
+    other.bind(str(path))
+    other.listen(1)  # listening, but not a soprano daemon: it does not answer GET /health
+    try:
+        result = _serve_on_socket(tmp_path, "--no-http", "--socket", str(path))
+        assert result.returncode == 8, result.stderr
+        assert "already listening" in result.stderr
+        assert path.is_socket()
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(path))  # still the other program's
+    finally:
+        other.close()
+
+
+def test_a_stale_socket_is_replaced(tmp_path):
+    path = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as gone:
+        gone.bind(str(path))  # closed without unlinking: nobody listens
+    result = _serve_on_socket(tmp_path, "--no-http", "--socket", str(path))
+    assert result.returncode == 4 and "no model folder" in result.stderr  # the socket was claimed, then the model missed
 
 
 def test_missing_model_is_a_clean_error(tmp_path):
