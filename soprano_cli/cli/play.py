@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         stamps: dict = {}
         # Opened before the input arrives, at what soprano produces (its rate, mono) unless --raw
         # says otherwise, so the device's start-up overlaps waiting for the producer.
-        player = Player(rate, channels, device, **tuning) if raw else Player(SAMPLE_RATE, 1, device, **tuning)
+        player = Player(rate if raw else SAMPLE_RATE, channels if raw else 1, device, **tuning)
         try:
             rate_in, channels_in, blocks = read_audio_stream(
                 stream, raw=raw, rate=rate, sample_format=sample_format.value, channels=channels
