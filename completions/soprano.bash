@@ -60,14 +60,14 @@ _soprano() {
             case "$prev" in
                 -o|--output|--captions|--lexicon) __soprano_files; return 0 ;;
                 -f|--format) __soprano_words 'wav pcm flac ogg opus mp3 aac'; return 0 ;;
-                -r|--sample-rate|--sentence-silence|--speed|--volume|--loudness|--audio-device|--chunk-frames|--min-seconds|--max-seconds|--ray|--ray-workers|--ray-cpus-per-worker|-c|--cache-size|-bs|--decoder-batch-size|--max-batch|--temperature|--top-p|--repetition-penalty|--seed|--retries|--max-frames|--server) :; return 0 ;;
+                -r|--sample-rate|--sentence-silence|--speed|--volume|--loudness|--audio-device|--audio-latency|--chunk-frames|--min-seconds|--max-seconds|--ray|--ray-workers|--ray-cpus-per-worker|-c|--cache-size|-bs|--decoder-batch-size|--max-batch|--temperature|--top-p|--repetition-penalty|--seed|--retries|--max-frames|--server) :; return 0 ;;
                 --sample-format) __soprano_words 's16 f32'; return 0 ;;
                 --input-dir|--output-dir|-m|--model|--model-path) __soprano_dirs; return 0 ;;
                 -d|--device) __soprano_words 'auto cpu cuda mps'; return 0 ;;
                 -b|--backend) __soprano_words 'auto torch transformers lmdeploy'; return 0 ;;
                 --dtype) __soprano_words 'auto float32 bfloat16 int8'; return 0 ;;
             esac
-            if [[ "$cur" == -* ]]; then __soprano_words '-o --output -f --format -r --sample-rate --sample-format --sentence-silence --speed --volume --loudness --captions -s --streaming --play --audio-device --chunk-frames --normalize --no-normalize --lines --min-seconds --max-seconds --markdown --no-markdown --lexicon --urls --no-urls --emails --no-emails --phone-numbers --no-phone-numbers --jsonl --input-dir --output-dir --ray --ray-workers --ray-cpus-per-worker --resume --no-resume -m --model --model-path -d --device -b --backend --dtype -c --cache-size -bs --decoder-batch-size --max-batch --temperature --top-p --repetition-penalty --seed --retries --max-frames --server --no-server -q --quiet -v --verbose -h --help'; return 0; fi
+            if [[ "$cur" == -* ]]; then __soprano_words '-o --output -f --format -r --sample-rate --sample-format --sentence-silence --speed --volume --loudness --captions -s --streaming --play --audio-device --audio-latency --chunk-frames --normalize --no-normalize --lines --min-seconds --max-seconds --markdown --no-markdown --lexicon --urls --no-urls --emails --no-emails --phone-numbers --no-phone-numbers --jsonl --input-dir --output-dir --ray --ray-workers --ray-cpus-per-worker --resume --no-resume -m --model --model-path -d --device -b --backend --dtype -c --cache-size -bs --decoder-batch-size --max-batch --temperature --top-p --repetition-penalty --seed --retries --max-frames --server --no-server -q --quiet -v --verbose -h --help'; return 0; fi
             ;;
         soprano_play)
             case "$prev" in

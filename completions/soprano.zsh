@@ -97,7 +97,7 @@ _soprano_play() {
         '(--channels)--channels[Channels of --raw input]:channels: ' \
         '(--device)--device[Output device: index or part of its name (see --list-devices)]:device: ' \
         '(--list-devices)--list-devices[List output devices and exit]' \
-        '(--latency)--latency[Audio the device holds ahead of the speaker (default a tenth of a second): less starts...]:seconds: ' \
+        '(--latency)--latency[Audio the sound device holds ahead of the speaker while playing (default a tenth of a...]:seconds: ' \
         '(-q --quiet)'{-q,--quiet}'[Print nothing but errors]' \
         '(- *)'{-h,--help}'[Show the help and exit]' \
         '::file:_files'
@@ -117,6 +117,7 @@ _soprano_synth() {
         '(-s --streaming)'{-s,--streaming}'[Write audio as it is generated (to the speakers when stdout is a terminal)]' \
         '(--play)--play[Also play through the speakers as it is generated]' \
         '(--audio-device)--audio-device[Output device for --play (name or index; see `soprano play --list-devices`)]:audio_device: ' \
+        '(--audio-latency)--audio-latency[Audio the sound device holds ahead of the speaker while playing (default a tenth of a...]:seconds: ' \
         '(--chunk-frames)--chunk-frames[Frames (64 ms each) per streamed chunk]:chunk_frames: ' \
         '(--normalize --no-normalize)--normalize[Expand numbers, symbols and abbreviations to words first]' \
         '(--normalize --no-normalize)--no-normalize[Expand numbers, symbols and abbreviations to words first]' \

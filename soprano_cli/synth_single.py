@@ -32,6 +32,7 @@ class SynthRequest:
     streaming: bool = False
     play: bool = False
     audio_device: str | None = None
+    audio_latency: float | None = None  # seconds the device holds; None: the player's default
     chunk_frames: int = 1
     normalize: bool = True
     lines: bool = False
@@ -218,7 +219,8 @@ def run_single(request: SynthRequest, choice: EngineChoice, params, start_displa
         if play:
             from soprano_cli.audio.playback import Player
 
-            player = Player(engine.sample_rate, 1, request.audio_device)
+            tuning = {} if request.audio_latency is None else {"latency": request.audio_latency}
+            player = Player(engine.sample_rate, 1, request.audio_device, **tuning)
         live = request.streaming or play
         counted = _Counted(itertools.chain([first], sentences))
         display = start_display() if start_display else None

@@ -18,6 +18,12 @@ from soprano_cli.model_facts import MAX_NEW_TOKENS
 MODEL_PANEL = "Model"
 SAMPLING_PANEL = "Sampling"
 
+# `play --latency` and `synth --audio-latency`: one setting of the player, defined once.
+PLAYBACK_LATENCY = dict(
+    min=0.001, max=2.0, metavar="SECONDS", show_default=False,
+    help="Audio the sound device holds ahead of the speaker while playing (default a tenth of a second): "
+         "less starts sooner, more survives a busy machine without dropouts.")
+
 Model = Annotated[Optional[str], typer.Option(
     "--model", "-m", "--model-path", envvar="SOPRANO_MODEL", rich_help_panel=MODEL_PANEL,
     help="Model folder or hub id [default: ekwek/Soprano-1.1-80M].")]

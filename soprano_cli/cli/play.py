@@ -82,10 +82,7 @@ def register(app: typer.Typer) -> None:
         device: Annotated[Optional[str], typer.Option(
             "--device", help="Output device: index or part of its name (see --list-devices).")] = None,
         list_devices: Annotated[bool, typer.Option("--list-devices", help="List output devices and exit.")] = False,
-        latency: Annotated[Optional[float], typer.Option(
-            "--latency", min=0.001, max=2.0, metavar="SECONDS",
-            help="Audio the device holds ahead of the speaker (default a tenth of a second): less starts "
-                 "sooner, more survives a busy machine without dropouts.")] = None,
+        latency: Annotated[Optional[float], typer.Option("--latency", **opt.PLAYBACK_LATENCY)] = None,
         quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.")] = False,
     ) -> None:
         if list_devices:

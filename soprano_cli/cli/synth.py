@@ -57,6 +57,8 @@ def synth_command(
         help="Also play through the speakers as it is generated.")] = False,
     audio_device: Annotated[Optional[str], typer.Option("--audio-device", rich_help_panel=OUTPUT_PANEL,
         help="Output device for --play (name or index; see `soprano play --list-devices`).")] = None,
+    audio_latency: Annotated[Optional[float], typer.Option("--audio-latency", rich_help_panel=OUTPUT_PANEL,
+        **opt.PLAYBACK_LATENCY)] = None,
     chunk_frames: Annotated[int, typer.Option("--chunk-frames", min=1, max=facts.MAX_NEW_TOKENS,
         rich_help_panel=OUTPUT_PANEL, help=f"Frames ({facts.FRAME_MS} ms each) per streamed chunk.")] = 1,
     normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", rich_help_panel=INPUT_PANEL,
@@ -117,7 +119,7 @@ def synth_command(
     job = synth_single.SynthRequest(
         text=" ".join(text) if text and not jsonl else None, output=output, audio_format=audio_format,
         sample_rate=sample_rate, sample_format=sample_format, sentence_silence=sentence_silence,
-        captions=captions, streaming=streaming, play=play, audio_device=audio_device,
+        captions=captions, streaming=streaming, play=play, audio_device=audio_device, audio_latency=audio_latency,
         chunk_frames=chunk_frames, normalize=normalize, lines=lines, min_seconds=min_seconds,
         max_seconds=max_seconds, quiet=quiet, verbose=verbose,
         text_options=opt.text_options(markdown, lexicon, urls, emails, phone_numbers),

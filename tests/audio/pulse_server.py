@@ -82,6 +82,18 @@ class PulseServer:
         env = {**os.environ, **self.env()}
         return subprocess.run(["pactl", *args], env=env, capture_output=True, text=True, timeout=10)
 
+    def player_buffer_seconds(self, timeout: float = 60.0) -> float:
+        """The buffer latency of the first playback stream to open (what a player asked the device
+        to hold, as the server granted it), waiting until one opens."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.pactl("list", "sink-inputs").stdout.splitlines():
+                name, _, value = line.strip().partition(":")
+                if name == "Buffer Latency":
+                    return int(value.split()[0]) / 1e6  # "564718 usec"
+            time.sleep(0.05)
+        raise AssertionError("no player opened a stream")
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

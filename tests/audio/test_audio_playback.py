@@ -106,6 +106,20 @@ def test_play_latency_is_checked(pulse):
     assert result.returncode == 2 and b"--latency" in result.stderr, result
 
 
+@pytest.mark.parametrize("latency", [None, 0.5])
+def test_play_latency_reaches_the_sound_server(pulse, latency):
+    """What the player asks the device to hold: a tenth of a second unless --latency says otherwise."""
+    player = subprocess.Popen([*SOPRANO, "play", "--raw", *(["--latency", str(latency)] if latency else [])],
+                              stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        held = pulse.player_buffer_seconds()
+    finally:
+        player.stdin.close()
+        player.wait(30)
+    want = latency or 0.1
+    assert want * 0.8 <= held <= want * 1.5, held  # the server rounds to its fragments
+
+
 def _wait_for_a_player(pulse, timeout: float = 30.0) -> None:
     """Until a playback stream is open on the sound server (`soprano play` opens it before it reads)."""
     deadline = time.monotonic() + timeout

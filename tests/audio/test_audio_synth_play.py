@@ -70,3 +70,20 @@ def test_streaming_synth_piped_into_play(recorder, tiny_checkpoint, tmp_path):
     result, heard = _heard(recorder, ["bash", "-o", "pipefail", "-c", shell])
     assert result.returncode == 0, result.stderr
     _assert_heard_speech(heard, sent)
+
+
+def test_synth_play_audio_latency_reaches_the_sound_server(pulse, tiny_checkpoint, tmp_path):
+    synth = subprocess.Popen([*SOPRANO, "synth", "--model", str(tiny_checkpoint), "--dtype", "float32", "--play",
+                              "--audio-latency", "0.5", "-o", str(tmp_path / "out.wav"), TEXT], stderr=subprocess.PIPE)
+    try:
+        held = pulse.player_buffer_seconds()
+    finally:
+        synth.wait(120)
+    assert synth.returncode == 0, synth.stderr.read()
+    assert 0.4 <= held <= 0.75, held
+
+
+def test_synth_audio_latency_is_checked(tiny_checkpoint):
+    result = subprocess.run([*SOPRANO, "synth", "--model", str(tiny_checkpoint), "--play", "--audio-latency", "0",
+                             "-o", "out.wav", TEXT], capture_output=True, timeout=60)
+    assert result.returncode == 2 and b"--audio-latency" in result.stderr and b"0.001" in result.stderr, result
