@@ -396,7 +396,8 @@ class Qwen3LM(nn.Module):
         """The objects the step's arguments are made of (through the module dictionaries:
         `nn.Module`'s attribute lookup is what made gathering slow), and where the norms are."""
         found = []
-        for block in self.model._modules["layers"]:
+        blocks = self.model._modules["layers"]
+        for block in blocks:
             attn, mlp = block._modules["self_attn"], block._modules["mlp"]
             for linear in (attn._modules["qkv_proj"], attn._modules["o_proj"], mlp._modules["gate_up_proj"],
                            mlp._modules["down_proj"]):
@@ -404,8 +405,8 @@ class Qwen3LM(nn.Module):
             for norm in (block._modules["input_layernorm"], block._modules["post_attention_layernorm"],
                          attn._modules["q_norm"], attn._modules["k_norm"]):
                 found.append(norm._parameters["weight"])
-        weight = found[12]  # the first block's input norm
-        return found, (weight.device, weight.dtype)
+        norm = blocks[0]._modules["input_layernorm"]._parameters["weight"]
+        return found, (norm.device, norm.dtype)
 
     def _gather_step_arguments(self) -> tuple | None:
         norms, qk_norms, post_norms, weights, packed, int8_blocks = [], [], [], [], [], []

@@ -70,9 +70,14 @@ class Figures:
     float_blocks: list[int] = field(default_factory=list)  # int8 with these LM blocks kept in float32
 
     def label(self) -> str:
-        if not self.float_blocks:
-            return self.precision
-        return f"{self.precision} (blocks {', '.join(map(str, self.float_blocks))} in float32)"
+        return precision_label(self.precision, self.float_blocks)
+
+
+def precision_label(precision: str, float_blocks: list[int]) -> str:
+    """"int8", or "int8 (blocks 1, 7 in float32)" where some LM blocks stay float32."""
+    if not float_blocks:
+        return precision
+    return f"{precision} (blocks {', '.join(map(str, float_blocks))} in float32)"
 
 
 @dataclass
@@ -91,8 +96,7 @@ class Decision:
     def summary(self) -> str:
         shown = ", ".join(f"{f.label()} {f.snr_db:.1f} dB / {100 * f.agreement:.0f} % greedy"
                           + (f" / {f.step_ms:.1f} ms a step" if f.step_ms is not None else "") for f in self.figures)
-        lm = Figures(self.lm, 0.0, 0.0, float_blocks=self.float_blocks).label()
-        return f"LM {lm}, decoder {self.decoder}: {self.reason}" + (f" ({shown})" if shown else "")
+        return f"LM {precision_label(self.lm, self.float_blocks)}, decoder {self.decoder}: {self.reason}" + (f" ({shown})" if shown else "")
 
 
 # -- what this CPU runs fast ------------------------------------------------------------------------
