@@ -144,10 +144,11 @@ def check_cpu() -> list[Check]:
     if torch is not None:
         capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
         detail += f"; torch kernels: {capability}"
+        from soprano_cli.engine import int8_kernel
         from soprano_cli.engine.quantize import int8_supported, use_fbgemm
 
         cpu = torch.device("cpu")
-        kernel = "fbgemm" if use_fbgemm(cpu) else ("bfloat16 int8-weight" if int8_supported(cpu) else "none")
+        kernel = int8_kernel.status() if use_fbgemm(cpu) else ("bfloat16 int8-weight" if int8_supported(cpu) else "none")
         detail += f"; int8 kernel: {kernel}; fast bfloat16: {'yes' if cpu_has_fast_bfloat16() else 'no'}"
         from soprano_cli.engine.step import decode_loop_kind
 

@@ -42,6 +42,13 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("SOPRANO_TORCHSCRIPT", "0: run the CPU decode step's loop in eager PyTorch instead of TorchScript "
            "(the same results, about half the speed; an escape hatch, TorchScript being deprecated).",
            "1 (TorchScript where it works)", ("synth", "serve", "doctor", "asgi")),
+    EnvVar("SOPRANO_INT8_KERNEL", "0: run the LM's int8 layers on fbgemm instead of soprano's own AVX512-VNNI "
+           "kernel (built on first use with the C++ compiler; the same products, a faster decode step).",
+           "1 (soprano's kernel where the CPU and a compiler allow)", ("synth", "serve", "doctor", "asgi")),
+    EnvVar("SOPRANO_KERNEL_CACHE", "Folder where soprano's int8 kernel is built and kept (one file per PyTorch "
+           "version and compiler).", "$XDG_CACHE_HOME/soprano/kernels", ("synth", "serve", "doctor", "asgi")),
+    EnvVar("CXX", "The C++ compiler that builds soprano's int8 kernel.", "c++, else g++",
+           ("synth", "serve", "doctor", "asgi")),
     EnvVar("SOPRANO_SERVER", "Daemon that synth sends its work to: http://host:port, unix:/path, "
            "or none to always synthesize in-process.",
            "the local daemon's socket when one answers", ("synth", "doctor"), "--server"),
@@ -69,8 +76,8 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("HF_ENDPOINT", "Address of the Hugging Face hub (or a mirror) that models download from.",
            "https://huggingface.co", ("synth", "serve", "models", "doctor", "asgi")),
     EnvVar("XDG_CACHE_HOME", "Base of the default Hugging Face cache, of soprano/auto-precision.json "
-           "(what the --dtype auto probe chose per checkpoint and CPU) and of soprano/smoothing/ (int8 "
-           "smoothing factors per checkpoint).",
+           "(what the --dtype auto probe chose per checkpoint and CPU), of soprano/smoothing/ (int8 "
+           "smoothing factors per checkpoint) and of soprano/kernels/ (soprano's built int8 kernel).",
            "~/.cache", ("synth", "serve", "models", "doctor", "asgi")),
     EnvVar("SHELL", "Which shell's completion script --install-completion and --show-completion use "
            "(bash, zsh or fish).", "the login shell", ("install-completion",)),

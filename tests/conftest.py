@@ -28,6 +28,8 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
             monkeypatch.delenv(name)
     # Tests never reach a daemon the developer may have running.
     monkeypatch.setenv("SOPRANO_SERVER", "none")
+    # soprano's int8 kernel is built once for the whole run (each test's cache is new), in and out of process.
+    monkeypatch.setenv("SOPRANO_KERNEL_CACHE", str(tmp_path_factory.getbasetemp() / "kernels"))
     yield
 
 

@@ -47,6 +47,8 @@ class Part:
 
 PARTS = {
     "alsa": Part(libraries=("asound",), install="apt-get install libasound2"),
+    # soprano's int8 kernel is built on first use (soprano_cli/engine/int8_kernel.py)
+    "c++": Part(programs=("c++",), install="apt-get install g++"),
     "bash-completion": Part(files=("/usr/share/bash-completion/bash_completion",),
                             install="apt-get install bash-completion"),
     "chromium": Part(programs=("chromium",), install="apt-get install chromium"),

@@ -326,7 +326,10 @@ class Qwen3LM(nn.Module):
         B, layers, dim = x.shape[0], self.config.num_layers, self.config.head_dim
         lone = B == 1  # one sentence: plain slices where a batch needs indexing
         table = self.rope_rows(read_len)
-        rotations = rope_matrices(table[read_len - 1:read_len] if lone else table[lengths])  # (B, D, D)
+        cos_sin = table[read_len - 1:read_len] if lone else table[lengths]  # (B, 2D)
+        if arguments[5]:  # int8 layers on soprano's kernel, whose library attends too
+            return self._kernel_step(x, cos_sin, lengths, cache, arguments)
+        rotations = rope_matrices(cos_sin)  # (B, D, D)
         rows = None
         if lone:  # each layer's row for the new position, (1, kvh, D): views taken once for all layers
             key_rows = list(cache.k[:, 0:1, :, read_len - 1].unbind(0))
@@ -352,6 +355,19 @@ class Qwen3LM(nn.Module):
                 self._scripted_failed = True
         return step.cpu_decode_layers(x, rotations, mask, rows, key_rows, value_rows, keys_t, values, *arguments)
 
+    def _kernel_step(self, x, cos_sin, lengths, cache: KVCache, arguments: tuple) -> torch.Tensor:
+        """`step.kernel_decode_layers` on this step's rows (slot b's new position is lengths[b])."""
+        run = None
+        if not self._scripted_failed:
+            run = step.scripted_kernel_decode_layers()
+        if run is not None:
+            try:
+                return run(x, cos_sin, lengths, cache.k, cache.v, *arguments)
+            except Exception as error:  # noqa: BLE001 - as in `_cpu_step`
+                log.warning("TorchScript decode loop failed (%s); running it as Python", error)
+                self._scripted_failed = True
+        return step.kernel_decode_layers(x, cos_sin, lengths, cache.k, cache.v, *arguments)
+
     def _cache_rows(self, lengths: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Row (slot b, head h, position lengths[b]) of a layer's cache seen as (slots * kvh * L, D),
         for each slot b < B and head h: one index_copy_ per tensor and layer writes them all."""
@@ -363,10 +379,12 @@ class Qwen3LM(nn.Module):
     def decode_loop(self) -> str:
         """How this model's non-static decode steps run: "TorchScript" or "python" (the CPU step,
         compiled or not), or "modules" (the static step's body, for other dtypes and layers)."""
-        if self.model.embed_tokens.weight.dtype != torch.float32 or self._cpu_step_arguments() is None:
+        arguments = None if self.model.embed_tokens.weight.dtype != torch.float32 else self._cpu_step_arguments()
+        if arguments is None:
             return "modules"
+        scripted = step.scripted_kernel_decode_layers if arguments[5] else step.scripted_decode_layers
         on_cpu = self.model.embed_tokens.weight.device.type == "cpu"
-        if on_cpu and not self._scripted_failed and step.scripted_decode_layers() is not None:
+        if on_cpu and not self._scripted_failed and scripted() is not None:
             return "TorchScript"
         return "python"
     def _final_norm_and_head(self, x: torch.Tensor, plain: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -381,8 +399,8 @@ class Qwen3LM(nn.Module):
 
     def _cpu_step_arguments(self) -> tuple | None:
         """The per-model arguments of `step.cpu_decode_layers`, or None where it does not apply: a
-        linear layer that is neither fbgemm int8 nor a bias-free float32 `nn.Linear`, or a block
-        that mixes the two. Gathering them calls a few hundred module attributes (a few percent of
+        linear layer that is neither int8 (`DynamicInt8Linear`) nor a bias-free float32 `nn.Linear`,
+        a block that mixes the two, or int8 layers on both fbgemm and soprano's kernel. Gathering them calls a few hundred module attributes (a few percent of
         an int8 step), so they are kept while the step's layers, weights and norms are the same
         objects on the same device: a replaced layer or moved weight is never missed."""
         parts, place = self._step_parts()
@@ -401,7 +419,7 @@ class Qwen3LM(nn.Module):
             attn, mlp = block._modules["self_attn"], block._modules["mlp"]
             for linear in (attn._modules["qkv_proj"], attn._modules["o_proj"], mlp._modules["gate_up_proj"],
                            mlp._modules["down_proj"]):
-                found += [linear, linear._parameters.get("weight"), linear.__dict__.get("packed")]
+                found += [linear, linear._parameters.get("weight"), linear.__dict__.get("packed_list")]
             for norm in (block._modules["input_layernorm"], block._modules["post_attention_layernorm"],
                          attn._modules["q_norm"], attn._modules["k_norm"]):
                 found.append(norm._parameters["weight"])
@@ -409,15 +427,17 @@ class Qwen3LM(nn.Module):
         return found, (norm.device, norm.dtype)
 
     def _gather_step_arguments(self) -> tuple | None:
-        norms, qk_norms, post_norms, weights, packed, int8_blocks = [], [], [], [], [], []
+        norms, qk_norms, post_norms, weights, packed, kernel_parts, int8_blocks = [], [], [], [], [], [], []
         for block in self.model.layers:
             attn, mlp = block.self_attn, block.mlp
             norms.append(block.input_layernorm.weight)
             qk_norms.append(attn.qk_norm_weight())
             post_norms.append(block.post_attention_layernorm.weight)
             linears = (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
-            if all(getattr(linear, "packed", None) is not None and linear.bias is None for linear in linears):
-                packed.extend(linear.packed for linear in linears)
+            if all(getattr(linear, "packed_list", None) is not None and linear.bias is None for linear in linears):
+                for linear in linears:
+                    packed.extend(linear.packed_list)
+                    kernel_parts.extend(linear.kernel_parts)
                 int8_blocks.append(True)
             elif all(type(linear) is nn.Linear and linear.bias is None and linear.weight.dtype == torch.float32
                      for linear in linears):
@@ -425,10 +445,12 @@ class Qwen3LM(nn.Module):
                 int8_blocks.append(False)
             else:
                 return None
+        if packed and kernel_parts:  # the step indexes one kind of int8 layer
+            return None
         first = self.model.layers[0]
         config, device = self.config, norms[0].device
         int8_layer = next((block.self_attn.qkv_proj for block, int8 in zip(self.model.layers, int8_blocks) if int8), None)
         input_scale = int8_layer.input_scale if int8_layer is not None else 0.0
-        return (norms, qk_norms, post_norms, weights, packed, int8_blocks,
+        return (norms, qk_norms, post_norms, weights, packed, kernel_parts, int8_blocks,
                 constant(first.input_layernorm.eps, device), constant(first.self_attn.q_norm.eps, device),
                 config.num_heads, config.num_kv_heads, config.head_dim, config.intermediate_size, input_scale)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import platform
 import statistics
 import time
@@ -27,8 +26,9 @@ from pathlib import Path
 
 import torch
 
-from soprano_cli.engine import checkpoint, quantize, smoothing
+from soprano_cli.engine import checkpoint, int8_kernel, quantize, smoothing
 from soprano_cli.engine.build import build_lm
+from soprano_cli.engine.cache_dir import soprano_cache_dir
 from soprano_cli.engine.cpu import cpu_has_fast_bfloat16, cpu_has_flag
 from soprano_cli.engine.decoder import decode_frames
 from soprano_cli.engine.generate import BatchGenerator, Generation
@@ -115,7 +115,9 @@ def cpu_name() -> str:
 def cpu_kernels() -> dict[str, str]:
     """Which kernel each precision gets on this CPU (from its /proc/cpuinfo flags)."""
     has = cpu_has_flag
-    if quantize.use_fbgemm(torch.device("cpu")):
+    if quantize.use_fbgemm(torch.device("cpu")) and int8_kernel.available():
+        int8 = "soprano VNNI (LM), fbgemm VNNI (decoder)"
+    elif quantize.use_fbgemm(torch.device("cpu")):
         int8 = "fbgemm " + ("AMX-INT8" if has("amx_int8") else "VNNI" if has("avx512_vnni", "avx_vnni")
                             else "AVX2 (7-bit inputs)")
     else:
@@ -135,11 +137,6 @@ def candidates(device: torch.device) -> list[str]:
 
 # -- cache -----------------------------------------------------------------------------------------
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "soprano"
-
-
 def _checkpoint_id(folder: Path) -> str:
     """The checkpoint file's identity, cheaply: path, size, mtime."""
     weights = (folder / "model.safetensors").resolve()
@@ -149,13 +146,15 @@ def _checkpoint_id(folder: Path) -> str:
 
 def _decision_key(folder: Path, device: torch.device) -> str:
     where = cpu_name() if device.type == "cpu" else str(device)
-    raw = (f"{_checkpoint_id(folder)}|{where}|{','.join(candidates(device))}|{torch.__version__}|"
+    # The int8 kernel is part of the key: its speed, not its audio, differs from fbgemm's.
+    kernel = "soprano" if device.type == "cpu" and int8_kernel.available() else "stock"
+    raw = (f"{_checkpoint_id(folder)}|{where}|{kernel}|{','.join(candidates(device))}|{torch.__version__}|"
            f"{MIN_SNR_DB}|{MIN_AGREEMENT}|{MIN_DECODER_SNR_DB}|{PROBE_VERSION}")
     return hashlib.sha1(raw.encode()).hexdigest()
 
 
 def _decisions_file() -> Path:
-    return _cache_dir() / "auto-precision.json"
+    return soprano_cache_dir() / "auto-precision.json"
 
 
 def _decision_from(entry) -> Decision | None:
@@ -210,7 +209,7 @@ def remember(folder: Path, device: torch.device, decision: Decision) -> None:
 
 def _smoothing_file(folder: Path) -> Path:
     key = hashlib.sha1(f"{_checkpoint_id(folder)}|{smoothing.ALPHAS}".encode()).hexdigest()
-    return _cache_dir() / "smoothing" / f"{key}.pt"
+    return soprano_cache_dir() / "smoothing" / f"{key}.pt"
 
 
 # -- building each precision -------------------------------------------------------------------------

@@ -5,7 +5,9 @@ weights (one scale per output channel) read a quarter of float32's bytes. Two ke
 
 - on x86 CPUs, fbgemm's int8 linear (`DynamicInt8Linear`): each call quantizes every input row
   to 8 bits on its own scale and multiplies in integers (VNNI), faster than any float kernel
-  from one sentence to a batch of 32 (README, Performance: int8);
+  from one sentence to a batch of 32 (README, Performance: int8). The LM's layers run the same
+  arithmetic on soprano's own kernel where it is available (`int8_kernel`): the same bits, read
+  at memory speed for the decode step's few rows;
 - elsewhere (CUDA, or a CPU without fbgemm), PyTorch's int8-weight kernel with bfloat16
   activations (`Int8Linear`).
 """
@@ -16,9 +18,12 @@ import functools
 import threading
 import warnings
 
+from typing import List
+
 import torch
 from torch import Tensor, nn
 
+from soprano_cli.engine import int8_kernel
 from soprano_cli.engine.cpu import cpu_has_fast_bfloat16, cpu_has_flag
 from soprano_cli.engine.ops import constant, inverse_rms_with, row_max_of
 
@@ -66,33 +71,46 @@ class Int8Linear(nn.Module):
 
 
 class DynamicInt8Linear(nn.Module):
-    """y = x W^T through fbgemm: int8 weights prepacked once, each input row quantized on its own.
+    """y = x W^T in int8: weights quantized once, each input row quantized on its own.
 
     fbgemm's dynamic linear takes one scale for a whole input; sharing it across rows would make
     a sentence's output depend on its batch neighbours (and lose precision on quiet rows). So each
     row is scaled to [-1, 1] first, quantized with one fixed scale, and scaled back after.
+
+    The weights are fbgemm's prepacked ones, or with `own_kernel` (the LM's layers), soprano's
+    kernel's packing where that kernel is available: the same results, bit for bit.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, own_kernel: bool = False):
         super().__init__()
         weight = weight.detach().float()
         # Added after the rows are scaled back (a packed bias would be scaled with them).
         self.bias = None if bias is None else bias.detach().float().clone()
         self.out_features, self.in_features = weight.shape
         integers, scales = quantize_weight(weight)  # vectorized; torch.quantize_per_channel is several times slower
-        zero_points = torch.zeros(self.out_features, dtype=torch.long)
-        # Quantized tensors are deprecated; fbgemm's prepack still takes one.
-        with _QUANTIZED_TENSOR_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantized = torch._make_per_channel_quantized_tensor(integers, scales.double(), zero_points, 0)
-        self.packed = torch.ops.quantized.linear_prepack(quantized, None)  # fbgemm's own layout, no copy kept
         # Rows in [-1, 1] as uint8 around 128. Without VNNI, fbgemm's 16-bit accumulation can
         # saturate on full-range inputs, so those CPUs get 7 bits.
         self.input_scale = 1 / 127 if cpu_has_flag("avx512_vnni", "avx_vnni", "amx_int8") else 1 / 63
+        # One of the two, as lists: the shape the fused functions below (and the decode step) take.
+        self.packed_list: List[torch.classes.quantized.LinearPackedParamsBase] = []
+        self.kernel_parts: List[Tensor] = []
+        if own_kernel and int8_kernel.supports(self.in_features) and int8_kernel.available():
+            self.kernel_parts = int8_kernel.pack(integers, scales, self.input_scale)
+        else:
+            self.packed_list = [fbgemm_pack(integers, scales)]
+
+    @property
+    def packed(self) -> torch.classes.quantized.LinearPackedParamsBase | None:
+        """fbgemm's packed weights, or None where the layer runs on soprano's kernel."""
+        return self.packed_list[0] if self.packed_list else None
 
     @property
     def weight(self) -> torch.Tensor:
         """The int8 weight (out, in), unpacked on request (for inspection, not for the math)."""
+        if self.kernel_parts:
+            blocks, quads = self.kernel_parts[0].shape[:2]
+            unpacked = self.kernel_parts[0].permute(0, 2, 1, 3).reshape(blocks * int8_kernel.BLOCK, quads * 4)
+            return unpacked[:self.out_features].clone()
         return torch.ops.quantized.linear_unpack(self.packed)[0].int_repr()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,41 +127,79 @@ class DynamicInt8Linear(nn.Module):
         the output instead of the input: a decode step is bound by its operator count as much
         as by its weights, and this saves the norm's own half dozen.
         """
-        out = int8_normed(x, norm_weight, self.packed, constant(eps, x.device), self.input_scale)
+        out = int8_normed(x, norm_weight, self.packed_list, self.kernel_parts, 0, constant(eps, x.device),
+                          self.input_scale)
         return out if self.bias is None else out.add_(self.bias)
 
     def added_to(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """`residual + self(x)` for float32 rows (B, in): the residual is added as the rows are
         scaled back, one operation instead of two (and the bias after, where there is one)."""
-        out = int8_added(x, residual, self.packed, self.input_scale)
+        out = int8_added(x, residual, self.packed_list, self.kernel_parts, 0, self.input_scale)
         return out if self.bias is None else out.add_(self.bias)
 
     def _multiply(self, rows: torch.Tensor) -> torch.Tensor:
-        """fbgemm's int8 product of rows already scaled to [-1, 1]."""
-        return fbgemm_rows(rows, self.input_scale, self.packed)
+        """The int8 product of rows already scaled to [-1, 1]."""
+        return int8_rows(rows, self.input_scale, self.packed_list, self.kernel_parts, 0)
 
     def _scaled_back(self, out: torch.Tensor, row_scale: torch.Tensor) -> torch.Tensor:
         return out.mul_(row_scale) if self.bias is None else torch.addcmul(self.bias, out, row_scale)
 
 
+def fbgemm_pack(integers: Tensor, scales: Tensor) -> torch.classes.quantized.LinearPackedParamsBase:
+    """fbgemm's packed weights for an int8 weight (out, in) and its float32 row scales."""
+    zero_points = torch.zeros(integers.shape[0], dtype=torch.long)
+    # Quantized tensors are deprecated; fbgemm's prepack still takes one.
+    with _QUANTIZED_TENSOR_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = torch._make_per_channel_quantized_tensor(integers, scales.double(), zero_points, 0)
+    return torch.ops.quantized.linear_prepack(quantized, None)  # fbgemm's own layout, no copy kept
+
+
 # The layers' fused forms as free functions: `DynamicInt8Linear` calls them, and so does the CPU
 # decode step (`step.py`), which TorchScript compiles with them; the same body both ways.
 
-def int8_normed(x: Tensor, norm_weight: Tensor, packed: torch.classes.quantized.LinearPackedParamsBase,
-                eps: Tensor, input_scale: float) -> Tensor:
-    """`DynamicInt8Linear.normed` of a bias-free layer: its packed weights, its input scale, and
-    the norm's eps as a float32 scalar tensor."""
+# An int8 layer is `layer` of either list: fbgemm's packed weights, or soprano's kernel's three
+# tensors per layer (`int8_kernel.pack`); the other list is empty.
+
+def int8_normed(x: Tensor, norm_weight: Tensor, packed: List[torch.classes.quantized.LinearPackedParamsBase],
+                kernel_parts: List[Tensor], layer: int, eps: Tensor, input_scale: float) -> Tensor:
+    """`DynamicInt8Linear.normed` of a bias-free layer, with the norm's eps as a float32 scalar tensor
+    (soprano's kernel does all of it in one call)."""
+    if len(kernel_parts) > 0:
+        first = 3 * layer
+        if torch.jit.is_scripting():
+            return torch.ops.soprano.int8_normed(x, norm_weight, eps, kernel_parts[first], kernel_parts[first + 1],
+                                                 kernel_parts[first + 2], input_scale)
+        return _kernel_normed_unchecked(x, norm_weight, eps, kernel_parts[first:first + 3], input_scale)
     weighted = x * norm_weight
     row_max = row_max_of(weighted)
-    out = fbgemm_rows(weighted.div_(row_max), input_scale, packed)
+    out = int8_rows(weighted.div_(row_max), input_scale, packed, kernel_parts, layer)
     return out.mul_(inverse_rms_with(x, eps).mul_(row_max))
 
 
-def int8_added(x: Tensor, residual: Tensor, packed: torch.classes.quantized.LinearPackedParamsBase,
-               input_scale: float) -> Tensor:
+def int8_added(x: Tensor, residual: Tensor, packed: List[torch.classes.quantized.LinearPackedParamsBase],
+               kernel_parts: List[Tensor], layer: int, input_scale: float) -> Tensor:
     """`DynamicInt8Linear.added_to` of a bias-free layer."""
+    if len(kernel_parts) > 0:
+        first = 3 * layer
+        if torch.jit.is_scripting():
+            return torch.ops.soprano.int8_added(x, residual, kernel_parts[first], kernel_parts[first + 1],
+                                                kernel_parts[first + 2], input_scale)
+        return _kernel_added_unchecked(x, residual, kernel_parts[first:first + 3], input_scale)
     row_max = row_max_of(x)
-    return torch.addcmul(residual, fbgemm_rows(x / row_max, input_scale, packed), row_max)
+    return torch.addcmul(residual, int8_rows(x / row_max, input_scale, packed, kernel_parts, layer), row_max)
+
+
+def int8_rows(rows: Tensor, input_scale: float, packed: List[torch.classes.quantized.LinearPackedParamsBase],
+              kernel_parts: List[Tensor], layer: int) -> Tensor:
+    """The int8 product of rows already scaled to [-1, 1], on whichever kernel holds the layer."""
+    if len(kernel_parts) > 0:
+        first = 3 * layer
+        if torch.jit.is_scripting():
+            return torch.ops.soprano.int8_rows(rows, kernel_parts[first], kernel_parts[first + 1],
+                                               kernel_parts[first + 2], input_scale)
+        return _kernel_rows_unchecked(rows, kernel_parts[first:first + 3], input_scale)
+    return fbgemm_rows(rows, input_scale, packed[layer])
 
 
 def fbgemm_rows(rows: Tensor, input_scale: float, packed: torch.classes.quantized.LinearPackedParamsBase) -> Tensor:
@@ -151,6 +207,22 @@ def fbgemm_rows(rows: Tensor, input_scale: float, packed: torch.classes.quantize
     if torch.jit.is_scripting():
         return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(rows, input_scale, 128, packed)
     return _fbgemm_rows_unchecked(rows, input_scale, packed)
+
+
+@torch.jit.unused
+def _kernel_rows_unchecked(rows: Tensor, parts: List[Tensor], input_scale: float) -> Tensor:
+    return int8_kernel.rows_product(rows, parts, input_scale)
+
+
+@torch.jit.unused
+def _kernel_normed_unchecked(x: Tensor, norm_weight: Tensor, eps: Tensor, parts: List[Tensor],
+                             input_scale: float) -> Tensor:
+    return int8_kernel.normed_product(x, norm_weight, eps, parts, input_scale)
+
+
+@torch.jit.unused
+def _kernel_added_unchecked(x: Tensor, residual: Tensor, parts: List[Tensor], input_scale: float) -> Tensor:
+    return int8_kernel.added_product(x, residual, parts, input_scale)
 
 
 @torch.jit.unused
@@ -188,7 +260,7 @@ def int8_supported(device: torch.device) -> bool:
 def int8_linear(weight: torch.Tensor, device: torch.device) -> nn.Module:
     """The fastest int8 linear layer for `device`, quantized from a float (out, in) weight."""
     if use_fbgemm(device):
-        return DynamicInt8Linear(weight)
+        return DynamicInt8Linear(weight, own_kernel=True)
     return Int8Linear.from_float(weight).to(device)
 
 

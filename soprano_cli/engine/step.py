@@ -1,9 +1,12 @@
-"""The decode step's loop over the transformer blocks, in its two forms.
+"""The decode step's loop over the transformer blocks, in its forms.
 
-- `cpu_decode_layers`, the CPU's step (float32 activations; fbgemm int8 or float32 weights):
+- `cpu_decode_layers`, the CPU's step (float32 activations; int8 or float32 weights):
   few tensor operations, each norm's factor applied after the matmul it commutes with, the
   rotation as one matmul, attention as two batched matmuls. TorchScript compiles it where it
   can; elsewhere the very same function runs as Python.
+- `kernel_decode_layers`, the same step where the int8 layers run on soprano's own kernel
+  (`int8_kernel`): each int8 layer with its norm or residual in one call, each block's
+  attention in one call.
 - `static_decode_layers`, the GPU's step (and every other device, dtype or layer): few, fused
   kernels (`F.rms_norm`, fused attention over a masked span) and no host synchronization, so
   CUDA graphs can capture it; each layer is called as a module.
@@ -19,7 +22,7 @@ for bit (tested), in about half the time (the README reports benchmarks/bench_st
 TorchScript is deprecated in PyTorch. Scripting happens once, at the first decode step; where it
 fails (a PyTorch without it, or without fbgemm's packed-weight class), where the scripted loop
 fails to run (`Qwen3LM` then keeps to Python), or SOPRANO_TORCHSCRIPT=0 turns it off,
-`cpu_decode_layers` runs as plain Python: the same function, so the same results bit for bit.
+the step runs as plain Python: the same function, so the same results bit for bit.
 """
 
 from __future__ import annotations
@@ -44,12 +47,13 @@ def cpu_decode_layers(x: Tensor, rotations: Tensor, mask: Optional[Tensor], writ
                       key_rows: List[Tensor], value_rows: List[Tensor], keys_t: List[Tensor], values: List[Tensor],
                       input_norms: List[Tensor], qk_norms: List[Tensor], post_norms: List[Tensor],
                       weights: List[Tensor], packed: List[torch.classes.quantized.LinearPackedParamsBase],
-                      int8_blocks: List[bool], eps: Tensor, qk_eps: Tensor, heads: int, kv_heads: int, head_dim: int, inner: int,
-                      input_scale: float) -> Tensor:
+                      kernel_parts: List[Tensor], int8_blocks: List[bool], eps: Tensor, qk_eps: Tensor, heads: int,
+                      kv_heads: int, head_dim: int, inner: int, input_scale: float) -> Tensor:
     """Every block of one decode step for float32 rows x (B, H); returns x after the last block.
 
-    Each block's four linear layers (qkv, o, gate_up, down) are fbgemm int8 where `int8_blocks[i]`
-    (the next four of `packed`), else float32 and bias-free (the next four of `weights`): `auto`
+    Each block's four linear layers (qkv, o, gate_up, down) are int8 where `int8_blocks[i]` (the
+    next four of `packed`, fbgemm's, or of `kernel_parts`, soprano's kernel's, three tensors a
+    layer; the other list is empty), else float32 and bias-free (the next four of `weights`): `auto`
     may keep the blocks that int8 would round audibly in float32. `write_rows` is None for one
     sentence, whose new key and value go to `key_rows[i]` / `value_rows[i]` (1, kvh, D) directly;
     for a batch, the rows of each layer's flat cache `key_rows[i]` (slots kvh L, D) to write.
@@ -57,13 +61,9 @@ def cpu_decode_layers(x: Tensor, rotations: Tensor, mask: Optional[Tensor], writ
     """
     B = x.shape[0]
     group = heads // kv_heads
-    q, f = 0, 0  # the next block's first layer in `packed`, in `weights`
+    q, f = 0, 0  # the next block's first int8 layer, first float32 layer (in `weights`)
     for i in range(len(input_norms)):
-        int8 = int8_blocks[i]
-        if int8:
-            qkv = int8_normed(x, input_norms[i], packed[q], eps, input_scale)
-        else:
-            qkv = float_normed(x, input_norms[i], weights[f], eps)
+        qkv = _block_qkv(x, input_norms[i], weights, packed, kernel_parts, int8_blocks[i], q, f, eps, input_scale)
         # q and k heads side by side (B, h + kvh, D): one norm and one rotation for both.
         qkv = qkv.view(B, heads + 2 * kv_heads, head_dim)
         qk, v = qkv[:, :heads + kv_heads], qkv[:, heads + kv_heads:]
@@ -77,20 +77,64 @@ def cpu_decode_layers(x: Tensor, rotations: Tensor, mask: Optional[Tensor], writ
         # The query heads that share a key head attend as that head's rows: no head expansion.
         queries = qk[:, :heads] if kv_heads == 1 else qk[:, :heads].reshape(B * kv_heads, group, head_dim)
         attended = attend_one_position(queries, keys_t[i], values[i], mask).reshape(B, heads * head_dim)
-        if int8:
-            x = int8_added(attended, x, packed[q + 1], input_scale)
-            gate_up = int8_normed(x, post_norms[i], packed[q + 2], eps, input_scale)
-        else:
-            x = float_added(attended, x, weights[f + 1])
-            gate_up = float_normed(x, post_norms[i], weights[f + 2], eps)
-        activated = F.silu(gate_up[:, :inner]).mul_(gate_up[:, inner:])  # two slices: chunk costs four operations
-        if int8:
-            x = int8_added(activated, x, packed[q + 3], input_scale)
+        x = _block_rest(x, attended, post_norms[i], weights, packed, kernel_parts, int8_blocks[i], q, f, eps, inner,
+                        input_scale)
+        if int8_blocks[i]:
             q += 4
         else:
-            x = float_added(activated, x, weights[f + 3])
             f += 4
     return x
+
+
+def kernel_decode_layers(x: Tensor, cos_sin: Tensor, positions: Tensor, keys: Tensor, values: Tensor,
+                         input_norms: List[Tensor], qk_norms: List[Tensor],
+                         post_norms: List[Tensor], weights: List[Tensor],
+                         packed: List[torch.classes.quantized.LinearPackedParamsBase], kernel_parts: List[Tensor],
+                         int8_blocks: List[bool], eps: Tensor, qk_eps: Tensor, heads: int, kv_heads: int,
+                         head_dim: int, inner: int, input_scale: float) -> Tensor:
+    """`cpu_decode_layers` where the int8 layers run on soprano's kernel (`int8_kernel`), whose
+    library also does each block's attention in one call: the q and k norms, the rotation (row b's
+    cos and signed sin, `cos_sin[b]`), the cache writes (into `keys` and `values`, the caches
+    (layers, slots, kvh, L, D); row b in slot b at `positions[b]`) and the attention over the
+    row's own positions. About twenty operations fewer per block."""
+    q, f = 0, 0
+    for i in range(len(input_norms)):
+        qkv = _block_qkv(x, input_norms[i], weights, packed, kernel_parts, int8_blocks[i], q, f, eps, input_scale)
+        attended = torch.ops.soprano.attend(qkv, qk_norms[i], qk_eps, cos_sin, keys, values, i, positions, heads,
+                                            kv_heads)
+        x = _block_rest(x, attended, post_norms[i], weights, packed, kernel_parts, int8_blocks[i], q, f, eps, inner,
+                        input_scale)
+        if int8_blocks[i]:
+            q += 4
+        else:
+            f += 4
+    return x
+
+
+def _block_qkv(x: Tensor, input_norm: Tensor, weights: List[Tensor],
+               packed: List[torch.classes.quantized.LinearPackedParamsBase], kernel_parts: List[Tensor], int8: bool,
+               q: int, f: int, eps: Tensor, input_scale: float) -> Tensor:
+    """A block's normed q, k and v projection, (B, (h + 2 kvh) D); its int8 layers start at `q`,
+    its float32 ones at `f`."""
+    if int8:
+        return int8_normed(x, input_norm, packed, kernel_parts, q, eps, input_scale)
+    return float_normed(x, input_norm, weights[f], eps)
+
+
+def _block_rest(x: Tensor, attended: Tensor, post_norm: Tensor, weights: List[Tensor],
+                packed: List[torch.classes.quantized.LinearPackedParamsBase], kernel_parts: List[Tensor], int8: bool,
+                q: int, f: int, eps: Tensor, inner: int, input_scale: float) -> Tensor:
+    """The rest of a block after attention: the output projection added, the normed gated MLP added."""
+    if int8:
+        x = int8_added(attended, x, packed, kernel_parts, q + 1, input_scale)
+        gate_up = int8_normed(x, post_norm, packed, kernel_parts, q + 2, eps, input_scale)
+    else:
+        x = float_added(attended, x, weights[f + 1])
+        gate_up = float_normed(x, post_norm, weights[f + 2], eps)
+    activated = F.silu(gate_up[:, :inner]).mul_(gate_up[:, inner:])  # two slices: chunk costs four operations
+    if int8:
+        return int8_added(activated, x, packed, kernel_parts, q + 3, input_scale)
+    return float_added(activated, x, weights[f + 3])
 
 
 def static_decode_layers(blocks, x: Tensor, cos: Tensor, sin: Tensor, mask: Optional[Tensor], write_rows: Tensor,
@@ -127,12 +171,22 @@ def static_decode_layers(blocks, x: Tensor, cos: Tensor, sin: Tensor, mask: Opti
 def scripted_decode_layers():
     """`cpu_decode_layers` compiled by TorchScript, or None where that fails or SOPRANO_TORCHSCRIPT=0
     (made once, on first use)."""
+    return _scripted(cpu_decode_layers)
+
+
+@functools.cache
+def scripted_kernel_decode_layers():
+    """`kernel_decode_layers` compiled by TorchScript, or None (as `scripted_decode_layers`)."""
+    return _scripted(kernel_decode_layers)
+
+
+def _scripted(function):
     if _turned_off():
         return None
     try:
         with warnings.catch_warnings():  # TorchScript's deprecation notice: Python is the fallback
             warnings.simplefilter("ignore")
-            return torch.jit.script(cpu_decode_layers)
+            return torch.jit.script(function)
     except Exception as error:  # noqa: BLE001 - any failure means "run it as Python"
         log.debug("TorchScript decode loop unavailable (%s: %s); running it as Python", type(error).__name__, error)
         return None

@@ -49,6 +49,7 @@ def _both_ways(engine: Engine, generator, ids, lengths, monkeypatch):
         fast = lm.decode(ids, lengths, generator.cache)
         with monkeypatch.context() as patch:
             patch.setattr(step, "scripted_decode_layers", lambda: None)
+            patch.setattr(step, "scripted_kernel_decode_layers", lambda: None)  # int8 on soprano's kernel
             assert lm.decode_loop() == "python"
             eager = lm.decode(ids, lengths, generator.cache)
     return fast, eager

@@ -1,0 +1,211 @@
+"""soprano's own int8 linear kernel for the LM on AVX512-VNNI CPUs (kernels/int8_rows.cpp).
+
+A decode step multiplies one row, or a few, by every weight of the LM: its speed is how fast
+the weights stream from memory. fbgemm packs weights for batches and reads them at about half
+the memory's speed at one row; this kernel reads them front to back at memory speed. It gives
+fbgemm's bits exactly (the same 8-bit inputs, integer sums and float scaling), so outputs,
+golden files, batch invariance and the `auto` probe's audio figures are the same either way;
+`available()` checks that against fbgemm before the kernel is used.
+
+The kernel is C++ compiled on first use with the machine's C++ compiler (against the installed
+PyTorch's headers) and kept in the kernel cache, keyed by source, PyTorch and compiler. Where
+anything is missing (no compiler, no VNNI, SOPRANO_INT8_KERNEL=0, a failed build or check) the
+LM's int8 layers stay on fbgemm; `soprano doctor` says which and why.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from soprano_cli.engine.cache_dir import soprano_cache_dir
+from soprano_cli.engine.cpu import cpu_has_flag
+
+log = logging.getLogger(__name__)
+
+BLOCK = 64  # output channels per packed block (the C++ kBlock)
+INPUT_ALIGNMENT = 16  # in_features must be a multiple of this
+_SOURCE = "int8_rows.cpp"
+# -ffp-contract=off: a multiply and an add fused into one instruction in some of the kernel's
+# variants (one per rows-at-once count) and not in others would make a row's result depend on
+# how many rows share the call, and so a sentence's audio on its batch.
+_FLAGS = ("-O3", "-std=c++20", "-shared", "-fPIC", "-fopenmp", "-w", "-ffp-contract=off",
+          "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mfma")
+_BUILD_SECONDS = 600
+
+# The schema lives here, not in the C++: TorchScript compiles calls to the op (in the decode step)
+# whether or not its kernel could be built, and a call is only made where it was.
+_LIBRARY = torch.library.Library("soprano", "DEF")
+_LIBRARY.define("int8_rows(Tensor rows, Tensor weight, Tensor offsets, Tensor multipliers, float input_scale)"
+                " -> Tensor")
+_LIBRARY.define("int8_normed(Tensor x, Tensor norm_weight, Tensor eps, Tensor weight, Tensor offsets, "
+                "Tensor multipliers, float input_scale) -> Tensor")
+_LIBRARY.define("int8_added(Tensor x, Tensor residual, Tensor weight, Tensor offsets, Tensor multipliers, "
+                "float input_scale) -> Tensor")
+_LIBRARY.define("attend(Tensor qkv, Tensor qk_norm, Tensor qk_eps, Tensor cos_sin, Tensor(a!) keys, "
+                "Tensor(b!) values, int layer, Tensor positions, int heads, int kv_heads) -> Tensor")
+
+
+def kernel_cache_dir() -> Path:
+    """Where built kernels are kept: $SOPRANO_KERNEL_CACHE, else <soprano cache>/kernels."""
+    chosen = os.environ.get("SOPRANO_KERNEL_CACHE", "").strip()
+    return Path(chosen) if chosen else soprano_cache_dir() / "kernels"
+
+
+def available() -> bool:
+    """Whether the LM's int8 layers run on soprano's kernel in this process (decided once)."""
+    return _state()[0]
+
+
+def status() -> str:
+    """What the LM's int8 layers run on here and, for fbgemm, why not soprano's kernel (for doctor)."""
+    ready, reason = _state()
+    return "soprano VNNI (fbgemm's results, bit for bit)" if ready else f"fbgemm ({reason})"
+
+
+_STATE_LOCK = threading.Lock()  # the LM's layers are quantized on two threads: one build
+
+
+def _state() -> tuple[bool, str]:
+    with _STATE_LOCK:
+        return _decided_state()
+
+
+@functools.cache
+def _decided_state() -> tuple[bool, str]:
+    if os.environ.get("SOPRANO_INT8_KERNEL", "").strip() == "0":
+        return False, "SOPRANO_INT8_KERNEL=0"
+    if not cpu_has_flag("avx512_vnni") or not all(cpu_has_flag(f) for f in ("avx512f", "avx512bw", "avx512vl", "fma")):
+        return False, "this CPU has no AVX512-VNNI"
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return False, "this PyTorch has no fbgemm to check the kernel against"
+    try:
+        library = _built_library()
+        torch.ops.load_library(str(library))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        log.info("soprano's int8 kernel is unavailable (%s); int8 layers run on fbgemm", reason)
+        return False, reason
+    mismatch = _differs_from_fbgemm()
+    if mismatch:
+        log.warning("soprano's int8 kernel differs from fbgemm (%s); int8 layers run on fbgemm", mismatch)
+        return False, f"its results differ from fbgemm's: {mismatch}"
+    return True, ""
+
+
+def _compiler() -> str | None:
+    chosen = os.environ.get("CXX", "").strip()
+    return shutil.which(chosen) if chosen else (shutil.which("c++") or shutil.which("g++"))
+
+
+def _built_library() -> Path:
+    """The compiled kernel: from the cache, or built into it now (atomically: builds may race)."""
+    from torch.utils import cpp_extension
+
+    compiler = _compiler()
+    if compiler is None:
+        raise OSError("no C++ compiler (install g++ to build it)")
+    source = resources.files("soprano_cli.engine").joinpath("kernels", _SOURCE).read_bytes()
+    abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
+    includes = [flag for path in cpp_extension.include_paths() for flag in ("-I", path)]
+    libraries = [flag for path in cpp_extension.library_paths() for flag in ("-L", path, f"-Wl,-rpath,{path}")]
+    key = hashlib.sha256(b"\0".join([source, torch.__version__.encode(), compiler.encode(),
+                                     " ".join([*_FLAGS, abi]).encode()])).hexdigest()[:16]
+    folder = kernel_cache_dir()
+    target = folder / f"int8_rows-{key}.so"
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    log.info("building soprano's int8 kernel into %s (once per PyTorch and compiler)", folder)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as scratch:
+        source_file = Path(scratch) / _SOURCE
+        source_file.write_bytes(source)
+        built = Path(scratch) / target.name
+        command = [compiler, *_FLAGS, abi, *includes, str(source_file), "-o", str(built), *libraries,
+                   "-lc10", "-ltorch_cpu"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_SECONDS, check=False)
+        if result.returncode != 0:
+            lines = [line for line in result.stderr.splitlines() if "error" in line] or result.stderr.splitlines()
+            raise OSError(f"the build failed: {lines[0].strip() if lines else 'exit ' + str(result.returncode)}")
+        os.replace(built, target)
+    return target
+
+
+# -- the weights, packed -----------------------------------------------------------------------------
+
+def supports(in_features: int) -> bool:
+    return in_features % INPUT_ALIGNMENT == 0
+
+
+def pack(integers: Tensor, scales: Tensor, input_scale: float) -> list[Tensor]:
+    """An int8 weight (out, in) with one float32 scale per row -> the kernel's three tensors.
+
+    The weight as blocks of 64 rows by 4 inputs (out/64, in/4, 64, 4), padded with zero rows;
+    each row's offset, 128 x its sum (the inputs' zero point, taken back out of the sums); and
+    each row's multiplier, input scale x row scale in float32, as fbgemm computes it.
+    """
+    out_features, in_features = integers.shape
+    blocks = -(-out_features // BLOCK)
+    padded = integers
+    if out_features % BLOCK:  # (no copy where the rows fill the blocks: a load's peak memory counts)
+        padded = torch.zeros(blocks * BLOCK, in_features, dtype=torch.int8)
+        padded[:out_features] = integers
+    weight = padded.view(blocks, BLOCK, in_features // 4, 4).permute(0, 2, 1, 3).contiguous()
+    offsets = integers.sum(1, dtype=torch.int32).mul_(128)
+    multipliers = torch.tensor(input_scale, dtype=torch.float32) * scales.float()
+    return [weight, offsets, multipliers]
+
+
+def rows_product(rows: Tensor, parts: list[Tensor], input_scale: float) -> Tensor:
+    """float32 rows (M, in) already in [-1, 1] times a packed weight -> (M, out), fbgemm's bits."""
+    return _op("int8_rows")(rows, parts[0], parts[1], parts[2], input_scale)
+
+
+def normed_product(x: Tensor, norm_weight: Tensor, eps: Tensor, parts: list[Tensor], input_scale: float) -> Tensor:
+    """`quantize.int8_normed` in one call: the norm, the row scaling and the product fused."""
+    return _op("int8_normed")(x, norm_weight, eps, parts[0], parts[1], parts[2], input_scale)
+
+
+def added_product(x: Tensor, residual: Tensor, parts: list[Tensor], input_scale: float) -> Tensor:
+    """`quantize.int8_added` in one call."""
+    return _op("int8_added")(x, residual, parts[0], parts[1], parts[2], input_scale)
+
+
+@functools.cache
+def _op(name: str):
+    """An op as the bare C++ function (torch.ops' Python checks cost microseconds a call)."""
+    overload = getattr(torch.ops.soprano, name).default
+    return getattr(overload, "_op", overload)
+
+
+def _differs_from_fbgemm() -> str:
+    """'' where the kernel gives fbgemm's exact outputs on awkward shapes and values, else what differs."""
+    from soprano_cli.engine.quantize import fbgemm_pack, fbgemm_rows, quantize_weight
+
+    generator = torch.Generator().manual_seed(0)
+    input_scale = 1 / 127
+    for out_features, in_features in ((64, 64), (200, 512), (8, 2304)):
+        weight = torch.randn(out_features, in_features, generator=generator) * 0.05
+        integers, scales = quantize_weight(weight)
+        parts, packed = pack(integers, scales, input_scale), fbgemm_pack(integers, scales)
+        for rows in (1, 3, 4, 7):
+            x = torch.rand(rows, in_features, generator=generator) * 2 - 1
+            # Inputs exactly between two 8-bit steps, where a rounding that differs shows.
+            x[0, : in_features // 2] = (torch.randint(-126, 127, (in_features // 2,), generator=generator) + 0.5) / 127
+            x[-1, -1] = 1.0
+            ours, theirs = rows_product(x, parts, input_scale), fbgemm_rows(x, input_scale, packed)
+            if not torch.equal(ours, theirs):
+                worst = (ours - theirs).abs().max().item()
+                return f"{out_features}x{in_features} weight, {rows} rows: up to {worst:.3g} apart"
+    return ""

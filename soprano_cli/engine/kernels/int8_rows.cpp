@@ -1,0 +1,358 @@
+// soprano's int8 linear kernel for x86 CPUs with AVX512-VNNI: rows (M, K) float32 times an int8
+// weight (N, K), exactly fbgemm's dynamic int8 arithmetic (the same rounded 8-bit inputs, the same
+// integer sums, the same float scaling), so either kernel gives the same bits. fbgemm packs its
+// weights for batches; a decode step multiplies one row or a few, where what counts is reading
+// the weight once at memory speed. Here the weight is packed for that: 64 output channels by 4
+// inputs per 256 bytes, read front to back, each 64-byte vector feeding 16 VNNI dot products.
+#include <immintrin.h>
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kBlock = 64;  // output channels per packed block: 4 vectors of 16 int32 sums
+constexpr int kRowsAtOnce = 4;  // rows sharing each weight load (16 accumulators)
+
+// fbgemm's input quantization: u8 = round_to_nearest_even(clip(x * (1/scale) + zero_point)),
+// the multiply-add fused (one rounding), zero point 128.
+void quantize_row(const float* x, uint8_t* out, int64_t k, float inverse_scale) {
+  const __m512 inverse = _mm512_set1_ps(inverse_scale), zero_point = _mm512_set1_ps(128.f);
+  const __m512 low = _mm512_setzero_ps(), high = _mm512_set1_ps(255.f);
+  for (int64_t i = 0; i < k; i += 16) {  // k % 16 == 0 (checked)
+    __m512 v = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), inverse, zero_point);
+    v = _mm512_min_ps(_mm512_max_ps(v, low), high);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
+  }
+}
+
+// What happens to each output after fbgemm's scaling: times its row's factor, plus a residual.
+struct Epilogue {
+  const float* row_scales = nullptr;  // (M,) or none
+  const float* residual = nullptr;    // (M, N) with the output's row stride, or none
+};
+
+// R rows (quantized, `k` bytes apart) times one packed block -> R x 64 outputs.
+template <int R>
+void block_product(const uint8_t* rows, int64_t k, const int8_t* block, const int32_t* offsets,
+                   const float* multipliers, float* out, int64_t ld_out, int64_t columns, Epilogue epilogue) {
+  __m512i acc[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_setzero_si512();
+  const int8_t* w = block;
+  for (int64_t i = 0; i < k; i += 4, w += 4 * kBlock) {
+    const __m512i w0 = _mm512_load_si512(w), w1 = _mm512_load_si512(w + 64);
+    const __m512i w2 = _mm512_load_si512(w + 128), w3 = _mm512_load_si512(w + 192);
+    for (int r = 0; r < R; ++r) {
+      const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(rows + r * k + i));
+      acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, w0);
+      acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, w1);
+      acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], x, w2);
+      acc[r][3] = _mm512_dpbusd_epi32(acc[r][3], x, w3);
+    }
+  }
+  // fbgemm's float output: float(sum - 128 * column sum) * (input scale * weight scale).
+  for (int c = 0; c < 4; ++c) {
+    const int64_t first = c * 16;
+    if (first >= columns) break;
+    const __mmask16 mask = columns - first >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (columns - first)) - 1);
+    const __m512i offset = _mm512_maskz_loadu_epi32(mask, offsets + first);  // unpadded: (out,) each
+    const __m512 multiplier = _mm512_maskz_loadu_ps(mask, multipliers + first);
+    for (int r = 0; r < R; ++r) {
+      __m512 value = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][c], offset)), multiplier);
+      if (epilogue.row_scales) value = _mm512_mul_ps(value, _mm512_set1_ps(epilogue.row_scales[r]));
+      if (epilogue.residual)
+        value = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, epilogue.residual + r * ld_out + first), value);
+      _mm512_mask_storeu_ps(out + r * ld_out + first, mask, value);
+    }
+  }
+}
+
+void rows_times_block(const uint8_t* rows, int64_t m, int64_t k, const int8_t* block, const int32_t* offsets,
+                      const float* multipliers, float* out, int64_t ld_out, int64_t columns, Epilogue epilogue) {
+  auto advanced = [&](int64_t r) {
+    return Epilogue{epilogue.row_scales ? epilogue.row_scales + r : nullptr,
+                    epilogue.residual ? epilogue.residual + r * ld_out : nullptr};
+  };
+  int64_t r = 0;
+  for (; r + kRowsAtOnce <= m; r += kRowsAtOnce)
+    block_product<kRowsAtOnce>(rows + r * k, k, block, offsets, multipliers, out + r * ld_out, ld_out, columns,
+                               advanced(r));
+  switch (m - r) {
+    case 3: block_product<3>(rows + r * k, k, block, offsets, multipliers, out + r * ld_out, ld_out, columns, advanced(r)); break;
+    case 2: block_product<2>(rows + r * k, k, block, offsets, multipliers, out + r * ld_out, ld_out, columns, advanced(r)); break;
+    case 1: block_product<1>(rows + r * k, k, block, offsets, multipliers, out + r * ld_out, ld_out, columns, advanced(r)); break;
+    default: break;
+  }
+}
+
+// Each row's largest magnitude, kept above 0 (an all-zero row then divides safely), as row_max_of.
+float row_max(const float* x, int64_t k) {
+  __m512 best = _mm512_setzero_ps();
+  for (int64_t i = 0; i < k; i += 16) best = _mm512_max_ps(best, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+  return std::max(_mm512_reduce_max_ps(best), 1e-12f);
+}
+
+// 1 / sqrt(mean(x^2) + eps), summed in float32 as Qwen3's norm accumulates.
+float inverse_rms(const float* x, int64_t k, float eps) {
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t i = 0; i < k; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    sum = _mm512_fmadd_ps(v, v, sum);
+  }
+  return 1.0f / std::sqrt(_mm512_reduce_add_ps(sum) / static_cast<float>(k) + eps);
+}
+
+struct Packed {
+  const int8_t* weight;
+  const int32_t* offsets;
+  const float* multipliers;
+  int64_t blocks, in_features, out_features;
+};
+
+Packed checked(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& offsets,
+               const at::Tensor& multipliers) {
+  TORCH_CHECK(rows.dim() == 2 && rows.scalar_type() == at::kFloat && rows.device().is_cpu() && rows.is_contiguous(),
+              "soprano int8: rows must be a contiguous 2-d float32 CPU tensor");
+  TORCH_CHECK(weight.dim() == 4 && weight.scalar_type() == at::kChar && weight.is_contiguous() &&
+                  weight.size(2) == kBlock && weight.size(3) == 4,
+              "soprano int8: the weight is not in the packed layout");
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(weight.data_ptr()) % 64 == 0, "soprano int8: the weight is not 64-byte aligned");
+  const int64_t k = rows.size(1), blocks = weight.size(0), out_features = multipliers.numel();
+  TORCH_CHECK(weight.size(1) * 4 == k && k % 16 == 0, "soprano int8: rows have ", k, " columns, the weight ",
+              weight.size(1) * 4);
+  TORCH_CHECK(out_features > (blocks - 1) * kBlock && out_features <= blocks * kBlock &&
+                  offsets.numel() == out_features && offsets.scalar_type() == at::kInt && offsets.is_contiguous() &&
+                  multipliers.scalar_type() == at::kFloat && multipliers.is_contiguous(),
+              "soprano int8: offsets and multipliers must be one per output channel");
+  return {weight.data_ptr<int8_t>(), offsets.data_ptr<int32_t>(), multipliers.data_ptr<float>(), blocks, k,
+          out_features};
+}
+
+// Quantized rows (M, K) times the packed weight into out (M, N), the blocks shared among threads.
+void multiply(const std::vector<uint8_t>& quantized, int64_t m, const Packed& w, float* out, Epilogue epilogue) {
+  // Each thread a run of blocks worth at least 64 KB of weight: fewer is not worth a thread.
+  const int64_t grain = std::max<int64_t>(1, (64 * 1024) / (kBlock * w.in_features));
+  at::parallel_for(0, w.blocks, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t first = b * kBlock;
+      Epilogue shifted{epilogue.row_scales, epilogue.residual ? epilogue.residual + first : nullptr};
+      rows_times_block(quantized.data(), m, w.in_features, w.weight + first * w.in_features, w.offsets + first,
+                       w.multipliers + first, out + first, w.out_features,
+                       std::min<int64_t>(kBlock, w.out_features - first), shifted);
+    }
+  });
+}
+
+// rows (M, K) float32 in [-1, 1]; weight (ceil(N/64), K/4, 64, 4) int8; offsets (N,) int32 and
+// multipliers (N,) float32 (int8_kernel.pack). Returns (M, N) float32: fbgemm's exact product.
+at::Tensor int8_rows(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& offsets,
+                     const at::Tensor& multipliers, double input_scale) {
+  const at::Tensor x = rows.contiguous();
+  const Packed w = checked(x, weight, offsets, multipliers);
+  const int64_t m = x.size(0), k = w.in_features;
+  at::Tensor out = at::empty({m, w.out_features}, x.options());
+  std::vector<uint8_t> quantized(static_cast<size_t>(m * k));
+  const float inverse_scale = 1.0f / static_cast<float>(input_scale);
+  for (int64_t r = 0; r < m; ++r) quantize_row(x.data_ptr<float>() + r * k, quantized.data() + r * k, k, inverse_scale);
+  if (m > 0) multiply(quantized, m, w, out.data_ptr<float>(), Epilogue{});
+  return out;
+}
+
+// int8_rows(rms_norm(x) * norm_weight) for float32 rows x (M, K), as quantize.int8_normed: the
+// norm's 1/rms, a per-row factor, is applied to the output with the row's scale.
+at::Tensor int8_normed(const at::Tensor& rows, const at::Tensor& norm_weight, const at::Tensor& eps,
+                       const at::Tensor& weight, const at::Tensor& offsets, const at::Tensor& multipliers,
+                       double input_scale) {
+  const at::Tensor x = rows.contiguous();
+  const Packed w = checked(x, weight, offsets, multipliers);
+  const int64_t m = x.size(0), k = w.in_features;
+  TORCH_CHECK(norm_weight.numel() == k && norm_weight.scalar_type() == at::kFloat && norm_weight.is_contiguous() &&
+                  eps.numel() == 1 && eps.scalar_type() == at::kFloat,
+              "soprano int8_normed: the norm weight must be (K,) float32, eps a float32 scalar");
+  const float epsilon = *eps.data_ptr<float>(), inverse_scale = 1.0f / static_cast<float>(input_scale);
+  at::Tensor out = at::empty({m, w.out_features}, x.options());
+  std::vector<uint8_t> quantized(static_cast<size_t>(m * k));
+  std::vector<float> weighted(static_cast<size_t>(k)), scales(static_cast<size_t>(m));
+  const float* nw = norm_weight.data_ptr<float>();
+  for (int64_t r = 0; r < m; ++r) {
+    const float* row = x.data_ptr<float>() + r * k;
+    for (int64_t i = 0; i < k; i += 16)
+      _mm512_storeu_ps(weighted.data() + i, _mm512_mul_ps(_mm512_loadu_ps(row + i), _mm512_loadu_ps(nw + i)));
+    const float largest = row_max(weighted.data(), k);
+    const __m512 divisor = _mm512_set1_ps(largest);
+    for (int64_t i = 0; i < k; i += 16)
+      _mm512_storeu_ps(weighted.data() + i, _mm512_div_ps(_mm512_loadu_ps(weighted.data() + i), divisor));
+    quantize_row(weighted.data(), quantized.data() + r * k, k, inverse_scale);
+    scales[r] = inverse_rms(row, k, epsilon) * largest;
+  }
+  if (m > 0) multiply(quantized, m, w, out.data_ptr<float>(), Epilogue{scales.data(), nullptr});
+  return out;
+}
+
+// residual + int8_rows(x) for float32 rows x (M, K) and residual (M, N), as quantize.int8_added.
+at::Tensor int8_added(const at::Tensor& rows, const at::Tensor& residual, const at::Tensor& weight,
+                      const at::Tensor& offsets, const at::Tensor& multipliers, double input_scale) {
+  const at::Tensor x = rows.contiguous();
+  const Packed w = checked(x, weight, offsets, multipliers);
+  const int64_t m = x.size(0), k = w.in_features;
+  const at::Tensor base = residual.contiguous();
+  TORCH_CHECK(base.dim() == 2 && base.size(0) == m && base.size(1) == w.out_features &&
+                  base.scalar_type() == at::kFloat,
+              "soprano int8_added: the residual must be (M, N) float32");
+  const float inverse_scale = 1.0f / static_cast<float>(input_scale);
+  at::Tensor out = at::empty({m, w.out_features}, x.options());
+  std::vector<uint8_t> quantized(static_cast<size_t>(m * k));
+  std::vector<float> scaled(static_cast<size_t>(k)), scales(static_cast<size_t>(m));
+  for (int64_t r = 0; r < m; ++r) {
+    const float* row = x.data_ptr<float>() + r * k;
+    scales[r] = row_max(row, k);
+    const __m512 divisor = _mm512_set1_ps(scales[r]);
+    for (int64_t i = 0; i < k; i += 16)
+      _mm512_storeu_ps(scaled.data() + i, _mm512_div_ps(_mm512_loadu_ps(row + i), divisor));
+    quantize_row(scaled.data(), quantized.data() + r * k, k, inverse_scale);
+  }
+  if (m > 0) multiply(quantized, m, w, out.data_ptr<float>(), Epilogue{scales.data(), base.data_ptr<float>()});
+  return out;
+}
+
+
+// -- one decode step's attention ---------------------------------------------------------------------
+
+// e^x for x <= 0 (scores less their maximum): 2^n * p(r), r = x - n ln 2, |r| <= ln 2 / 2, p the
+// degree-6 Taylor polynomial (relative error below 3e-7, as good as float32 softmax needs).
+__m512 exp_nonpositive(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723212e-6f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+float dot(const float* a, const float* b, int64_t d) {
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t i = 0; i < d; i += 16) sum = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), sum);
+  return _mm512_reduce_add_ps(sum);
+}
+
+// One head of q or k, (D,), normed as the step's rms norm over the head, times its norm weight
+// (which carries attention's 1/sqrt(D) for queries) and rotated: out[j] = y[j] cos[j] +
+// y[(j + D/2) % D] sin[j], y the weighted head, cos and signed sin a row of Qwen3LM.rope_rows.
+void normed_rotated(const float* head, const float* weight, const float* cos_sin, float eps, int64_t d, float* out) {
+  const float inverse = inverse_rms(head, d, eps);
+  const int64_t half = d / 2;
+  for (int64_t j = 0; j < d; j += 16) {
+    const int64_t partner = (j + half) % d;
+    const __m512 y = _mm512_mul_ps(_mm512_loadu_ps(head + j), _mm512_loadu_ps(weight + j));
+    const __m512 y_partner = _mm512_mul_ps(_mm512_loadu_ps(head + partner), _mm512_loadu_ps(weight + partner));
+    const __m512 rotated = _mm512_fmadd_ps(y_partner, _mm512_loadu_ps(cos_sin + d + j),
+                                           _mm512_mul_ps(y, _mm512_loadu_ps(cos_sin + j)));
+    _mm512_storeu_ps(out + j, _mm512_mul_ps(rotated, _mm512_set1_ps(inverse)));
+  }
+}
+
+// The attention of one decode step in layer `layer`, every row b its own sentence in cache slot b
+// at position positions[b]: rows qkv (B, (h + 2 kvh) D) -> (B, h D). For each row: the q and k
+// heads normed and rotated, k and v written to the caches (layers, slots, kvh, max_len, D) at the
+// row's position, and each query head attends over its key head's positions 0..positions[b]
+// (so a row reads only its own sentence: no mask, and the same result alone or in a batch).
+at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const at::Tensor& qk_eps,
+                  const at::Tensor& cos_sin_rows, const at::Tensor& key_cache, const at::Tensor& value_cache,
+                  int64_t layer, const at::Tensor& positions, int64_t heads, int64_t kv_heads) {
+  const at::Tensor qkv = qkv_rows.contiguous(), cos_sin = cos_sin_rows.contiguous();
+  const at::Tensor where = positions.to(at::kLong).contiguous();
+  TORCH_CHECK(key_cache.dim() == 5 && key_cache.is_contiguous() && value_cache.is_contiguous() &&
+                  key_cache.sizes() == value_cache.sizes() && key_cache.scalar_type() == at::kFloat &&
+                  value_cache.scalar_type() == at::kFloat && layer >= 0 && layer < key_cache.size(0),
+              "soprano attend: the caches must be contiguous float32 (layers, slots, kv_heads, max_len, head_dim)");
+  const int64_t rows = qkv.size(0), d = key_cache.size(4), max_len = key_cache.size(3);
+  TORCH_CHECK(qkv.dim() == 2 && qkv.scalar_type() == at::kFloat && qkv.size(1) == (heads + 2 * kv_heads) * d &&
+                  kv_heads > 0 && heads % kv_heads == 0 && d % 16 == 0 && key_cache.size(1) >= rows &&
+                  key_cache.size(2) == kv_heads,
+              "soprano attend: qkv must be (B, (heads + 2 kv_heads) head_dim) float32, B at most the cache's slots");
+  TORCH_CHECK(qk_norm.is_contiguous() && qk_norm.numel() == (heads + kv_heads) * d && qk_norm.scalar_type() == at::kFloat &&
+                  cos_sin.dim() == 2 && cos_sin.size(0) == rows && cos_sin.size(1) == 2 * d &&
+                  cos_sin.scalar_type() == at::kFloat && where.numel() == rows && qk_eps.numel() == 1 &&
+                  qk_eps.scalar_type() == at::kFloat,
+              "soprano attend: the norm weight, rotations, positions or eps do not fit");
+  const int64_t* position = where.data_ptr<int64_t>();
+  for (int64_t b = 0; b < rows; ++b)
+    TORCH_CHECK(position[b] >= 0 && position[b] < max_len, "soprano attend: position ", position[b],
+                " is outside the cache (", max_len, ")");
+  at::Tensor out = at::empty({rows, heads * d}, qkv.options());
+  const float eps = *qk_eps.data_ptr<float>();
+  const int64_t group = heads / kv_heads, width = qkv.size(1);
+  const float *source = qkv.data_ptr<float>(), *weights = qk_norm.data_ptr<float>(), *rope = cos_sin.data_ptr<float>();
+  const int64_t layer_size = key_cache.size(1) * kv_heads * max_len * d;
+  float* keys = key_cache.data_ptr<float>() + layer * layer_size;
+  float* values = value_cache.data_ptr<float>() + layer * layer_size;
+  float* result = out.data_ptr<float>();
+  at::parallel_for(0, rows * kv_heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> query(static_cast<size_t>(d)), scores, mixed(static_cast<size_t>(d));
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / kv_heads, g = task % kv_heads, length = position[b] + 1;
+      const float* row = source + b * width;
+      const float* rotation = rope + b * 2 * d;
+      const int64_t slot = (b * kv_heads + g) * max_len;  // this row's key head's positions
+      float* key_row = keys + (slot + position[b]) * d;
+      normed_rotated(row + (heads + g) * d, weights + (heads + g) * d, rotation, eps, d, key_row);
+      std::copy(row + (heads + kv_heads + g) * d, row + (heads + kv_heads + g + 1) * d, values + (slot + position[b]) * d);
+      scores.resize(static_cast<size_t>(length + 15));
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        normed_rotated(row + h * d, weights + h * d, rotation, eps, d, query.data());
+        float largest = -INFINITY;
+        for (int64_t l = 0; l < length; ++l) {
+          scores[l] = dot(query.data(), keys + (slot + l) * d, d);
+          largest = std::max(largest, scores[l]);
+        }
+        __m512 total = _mm512_setzero_ps();
+        int64_t l = 0;
+        for (; l + 16 <= length; l += 16) {
+          const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(scores.data() + l), _mm512_set1_ps(largest)));
+          _mm512_storeu_ps(scores.data() + l, e);
+          total = _mm512_add_ps(total, e);
+        }
+        if (l < length) {
+          const __mmask16 mask = static_cast<__mmask16>((1u << (length - l)) - 1);
+          const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, scores.data() + l), _mm512_set1_ps(largest)));
+          _mm512_mask_storeu_ps(scores.data() + l, mask, e);
+          total = _mm512_add_ps(total, _mm512_maskz_mov_ps(mask, e));
+        }
+        const float scale = 1.0f / _mm512_reduce_add_ps(total);
+        std::fill(mixed.begin(), mixed.end(), 0.0f);
+        for (int64_t p = 0; p < length; ++p) {
+          const __m512 weight = _mm512_set1_ps(scores[p] * scale);
+          const float* value = values + (slot + p) * d;
+          for (int64_t j = 0; j < d; j += 16)
+            _mm512_storeu_ps(mixed.data() + j, _mm512_fmadd_ps(weight, _mm512_loadu_ps(value + j), _mm512_loadu_ps(mixed.data() + j)));
+        }
+        std::copy(mixed.begin(), mixed.end(), result + b * heads * d + h * d);
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(soprano, CPU, m) {
+  m.impl("int8_rows", &int8_rows);
+  m.impl("int8_normed", &int8_normed);
+  m.impl("int8_added", &int8_added);
+  m.impl("attend", &attend);
+}

@@ -1,0 +1,161 @@
+"""soprano's own int8 kernel (engine/int8_kernel.py): fbgemm's bits, the fused forms, the LM on it,
+and every way it falls back to fbgemm."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from system_deps import needs
+
+from soprano_cli.engine import int8_kernel, quantize
+from soprano_cli.engine.cpu import cpu_has_flag
+from soprano_cli.engine.engine import Engine, EngineConfig
+from soprano_cli.engine.measures import snr_db
+from soprano_cli.engine.ops import constant, inverse_rms_with, row_max_of
+
+VNNI = cpu_has_flag("avx512_vnni") and quantize.use_fbgemm(torch.device("cpu"))
+pytestmark = [needs("c++"), pytest.mark.skipif(not VNNI, reason="soprano's int8 kernel needs an AVX512-VNNI CPU")]
+INPUT_SCALE = 1 / 127
+
+
+def _layer(out_features: int, in_features: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    integers, scales = quantize.quantize_weight(torch.randn(out_features, in_features, generator=generator) * 0.05)
+    return int8_kernel.pack(integers, scales, INPUT_SCALE), quantize.fbgemm_pack(integers, scales)
+
+
+def _rows(count: int, width: int, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.rand(count, width, generator=generator) * 2 - 1
+    # Values exactly between two 8-bit steps (where a different rounding shows), the ends, zeros.
+    rows[0, : width // 2] = (torch.randint(-126, 127, (width // 2,), generator=generator) + 0.5) / 127
+    rows[-1, :4] = torch.tensor([1.0, -1.0, 0.0, -0.0])
+    return rows
+
+
+def test_the_kernel_is_built_and_used_here():
+    assert int8_kernel.available(), int8_kernel.status()
+    assert int8_kernel.status().startswith("soprano VNNI")
+
+
+@pytest.mark.parametrize("out_features, in_features", [(64, 16), (768, 512), (100, 2304), (1000, 48), (8, 512)])
+@pytest.mark.parametrize("count", [1, 3, 4, 9, 33])
+def test_the_product_is_fbgemms_bit_for_bit(out_features, in_features, count):
+    parts, packed = _layer(out_features, in_features)
+    rows = _rows(count, in_features)
+    ours = int8_kernel.rows_product(rows, parts, INPUT_SCALE)
+    assert ours.shape == (count, out_features)
+    assert torch.equal(ours, quantize.fbgemm_rows(rows, INPUT_SCALE, packed))
+
+
+def test_the_fused_forms_are_their_compositions():
+    """Norm, row scaling, product and residual in one call: the same as the separate operations
+    but for the rms's own sum order (a few units in the last place)."""
+    parts, _ = _layer(1000, 512)
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(5, 512, generator=generator) * 3
+    norm = torch.rand(512, generator=generator) + 0.5
+    eps = constant(1e-6, torch.device("cpu"))
+    weighted = x * norm
+    row_max = row_max_of(weighted)
+    composed = int8_kernel.rows_product(weighted / row_max, parts, INPUT_SCALE) * (inverse_rms_with(x, eps) * row_max)
+    torch.testing.assert_close(int8_kernel.normed_product(x, norm, eps, parts, INPUT_SCALE), composed,
+                               rtol=1e-6, atol=1e-6)
+    residual = torch.randn(5, 1000, generator=generator)
+    row_max = row_max_of(x)
+    composed = residual + int8_kernel.rows_product(x / row_max, parts, INPUT_SCALE) * row_max
+    torch.testing.assert_close(int8_kernel.added_product(x, residual, parts, INPUT_SCALE), composed,
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_each_row_is_the_same_alone_and_in_a_batch():
+    parts, _ = _layer(700, 512)
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(11, 512, generator=generator)
+    norm, eps = torch.rand(512, generator=generator), constant(1e-6, torch.device("cpu"))
+    residual = torch.randn(11, 700, generator=generator)
+    together = int8_kernel.normed_product(x, norm, eps, parts, INPUT_SCALE)
+    added = int8_kernel.added_product(x, residual, parts, INPUT_SCALE)
+    for row in range(11):
+        alone = int8_kernel.normed_product(x[row:row + 1], norm, eps, parts, INPUT_SCALE)
+        assert torch.equal(alone, together[row:row + 1])
+        alone = int8_kernel.added_product(x[row:row + 1], residual[row:row + 1], parts, INPUT_SCALE)
+        assert torch.equal(alone, added[row:row + 1])
+
+
+def test_bad_inputs_are_refused_not_read_out_of_bounds():
+    parts, _ = _layer(64, 512)
+    with pytest.raises(RuntimeError, match="columns"):
+        int8_kernel.rows_product(torch.zeros(1, 256), parts, INPUT_SCALE)
+    with pytest.raises(RuntimeError, match="float32"):
+        int8_kernel.rows_product(torch.zeros(1, 512, dtype=torch.float64), parts, INPUT_SCALE)
+    with pytest.raises(RuntimeError, match="one per output channel"):
+        int8_kernel.rows_product(torch.zeros(1, 512), [parts[0], parts[1][:10], parts[2]], INPUT_SCALE)
+
+
+def test_the_unpacked_weight_is_the_quantized_weight():
+    generator = torch.Generator().manual_seed(4)
+    weight = torch.randn(100, 64, generator=generator)
+    layer = quantize.DynamicInt8Linear(weight, own_kernel=True)
+    assert layer.kernel_parts and layer.packed is None
+    assert torch.equal(layer.weight, quantize.quantize_weight(weight)[0])
+
+
+def test_the_lm_runs_on_the_kernel_and_sounds_as_on_fbgemm(tiny_checkpoint, golden_texts, monkeypatch):
+    texts = golden_texts[:3]
+    engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="int8"))
+    block = engine.lm.model.layers[0]
+    head = getattr(engine.lm.lm_head, "layer", engine.lm.lm_head)  # the int8 part of a split head
+    assert block.mlp.down_proj.kernel_parts and head.kernel_parts
+    assert engine.lm.decode_loop() == "TorchScript"
+    ours = engine.synthesize(texts)
+    monkeypatch.setattr(int8_kernel, "available", lambda: False)
+    fbgemm = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="int8"))
+    assert fbgemm.lm.model.layers[0].mlp.down_proj.packed is not None
+    theirs = fbgemm.synthesize(texts)
+    for a, b in zip(ours, theirs):
+        assert a.frames == b.frames
+        assert snr_db(torch.from_numpy(b.audio), torch.from_numpy(a.audio)) > 40
+
+
+def _status_in_a_new_process(tmp_path, **env) -> subprocess.CompletedProcess:
+    code = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr); "
+            "from soprano_cli.engine import int8_kernel; print(int8_kernel.status())")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "SOPRANO_KERNEL_CACHE": str(tmp_path / "kernels"), **env})
+
+
+def test_it_falls_back_to_fbgemm_when_turned_off_or_unbuildable(tmp_path):
+    off = _status_in_a_new_process(tmp_path, SOPRANO_INT8_KERNEL="0")
+    assert off.stdout.strip() == "fbgemm (SOPRANO_INT8_KERNEL=0)"
+    no_compiler = _status_in_a_new_process(tmp_path, CXX=str(tmp_path / "no-such-compiler"))
+    assert no_compiler.stdout.strip() == "fbgemm (no C++ compiler (install g++ to build it))", no_compiler.stderr
+    broken = tmp_path / "broken-c++"
+    broken.write_text("#!/bin/sh\necho 'int8_rows.cpp:1: error: this compiler is broken' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    failed = _status_in_a_new_process(tmp_path, CXX=str(broken))
+    assert failed.returncode == 0 and "Traceback" not in failed.stderr
+    assert failed.stdout.strip() == "fbgemm (the build failed: int8_rows.cpp:1: error: this compiler is broken)"
+    assert not list((tmp_path / "kernels").glob("*.so"))  # nothing half-built is kept
+
+
+def test_a_build_is_kept_and_reused(tmp_path):
+    first = _status_in_a_new_process(tmp_path)
+    assert first.stdout.startswith("soprano VNNI") and "building soprano's int8 kernel" in first.stderr
+    built = list((tmp_path / "kernels").glob("int8_rows-*.so"))
+    assert len(built) == 1 and not list((tmp_path / "kernels").glob(".build-*"))
+    stamp = built[0].stat().st_mtime_ns
+    again = _status_in_a_new_process(tmp_path)
+    assert again.stdout.startswith("soprano VNNI") and "building" not in again.stderr
+    assert built[0].stat().st_mtime_ns == stamp
+
+
+def test_doctor_names_the_int8_kernel(tmp_path):
+    from soprano_cli.doctor import check_cpu
+
+    detail = next(check.detail for check in check_cpu() if check.name == "cpu.features")
+    assert "int8 kernel: soprano VNNI" in detail
