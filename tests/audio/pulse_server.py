@@ -82,17 +82,20 @@ class PulseServer:
         env = {**os.environ, **self.env()}
         return subprocess.run(["pactl", *args], env=env, capture_output=True, text=True, timeout=10)
 
-    def player_buffer_seconds(self, timeout: float = 60.0) -> float:
-        """The buffer latency of the first playback stream to open (what a player asked the device
-        to hold, as the server granted it), waiting until one opens."""
+    def player_buffer_seconds(self, pid: int, timeout: float = 60.0) -> float:
+        """The buffer latency of process `pid`'s playback stream (what that player asked the device to
+        hold, as the server granted it), waiting until it opens. By process: another test's player may
+        still be closing its stream, and a stream just created may not have its buffer set yet."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for line in self.pactl("list", "sink-inputs").stdout.splitlines():
-                name, _, value = line.strip().partition(":")
-                if name == "Buffer Latency":
-                    return int(value.split()[0]) / 1e6  # "564718 usec"
+            for block in self.pactl("list", "sink-inputs").stdout.split("Sink Input #")[1:]:
+                fields = dict(line.strip().partition(":")[::2] for line in block.splitlines())
+                owner = f'application.process.id = "{pid}"'
+                latency = int(fields.get("Buffer Latency", "0 usec").split()[0])
+                if any(line.strip() == owner for line in block.splitlines()) and latency > 0:
+                    return latency / 1e6  # "564718 usec"
             time.sleep(0.05)
-        raise AssertionError("no player opened a stream")
+        raise AssertionError(f"process {pid} opened no playback stream")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -112,7 +112,7 @@ def test_play_latency_reaches_the_sound_server(pulse, latency):
     player = subprocess.Popen([*SOPRANO, "play", "--raw", *(["--latency", str(latency)] if latency else [])],
                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        held = pulse.player_buffer_seconds()
+        held = pulse.player_buffer_seconds(player.pid)
     finally:
         player.stdin.close()
         player.wait(30)

@@ -76,7 +76,7 @@ def test_synth_play_audio_latency_reaches_the_sound_server(pulse, tiny_checkpoin
     synth = subprocess.Popen([*SOPRANO, "synth", "--model", str(tiny_checkpoint), "--dtype", "float32", "--play",
                               "--audio-latency", "0.5", "-o", str(tmp_path / "out.wav"), TEXT], stderr=subprocess.PIPE)
     try:
-        held = pulse.player_buffer_seconds()
+        held = pulse.player_buffer_seconds(synth.pid)
     finally:
         synth.wait(120)
     assert synth.returncode == 0, synth.stderr.read()
