@@ -31,6 +31,7 @@ from torch import Tensor
 
 from soprano_cli.engine.cache_dir import soprano_cache_dir
 from soprano_cli.engine.cpu import cpu_has_flag
+from soprano_cli.engine.int8_weights import fbgemm_pack, fbgemm_rows, quantize_weight
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +192,6 @@ def _op(name: str):
 
 def _differs_from_fbgemm() -> str:
     """'' where the kernel gives fbgemm's exact outputs on awkward shapes and values, else what differs."""
-    from soprano_cli.engine.quantize import fbgemm_pack, fbgemm_rows, quantize_weight
-
     generator = torch.Generator().manual_seed(0)
     input_scale = 1 / 127
     for out_features, in_features in ((64, 64), (200, 512), (8, 2304)):

@@ -105,6 +105,9 @@ def test_wheel_installs_man_pages_and_completions(wheel):
     for source, target in DATA_FILES.items():
         assert wheel.read(data[target]) == (REPO / source).read_bytes(), target
     assert any(name.endswith("soprano_cli/server/web/index.html") for name in names)
+    # the int8 kernel's source, which the installed package builds on first use
+    kernel = next(name for name in names if name.endswith("soprano_cli/engine/kernels/int8_rows.cpp"))
+    assert wheel.read(kernel) == (REPO / "soprano_cli/engine/kernels/int8_rows.cpp").read_bytes()
 
 
 @needs("man")

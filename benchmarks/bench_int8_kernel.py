@@ -1,0 +1,105 @@
+"""soprano's int8 kernel against fbgemm, side by side in one process (interleaved, so a busy
+machine slows both alike):
+
+- each LM matmul shape alone (its weight hot in the caches), soprano's product against fbgemm's;
+- the whole int8 decode step of a full-size LM (weights streaming from memory), at batch 1 and
+  16: soprano's kernel step (fused norms and attention) against the fbgemm step.
+
+    python benchmarks/bench_int8_kernel.py [--member random] [--batches 1,16]
+
+Uses the benchmark family's checkpoint (.bench/family-<member>, written once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def per_call_us(fn, repeat: int = 300) -> float:
+    for _ in range(20):
+        fn()
+    started = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - started) / repeat * 1e6
+
+
+def matmuls() -> None:
+    import torch
+
+    from soprano_cli.engine import int8_kernel, quantize
+
+    scale = 1 / 127
+    print("| matmul (out x in), rows | fbgemm µs | soprano µs | ratio |\n|---|---|---|---|")
+    for out_features, in_features in ((768, 512), (512, 512), (4608, 512), (512, 2304), (8192, 512)):
+        integers, scales = quantize.quantize_weight(torch.randn(out_features, in_features) * 0.02)
+        parts, packed = int8_kernel.pack(integers, scales, scale), quantize.fbgemm_pack(integers, scales)
+        for rows in (1, 16):
+            x = torch.rand(rows, in_features) * 2 - 1
+            theirs = per_call_us(lambda: quantize.fbgemm_rows(x, scale, packed))
+            ours = per_call_us(lambda: int8_kernel.rows_product(x, parts, scale))
+            print(f"| {out_features} x {in_features}, {rows} | {theirs:.1f} | {ours:.1f} | {theirs / ours:.2f}x |")
+
+
+def steps(member: str, batches: list[int], rounds: int) -> None:
+    import torch
+
+    from soprano_cli.engine import checkpoint, int8_kernel
+    from soprano_cli.engine import precision_probe as probe
+    from soprano_cli.engine.engine import Engine, EngineConfig
+    from soprano_cli.engine.generate import BatchGenerator, Generation
+    from soprano_cli.engine.random_checkpoint import write_random_checkpoint
+    from soprano_cli.engine.sampling import SamplingParams
+
+    folder = ROOT / ".bench" / f"family-{member}"
+    if not (folder / "decoder.pth").exists():
+        write_random_checkpoint(folder, seed=5, statistics=member)
+    engine = Engine.load(EngineConfig(model=str(folder), dtype="float32", device="cpu"))
+    config, cpu = checkpoint.read_lm_config(folder), torch.device("cpu")
+    smoothed = probe.smoothing_for(folder, config, engine.tokenizer, engine.decoder, cpu)
+    lms = {"soprano": probe.build(folder, config, cpu, "int8", smoothed)}
+    os.environ["SOPRANO_INT8_KERNEL"] = "0"  # the next build's layers take fbgemm
+    int8_kernel._decided_state.cache_clear()
+    lms["fbgemm"] = probe.build(folder, config, cpu, "int8", smoothed)
+    prompt = engine.tokenizer.encode(checkpoint.prompt_text(probe.PROBE_TEXTS[0])).ids
+    del engine
+    print("\n| LM step, batch | fbgemm ms | soprano ms | ratio |\n|---|---|---|---|")
+    for batch in batches:
+        times: dict[str, list[float]] = {name: [] for name in lms}
+        for _ in range(rounds):
+            for name, lm in lms.items():  # whole runs in turn: each model's weights stream as in use
+                generator = BatchGenerator(lm, max_batch=batch, device=cpu)
+                for key in range(batch):
+                    generator.add(Generation(key=key, prompt=prompt, params=SamplingParams(max_new_tokens=60)))
+                taken = []
+                while not generator.idle:
+                    started = time.perf_counter()
+                    generator.step()
+                    taken.append(time.perf_counter() - started)
+                times[name].append(statistics.median(taken[batch + 4:]) * 1000)
+        theirs, ours = statistics.median(times["fbgemm"]), statistics.median(times["soprano"])
+        print(f"| {batch} | {theirs:.2f} | {ours:.2f} | {theirs / ours:.2f}x |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--member", default="random", help="the family member whose LM steps are timed")
+    parser.add_argument("--batches", default="1,16")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    from soprano_cli.engine import int8_kernel
+
+    if not int8_kernel.available():
+        raise SystemExit(f"soprano's int8 kernel is not available here: {int8_kernel.status()}")
+    matmuls()
+    steps(args.member, [int(b) for b in args.batches.split(",")], args.rounds)
+
+
+if __name__ == "__main__":
+    main()
