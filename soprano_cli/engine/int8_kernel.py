@@ -1,11 +1,13 @@
-"""soprano's own int8 linear kernel for the LM on AVX512-VNNI CPUs (kernels/int8_rows.cpp).
+"""soprano's own int8 kernel for the LM on AVX512-VNNI CPUs (kernels/int8_rows.cpp).
 
 A decode step multiplies one row, or a few, by every weight of the LM: its speed is how fast
 the weights stream from memory. fbgemm packs weights for batches and reads them at about half
-the memory's speed at one row; this kernel reads them front to back at memory speed. It gives
-fbgemm's bits exactly (the same 8-bit inputs, integer sums and float scaling), so outputs,
-golden files, batch invariance and the `auto` probe's audio figures are the same either way;
-`available()` checks that against fbgemm before the kernel is used.
+the memory's speed at one row; this kernel reads them front to back at memory speed. Its
+products are fbgemm's exactly (the same 8-bit inputs, integer sums and float scaling), which
+`available()` checks before the kernel is used. Its library also fuses what stands around each
+product in the decode step (the RMSNorm or residual of each int8 layer, each block's attention);
+those float steps round in their own order, so the audio differs from fbgemm's path by float
+rounding, and every row is still computed alone (batch invariance holds).
 
 The kernel is C++ compiled on first use with the machine's C++ compiler (against the installed
 PyTorch's headers) and kept in the kernel cache, keyed by source, PyTorch and compiler. Where
@@ -72,7 +74,7 @@ def available() -> bool:
 def status() -> str:
     """What the LM's int8 layers run on here and, for fbgemm, why not soprano's kernel (for doctor)."""
     ready, reason = _state()
-    return "soprano VNNI (fbgemm's results, bit for bit)" if ready else f"fbgemm ({reason})"
+    return "soprano VNNI (fbgemm's products, bit for bit)" if ready else f"fbgemm ({reason})"
 
 
 _STATE_LOCK = threading.Lock()  # the LM's layers are quantized on two threads: one build

@@ -1,9 +1,16 @@
-// soprano's int8 linear kernel for x86 CPUs with AVX512-VNNI: rows (M, K) float32 times an int8
-// weight (N, K), exactly fbgemm's dynamic int8 arithmetic (the same rounded 8-bit inputs, the same
-// integer sums, the same float scaling), so either kernel gives the same bits. fbgemm packs its
-// weights for batches; a decode step multiplies one row or a few, where what counts is reading
-// the weight once at memory speed. Here the weight is packed for that: 64 output channels by 4
-// inputs per 256 bytes, read front to back, each 64-byte vector feeding 16 VNNI dot products.
+// soprano's kernels for the int8 LM's decode step on x86 CPUs with AVX512-VNNI (int8_kernel.py).
+//
+// int8_rows: rows (M, K) float32 times an int8 weight (N, K), exactly fbgemm's dynamic int8
+// arithmetic (the same rounded 8-bit inputs, the same integer sums, the same float scaling), so
+// either kernel gives the same bits. fbgemm packs its weights for batches; a decode step
+// multiplies one row or a few, where what counts is reading the weight once at memory speed.
+// Here the weight is packed for that: 64 output channels by 4 inputs per 256 bytes, read front
+// to back, each 64-byte vector feeding 16 VNNI dot products.
+// int8_normed, int8_added: the same product with the RMSNorm before it or the residual after it.
+// attend: one block's attention for the step's rows, from q/k/v to the heads' outputs.
+//
+// Every row is computed on its own, the same way whatever the batch: a sentence's audio must
+// not depend on its neighbours (built with -ffp-contract=off for that).
 #include <immintrin.h>
 
 #include <ATen/Parallel.h>
@@ -14,12 +21,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace {
 
 constexpr int64_t kBlock = 64;  // output channels per packed block: 4 vectors of 16 int32 sums
 constexpr int kRowsAtOnce = 4;  // rows sharing each weight load (16 accumulators)
+constexpr int64_t kSplits = 2;  // runs of positions each query head's attention is split into
 
 // fbgemm's input quantization: u8 = round_to_nearest_even(clip(x * (1/scale) + zero_point)),
 // the multiply-add fused (one rounding), zero point 128.
@@ -51,7 +60,9 @@ void block_product(const uint8_t* rows, int64_t k, const int8_t* block, const in
     const __m512i w0 = _mm512_load_si512(w), w1 = _mm512_load_si512(w + 64);
     const __m512i w2 = _mm512_load_si512(w + 128), w3 = _mm512_load_si512(w + 192);
     for (int r = 0; r < R; ++r) {
-      const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(rows + r * k + i));
+      int32_t four;  // the row's 4 inputs for this step, as one lane (memcpy: no aliasing tricks)
+      std::memcpy(&four, rows + r * k + i, sizeof four);
+      const __m512i x = _mm512_set1_epi32(four);
       acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, w0);
       acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, w1);
       acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], x, w2);
@@ -245,9 +256,10 @@ __m512 exp_nonpositive(__m512 x) {
 }
 
 float dot(const float* a, const float* b, int64_t d) {
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t i = 0; i < d; i += 16) sum = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), sum);
-  return _mm512_reduce_add_ps(sum);
+  __m512 sums[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+  for (int64_t i = 0; i < d; i += 16)  // four independent chains: one would wait on each add
+    sums[(i / 16) % 4] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), sums[(i / 16) % 4]);
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(sums[0], sums[1]), _mm512_add_ps(sums[2], sums[3])));
 }
 
 // One head of q or k, (D,), normed as the step's rms norm over the head, times its norm weight
@@ -302,49 +314,81 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
   float* keys = key_cache.data_ptr<float>() + layer * layer_size;
   float* values = value_cache.data_ptr<float>() + layer * layer_size;
   float* result = out.data_ptr<float>();
-  at::parallel_for(0, rows * kv_heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> query(static_cast<size_t>(d)), scores, mixed(static_cast<size_t>(d));
+  // The new keys and values first (few), then every query head on its own, shared among threads.
+  for (int64_t b = 0; b < rows; ++b) {
+    const float* row = source + b * width;
+    for (int64_t g = 0; g < kv_heads; ++g) {
+      const int64_t at = ((b * kv_heads + g) * max_len + position[b]) * d;
+      normed_rotated(row + (heads + g) * d, weights + (heads + g) * d, rope + b * 2 * d, eps, d, keys + at);
+      std::copy(row + (heads + kv_heads + g) * d, row + (heads + kv_heads + g + 1) * d, values + at);
+    }
+  }
+  // Each query head's positions in kSplits runs, task = (run, row, head): with two threads, each
+  // streams half of every head's keys and values from memory (they leave the caches between
+  // steps); the runs' partial softmax sums are merged after. The runs depend on the row's length
+  // only, so a row's result does not depend on its batch.
+  const int64_t heads_total = rows * heads;
+  std::vector<float> partial(static_cast<size_t>(kSplits * heads_total * (d + 2)));  // per task: max, sum, d sums
+  at::parallel_for(0, kSplits * heads_total, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> query(static_cast<size_t>(d)), scores;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / kv_heads, g = task % kv_heads, length = position[b] + 1;
-      const float* row = source + b * width;
-      const float* rotation = rope + b * 2 * d;
-      const int64_t slot = (b * kv_heads + g) * max_len;  // this row's key head's positions
-      float* key_row = keys + (slot + position[b]) * d;
-      normed_rotated(row + (heads + g) * d, weights + (heads + g) * d, rotation, eps, d, key_row);
-      std::copy(row + (heads + kv_heads + g) * d, row + (heads + kv_heads + g + 1) * d, values + (slot + position[b]) * d);
-      scores.resize(static_cast<size_t>(length + 15));
-      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
-        normed_rotated(row + h * d, weights + h * d, rotation, eps, d, query.data());
-        float largest = -INFINITY;
-        for (int64_t l = 0; l < length; ++l) {
-          scores[l] = dot(query.data(), keys + (slot + l) * d, d);
-          largest = std::max(largest, scores[l]);
+      const int64_t run = task / heads_total, b = (task % heads_total) / heads, h = task % heads;
+      const int64_t length = position[b] + 1, step = (length + kSplits - 1) / kSplits;
+      const int64_t from = std::min(length, run * step), to = std::min(length, from + step);
+      float* out_partial = partial.data() + task * (d + 2);
+      out_partial[0] = -INFINITY;
+      out_partial[1] = 0.0f;
+      std::fill(out_partial + 2, out_partial + 2 + d, 0.0f);
+      if (from >= to) continue;
+      const float* head_keys = keys + (b * kv_heads + h / group) * max_len * d;  // this query's key head
+      const float* head_values = values + (b * kv_heads + h / group) * max_len * d;
+      normed_rotated(source + b * width + h * d, weights + h * d, rope + b * 2 * d, eps, d, query.data());
+      const int64_t count = to - from;
+      scores.resize(static_cast<size_t>(count));
+      float largest = -INFINITY;
+      for (int64_t l = 0; l < count; ++l) {
+        scores[l] = dot(query.data(), head_keys + (from + l) * d, d);
+        largest = std::max(largest, scores[l]);
+      }
+      __m512 total = _mm512_setzero_ps();
+      for (int64_t l = 0; l < count; l += 16) {
+        const __mmask16 mask = count - l >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (count - l)) - 1);
+        const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, scores.data() + l),
+                                                       _mm512_set1_ps(largest)));
+        _mm512_mask_storeu_ps(scores.data() + l, mask, e);
+        total = _mm512_add_ps(total, _mm512_maskz_mov_ps(mask, e));
+      }
+      out_partial[0] = largest;
+      out_partial[1] = _mm512_reduce_add_ps(total);
+      for (int64_t j = 0; j < d; j += 64) {  // 4 vectors of the output in registers over the run
+        const int64_t vectors = std::min<int64_t>(64, d - j) / 16;
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int64_t p = 0; p < count; ++p) {
+          const __m512 weight = _mm512_set1_ps(scores[p]);
+          const float* value = head_values + (from + p) * d + j;
+          for (int64_t c = 0; c < vectors; ++c) acc[c] = _mm512_fmadd_ps(weight, _mm512_loadu_ps(value + 16 * c), acc[c]);
         }
-        __m512 total = _mm512_setzero_ps();
-        int64_t l = 0;
-        for (; l + 16 <= length; l += 16) {
-          const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(scores.data() + l), _mm512_set1_ps(largest)));
-          _mm512_storeu_ps(scores.data() + l, e);
-          total = _mm512_add_ps(total, e);
-        }
-        if (l < length) {
-          const __mmask16 mask = static_cast<__mmask16>((1u << (length - l)) - 1);
-          const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, scores.data() + l), _mm512_set1_ps(largest)));
-          _mm512_mask_storeu_ps(scores.data() + l, mask, e);
-          total = _mm512_add_ps(total, _mm512_maskz_mov_ps(mask, e));
-        }
-        const float scale = 1.0f / _mm512_reduce_add_ps(total);
-        std::fill(mixed.begin(), mixed.end(), 0.0f);
-        for (int64_t p = 0; p < length; ++p) {
-          const __m512 weight = _mm512_set1_ps(scores[p] * scale);
-          const float* value = values + (slot + p) * d;
-          for (int64_t j = 0; j < d; j += 16)
-            _mm512_storeu_ps(mixed.data() + j, _mm512_fmadd_ps(weight, _mm512_loadu_ps(value + j), _mm512_loadu_ps(mixed.data() + j)));
-        }
-        std::copy(mixed.begin(), mixed.end(), result + b * heads * d + h * d);
+        for (int64_t c = 0; c < vectors; ++c) _mm512_storeu_ps(out_partial + 2 + j + 16 * c, acc[c]);
       }
     }
   });
+  for (int64_t index = 0; index < heads_total; ++index) {  // softmax over the runs: rescale to one max
+    float largest = -INFINITY;
+    for (int64_t run = 0; run < kSplits; ++run) largest = std::max(largest, partial[(run * heads_total + index) * (d + 2)]);
+    float total = 0.0f;
+    float factors[kSplits];
+    for (int64_t run = 0; run < kSplits; ++run) {
+      const float* part = partial.data() + (run * heads_total + index) * (d + 2);
+      factors[run] = part[1] > 0.0f ? std::exp(part[0] - largest) : 0.0f;
+      total += part[1] * factors[run];
+    }
+    float* mixed = result + index * d;  // row b, head h: (b * heads + h) * d
+    for (int64_t j = 0; j < d; ++j) {
+      float sum = 0.0f;
+      for (int64_t run = 0; run < kSplits; ++run) sum += partial[(run * heads_total + index) * (d + 2) + 2 + j] * factors[run];
+      mixed[j] = sum / total;
+    }
+  }
   return out;
 }
 
