@@ -19,6 +19,9 @@ from soprano_cli.engine.ops import apply_rope, constant, inverse_rms, rope_matri
 from soprano_cli.engine.step import static_decode_layers
 
 log = logging.getLogger(__name__)
+# Where `kernel_parts` sits in the step arguments (`_gather_step_arguments`): non-empty, the int8
+# layers run on soprano's kernel and the step takes its form (`step.kernel_decode_layers`).
+KERNEL_PARTS = 5
 
 
 class RMSNorm(nn.Module):
@@ -327,7 +330,7 @@ class Qwen3LM(nn.Module):
         lone = B == 1  # one sentence: plain slices where a batch needs indexing
         table = self.rope_rows(read_len)
         cos_sin = table[read_len - 1:read_len] if lone else table[lengths]  # (B, 2D)
-        if arguments[5]:  # int8 layers on soprano's kernel, whose library attends too
+        if arguments[KERNEL_PARTS]:  # int8 layers on soprano's kernel, whose library attends too
             return self._kernel_step(x, cos_sin, lengths, cache, arguments)
         rotations = rope_matrices(cos_sin)  # (B, D, D)
         rows = None
@@ -356,7 +359,8 @@ class Qwen3LM(nn.Module):
         return step.cpu_decode_layers(x, rotations, mask, rows, key_rows, value_rows, keys_t, values, *arguments)
 
     def _kernel_step(self, x, cos_sin, lengths, cache: KVCache, arguments: tuple) -> torch.Tensor:
-        """`step.kernel_decode_layers` on this step's rows (slot b's new position is lengths[b])."""
+        """`step.kernel_decode_layers` on this step's rows: slot b's new position is lengths[b] (the
+        step reads exactly each slot's own positions, so it needs no mask)."""
         run = None
         if not self._scripted_failed:
             run = step.scripted_kernel_decode_layers()
@@ -382,11 +386,12 @@ class Qwen3LM(nn.Module):
         arguments = None if self.model.embed_tokens.weight.dtype != torch.float32 else self._cpu_step_arguments()
         if arguments is None:
             return "modules"
-        scripted = step.scripted_kernel_decode_layers if arguments[5] else step.scripted_decode_layers
+        scripted = step.scripted_kernel_decode_layers if arguments[KERNEL_PARTS] else step.scripted_decode_layers
         on_cpu = self.model.embed_tokens.weight.device.type == "cpu"
         if on_cpu and not self._scripted_failed and scripted() is not None:
             return "TorchScript"
         return "python"
+
     def _final_norm_and_head(self, x: torch.Tensor, plain: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """hidden (B, H) after the final norm, and logits (B, V)."""
         if not plain:  # one rounding in lower precision
@@ -398,10 +403,11 @@ class Qwen3LM(nn.Module):
 
 
     def _cpu_step_arguments(self) -> tuple | None:
-        """The per-model arguments of `step.cpu_decode_layers`, or None where it does not apply: a
-        linear layer that is neither int8 (`DynamicInt8Linear`) nor a bias-free float32 `nn.Linear`,
-        a block that mixes the two, or int8 layers on both fbgemm and soprano's kernel. Gathering them calls a few hundred module attributes (a few percent of
-        an int8 step), so they are kept while the step's layers, weights and norms are the same
+        """The per-model arguments of `step.cpu_decode_layers` (and of `kernel_decode_layers`), or
+        None where they do not apply: a linear layer that is neither int8 (`DynamicInt8Linear`) nor
+        a bias-free float32 `nn.Linear`, a block that mixes the two, or int8 layers on both fbgemm
+        and soprano's kernel. Gathering them calls a few hundred module attributes (a few percent
+        of an int8 step), so they are kept while the step's layers, weights and norms are the same
         objects on the same device: a replaced layer or moved weight is never missed."""
         parts, place = self._step_parts()
         kept = self._step_arguments
