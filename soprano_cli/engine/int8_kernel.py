@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 BLOCK = 64  # output channels per packed block (the C++ kBlock)
 INPUT_ALIGNMENT = 16  # in_features must be a multiple of this
+HEAD_ALIGNMENT = 32  # attend's head_dim must be a multiple of this (the rotation's halves in whole vectors)
 _SOURCE = "int8_rows.cpp"
 # -ffp-contract=off: a multiply and an add fused into one instruction in some of the kernel's
 # variants (one per rows-at-once count) and not in others would make a row's result depend on

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from soprano_cli.engine import step
+from soprano_cli.engine import int8_kernel, step
 from soprano_cli.engine.checkpoint import LMConfig
 from soprano_cli.engine.ops import apply_rope, constant, inverse_rms, rope_matrices
 from soprano_cli.engine.step import static_decode_layers
@@ -453,6 +453,8 @@ class Qwen3LM(nn.Module):
                 return None
         if packed and kernel_parts:  # the step indexes one kind of int8 layer
             return None
+        if kernel_parts and self.config.head_dim % int8_kernel.HEAD_ALIGNMENT:
+            return None  # the kernel's attention cannot take this head size: the modules' path
         first = self.model.layers[0]
         config, device = self.config, norms[0].device
         int8_layer = next((block.self_attn.qkv_proj for block, int8 in zip(self.model.layers, int8_blocks) if int8), None)

@@ -16,6 +16,8 @@ from soprano_cli.engine.cpu import cpu_has_flag
 from soprano_cli.engine.engine import Engine, EngineConfig
 from soprano_cli.engine.measures import snr_db
 from soprano_cli.engine.ops import constant, inverse_rms_with, row_max_of
+from soprano_cli.engine.random_checkpoint import CheckpointSizes, write_random_checkpoint
+from soprano_cli.engine.sampling import SamplingParams
 
 VNNI = cpu_has_flag("avx512_vnni") and quantize.use_fbgemm(torch.device("cpu"))
 pytestmark = [needs("c++"), pytest.mark.skipif(not VNNI, reason="soprano's int8 kernel needs an AVX512-VNNI CPU")]
@@ -87,6 +89,58 @@ def test_each_row_is_the_same_alone_and_in_a_batch():
         assert torch.equal(alone, added[row:row + 1])
 
 
+def _attention_inputs(rows: int, heads: int, kv_heads: int, d: int, max_len: int, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    qkv = torch.randn(rows, (heads + 2 * kv_heads) * d, generator=generator)
+    qk_norm = torch.rand((heads + kv_heads) * d, generator=generator) + 0.5
+    angles = torch.rand(rows, d, generator=generator) * 6.3
+    cos_sin = torch.cat([angles.cos(), angles.sin() * torch.where(torch.arange(d) < d // 2, -1.0, 1.0)], dim=1)
+    caches = [torch.randn(3, rows, kv_heads, max_len, d, generator=generator) for _ in range(2)]
+    return qkv, qk_norm, cos_sin, caches
+
+
+def _attention_composed(qkv, qk_norm, eps, cos_sin, keys, values, layer, positions, heads, kv_heads):
+    rows, d = qkv.shape[0], keys.shape[-1]
+    heads_all = qkv.reshape(rows, heads + 2 * kv_heads, d)
+    qk = heads_all[:, : heads + kv_heads]
+    normed = qk * torch.rsqrt(qk.pow(2).mean(-1, keepdim=True) + eps) * qk_norm.reshape(heads + kv_heads, d)
+    cos, sin = cos_sin[:, None, :d], cos_sin[:, None, d:]
+    rotated = normed * cos + normed.roll(-(d // 2), dims=-1) * sin
+    out = torch.empty(rows, heads, d)
+    for b in range(rows):
+        at = int(positions[b])
+        keys[layer, b, :, at] = rotated[b, heads:]
+        values[layer, b, :, at] = heads_all[b, heads + kv_heads:]
+        for h in range(heads):
+            g = h // (heads // kv_heads)
+            weights = torch.softmax(keys[layer, b, g, : at + 1] @ rotated[b, h], dim=0)
+            out[b, h] = weights @ values[layer, b, g, : at + 1]
+    return out.reshape(rows, heads * d)
+
+
+@pytest.mark.parametrize("heads, kv_heads, d", [(4, 1, 128), (2, 2, 32), (6, 1, 32), (8, 2, 96), (1, 1, 64)])
+def test_the_attention_is_its_composition_and_each_row_is_the_same_alone(heads, kv_heads, d):
+    """One decode step's attention (q/k norms, rotation, cache writes, softmax over the row's own
+    positions, shared key heads) against plain torch, at lengths 1, odd and long; and each row
+    alone as in the batch, bit for bit."""
+    assert int8_kernel.available(), int8_kernel.status()  # loads the ops
+    positions = torch.tensor([0, 6, 130, 37])
+    qkv, qk_norm, cos_sin, (keys, values) = _attention_inputs(4, heads, kv_heads, d, 160, seed=heads + d)
+    eps = constant(1e-6, torch.device("cpu"))
+    expected = _attention_composed(qkv, qk_norm, eps, cos_sin, keys.clone(), values.clone(), 1, positions, heads,
+                                   kv_heads)
+    ours_keys, ours_values = keys.clone(), values.clone()
+    together = torch.ops.soprano.attend(qkv, qk_norm, eps, cos_sin, ours_keys, ours_values, 1, positions, heads,
+                                        kv_heads)
+    torch.testing.assert_close(together, expected, rtol=1e-5, atol=1e-5)
+    for b in range(4):
+        alone_keys, alone_values = keys[:, b:b + 1].clone(), values[:, b:b + 1].clone()
+        alone = torch.ops.soprano.attend(qkv[b:b + 1], qk_norm, eps, cos_sin[b:b + 1], alone_keys, alone_values, 1,
+                                         positions[b:b + 1], heads, kv_heads)
+        assert torch.equal(alone, together[b:b + 1])
+        assert torch.equal(alone_keys, ours_keys[:, b:b + 1])
+
+
 def test_bad_inputs_are_refused_not_read_out_of_bounds():
     parts, _ = _layer(64, 512)
     with pytest.raises(RuntimeError, match="columns"):
@@ -120,6 +174,23 @@ def test_the_lm_runs_on_the_kernel_and_sounds_as_on_fbgemm(tiny_checkpoint, gold
     for a, b in zip(ours, theirs):
         assert a.frames == b.frames
         assert snr_db(torch.from_numpy(b.audio), torch.from_numpy(a.audio)) > 40
+
+
+def test_a_head_size_the_kernels_attention_cannot_take_runs_on_the_modules(tmp_path, monkeypatch):
+    """head_dim 48: the kernel's rotation works on whole 16-float halves, so this model's int8
+    step runs its layers as modules (products still on the kernel), equal to fbgemm's path."""
+    sizes = CheckpointSizes(num_layers=2, head_dim=48, intermediate_size=256, vocab_size=512, decoder_dim=128,
+                            decoder_layers=2, decoder_intermediate=256)
+    folder = write_random_checkpoint(tmp_path / "heads48", sizes, seed=3)
+    params = SamplingParams(max_new_tokens=12)
+    ours = Engine.load(EngineConfig(model=str(folder), device="cpu", dtype="int8"))
+    assert ours.lm.model.layers[0].mlp.down_proj.kernel_parts
+    ours_sequence = ours.generate(["a head of forty-eight."], params)[0]
+    monkeypatch.setattr(int8_kernel, "available", lambda: False)
+    fbgemm = Engine.load(EngineConfig(model=str(folder), device="cpu", dtype="int8"))
+    theirs_sequence = fbgemm.generate(["a head of forty-eight."], params)[0]
+    assert ours_sequence.tokens == theirs_sequence.tokens
+    assert snr_db(torch.stack(theirs_sequence.frames), torch.stack(ours_sequence.frames)) > 60
 
 
 def _status_in_a_new_process(tmp_path, **env) -> subprocess.CompletedProcess:

@@ -255,13 +255,6 @@ __m512 exp_nonpositive(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-float dot(const float* a, const float* b, int64_t d) {
-  __m512 sums[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-  for (int64_t i = 0; i < d; i += 16)  // four independent chains: one would wait on each add
-    sums[(i / 16) % 4] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), sums[(i / 16) % 4]);
-  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(sums[0], sums[1]), _mm512_add_ps(sums[2], sums[3])));
-}
-
 // One head of q or k, (D,), normed as the step's rms norm over the head, times its norm weight
 // (which carries attention's 1/sqrt(D) for queries) and rotated: out[j] = y[j] cos[j] +
 // y[(j + D/2) % D] sin[j], y the weighted head, cos and signed sin a row of Qwen3LM.rope_rows.
@@ -276,6 +269,86 @@ void normed_rotated(const float* head, const float* weight, const float* cos_sin
                                            _mm512_mul_ps(y, _mm512_loadu_ps(cos_sin + j)));
     _mm512_storeu_ps(out + j, _mm512_mul_ps(rotated, _mm512_set1_ps(inverse)));
   }
+}
+
+// 16 sums of 16 lanes each -> one vector, lane i the sum of v[i] (a transposing add tree: about
+// three operations a sum, where one horizontal add each takes about eight).
+__m512 lane_sums(const __m512 v[16]) {
+  __m512 pairs[8], quads[4], halves[2];
+  for (int i = 0; i < 8; ++i)  // per 128-bit lane: (a0+a2, b0+b2, a1+a3, b1+b3)
+    pairs[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; ++i)  // per 128-bit lane: (a, b, c, d), each that lane's sum
+    quads[i] = _mm512_add_ps(_mm512_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  for (int i = 0; i < 2; ++i)  // 128-bit lanes added in pairs
+    halves[i] = _mm512_add_ps(_mm512_shuffle_f32x4(quads[2 * i], quads[2 * i + 1], 0x88),
+                              _mm512_shuffle_f32x4(quads[2 * i], quads[2 * i + 1], 0xDD));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(halves[0], halves[1], 0x88), _mm512_shuffle_f32x4(halves[0], halves[1], 0xDD));
+}
+
+// scores (group, count): each of `group` queries (group, D) dotted with each of `count` keys
+// (count, D), four queries by four keys at a time, so each key is loaded once per four queries.
+void group_scores(const float* queries, int64_t group, const float* keys, int64_t count, int64_t d, float* scores) {
+  for (int64_t h0 = 0; h0 < group; h0 += 4) {
+    const float* query[4];
+    for (int i = 0; i < 4; ++i) query[i] = queries + std::min<int64_t>(h0 + i, group - 1) * d;  // spare slots repeat
+    for (int64_t p0 = 0; p0 < count; p0 += 4) {
+      const float* key[4];
+      for (int i = 0; i < 4; ++i) key[i] = keys + std::min<int64_t>(p0 + i, count - 1) * d;
+      __m512 acc[16];
+      for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+      for (int64_t j = 0; j < d; j += 16) {
+        const __m512 k0 = _mm512_loadu_ps(key[0] + j), k1 = _mm512_loadu_ps(key[1] + j);
+        const __m512 k2 = _mm512_loadu_ps(key[2] + j), k3 = _mm512_loadu_ps(key[3] + j);
+        for (int h = 0; h < 4; ++h) {
+          const __m512 q = _mm512_loadu_ps(query[h] + j);
+          acc[4 * h] = _mm512_fmadd_ps(q, k0, acc[4 * h]);
+          acc[4 * h + 1] = _mm512_fmadd_ps(q, k1, acc[4 * h + 1]);
+          acc[4 * h + 2] = _mm512_fmadd_ps(q, k2, acc[4 * h + 2]);
+          acc[4 * h + 3] = _mm512_fmadd_ps(q, k3, acc[4 * h + 3]);
+        }
+      }
+      alignas(64) float sums[16];  // (query, key)
+      _mm512_store_ps(sums, lane_sums(acc));
+      for (int64_t h = 0; h < 4 && h0 + h < group; ++h)
+        for (int64_t p = 0; p < 4 && p0 + p < count; ++p) scores[(h0 + h) * count + p0 + p] = sums[4 * h + p];
+    }
+  }
+}
+
+// Each query's weighted sum of the values (count, D) with its softmax numerators (group, count),
+// into partials (group, D + 2) at offset 2: V x 16 columns of four queries at a time, each value
+// loaded once for all four (spare query slots repeat the last query and are not stored).
+template <int V>
+void group_values_columns(const float* scores, int64_t group, int64_t h0, const float* values, int64_t count,
+                          int64_t d, int64_t j, float* partials) {
+  const float* weights[4];
+  for (int h = 0; h < 4; ++h) weights[h] = scores + std::min<int64_t>(h0 + h, group - 1) * count;
+  __m512 acc[4][V];
+  for (int h = 0; h < 4; ++h)
+    for (int c = 0; c < V; ++c) acc[h][c] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < count; ++p) {
+    __m512 v[V];
+    for (int c = 0; c < V; ++c) v[c] = _mm512_loadu_ps(values + p * d + j + 16 * c);
+    for (int h = 0; h < 4; ++h) {
+      const __m512 weight = _mm512_set1_ps(weights[h][p]);
+      for (int c = 0; c < V; ++c) acc[h][c] = _mm512_fmadd_ps(weight, v[c], acc[h][c]);
+    }
+  }
+  for (int64_t h = 0; h < 4 && h0 + h < group; ++h)
+    for (int c = 0; c < V; ++c) _mm512_storeu_ps(partials + (h0 + h) * (d + 2) + 2 + j + 16 * c, acc[h][c]);
+}
+
+void group_values(const float* scores, int64_t group, const float* values, int64_t count, int64_t d, float* partials) {
+  for (int64_t h0 = 0; h0 < group; h0 += 4)
+    for (int64_t j = 0; j < d; j += 64) {
+      switch (std::min<int64_t>(64, d - j) / 16) {  // d % 32 == 0 (checked)
+        case 4: group_values_columns<4>(scores, group, h0, values, count, d, j, partials); break;
+        case 3: group_values_columns<3>(scores, group, h0, values, count, d, j, partials); break;
+        case 2: group_values_columns<2>(scores, group, h0, values, count, d, j, partials); break;
+        default: group_values_columns<1>(scores, group, h0, values, count, d, j, partials); break;
+      }
+    }
 }
 
 // The attention of one decode step in layer `layer`, every row b its own sentence in cache slot b
@@ -294,9 +367,10 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
               "soprano attend: the caches must be contiguous float32 (layers, slots, kv_heads, max_len, head_dim)");
   const int64_t rows = qkv.size(0), d = key_cache.size(4), max_len = key_cache.size(3);
   TORCH_CHECK(qkv.dim() == 2 && qkv.scalar_type() == at::kFloat && qkv.size(1) == (heads + 2 * kv_heads) * d &&
-                  kv_heads > 0 && heads % kv_heads == 0 && d % 16 == 0 && key_cache.size(1) >= rows &&
+                  kv_heads > 0 && heads % kv_heads == 0 && d % 32 == 0 && key_cache.size(1) >= rows &&
                   key_cache.size(2) == kv_heads,
-              "soprano attend: qkv must be (B, (heads + 2 kv_heads) head_dim) float32, B at most the cache's slots");
+              "soprano attend: qkv must be (B, (heads + 2 kv_heads) head_dim) float32, head_dim a multiple of 32 (the "
+              "rotation's halves in whole vectors), B at most the cache's slots");
   TORCH_CHECK(qk_norm.is_contiguous() && qk_norm.numel() == (heads + kv_heads) * d && qk_norm.scalar_type() == at::kFloat &&
                   cos_sin.dim() == 2 && cos_sin.size(0) == rows && cos_sin.size(1) == 2 * d &&
                   cos_sin.scalar_type() == at::kFloat && where.numel() == rows && qk_eps.numel() == 1 &&
@@ -323,53 +397,54 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
       std::copy(row + (heads + kv_heads + g) * d, row + (heads + kv_heads + g + 1) * d, values + at);
     }
   }
-  // Each query head's positions in kSplits runs, task = (run, row, head): with two threads, each
-  // streams half of every head's keys and values from memory (they leave the caches between
-  // steps); the runs' partial softmax sums are merged after. The runs depend on the row's length
-  // only, so a row's result does not depend on its batch.
+  // Each row's positions in kSplits runs, task = (run, row, key head): with two threads, each
+  // streams half of every key head's keys and values from memory (they leave the caches between
+  // steps), once for all the query heads that share it; the runs' partial softmax sums are merged
+  // after. The runs depend on the row's length only, so a row's result does not depend on its batch.
   const int64_t heads_total = rows * heads;
-  std::vector<float> partial(static_cast<size_t>(kSplits * heads_total * (d + 2)));  // per task: max, sum, d sums
-  at::parallel_for(0, kSplits * heads_total, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> query(static_cast<size_t>(d)), scores;
+  std::vector<float> partial(static_cast<size_t>(kSplits * heads_total * (d + 2)));  // per (run, row, head): max, sum, d sums
+  at::parallel_for(0, kSplits * rows * kv_heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> queries(static_cast<size_t>(group * d)), scores;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t run = task / heads_total, b = (task % heads_total) / heads, h = task % heads;
+      const int64_t run = task / (rows * kv_heads), b = (task % (rows * kv_heads)) / kv_heads, g = task % kv_heads;
       const int64_t length = position[b] + 1, step = (length + kSplits - 1) / kSplits;
       const int64_t from = std::min(length, run * step), to = std::min(length, from + step);
-      float* out_partial = partial.data() + task * (d + 2);
-      out_partial[0] = -INFINITY;
-      out_partial[1] = 0.0f;
-      std::fill(out_partial + 2, out_partial + 2 + d, 0.0f);
+      float* first_partial = partial.data() + (run * heads_total + b * heads + g * group) * (d + 2);
+      for (int64_t h = 0; h < group; ++h) {
+        float* out_partial = first_partial + h * (d + 2);
+        out_partial[0] = -INFINITY;
+        out_partial[1] = 0.0f;
+        std::fill(out_partial + 2, out_partial + 2 + d, 0.0f);
+      }
       if (from >= to) continue;
-      const float* head_keys = keys + (b * kv_heads + h / group) * max_len * d;  // this query's key head
-      const float* head_values = values + (b * kv_heads + h / group) * max_len * d;
-      normed_rotated(source + b * width + h * d, weights + h * d, rope + b * 2 * d, eps, d, query.data());
+      const float* head_keys = keys + (b * kv_heads + g) * max_len * d + from * d;
+      const float* head_values = values + (b * kv_heads + g) * max_len * d + from * d;
+      for (int64_t h = 0; h < group; ++h)
+        normed_rotated(source + b * width + (g * group + h) * d, weights + (g * group + h) * d, rope + b * 2 * d, eps,
+                       d, queries.data() + h * d);
       const int64_t count = to - from;
-      scores.resize(static_cast<size_t>(count));
-      float largest = -INFINITY;
-      for (int64_t l = 0; l < count; ++l) {
-        scores[l] = dot(query.data(), head_keys + (from + l) * d, d);
-        largest = std::max(largest, scores[l]);
-      }
-      __m512 total = _mm512_setzero_ps();
-      for (int64_t l = 0; l < count; l += 16) {
-        const __mmask16 mask = count - l >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (count - l)) - 1);
-        const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, scores.data() + l),
-                                                       _mm512_set1_ps(largest)));
-        _mm512_mask_storeu_ps(scores.data() + l, mask, e);
-        total = _mm512_add_ps(total, _mm512_maskz_mov_ps(mask, e));
-      }
-      out_partial[0] = largest;
-      out_partial[1] = _mm512_reduce_add_ps(total);
-      for (int64_t j = 0; j < d; j += 64) {  // 4 vectors of the output in registers over the run
-        const int64_t vectors = std::min<int64_t>(64, d - j) / 16;
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        for (int64_t p = 0; p < count; ++p) {
-          const __m512 weight = _mm512_set1_ps(scores[p]);
-          const float* value = head_values + (from + p) * d + j;
-          for (int64_t c = 0; c < vectors; ++c) acc[c] = _mm512_fmadd_ps(weight, _mm512_loadu_ps(value + 16 * c), acc[c]);
+      scores.resize(static_cast<size_t>(group * count));
+      group_scores(queries.data(), group, head_keys, count, d, scores.data());
+      for (int64_t h = 0; h < group; ++h) {
+        float* head_scores = scores.data() + h * count;
+        __m512 most = _mm512_set1_ps(-INFINITY);
+        for (int64_t l = 0; l < count; l += 16) {
+          const __mmask16 mask = count - l >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (count - l)) - 1);
+          most = _mm512_mask_max_ps(most, mask, most, _mm512_maskz_loadu_ps(mask, head_scores + l));
         }
-        for (int64_t c = 0; c < vectors; ++c) _mm512_storeu_ps(out_partial + 2 + j + 16 * c, acc[c]);
+        const float largest = _mm512_reduce_max_ps(most);
+        __m512 total = _mm512_setzero_ps();
+        for (int64_t l = 0; l < count; l += 16) {
+          const __mmask16 mask = count - l >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (count - l)) - 1);
+          const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, head_scores + l),
+                                                         _mm512_set1_ps(largest)));
+          _mm512_mask_storeu_ps(head_scores + l, mask, e);
+          total = _mm512_add_ps(total, _mm512_maskz_mov_ps(mask, e));
+        }
+        first_partial[h * (d + 2)] = largest;
+        first_partial[h * (d + 2) + 1] = _mm512_reduce_add_ps(total);
       }
+      group_values(scores.data(), group, head_values, count, d, first_partial);
     }
   });
   for (int64_t index = 0; index < heads_total; ++index) {  // softmax over the runs: rescale to one max
