@@ -57,6 +57,8 @@ _LIBRARY.define("int8_normed(Tensor x, Tensor norm_weight, Tensor eps, Tensor we
                 "Tensor multipliers, float input_scale) -> Tensor")
 _LIBRARY.define("int8_added(Tensor x, Tensor residual, Tensor weight, Tensor offsets, Tensor multipliers, "
                 "float input_scale) -> Tensor")
+_LIBRARY.define("int8_gated_added(Tensor gate_up, Tensor residual, Tensor weight, Tensor offsets, "
+                "Tensor multipliers, float input_scale) -> Tensor")
 _LIBRARY.define("attend(Tensor qkv, Tensor qk_norm, Tensor qk_eps, Tensor cos_sin, Tensor(a!) keys, "
                 "Tensor(b!) values, int layer, Tensor positions, int heads, int kv_heads) -> Tensor")
 
@@ -184,6 +186,11 @@ def normed_product(x: Tensor, norm_weight: Tensor, eps: Tensor, parts: list[Tens
 def added_product(x: Tensor, residual: Tensor, parts: list[Tensor], input_scale: float) -> Tensor:
     """`quantize.int8_added` in one call."""
     return _op("int8_added")(x, residual, parts[0], parts[1], parts[2], input_scale)
+
+
+def gated_added_product(gate_up: Tensor, residual: Tensor, parts: list[Tensor], input_scale: float) -> Tensor:
+    """`quantize.int8_gated_added` in one call: the MLP's silu(gate) * up fused into the product."""
+    return _op("int8_gated_added")(gate_up, residual, parts[0], parts[1], parts[2], input_scale)
 
 
 @functools.cache

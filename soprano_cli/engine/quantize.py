@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import List
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from soprano_cli.engine import int8_kernel
@@ -157,6 +158,22 @@ def int8_added(x: Tensor, residual: Tensor, packed: List[torch.classes.quantized
     return torch.addcmul(residual, int8_rows(x / row_max, input_scale, packed, kernel_parts, layer), row_max)
 
 
+def int8_gated_added(gate_up: Tensor, residual: Tensor,
+                     packed: List[torch.classes.quantized.LinearPackedParamsBase], kernel_parts: List[Tensor],
+                     layer: int, input_scale: float) -> Tensor:
+    """`int8_added` of the gated MLP's activation, silu(gate) * up for gate_up = [gate | up] (B, 2I):
+    the MLP's down projection (soprano's kernel does the activation in the same call)."""
+    if len(kernel_parts) > 0:
+        first = 3 * layer
+        if torch.jit.is_scripting():
+            return torch.ops.soprano.int8_gated_added(gate_up, residual, kernel_parts[first], kernel_parts[first + 1],
+                                                      kernel_parts[first + 2], input_scale)
+        return _kernel_gated_added_unchecked(gate_up, residual, kernel_parts[first:first + 3], input_scale)
+    inner = gate_up.shape[1] // 2
+    activated = F.silu(gate_up[:, :inner]).mul_(gate_up[:, inner:])  # two slices: chunk costs four operations
+    return int8_added(activated, residual, packed, kernel_parts, layer, input_scale)
+
+
 def int8_rows(rows: Tensor, input_scale: float, packed: List[torch.classes.quantized.LinearPackedParamsBase],
               kernel_parts: List[Tensor], layer: int) -> Tensor:
     """The int8 product of rows already scaled to [-1, 1], on whichever kernel holds the layer."""
@@ -178,6 +195,11 @@ def _kernel_rows_unchecked(rows: Tensor, parts: List[Tensor], input_scale: float
 def _kernel_normed_unchecked(x: Tensor, norm_weight: Tensor, eps: Tensor, parts: List[Tensor],
                              input_scale: float) -> Tensor:
     return int8_kernel.normed_product(x, norm_weight, eps, parts, input_scale)
+
+
+@torch.jit.unused
+def _kernel_gated_added_unchecked(gate_up: Tensor, residual: Tensor, parts: List[Tensor], input_scale: float) -> Tensor:
+    return int8_kernel.gated_added_product(gate_up, residual, parts, input_scale)
 
 
 @torch.jit.unused

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from soprano_cli.engine.ops import apply_rope, attend_one_position, float_added, float_normed, inverse_rms_with
-from soprano_cli.engine.quantize import int8_added, int8_normed
+from soprano_cli.engine.quantize import int8_added, int8_gated_added, int8_normed
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +131,9 @@ def _block_rest(x: Tensor, attended: Tensor, post_norm: Tensor, weights: List[Te
     else:
         x = float_added(attended, x, weights[f + 1])
         gate_up = float_normed(x, post_norm, weights[f + 2], eps)
-    activated = F.silu(gate_up[:, :inner]).mul_(gate_up[:, inner:])  # two slices: chunk costs four operations
     if int8:
-        return int8_added(activated, x, packed, kernel_parts, q + 3, input_scale)
+        return int8_gated_added(gate_up, x, packed, kernel_parts, q + 3, input_scale)
+    activated = F.silu(gate_up[:, :inner]).mul_(gate_up[:, inner:])  # two slices: chunk costs four operations
     return float_added(activated, x, weights[f + 3])
 
 

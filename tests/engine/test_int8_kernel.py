@@ -55,8 +55,8 @@ def test_the_product_is_fbgemms_bit_for_bit(out_features, in_features, count):
 
 
 def test_the_fused_forms_are_their_compositions():
-    """Norm, row scaling, product and residual in one call: the same as the separate operations
-    but for the rms's own sum order (a few units in the last place)."""
+    """Norm, row scaling, product, residual and the MLP's activation in one call: the same as the
+    separate operations but for the rms's own sum order and silu (a few units in the last place)."""
     parts, _ = _layer(1000, 512)
     generator = torch.Generator().manual_seed(2)
     x = torch.randn(5, 512, generator=generator) * 3
@@ -72,6 +72,15 @@ def test_the_fused_forms_are_their_compositions():
     composed = residual + int8_kernel.rows_product(x / row_max, parts, INPUT_SCALE) * row_max
     torch.testing.assert_close(int8_kernel.added_product(x, residual, parts, INPUT_SCALE), composed,
                                rtol=1e-6, atol=1e-6)
+    # The MLP's activation fused in: its own silu, a unit or two in the last place from torch's (so an
+    # 8-bit input on a rounding edge may go the other way: compared by SNR, not bit for bit).
+    gate_up = torch.randn(5, 1024, generator=generator) * 4
+    gate_up[0, :8] = torch.tensor([0.0, -0.0, 90.0, -90.0, 1e-30, -1e-30, 20.0, -20.0])
+    activated = torch.nn.functional.silu(gate_up[:, :512]) * gate_up[:, 512:]
+    composed = int8_kernel.added_product(activated, residual, parts, INPUT_SCALE)
+    fused = int8_kernel.gated_added_product(gate_up, residual, parts, INPUT_SCALE)
+    assert snr_db(composed - residual, fused - residual) > 50  # one input flipped: about 60 dB
+    assert torch.isfinite(fused).all()
 
 
 def test_each_row_is_the_same_alone_and_in_a_batch():

@@ -48,27 +48,46 @@ struct Epilogue {
   const float* residual = nullptr;    // (M, N) with the output's row stride, or none
 };
 
+// acc += the 16 lanes' four-byte dot products of x (unsigned) and w (signed), in place: through the
+// intrinsic, GCC 12 copied each accumulator around the instruction's tied operand, two register
+// moves a product, which CPUs without move elimination for vector registers execute.
+#define dot_accumulate(acc, x, w) asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
+
 // R rows (quantized, `k` bytes apart) times one packed block -> R x 64 outputs.
 template <int R>
 void block_product(const uint8_t* rows, int64_t k, const int8_t* block, const int32_t* offsets,
                    const float* multipliers, float* out, int64_t ld_out, int64_t columns, Epilogue epilogue) {
-  __m512i acc[R][4];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_setzero_si512();
+  static_assert(R >= 1 && R <= 4, "one to four rows at a time");
+  // Sixteen named accumulators, not an array: GCC kept an array's in memory around the asm.
+  const __m512i zero = _mm512_setzero_si512();
+  __m512i a00 = zero, a01 = zero, a02 = zero, a03 = zero, a10 = zero, a11 = zero, a12 = zero, a13 = zero;
+  __m512i a20 = zero, a21 = zero, a22 = zero, a23 = zero, a30 = zero, a31 = zero, a32 = zero, a33 = zero;
   const int8_t* w = block;
   for (int64_t i = 0; i < k; i += 4, w += 4 * kBlock) {
     const __m512i w0 = _mm512_load_si512(w), w1 = _mm512_load_si512(w + 64);
     const __m512i w2 = _mm512_load_si512(w + 128), w3 = _mm512_load_si512(w + 192);
-    for (int r = 0; r < R; ++r) {
-      int32_t four;  // the row's 4 inputs for this step, as one lane (memcpy: no aliasing tricks)
+    // Row r's 4 inputs for this step as one lane (memcpy: no aliasing tricks).
+    auto inputs = [&](int r) {
+      int32_t four;
       std::memcpy(&four, rows + r * k + i, sizeof four);
-      const __m512i x = _mm512_set1_epi32(four);
-      acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, w0);
-      acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, w1);
-      acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], x, w2);
-      acc[r][3] = _mm512_dpbusd_epi32(acc[r][3], x, w3);
+      return _mm512_set1_epi32(four);
+    };
+    const __m512i x0 = inputs(0);
+    dot_accumulate(a00, x0, w0); dot_accumulate(a01, x0, w1); dot_accumulate(a02, x0, w2); dot_accumulate(a03, x0, w3);
+    if constexpr (R > 1) {
+      const __m512i x1 = inputs(1);
+      dot_accumulate(a10, x1, w0); dot_accumulate(a11, x1, w1); dot_accumulate(a12, x1, w2); dot_accumulate(a13, x1, w3);
+    }
+    if constexpr (R > 2) {
+      const __m512i x2 = inputs(2);
+      dot_accumulate(a20, x2, w0); dot_accumulate(a21, x2, w1); dot_accumulate(a22, x2, w2); dot_accumulate(a23, x2, w3);
+    }
+    if constexpr (R > 3) {
+      const __m512i x3 = inputs(3);
+      dot_accumulate(a30, x3, w0); dot_accumulate(a31, x3, w1); dot_accumulate(a32, x3, w2); dot_accumulate(a33, x3, w3);
     }
   }
+  const __m512i acc[4][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}, {a30, a31, a32, a33}};
   // fbgemm's float output: float(sum - 128 * column sum) * (input scale * weight scale).
   for (int c = 0; c < 4; ++c) {
     const int64_t first = c * 16;
@@ -208,6 +227,24 @@ at::Tensor int8_normed(const at::Tensor& rows, const at::Tensor& norm_weight, co
   return out;
 }
 
+// e^x for x <= 0 (scores less their maximum): 2^n * p(r), r = x - n ln 2, |r| <= ln 2 / 2, p the
+// degree-6 Taylor polynomial (relative error below 3e-7, as good as float32 softmax needs).
+__m512 exp_nonpositive(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723212e-6f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
 // residual + int8_rows(x) for float32 rows x (M, K) and residual (M, N), as quantize.int8_added.
 at::Tensor int8_added(const at::Tensor& rows, const at::Tensor& residual, const at::Tensor& weight,
                       const at::Tensor& offsets, const at::Tensor& multipliers, double input_scale) {
@@ -235,25 +272,39 @@ at::Tensor int8_added(const at::Tensor& rows, const at::Tensor& residual, const 
 }
 
 
-// -- one decode step's attention ---------------------------------------------------------------------
-
-// e^x for x <= 0 (scores less their maximum): 2^n * p(r), r = x - n ln 2, |r| <= ln 2 / 2, p the
-// degree-6 Taylor polynomial (relative error below 3e-7, as good as float32 softmax needs).
-__m512 exp_nonpositive(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723212e-6f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 720);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
+// residual + int8_rows(silu(gate) * up) for gate_up (M, 2K) = [gate | up] and residual (M, N), as
+// quantize.int8_gated_added: the MLP's activation fused into its down projection. silu(x) is
+// x / (1 + e^-x) for x >= 0 and x e^x / (1 + e^x) below, so the exponent is never positive.
+at::Tensor int8_gated_added(const at::Tensor& gate_up, const at::Tensor& residual, const at::Tensor& weight,
+                            const at::Tensor& offsets, const at::Tensor& multipliers, double input_scale) {
+  const at::Tensor both = gate_up.contiguous();
+  TORCH_CHECK(both.dim() == 2 && both.scalar_type() == at::kFloat && both.size(1) % 2 == 0,
+              "soprano int8_gated_added: gate_up must be (M, 2K) float32");
+  const int64_t m = both.size(0), k = both.size(1) / 2;
+  at::Tensor activated = at::empty({m, k}, both.options());
+  const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  for (int64_t r = 0; r < m; ++r) {
+    const float* gate = both.data_ptr<float>() + r * 2 * k;
+    float* out = activated.data_ptr<float>() + r * k;
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+      const __m512 x = _mm512_loadu_ps(gate + i);
+      const __m512 e = exp_nonpositive(_mm512_sub_ps(zero, _mm512_abs_ps(x)));  // e^-|x|
+      const __mmask16 negative = _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ);
+      const __m512 numerator = _mm512_mask_mul_ps(x, negative, x, e);
+      const __m512 silu = _mm512_div_ps(numerator, _mm512_add_ps(one, e));
+      _mm512_storeu_ps(out + i, _mm512_mul_ps(silu, _mm512_loadu_ps(gate + k + i)));
+    }
+    for (; i < k; ++i) {
+      const float x = gate[i], e = std::exp(-std::fabs(x));
+      out[i] = (x < 0.0f ? x * e : x) / (1.0f + e) * gate[k + i];
+    }
+  }
+  return int8_added(activated, residual, weight, offsets, multipliers, input_scale);
 }
+
+
+// -- one decode step's attention ---------------------------------------------------------------------
 
 // One head of q or k, (D,), normed as the step's rms norm over the head, times its norm weight
 // (which carries attention's 1/sqrt(D) for queries) and rotated: out[j] = y[j] cos[j] +
@@ -473,5 +524,6 @@ TORCH_LIBRARY_IMPL(soprano, CPU, m) {
   m.impl("int8_rows", &int8_rows);
   m.impl("int8_normed", &int8_normed);
   m.impl("int8_added", &int8_added);
+  m.impl("int8_gated_added", &int8_gated_added);
   m.impl("attend", &attend);
 }
