@@ -53,6 +53,8 @@ _BUILD_SECONDS = 600
 _LIBRARY = torch.library.Library("soprano", "DEF")
 _LIBRARY.define("int8_rows(Tensor rows, Tensor weight, Tensor offsets, Tensor multipliers, float input_scale)"
                 " -> Tensor")
+_LIBRARY.define("int8_linear(Tensor x, Tensor weight, Tensor offsets, Tensor multipliers, Tensor? bias, "
+                "float input_scale) -> Tensor")
 _LIBRARY.define("int8_normed(Tensor x, Tensor norm_weight, Tensor eps, Tensor weight, Tensor offsets, "
                 "Tensor multipliers, float input_scale) -> Tensor")
 _LIBRARY.define("int8_added(Tensor x, Tensor residual, Tensor weight, Tensor offsets, Tensor multipliers, "
@@ -115,6 +117,16 @@ def _compiler() -> str | None:
     return shutil.which(chosen) if chosen else (shutil.which("c++") or shutil.which("g++"))
 
 
+def _source() -> bytes:
+    return resources.files("soprano_cli.engine").joinpath("kernels", _SOURCE).read_bytes()
+
+
+@functools.cache
+def source_digest() -> str:
+    """A short hash of the kernel's source: a new version's speed (and rounding) is its own."""
+    return hashlib.sha256(_source()).hexdigest()[:12]
+
+
 def _built_library() -> Path:
     """The compiled kernel: from the cache, or built into it now (atomically: builds may race)."""
     from torch.utils import cpp_extension
@@ -122,7 +134,7 @@ def _built_library() -> Path:
     compiler = _compiler()
     if compiler is None:
         raise OSError("no C++ compiler (install g++ to build it)")
-    source = resources.files("soprano_cli.engine").joinpath("kernels", _SOURCE).read_bytes()
+    source = _source()
     abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
     includes = [flag for path in cpp_extension.include_paths() for flag in ("-I", path)]
     libraries = [flag for path in cpp_extension.library_paths() for flag in ("-L", path, f"-Wl,-rpath,{path}")]
@@ -176,6 +188,11 @@ def pack(integers: Tensor, scales: Tensor, input_scale: float) -> list[Tensor]:
 def rows_product(rows: Tensor, parts: list[Tensor], input_scale: float) -> Tensor:
     """float32 rows (M, in) already in [-1, 1] times a packed weight -> (M, out), fbgemm's bits."""
     return _op("int8_rows")(rows, parts[0], parts[1], parts[2], input_scale)
+
+
+def linear_product(x: Tensor, parts: list[Tensor], bias: Tensor | None, input_scale: float) -> Tensor:
+    """A whole `DynamicInt8Linear` on float32 rows (M, in) in one call: row scaling, product, bias."""
+    return _op("int8_linear")(x, parts[0], parts[1], parts[2], bias, input_scale)
 
 
 def normed_product(x: Tensor, norm_weight: Tensor, eps: Tensor, parts: list[Tensor], input_scale: float) -> Tensor:

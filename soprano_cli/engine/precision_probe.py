@@ -146,8 +146,8 @@ def _checkpoint_id(folder: Path) -> str:
 
 def _decision_key(folder: Path, device: torch.device) -> str:
     where = cpu_name() if device.type == "cpu" else str(device)
-    # The int8 kernel is part of the key: its speed, not its audio, differs from fbgemm's.
-    kernel = "soprano" if device.type == "cpu" and int8_kernel.available() else "stock"
+    # The int8 kernel and its version are part of the key: their speed (and float rounding) differ.
+    kernel = f"soprano-{int8_kernel.source_digest()}" if device.type == "cpu" and int8_kernel.available() else "stock"
     raw = (f"{_checkpoint_id(folder)}|{where}|{kernel}|{','.join(candidates(device))}|{torch.__version__}|"
            f"{MIN_SNR_DB}|{MIN_AGREEMENT}|{MIN_DECODER_SNR_DB}|{PROBE_VERSION}")
     return hashlib.sha1(raw.encode()).hexdigest()

@@ -56,8 +56,8 @@ class DynamicInt8Linear(nn.Module):
     a sentence's output depend on its batch neighbours (and lose precision on quiet rows). So each
     row is scaled to [-1, 1] first, quantized with one fixed scale, and scaled back after.
 
-    The weights are fbgemm's prepacked ones, or with `own_kernel` (the LM's layers), soprano's
-    kernel's packing where that kernel is available: the same results, bit for bit.
+    The weights are fbgemm's prepacked ones, or with `own_kernel`, soprano's kernel's packing
+    where that kernel is available: the same products, bit for bit.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, own_kernel: bool = False):
@@ -95,6 +95,9 @@ class DynamicInt8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plain = x.dim() == 2 and x.dtype == torch.float32  # a decode step's rows: no reshaping
         flat = x if plain else x.reshape(-1, self.in_features).float()
+        if self.kernel_parts:  # the whole layer in one call
+            out = int8_kernel.linear_product(flat, self.kernel_parts, self.bias, self.input_scale)
+            return out if plain else out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
         row_max = row_max_of(flat)
         out = self._scaled_back(self._multiply(flat / row_max), row_max)
         return out if plain else out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
@@ -265,7 +268,8 @@ def quantize_decoder(decoder: nn.Module) -> list[tuple[nn.Module, str, nn.Module
     replaced = [(block, name, getattr(block, name)) for block in decoder.decoder.convnext
                 for name in ("pwconv1", "pwconv2") if isinstance(getattr(block, name), nn.Linear)]
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="soprano-quantize") as pool:  # kernels release the GIL
-        layers = list(pool.map(lambda item: DynamicInt8Linear(item[2].weight, item[2].bias), replaced))
+        layers = list(pool.map(lambda item: DynamicInt8Linear(item[2].weight, item[2].bias, own_kernel=True),
+                                replaced))
     for (block, name, _), layer in zip(replaced, layers):
         setattr(block, name, layer)
     # The other tensors still view decoder.pth's memory map, which keeps every page of it that

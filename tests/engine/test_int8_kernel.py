@@ -72,6 +72,13 @@ def test_the_fused_forms_are_their_compositions():
     composed = residual + int8_kernel.rows_product(x / row_max, parts, INPUT_SCALE) * row_max
     torch.testing.assert_close(int8_kernel.added_product(x, residual, parts, INPUT_SCALE), composed,
                                rtol=1e-6, atol=1e-6)
+    # A whole layer (the decoder's): row scaling, product, scaling back and bias, with the
+    # separate operations' exact arithmetic; the bias optional.
+    bias = torch.randn(1000, generator=generator)
+    row_max = row_max_of(x)
+    product = int8_kernel.rows_product(x / row_max, parts, INPUT_SCALE) * row_max
+    assert torch.equal(int8_kernel.linear_product(x, parts, bias, INPUT_SCALE), product + bias)
+    assert torch.equal(int8_kernel.linear_product(x, parts, None, INPUT_SCALE), product)
     # The MLP's activation fused in: its own silu, a unit or two in the last place from torch's (so an
     # 8-bit input on a rounding edge may go the other way: compared by SNR, not bit for bit).
     gate_up = torch.randn(5, 1024, generator=generator) * 4
@@ -168,12 +175,13 @@ def test_the_unpacked_weight_is_the_quantized_weight():
     assert torch.equal(layer.weight, quantize.quantize_weight(weight)[0])
 
 
-def test_the_lm_runs_on_the_kernel_and_sounds_as_on_fbgemm(tiny_checkpoint, golden_texts, monkeypatch):
+def test_lm_and_decoder_run_on_the_kernel_and_sound_as_on_fbgemm(tiny_checkpoint, golden_texts, monkeypatch):
     texts = golden_texts[:3]
     engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="int8"))
     block = engine.lm.model.layers[0]
     head = getattr(engine.lm.lm_head, "layer", engine.lm.lm_head)  # the int8 part of a split head
     assert block.mlp.down_proj.kernel_parts and head.kernel_parts
+    assert engine.decoder.decoder.convnext[0].pwconv1.kernel_parts  # the decoder's int8 layers too
     assert engine.lm.decode_loop() == "TorchScript"
     ours = engine.synthesize(texts)
     monkeypatch.setattr(int8_kernel, "available", lambda: False)

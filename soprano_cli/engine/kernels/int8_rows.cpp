@@ -46,6 +46,7 @@ void quantize_row(const float* x, uint8_t* out, int64_t k, float inverse_scale) 
 struct Epilogue {
   const float* row_scales = nullptr;  // (M,) or none
   const float* residual = nullptr;    // (M, N) with the output's row stride, or none
+  const float* bias = nullptr;        // (N,), added last, or none
 };
 
 // acc += the 16 lanes' four-byte dot products of x (unsigned) and w (signed), in place: through the
@@ -100,6 +101,7 @@ void block_product(const uint8_t* rows, int64_t k, const int8_t* block, const in
       if (epilogue.row_scales) value = _mm512_mul_ps(value, _mm512_set1_ps(epilogue.row_scales[r]));
       if (epilogue.residual)
         value = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, epilogue.residual + r * ld_out + first), value);
+      if (epilogue.bias) value = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, epilogue.bias + first), value);
       _mm512_mask_storeu_ps(out + r * ld_out + first, mask, value);
     }
   }
@@ -109,7 +111,7 @@ void rows_times_block(const uint8_t* rows, int64_t m, int64_t k, const int8_t* b
                       const float* multipliers, float* out, int64_t ld_out, int64_t columns, Epilogue epilogue) {
   auto advanced = [&](int64_t r) {
     return Epilogue{epilogue.row_scales ? epilogue.row_scales + r : nullptr,
-                    epilogue.residual ? epilogue.residual + r * ld_out : nullptr};
+                    epilogue.residual ? epilogue.residual + r * ld_out : nullptr, epilogue.bias};
   };
   int64_t r = 0;
   for (; r + kRowsAtOnce <= m; r += kRowsAtOnce)
@@ -173,7 +175,8 @@ void multiply(const std::vector<uint8_t>& quantized, int64_t m, const Packed& w,
   at::parallel_for(0, w.blocks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       const int64_t first = b * kBlock;
-      Epilogue shifted{epilogue.row_scales, epilogue.residual ? epilogue.residual + first : nullptr};
+      Epilogue shifted{epilogue.row_scales, epilogue.residual ? epilogue.residual + first : nullptr,
+                       epilogue.bias ? epilogue.bias + first : nullptr};
       rows_times_block(quantized.data(), m, w.in_features, w.weight + first * w.in_features, w.offsets + first,
                        w.multipliers + first, out + first, w.out_features,
                        std::min<int64_t>(kBlock, w.out_features - first), shifted);
@@ -193,6 +196,41 @@ at::Tensor int8_rows(const at::Tensor& rows, const at::Tensor& weight, const at:
   const float inverse_scale = 1.0f / static_cast<float>(input_scale);
   for (int64_t r = 0; r < m; ++r) quantize_row(x.data_ptr<float>() + r * k, quantized.data() + r * k, k, inverse_scale);
   if (m > 0) multiply(quantized, m, w, out.data_ptr<float>(), Epilogue{});
+  return out;
+}
+
+// A whole int8 linear layer on float32 rows x (M, K), as DynamicInt8Linear's forward: each row
+// scaled to [-1, 1] by its largest magnitude, quantized, multiplied, scaled back, plus the bias
+// (N,) if defined. The rows are scaled and quantized in parallel (the decoder's hundreds).
+at::Tensor int8_linear(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& offsets,
+                       const at::Tensor& multipliers, const c10::optional<at::Tensor>& bias, double input_scale) {
+  const at::Tensor x = rows.contiguous();
+  const Packed w = checked(x, weight, offsets, multipliers);
+  const int64_t m = x.size(0), k = w.in_features;
+  at::Tensor added;
+  if (bias.has_value() && bias->defined()) {
+    added = bias->contiguous();
+    TORCH_CHECK(added.dim() == 1 && added.size(0) == w.out_features && added.scalar_type() == at::kFloat,
+                "soprano int8_linear: the bias must be (N,) float32");
+  }
+  at::Tensor out = at::empty({m, w.out_features}, x.options());
+  std::vector<uint8_t> quantized(static_cast<size_t>(m * k));
+  std::vector<float> scales(static_cast<size_t>(m));
+  const float inverse_scale = 1.0f / static_cast<float>(input_scale);
+  at::parallel_for(0, m, std::max<int64_t>(1, 16384 / k), [&](int64_t begin, int64_t end) {
+    std::vector<float> scaled(static_cast<size_t>(k));
+    for (int64_t r = begin; r < end; ++r) {
+      const float* row = x.data_ptr<float>() + r * k;
+      scales[r] = row_max(row, k);
+      const __m512 divisor = _mm512_set1_ps(scales[r]);
+      for (int64_t i = 0; i < k; i += 16)
+        _mm512_storeu_ps(scaled.data() + i, _mm512_div_ps(_mm512_loadu_ps(row + i), divisor));
+      quantize_row(scaled.data(), quantized.data() + r * k, k, inverse_scale);
+    }
+  });
+  if (m > 0)
+    multiply(quantized, m, w, out.data_ptr<float>(),
+             Epilogue{scales.data(), nullptr, added.defined() ? added.data_ptr<float>() : nullptr});
   return out;
 }
 
@@ -522,6 +560,7 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
 
 TORCH_LIBRARY_IMPL(soprano, CPU, m) {
   m.impl("int8_rows", &int8_rows);
+  m.impl("int8_linear", &int8_linear);
   m.impl("int8_normed", &int8_normed);
   m.impl("int8_added", &int8_added);
   m.impl("int8_gated_added", &int8_gated_added);
