@@ -63,6 +63,15 @@ def depthwise_conv_rows(rows: torch.Tensor, conv: nn.Conv1d, left: int, right: i
     return out if rounding is None else out.to(rounding)
 
 
+def _mlp_added(block: "ConvNeXtBlock", x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """residual + gamma * pwconv2(gelu(pwconv1(x))) for normed rows x (S, dim): where the layers
+    have fused forms (int8 on soprano's kernel), two calls for the whole of it."""
+    first, second = block.pwconv1, block.pwconv2
+    if hasattr(first, "gelu_of") and hasattr(second, "scaled_added") and x.dim() == 2 and x.dtype == torch.float32:
+        return second.scaled_added(first.gelu_of(x), block.gamma, residual)
+    return residual + block.gamma * second(F.gelu(first(x)))
+
+
 class ConvNeXtBlock(nn.Module):
     def __init__(self, dim: int, intermediate: int, kernel: int):
         super().__init__()
@@ -307,8 +316,7 @@ class IncrementalDecoder:
         left = 1 if start == 0 else 0  # the sentence's start: the conv's zero padding
         right = 1 if stop == known else 0  # the sentence's end
         x = depthwise_conv_rows(window, block.dwconv, left, right, self.decoder.compute_dtype)  # (stop - start, dim)
-        x = block.pwconv2(F.gelu(block.pwconv1(block.norm(x))))
-        out = buffered[start - self._first[i]:stop - self._first[i]] + block.gamma * x
+        out = _mlp_added(block, block.norm(x), buffered[start - self._first[i]:stop - self._first[i]])
         keep = max(stop - 1, 0)  # left context for the next rows
         self._inputs[i] = buffered[keep - self._first[i]:]
         self._first[i] = keep

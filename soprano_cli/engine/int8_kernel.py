@@ -54,7 +54,7 @@ _LIBRARY = torch.library.Library("soprano", "DEF")
 _LIBRARY.define("int8_rows(Tensor rows, Tensor weight, Tensor offsets, Tensor multipliers, float input_scale)"
                 " -> Tensor")
 _LIBRARY.define("int8_linear(Tensor x, Tensor weight, Tensor offsets, Tensor multipliers, Tensor? bias, "
-                "float input_scale) -> Tensor")
+                "bool gelu, Tensor? column_scales, Tensor? residual, float input_scale) -> Tensor")
 _LIBRARY.define("int8_normed(Tensor x, Tensor norm_weight, Tensor eps, Tensor weight, Tensor offsets, "
                 "Tensor multipliers, float input_scale) -> Tensor")
 _LIBRARY.define("int8_added(Tensor x, Tensor residual, Tensor weight, Tensor offsets, Tensor multipliers, "
@@ -190,9 +190,11 @@ def rows_product(rows: Tensor, parts: list[Tensor], input_scale: float) -> Tenso
     return _op("int8_rows")(rows, parts[0], parts[1], parts[2], input_scale)
 
 
-def linear_product(x: Tensor, parts: list[Tensor], bias: Tensor | None, input_scale: float) -> Tensor:
-    """A whole `DynamicInt8Linear` on float32 rows (M, in) in one call: row scaling, product, bias."""
-    return _op("int8_linear")(x, parts[0], parts[1], parts[2], bias, input_scale)
+def linear_product(x: Tensor, parts: list[Tensor], bias: Tensor | None, input_scale: float, *, gelu: bool = False,
+                   column_scales: Tensor | None = None, residual: Tensor | None = None) -> Tensor:
+    """A whole `DynamicInt8Linear` on float32 rows (M, in) in one call: row scaling, product, bias;
+    then, as asked, GELU, times `column_scales` (out,), plus `residual` (M, out)."""
+    return _op("int8_linear")(x, parts[0], parts[1], parts[2], bias, gelu, column_scales, residual, input_scale)
 
 
 def normed_product(x: Tensor, norm_weight: Tensor, eps: Tensor, parts: list[Tensor], input_scale: float) -> Tensor:

@@ -102,6 +102,19 @@ class DynamicInt8Linear(nn.Module):
         out = self._scaled_back(self._multiply(flat / row_max), row_max)
         return out if plain else out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
+    def gelu_of(self, x: torch.Tensor) -> torch.Tensor:
+        """`F.gelu(self(x))` for float32 rows (M, in): one call on soprano's kernel."""
+        if self.kernel_parts:
+            return int8_kernel.linear_product(x, self.kernel_parts, self.bias, self.input_scale, gelu=True)
+        return F.gelu(self(x))
+
+    def scaled_added(self, x: torch.Tensor, column_scales: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """`residual + column_scales * self(x)` for float32 rows (M, in): one call on soprano's kernel."""
+        if self.kernel_parts:
+            return int8_kernel.linear_product(x, self.kernel_parts, self.bias, self.input_scale,
+                                              column_scales=column_scales, residual=residual)
+        return residual + column_scales * self(x)
+
     def normed(self, x: torch.Tensor, norm_weight: torch.Tensor, eps: float) -> torch.Tensor:
         """`self(rms_norm(x) * norm_weight)` for float32 rows (B, in), in fewer operations.
 

@@ -24,6 +24,12 @@ pytestmark = [needs("c++"), pytest.mark.skipif(not VNNI, reason="soprano's int8 
 INPUT_SCALE = 1 / 127
 
 
+@pytest.fixture(autouse=True)
+def kernel_loaded():
+    """Each test alone too: the ops exist once the kernel is loaded (the first `available()`)."""
+    assert int8_kernel.available(), int8_kernel.status()
+
+
 def _layer(out_features: int, in_features: int, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     integers, scales = quantize.quantize_weight(torch.randn(out_features, in_features, generator=generator) * 0.05)
@@ -79,6 +85,17 @@ def test_the_fused_forms_are_their_compositions():
     product = int8_kernel.rows_product(x / row_max, parts, INPUT_SCALE) * row_max
     assert torch.equal(int8_kernel.linear_product(x, parts, bias, INPUT_SCALE), product + bias)
     assert torch.equal(int8_kernel.linear_product(x, parts, None, INPUT_SCALE), product)
+    # ... and the decoder's ConvNeXt around it: gelu(layer(x)) (its own erfc; torch's 1 + erf(x)
+    # loses x * 2^-23 to cancellation in the negative tail, hence the absolute tolerance), and
+    # residual + gamma * layer(x) (exact).
+    layer = product + bias
+    torch.testing.assert_close(int8_kernel.linear_product(x, parts, bias, INPUT_SCALE, gelu=True),
+                               torch.nn.functional.gelu(layer), rtol=1e-6, atol=2e-6)
+    torch.testing.assert_close(int8_kernel.linear_product(x, parts, bias, INPUT_SCALE, gelu=True),
+                               torch.nn.functional.gelu(layer.double()).float(), rtol=4e-6, atol=1e-12)
+    gamma = torch.rand(1000, generator=generator)
+    assert torch.equal(int8_kernel.linear_product(x, parts, bias, INPUT_SCALE, column_scales=gamma, residual=residual),
+                       residual + gamma * layer)
     # The MLP's activation fused in: its own silu, a unit or two in the last place from torch's (so an
     # 8-bit input on a rounding edge may go the other way: compared by SNR, not bit for bit).
     gate_up = torch.randn(5, 1024, generator=generator) * 4
@@ -139,7 +156,6 @@ def test_the_attention_is_its_composition_and_each_row_is_the_same_alone(heads, 
     """One decode step's attention (q/k norms, rotation, cache writes, softmax over the row's own
     positions, shared key heads) against plain torch, at lengths 1, odd and long; and each row
     alone as in the batch, bit for bit."""
-    assert int8_kernel.available(), int8_kernel.status()  # loads the ops
     positions = torch.tensor([0, 6, 130, 37])
     qkv, qk_norm, cos_sin, (keys, values) = _attention_inputs(4, heads, kv_heads, d, 160, seed=heads + d)
     eps = constant(1e-6, torch.device("cpu"))

@@ -42,11 +42,51 @@ void quantize_row(const float* x, uint8_t* out, int64_t k, float inverse_scale) 
   }
 }
 
+// e^x for x <= 0 (scores less their maximum): 2^n * p(r), r = x - n ln 2, |r| <= ln 2 / 2, p the
+// degree-6 Taylor polynomial (relative error below 3e-7, as good as float32 softmax needs).
+__m512 exp_nonpositive(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723212e-6f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// GELU as torch's default: x (1 + erf(x / sqrt 2)) / 2, through erfc(z) = t e^E, t = 1 / (1 + z / 2),
+// z = |x| / sqrt 2 and E a degree-9 polynomial in t less z^2 (Numerical Recipes' erfcc: relative
+// error below 1.2e-7); E <= 0 but for rounding, where exp_nonpositive is still right.
+__m512 gelu(__m512 x) {
+  const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f));
+  const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), _mm512_set1_ps(1.0f)));
+  constexpr float c[] = {0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f,
+                         -0.18628806f, 0.09678418f, 0.37409196f, 1.00002368f, -1.26551223f};
+  __m512 e = _mm512_set1_ps(c[0]);
+  for (int i = 1; i < 10; ++i) e = _mm512_fmadd_ps(e, t, _mm512_set1_ps(c[i]));
+  e = _mm512_fnmadd_ps(z, z, e);
+  const __m512 half_erfc = _mm512_mul_ps(_mm512_mul_ps(t, exp_nonpositive(e)), _mm512_set1_ps(0.5f));
+  // x >= 0: x (1 - erfc(z) / 2); x < 0: x erfc(z) / 2.
+  const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+  const __m512 factor = _mm512_mask_mov_ps(_mm512_sub_ps(_mm512_set1_ps(1.0f), half_erfc), negative, half_erfc);
+  return _mm512_mul_ps(x, factor);
+}
+
 // What happens to each output after fbgemm's scaling: times its row's factor, plus a residual.
 struct Epilogue {
   const float* row_scales = nullptr;  // (M,) or none
   const float* residual = nullptr;    // (M, N) with the output's row stride, or none
-  const float* bias = nullptr;        // (N,), added last, or none
+  const float* bias = nullptr;        // (N,), or none
+  const float* column_scales = nullptr;  // (N,), or none
+  bool gelu = false;
+  // In this order: times the row's factor, plus the bias, GELU, times the column's factor, plus
+  // the residual (the decoder's residual + gamma * gelu(...) and the LM's residual + product).
 };
 
 // acc += the 16 lanes' four-byte dot products of x (unsigned) and w (signed), in place: through the
@@ -99,9 +139,11 @@ void block_product(const uint8_t* rows, int64_t k, const int8_t* block, const in
     for (int r = 0; r < R; ++r) {
       __m512 value = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][c], offset)), multiplier);
       if (epilogue.row_scales) value = _mm512_mul_ps(value, _mm512_set1_ps(epilogue.row_scales[r]));
+      if (epilogue.bias) value = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, epilogue.bias + first), value);
+      if (epilogue.gelu) value = gelu(value);
+      if (epilogue.column_scales) value = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, epilogue.column_scales + first), value);
       if (epilogue.residual)
         value = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, epilogue.residual + r * ld_out + first), value);
-      if (epilogue.bias) value = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, epilogue.bias + first), value);
       _mm512_mask_storeu_ps(out + r * ld_out + first, mask, value);
     }
   }
@@ -110,8 +152,10 @@ void block_product(const uint8_t* rows, int64_t k, const int8_t* block, const in
 void rows_times_block(const uint8_t* rows, int64_t m, int64_t k, const int8_t* block, const int32_t* offsets,
                       const float* multipliers, float* out, int64_t ld_out, int64_t columns, Epilogue epilogue) {
   auto advanced = [&](int64_t r) {
-    return Epilogue{epilogue.row_scales ? epilogue.row_scales + r : nullptr,
-                    epilogue.residual ? epilogue.residual + r * ld_out : nullptr, epilogue.bias};
+    Epilogue moved = epilogue;
+    if (epilogue.row_scales) moved.row_scales += r;
+    if (epilogue.residual) moved.residual += r * ld_out;
+    return moved;
   };
   int64_t r = 0;
   for (; r + kRowsAtOnce <= m; r += kRowsAtOnce)
@@ -175,8 +219,10 @@ void multiply(const std::vector<uint8_t>& quantized, int64_t m, const Packed& w,
   at::parallel_for(0, w.blocks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       const int64_t first = b * kBlock;
-      Epilogue shifted{epilogue.row_scales, epilogue.residual ? epilogue.residual + first : nullptr,
-                       epilogue.bias ? epilogue.bias + first : nullptr};
+      Epilogue shifted = epilogue;  // this block's columns
+      if (epilogue.residual) shifted.residual += first;
+      if (epilogue.bias) shifted.bias += first;
+      if (epilogue.column_scales) shifted.column_scales += first;
       rows_times_block(quantized.data(), m, w.in_features, w.weight + first * w.in_features, w.offsets + first,
                        w.multipliers + first, out + first, w.out_features,
                        std::min<int64_t>(kBlock, w.out_features - first), shifted);
@@ -201,17 +247,30 @@ at::Tensor int8_rows(const at::Tensor& rows, const at::Tensor& weight, const at:
 
 // A whole int8 linear layer on float32 rows x (M, K), as DynamicInt8Linear's forward: each row
 // scaled to [-1, 1] by its largest magnitude, quantized, multiplied, scaled back, plus the bias
-// (N,) if defined. The rows are scaled and quantized in parallel (the decoder's hundreds).
+// (N,) if defined; then, as asked, GELU, times column_scales (N,), plus residual (M, N) (the
+// decoder's ConvNeXt: gelu(pwconv1(x)), and residual + gamma * pwconv2(x)). The rows are scaled
+// and quantized in parallel (the decoder's hundreds).
 at::Tensor int8_linear(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& offsets,
-                       const at::Tensor& multipliers, const c10::optional<at::Tensor>& bias, double input_scale) {
+                       const at::Tensor& multipliers, const c10::optional<at::Tensor>& bias, bool apply_gelu,
+                       const c10::optional<at::Tensor>& column_scales, const c10::optional<at::Tensor>& residual,
+                       double input_scale) {
   const at::Tensor x = rows.contiguous();
   const Packed w = checked(x, weight, offsets, multipliers);
   const int64_t m = x.size(0), k = w.in_features;
-  at::Tensor added;
-  if (bias.has_value() && bias->defined()) {
-    added = bias->contiguous();
-    TORCH_CHECK(added.dim() == 1 && added.size(0) == w.out_features && added.scalar_type() == at::kFloat,
-                "soprano int8_linear: the bias must be (N,) float32");
+  auto per_column = [&](const c10::optional<at::Tensor>& given, const char* what) {
+    if (!given.has_value() || !given->defined()) return at::Tensor();
+    at::Tensor t = given->contiguous();
+    TORCH_CHECK(t.dim() == 1 && t.size(0) == w.out_features && t.scalar_type() == at::kFloat,
+                "soprano int8_linear: ", what, " must be (N,) float32");
+    return t;
+  };
+  const at::Tensor added = per_column(bias, "the bias"), scaled = per_column(column_scales, "the column scales");
+  at::Tensor base;
+  if (residual.has_value() && residual->defined()) {
+    base = residual->contiguous();
+    TORCH_CHECK(base.dim() == 2 && base.size(0) == m && base.size(1) == w.out_features &&
+                    base.scalar_type() == at::kFloat,
+                "soprano int8_linear: the residual must be (M, N) float32");
   }
   at::Tensor out = at::empty({m, w.out_features}, x.options());
   std::vector<uint8_t> quantized(static_cast<size_t>(m * k));
@@ -230,7 +289,9 @@ at::Tensor int8_linear(const at::Tensor& rows, const at::Tensor& weight, const a
   });
   if (m > 0)
     multiply(quantized, m, w, out.data_ptr<float>(),
-             Epilogue{scales.data(), nullptr, added.defined() ? added.data_ptr<float>() : nullptr});
+             Epilogue{scales.data(), base.defined() ? base.data_ptr<float>() : nullptr,
+                      added.defined() ? added.data_ptr<float>() : nullptr,
+                      scaled.defined() ? scaled.data_ptr<float>() : nullptr, apply_gelu});
   return out;
 }
 
@@ -263,24 +324,6 @@ at::Tensor int8_normed(const at::Tensor& rows, const at::Tensor& norm_weight, co
   }
   if (m > 0) multiply(quantized, m, w, out.data_ptr<float>(), Epilogue{scales.data(), nullptr});
   return out;
-}
-
-// e^x for x <= 0 (scores less their maximum): 2^n * p(r), r = x - n ln 2, |r| <= ln 2 / 2, p the
-// degree-6 Taylor polynomial (relative error below 3e-7, as good as float32 softmax needs).
-__m512 exp_nonpositive(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723212e-6f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 720);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
 }
 
 // residual + int8_rows(x) for float32 rows x (M, K) and residual (M, N), as quantize.int8_added.
