@@ -20,7 +20,7 @@ from soprano_cli.engine.config import EngineConfig
 from soprano_cli.engine.decoder import SopranoDecoder
 from soprano_cli.engine.devices import select_backend, select_dtype
 from soprano_cli.engine.generate import STATIC_CACHE_LEN
-from soprano_cli.engine.memory import release_free_memory
+from soprano_cli.engine.memory import release_free_memory, temporaries_returned_at_once
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,11 @@ class LoadedModel:
 def load_model(config: EngineConfig, device: torch.device) -> LoadedModel:
     """Resolve `config.model`, check every file before allocating, then build the LM and decoder on
     `device` in the precision `config.dtype` asks for (or `auto` chooses)."""
+    with temporaries_returned_at_once():
+        return _load_model(config, device)
+
+
+def _load_model(config: EngineConfig, device: torch.device) -> LoadedModel:
     backend = select_backend(config.backend, device)
     dtype = select_dtype(config.dtype, device)
     started = time.perf_counter()
