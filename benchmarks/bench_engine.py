@@ -6,6 +6,7 @@
     python benchmarks/bench_engine.py --device cuda --modes bfloat16 --counts 1,8,64 --no-transformers --backend lmdeploy
     python benchmarks/bench_engine.py --family   # --dtype auto on each checkpoint with trained-model
                                                  # statistics, against the reference package (soprano-tts)
+    python benchmarks/bench_engine.py --family --members norms   # one member again
 
 On a random checkpoint with the published 80M sizes (written once to .bench/), greedy, every
 sentence generating exactly --frames frames (random weights never emit EOS). Each configuration
@@ -124,7 +125,11 @@ def family(args) -> None:
     cache = ROOT / ".bench" / "cache"  # the auto decisions of this benchmark, apart from the user's
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "XDG_CACHE_HOME": str(cache)}
     table = []
-    for name in STATISTICS:
+    members = args.members.split(",") if args.members else list(STATISTICS)
+    unknown = sorted(set(members) - set(STATISTICS))
+    if unknown:
+        raise SystemExit(f"unknown members: {', '.join(unknown)} (the family: {', '.join(STATISTICS)})")
+    for name in members:
         folder = ROOT / ".bench" / f"family-{name}"
         if not (folder / "decoder.pth").exists():
             write_random_checkpoint(folder, seed=5, statistics=name)
@@ -239,6 +244,8 @@ def main() -> None:
     parser.add_argument("--no-transformers", action="store_true")
     parser.add_argument("--family", action="store_true",
                         help="--dtype auto on each checkpoint with trained-model statistics, against soprano-tts")
+    parser.add_argument("--members", default="",
+                        help="with --family: only these members, comma-separated (random,outliers,norms,heavy,all)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--reference-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="torch", choices=["torch", "lmdeploy"],

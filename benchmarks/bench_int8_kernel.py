@@ -3,7 +3,9 @@ machine slows both alike):
 
 - each LM matmul shape alone (its weight hot in the caches), soprano's product against fbgemm's;
 - the whole int8 decode step of a full-size LM (weights streaming from memory), at batch 1 and
-  16: soprano's kernel step (fused norms and attention) against the fbgemm step.
+  16: soprano's kernel step (fused norms and attention) against the fbgemm step;
+- the int8 decoder on a 512-frame sentence: its ConvNeXt layers on soprano's kernel (two fused
+  calls a block) against fbgemm's.
 
     python benchmarks/bench_int8_kernel.py [--member random] [--batches 1,16]
 
@@ -87,6 +89,34 @@ def steps(member: str, batches: list[int], rounds: int) -> None:
         print(f"| {batch} | {theirs:.2f} | {ours:.2f} | {theirs / ours:.2f}x |")
 
 
+def decoders(member: str, rounds: int) -> None:
+    import torch
+
+    from soprano_cli.engine import int8_kernel
+    from soprano_cli.engine.engine import Engine, EngineConfig
+
+    folder = ROOT / ".bench" / f"family-{member}"  # written by steps()
+    os.environ.pop("SOPRANO_INT8_KERNEL", None)  # steps() turned it off last
+    int8_kernel._decided_state.cache_clear()
+    engines = {"soprano": Engine.load(EngineConfig(model=str(folder), dtype="int8", device="cpu"))}
+    os.environ["SOPRANO_INT8_KERNEL"] = "0"  # the next load's layers take fbgemm
+    int8_kernel._decided_state.cache_clear()
+    engines["fbgemm"] = Engine.load(EngineConfig(model=str(folder), dtype="int8", device="cpu"))
+    frames = [torch.randn(512, engines["fbgemm"].lm.config.hidden_size, generator=torch.Generator().manual_seed(0))]
+    assert engines["soprano"].decoder.decoder.convnext[0].pwconv1.kernel_parts
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for name, engine in engines.items():
+        engine.decode(frames)  # first-call costs
+    for _ in range(rounds):
+        for name, engine in engines.items():
+            started = time.perf_counter()
+            engine.decode(frames)
+            times[name].append(time.perf_counter() - started)
+    theirs, ours = statistics.median(times["fbgemm"]), statistics.median(times["soprano"])
+    print("\n| int8 decoder, 512 frames | fbgemm s | soprano s | ratio |\n|---|---|---|---|")
+    print(f"| one sentence | {theirs:.3f} | {ours:.3f} | {theirs / ours:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--member", default="random", help="the family member whose LM steps are timed")
@@ -99,6 +129,7 @@ def main() -> None:
         raise SystemExit(f"soprano's int8 kernel is not available here: {int8_kernel.status()}")
     matmuls()
     steps(args.member, [int(b) for b in args.batches.split(",")], args.rounds)
+    decoders(args.member, 2 * args.rounds + 1)
 
 
 if __name__ == "__main__":
