@@ -42,7 +42,7 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("SOPRANO_TORCHSCRIPT", "0: run the CPU decode step's loop in eager PyTorch instead of TorchScript "
            "(the same results, about half the speed; an escape hatch, TorchScript being deprecated).",
            "1 (TorchScript where it works)", ("synth", "serve", "doctor", "asgi")),
-    EnvVar("SOPRANO_INT8_KERNEL", "0: run the LM's int8 layers on fbgemm instead of soprano's own AVX512-VNNI "
+    EnvVar("SOPRANO_INT8_KERNEL", "0: run the int8 layers (LM and decoder) on fbgemm instead of soprano's own AVX512-VNNI "
            "kernel (built on first use with the C++ compiler; the same products, a faster decode step).",
            "1 (soprano's kernel where the CPU and a compiler allow)", ("synth", "serve", "doctor", "asgi")),
     EnvVar("SOPRANO_KERNEL_CACHE", "Folder where soprano's int8 kernel is built and kept (one file per PyTorch "

@@ -1,18 +1,19 @@
-"""soprano's own int8 kernel for the LM on AVX512-VNNI CPUs (kernels/int8_rows.cpp).
+"""soprano's own int8 kernel for the LM and the decoder on AVX512-VNNI CPUs (kernels/int8_rows.cpp).
 
 A decode step multiplies one row, or a few, by every weight of the LM: its speed is how fast
 the weights stream from memory. fbgemm packs weights for batches and reads them at about half
 the memory's speed at one row; this kernel reads them front to back at memory speed. Its
 products are fbgemm's exactly (the same 8-bit inputs, integer sums and float scaling), which
 `available()` checks before the kernel is used. Its library also fuses what stands around each
-product in the decode step (the RMSNorm or residual of each int8 layer, each block's attention);
+product (in the decode step, the RMSNorm or residual of each int8 layer, the MLP's activation,
+each block's attention; in the decoder, each whole layer with its GELU or gamma and residual);
 those float steps round in their own order, so the audio differs from fbgemm's path by float
 rounding, and every row is still computed alone (batch invariance holds).
 
 The kernel is C++ compiled on first use with the machine's C++ compiler (against the installed
 PyTorch's headers) and kept in the kernel cache, keyed by source, PyTorch and compiler. Where
 anything is missing (no compiler, no VNNI, SOPRANO_INT8_KERNEL=0, a failed build or check) the
-LM's int8 layers stay on fbgemm; `soprano doctor` says which and why.
+int8 layers stay on fbgemm; `soprano doctor` says which and why.
 """
 
 from __future__ import annotations
