@@ -86,13 +86,14 @@ struct Epilogue {
   const float* column_scales = nullptr;  // (N,), or none
   bool gelu = false;
   // In this order: times the row's factor, plus the bias, GELU, times the column's factor, plus
-  // the residual (the decoder's residual + gamma * gelu(...) and the LM's residual + product).
+  // the residual (the decoder's gelu(pwconv1 x) and residual + gamma pwconv2 x; the LM's
+  // residual + product).
 };
 
 // acc += the 16 lanes' four-byte dot products of x (unsigned) and w (signed), in place: through the
 // intrinsic, GCC 12 copied each accumulator around the instruction's tied operand, two register
 // moves a product, which CPUs without move elimination for vector registers execute.
-#define dot_accumulate(acc, x, w) asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
+#define DOT_ACCUMULATE(acc, x, w) asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
 
 // R rows (quantized, `k` bytes apart) times one packed block -> R x 64 outputs.
 template <int R>
@@ -114,18 +115,18 @@ void block_product(const uint8_t* rows, int64_t k, const int8_t* block, const in
       return _mm512_set1_epi32(four);
     };
     const __m512i x0 = inputs(0);
-    dot_accumulate(a00, x0, w0); dot_accumulate(a01, x0, w1); dot_accumulate(a02, x0, w2); dot_accumulate(a03, x0, w3);
+    DOT_ACCUMULATE(a00, x0, w0); DOT_ACCUMULATE(a01, x0, w1); DOT_ACCUMULATE(a02, x0, w2); DOT_ACCUMULATE(a03, x0, w3);
     if constexpr (R > 1) {
       const __m512i x1 = inputs(1);
-      dot_accumulate(a10, x1, w0); dot_accumulate(a11, x1, w1); dot_accumulate(a12, x1, w2); dot_accumulate(a13, x1, w3);
+      DOT_ACCUMULATE(a10, x1, w0); DOT_ACCUMULATE(a11, x1, w1); DOT_ACCUMULATE(a12, x1, w2); DOT_ACCUMULATE(a13, x1, w3);
     }
     if constexpr (R > 2) {
       const __m512i x2 = inputs(2);
-      dot_accumulate(a20, x2, w0); dot_accumulate(a21, x2, w1); dot_accumulate(a22, x2, w2); dot_accumulate(a23, x2, w3);
+      DOT_ACCUMULATE(a20, x2, w0); DOT_ACCUMULATE(a21, x2, w1); DOT_ACCUMULATE(a22, x2, w2); DOT_ACCUMULATE(a23, x2, w3);
     }
     if constexpr (R > 3) {
       const __m512i x3 = inputs(3);
-      dot_accumulate(a30, x3, w0); dot_accumulate(a31, x3, w1); dot_accumulate(a32, x3, w2); dot_accumulate(a33, x3, w3);
+      DOT_ACCUMULATE(a30, x3, w0); DOT_ACCUMULATE(a31, x3, w1); DOT_ACCUMULATE(a32, x3, w2); DOT_ACCUMULATE(a33, x3, w3);
     }
   }
   const __m512i acc[4][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}, {a30, a31, a32, a33}};
@@ -184,6 +185,22 @@ float inverse_rms(const float* x, int64_t k, float eps) {
     sum = _mm512_fmadd_ps(v, v, sum);
   }
   return 1.0f / std::sqrt(_mm512_reduce_add_ps(sum) / static_cast<float>(k) + eps);
+}
+
+// Rows x (M, K) each scaled to [-1, 1] by its largest magnitude (scales (M,)) and quantized into
+// quantized (M, K), the rows shared among threads where there are many (the decoder's hundreds).
+void scaled_rows(const float* x, int64_t m, int64_t k, float inverse_scale, uint8_t* quantized, float* scales) {
+  at::parallel_for(0, m, std::max<int64_t>(1, 16384 / k), [&](int64_t begin, int64_t end) {
+    std::vector<float> scaled(static_cast<size_t>(k));
+    for (int64_t r = begin; r < end; ++r) {
+      const float* row = x + r * k;
+      scales[r] = row_max(row, k);
+      const __m512 divisor = _mm512_set1_ps(scales[r]);
+      for (int64_t i = 0; i < k; i += 16)
+        _mm512_storeu_ps(scaled.data() + i, _mm512_div_ps(_mm512_loadu_ps(row + i), divisor));
+      quantize_row(scaled.data(), quantized + r * k, k, inverse_scale);
+    }
+  });
 }
 
 struct Packed {
@@ -248,8 +265,7 @@ at::Tensor int8_rows(const at::Tensor& rows, const at::Tensor& weight, const at:
 // A whole int8 linear layer on float32 rows x (M, K), as DynamicInt8Linear's forward: each row
 // scaled to [-1, 1] by its largest magnitude, quantized, multiplied, scaled back, plus the bias
 // (N,) if defined; then, as asked, GELU, times column_scales (N,), plus residual (M, N) (the
-// decoder's ConvNeXt: gelu(pwconv1(x)), and residual + gamma * pwconv2(x)). The rows are scaled
-// and quantized in parallel (the decoder's hundreds).
+// decoder's ConvNeXt: gelu(pwconv1(x)), and residual + gamma * pwconv2(x)).
 at::Tensor int8_linear(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& offsets,
                        const at::Tensor& multipliers, const c10::optional<at::Tensor>& bias, bool apply_gelu,
                        const c10::optional<at::Tensor>& column_scales, const c10::optional<at::Tensor>& residual,
@@ -275,18 +291,7 @@ at::Tensor int8_linear(const at::Tensor& rows, const at::Tensor& weight, const a
   at::Tensor out = at::empty({m, w.out_features}, x.options());
   std::vector<uint8_t> quantized(static_cast<size_t>(m * k));
   std::vector<float> scales(static_cast<size_t>(m));
-  const float inverse_scale = 1.0f / static_cast<float>(input_scale);
-  at::parallel_for(0, m, std::max<int64_t>(1, 16384 / k), [&](int64_t begin, int64_t end) {
-    std::vector<float> scaled(static_cast<size_t>(k));
-    for (int64_t r = begin; r < end; ++r) {
-      const float* row = x.data_ptr<float>() + r * k;
-      scales[r] = row_max(row, k);
-      const __m512 divisor = _mm512_set1_ps(scales[r]);
-      for (int64_t i = 0; i < k; i += 16)
-        _mm512_storeu_ps(scaled.data() + i, _mm512_div_ps(_mm512_loadu_ps(row + i), divisor));
-      quantize_row(scaled.data(), quantized.data() + r * k, k, inverse_scale);
-    }
-  });
+  scaled_rows(x.data_ptr<float>(), m, k, 1.0f / static_cast<float>(input_scale), quantized.data(), scales.data());
   if (m > 0)
     multiply(quantized, m, w, out.data_ptr<float>(),
              Epilogue{scales.data(), base.defined() ? base.data_ptr<float>() : nullptr,
@@ -336,18 +341,10 @@ at::Tensor int8_added(const at::Tensor& rows, const at::Tensor& residual, const 
   TORCH_CHECK(base.dim() == 2 && base.size(0) == m && base.size(1) == w.out_features &&
                   base.scalar_type() == at::kFloat,
               "soprano int8_added: the residual must be (M, N) float32");
-  const float inverse_scale = 1.0f / static_cast<float>(input_scale);
   at::Tensor out = at::empty({m, w.out_features}, x.options());
   std::vector<uint8_t> quantized(static_cast<size_t>(m * k));
-  std::vector<float> scaled(static_cast<size_t>(k)), scales(static_cast<size_t>(m));
-  for (int64_t r = 0; r < m; ++r) {
-    const float* row = x.data_ptr<float>() + r * k;
-    scales[r] = row_max(row, k);
-    const __m512 divisor = _mm512_set1_ps(scales[r]);
-    for (int64_t i = 0; i < k; i += 16)
-      _mm512_storeu_ps(scaled.data() + i, _mm512_div_ps(_mm512_loadu_ps(row + i), divisor));
-    quantize_row(scaled.data(), quantized.data() + r * k, k, inverse_scale);
-  }
+  std::vector<float> scales(static_cast<size_t>(m));
+  scaled_rows(x.data_ptr<float>(), m, k, 1.0f / static_cast<float>(input_scale), quantized.data(), scales.data());
   if (m > 0) multiply(quantized, m, w, out.data_ptr<float>(), Epilogue{scales.data(), base.data_ptr<float>()});
   return out;
 }
