@@ -82,20 +82,26 @@ class PulseServer:
         env = {**os.environ, **self.env()}
         return subprocess.run(["pactl", *args], env=env, capture_output=True, text=True, timeout=10)
 
-    def player_buffer_seconds(self, pid: int, timeout: float = 60.0) -> float:
+    def player_buffer_seconds(self, pid: int, timeout: float = 60.0, settle: float = 1.0) -> float:
         """The buffer latency of process `pid`'s playback stream (what that player asked the device to
         hold, as the server granted it), waiting until it opens. By process: another test's player may
-        still be closing its stream, and a stream just created may not have its buffer set yet."""
+        still be closing its stream, and a stream just created may not have its buffer set yet. The
+        most seen over `settle` seconds from the first reading: "Buffer Latency" is what the stream
+        holds now, and a stream just opened has not filled its buffer yet (0.125 s of 0.5 once)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        most, settled_at = 0, None
+        while time.monotonic() < deadline and (settled_at is None or time.monotonic() < settled_at):
             for block in self.pactl("list", "sink-inputs").stdout.split("Sink Input #")[1:]:
                 fields = dict(line.strip().partition(":")[::2] for line in block.splitlines())
                 owner = f'application.process.id = "{pid}"'
                 latency = int(fields.get("Buffer Latency", "0 usec").split()[0])
                 if any(line.strip() == owner for line in block.splitlines()) and latency > 0:
-                    return latency / 1e6  # "564718 usec"
+                    most = max(most, latency)  # "564718 usec"
+                    settled_at = settled_at or time.monotonic() + settle
             time.sleep(0.05)
-        raise AssertionError(f"process {pid} opened no playback stream")
+        if most == 0:
+            raise AssertionError(f"process {pid} opened no playback stream")
+        return most / 1e6
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
