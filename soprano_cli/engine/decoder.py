@@ -63,6 +63,17 @@ def depthwise_conv_rows(rows: torch.Tensor, conv: nn.Conv1d, left: int, right: i
     return out if rounding is None else out.to(rounding)
 
 
+def pointwise_rows(conv: nn.Conv1d, rows: torch.Tensor) -> torch.Tensor:
+    """A kernel-size-1 `conv` over rows (..., steps, channels) -> (..., steps, out), as a linear
+    layer: a convolution's kernel (oneDNN's) may round a step one way in a short input and
+    another in a long one (it does with AVX2), while the matmul rounds every row alike from
+    MIN_STEPS rows on, so a step's result does not depend on how many were decoded with it."""
+    count = rows.shape[-2]
+    if count >= MIN_STEPS:
+        return F.linear(rows, conv.weight[:, :, 0], conv.bias)
+    return F.linear(F.pad(rows, (0, 0, 0, MIN_STEPS - count)), conv.weight[:, :, 0], conv.bias)[..., :count, :]
+
+
 def _mlp_added(block: "ConvNeXtBlock", x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """residual + gamma * pwconv2(gelu(pwconv1(x))) for normed rows x (S, dim): where the layers
     have fused forms (int8 on soprano's kernel), two calls for the whole of it."""
@@ -102,7 +113,7 @@ class ConvNeXtBackbone(nn.Module):
         self.final_layer_norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.norm(self.embed(x).transpose(1, 2)).transpose(1, 2)  # (B, dim, S)
+        x = self.norm(pointwise_rows(self.embed, x.transpose(1, 2))).transpose(1, 2)  # (B, dim, S)
         for block in self.convnext:
             x = block(x, mask)
         return self.final_layer_norm(x.transpose(1, 2))  # (B, S, dim)
@@ -288,7 +299,7 @@ class IncrementalDecoder:
             self.frames += frames.shape[0]
             backbone = self.decoder.decoder
             with self.decoder.reduced_precision():
-                rows = backbone.norm(backbone.embed(steps.T[None])[0].T)  # (steps, dim)
+                rows = backbone.norm(pointwise_rows(backbone.embed, steps))  # (steps, dim)
         if self.frames == 0:
             return torch.zeros(0, device=self.device)
         with self.decoder.reduced_precision():
