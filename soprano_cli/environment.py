@@ -42,8 +42,9 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("SOPRANO_TORCHSCRIPT", "0: run the CPU decode step's loop in eager PyTorch instead of TorchScript "
            "(the same results, about half the speed; an escape hatch, TorchScript being deprecated).",
            "1 (TorchScript where it works)", ("synth", "serve", "doctor", "asgi")),
-    EnvVar("SOPRANO_INT8_KERNEL", "0: run the int8 layers (LM and decoder) on fbgemm instead of soprano's own AVX512-VNNI "
-           "kernel (built on first use with the C++ compiler; the same products, a faster decode step).",
+    EnvVar("SOPRANO_INT8_KERNEL", "0: run the int8 layers (LM and decoder) on fbgemm instead of soprano's own "
+           "AVX512-VNNI or AVX2 kernel (built on first use with the C++ compiler; a faster decode step, and with "
+           "AVX2 8-bit inputs where fbgemm takes 7).",
            "1 (soprano's kernel where the CPU and a compiler allow)", ("synth", "serve", "doctor", "asgi")),
     EnvVar("SOPRANO_KERNEL_CACHE", "Folder where soprano's int8 kernel is built and kept (one file per PyTorch "
            "version and compiler).", "$XDG_CACHE_HOME/soprano/kernels", ("synth", "serve", "doctor", "asgi")),

@@ -1,10 +1,13 @@
-"""soprano's own int8 kernel for the LM and the decoder on AVX512-VNNI CPUs (kernels/int8_rows.cpp).
+"""soprano's own int8 kernel for the LM and the decoder on x86 CPUs (kernels/int8_rows.cpp).
 
 A decode step multiplies one row, or a few, by every weight of the LM: its speed is how fast
 the weights stream from memory. fbgemm packs weights for batches and reads them at about half
-the memory's speed at one row; this kernel reads them front to back at memory speed. Its
-products are fbgemm's exactly (the same 8-bit inputs, integer sums and float scaling), which
-`available()` checks before the kernel is used. Its library also fuses what stands around each
+the memory's speed at one row; this kernel reads them front to back at memory speed. It is built
+for the CPU's instruction set: AVX512-VNNI, where its products are fbgemm's exactly (the same
+8-bit inputs, integer sums and float scaling), or AVX2 (most AMD CPUs, Intel's without AVX-512),
+where fbgemm rounds the inputs to 7 bits (its 16-bit sums would overflow on 8) and this kernel
+keeps all 8: its products are the exact integer ones, computed here in float64. `available()`
+checks the kernel against fbgemm or that before it is used. Its library also fuses what stands around each
 product (in the decode step, the RMSNorm or residual of each int8 layer, the MLP's activation,
 each block's attention; in the decoder, each whole layer with its GELU or gamma and residual);
 those float steps round in their own order, so the audio differs from fbgemm's path by float
@@ -12,8 +15,8 @@ rounding, and every row is still computed alone (batch invariance holds).
 
 The kernel is C++ compiled on first use with the machine's C++ compiler (against the installed
 PyTorch's headers) and kept in the kernel cache, keyed by source, PyTorch and compiler. Where
-anything is missing (no compiler, no VNNI, SOPRANO_INT8_KERNEL=0, a failed build or check) the
-int8 layers stay on fbgemm; `soprano doctor` says which and why.
+anything is missing (no compiler, neither instruction set, SOPRANO_INT8_KERNEL=0, a failed build or
+check) the int8 layers stay on fbgemm; `soprano doctor` says which and why.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -38,15 +42,33 @@ from soprano_cli.engine.int8_weights import fbgemm_pack, fbgemm_rows, quantize_w
 
 log = logging.getLogger(__name__)
 
-BLOCK = 64  # output channels per packed block (the C++ kBlock)
 INPUT_ALIGNMENT = 16  # in_features must be a multiple of this
 HEAD_ALIGNMENT = 32  # attend's head_dim must be a multiple of this (the rotation's halves in whole vectors)
 _SOURCE = "int8_rows.cpp"
 # -ffp-contract=off: a multiply and an add fused into one instruction in some of the kernel's
 # variants (one per rows-at-once count) and not in others would make a row's result depend on
 # how many rows share the call, and so a sentence's audio on its batch.
-_FLAGS = ("-O3", "-std=c++20", "-shared", "-fPIC", "-fopenmp", "-w", "-ffp-contract=off",
-          "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mfma")
+_FLAGS = ("-O3", "-std=c++20", "-shared", "-fPIC", "-fopenmp", "-w", "-ffp-contract=off")
+
+
+@dataclass(frozen=True)
+class InstructionSet:
+    """One build of the kernel: its name, the /proc/cpuinfo flags it needs, its compiler flags,
+    the output channels per packed block (the C++ kBlock) and the inputs' 8-bit zero point."""
+
+    name: str
+    cpu_flags: tuple[str, ...]
+    compiler_flags: tuple[str, ...]
+    block: int
+    zero_point: int
+
+
+# The first this CPU has is built.
+INSTRUCTION_SETS = (
+    InstructionSet("AVX512-VNNI", ("avx512f", "avx512bw", "avx512vl", "avx512_vnni", "fma"),
+                   ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mfma"), 64, 128),
+    InstructionSet("AVX2", ("avx2", "fma"), ("-mavx2", "-mfma"), 32, 0),
+)
 _BUILD_SECONDS = 600
 
 # The schema lives here, not in the C++: TorchScript compiles calls to the op (in the decode step)
@@ -78,9 +100,25 @@ def available() -> bool:
 
 
 def status() -> str:
-    """What the LM's int8 layers run on here and, for fbgemm, why not soprano's kernel (for doctor)."""
+    """What the int8 layers run on here and, for fbgemm, why not soprano's kernel (for doctor)."""
     ready, reason = _state()
-    return "soprano VNNI (fbgemm's products, bit for bit)" if ready else f"fbgemm ({reason})"
+    if not ready:
+        return f"fbgemm ({reason})"
+    chosen = instruction_set()
+    return (f"soprano {chosen.name} (fbgemm's products, bit for bit)" if chosen.zero_point
+            else f"soprano {chosen.name} (8-bit inputs, exact integer sums)")
+
+
+@functools.cache
+def instruction_set() -> InstructionSet | None:
+    """The instruction set the kernel is built for on this CPU, or None where it has neither."""
+    return next((found for found in INSTRUCTION_SETS if all(cpu_has_flag(flag) for flag in found.cpu_flags)), None)
+
+
+def block() -> int:
+    """Output channels per packed block of this CPU's kernel."""
+    chosen = instruction_set()
+    return chosen.block if chosen is not None else INSTRUCTION_SETS[0].block
 
 
 _STATE_LOCK = threading.Lock()  # the LM's layers are quantized on two threads: one build
@@ -95,9 +133,10 @@ def _state() -> tuple[bool, str]:
 def _decided_state() -> tuple[bool, str]:
     if os.environ.get("SOPRANO_INT8_KERNEL", "").strip() == "0":
         return False, "SOPRANO_INT8_KERNEL=0"
-    if not cpu_has_flag("avx512_vnni") or not all(cpu_has_flag(f) for f in ("avx512f", "avx512bw", "avx512vl", "fma")):
-        return False, "this CPU has no AVX512-VNNI"
-    if "fbgemm" not in torch.backends.quantized.supported_engines:
+    chosen = instruction_set()
+    if chosen is None:
+        return False, "this CPU has neither AVX512-VNNI nor AVX2 with FMA"
+    if chosen.zero_point and "fbgemm" not in torch.backends.quantized.supported_engines:
         return False, "this PyTorch has no fbgemm to check the kernel against"
     try:
         library = _built_library()
@@ -106,10 +145,10 @@ def _decided_state() -> tuple[bool, str]:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         log.info("soprano's int8 kernel is unavailable (%s); int8 layers run on fbgemm", reason)
         return False, reason
-    mismatch = _differs_from_fbgemm()
+    mismatch = _differs_from_reference(chosen)
     if mismatch:
-        log.warning("soprano's int8 kernel differs from fbgemm (%s); int8 layers run on fbgemm", mismatch)
-        return False, f"its results differ from fbgemm's: {mismatch}"
+        log.warning("soprano's int8 kernel differs from its reference (%s); int8 layers run on fbgemm", mismatch)
+        return False, f"its results differ from {'fbgemm' if chosen.zero_point else 'the exact integer product'}: {mismatch}"
     return True, ""
 
 
@@ -136,11 +175,12 @@ def _built_library() -> Path:
     if compiler is None:
         raise OSError("no C++ compiler (install g++ to build it)")
     source = _source()
+    flags = (*_FLAGS, *instruction_set().compiler_flags)
     abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
     includes = [flag for path in cpp_extension.include_paths() for flag in ("-I", path)]
     libraries = [flag for path in cpp_extension.library_paths() for flag in ("-L", path, f"-Wl,-rpath,{path}")]
     key = hashlib.sha256(b"\0".join([source, torch.__version__.encode(), compiler.encode(),
-                                     " ".join([*_FLAGS, abi]).encode()])).hexdigest()[:16]
+                                     " ".join([*flags, abi]).encode()])).hexdigest()[:16]
     folder = kernel_cache_dir()
     target = folder / f"int8_rows-{key}.so"
     if target.exists():
@@ -151,7 +191,7 @@ def _built_library() -> Path:
         source_file = Path(scratch) / _SOURCE
         source_file.write_bytes(source)
         built = Path(scratch) / target.name
-        command = [compiler, *_FLAGS, abi, *includes, str(source_file), "-o", str(built), *libraries,
+        command = [compiler, *flags, abi, *includes, str(source_file), "-o", str(built), *libraries,
                    "-lc10", "-ltorch_cpu"]
         result = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_SECONDS, check=False)
         if result.returncode != 0:
@@ -170,24 +210,27 @@ def supports(in_features: int) -> bool:
 def pack(integers: Tensor, scales: Tensor, input_scale: float) -> list[Tensor]:
     """An int8 weight (out, in) with one float32 scale per row -> the kernel's three tensors.
 
-    The weight as blocks of 64 rows by 4 inputs (out/64, in/4, 64, 4), padded with zero rows;
-    each row's offset, 128 x its sum (the inputs' zero point, taken back out of the sums); and
-    each row's multiplier, input scale x row scale in float32, as fbgemm computes it.
+    The weight as blocks of `block()` rows by 4 inputs (out/block, in/4, block, 4), padded with
+    zero rows; each row's offset, the zero point x its sum (taken back out of the sums: VNNI's
+    inputs are unsigned); and each row's multiplier, input scale x row scale in float32, as
+    fbgemm computes it.
     """
     out_features, in_features = integers.shape
-    blocks = -(-out_features // BLOCK)
+    size = block()
+    blocks = -(-out_features // size)
     padded = integers
-    if out_features % BLOCK:  # (no copy where the rows fill the blocks: a load's peak memory counts)
-        padded = torch.zeros(blocks * BLOCK, in_features, dtype=torch.int8)
+    if out_features % size:  # (no copy where the rows fill the blocks: a load's peak memory counts)
+        padded = torch.zeros(blocks * size, in_features, dtype=torch.int8)
         padded[:out_features] = integers
-    weight = padded.view(blocks, BLOCK, in_features // 4, 4).permute(0, 2, 1, 3).contiguous()
-    offsets = integers.sum(1, dtype=torch.int32).mul_(128)
+    weight = padded.view(blocks, size, in_features // 4, 4).permute(0, 2, 1, 3).contiguous()
+    offsets = integers.sum(1, dtype=torch.int32).mul_(instruction_set().zero_point)
     multipliers = torch.tensor(input_scale, dtype=torch.float32) * scales.float()
     return [weight, offsets, multipliers]
 
 
 def rows_product(rows: Tensor, parts: list[Tensor], input_scale: float) -> Tensor:
-    """float32 rows (M, in) already in [-1, 1] times a packed weight -> (M, out), fbgemm's bits."""
+    """float32 rows (M, in) already in [-1, 1] times a packed weight -> (M, out): fbgemm's bits
+    (VNNI), or the exact integer product (AVX2)."""
     return _op("int8_rows")(rows, parts[0], parts[1], parts[2], input_scale)
 
 
@@ -220,20 +263,33 @@ def _op(name: str):
     return getattr(overload, "_op", overload)
 
 
-def _differs_from_fbgemm() -> str:
-    """'' where the kernel gives fbgemm's exact outputs on awkward shapes and values, else what differs."""
+def exact_rows_product(rows: Tensor, integers: Tensor, scales: Tensor, input_scale: float) -> Tensor:
+    """What the AVX2 kernel computes for rows (M, in) in [-1, 1] and an int8 weight (out, in) with
+    row scales: each input rounded to the nearest 8-bit step (ties to even), the integer sums
+    (exact in float64), each sum as float32 times input scale x row scale."""
+    steps = (rows.float() * (1 / torch.tensor(input_scale, dtype=torch.float32))).round().clamp(-128, 127)
+    sums = steps.double() @ integers.double().t()
+    return sums.float() * (torch.tensor(input_scale, dtype=torch.float32) * scales.float())
+
+
+def _differs_from_reference(chosen: InstructionSet) -> str:
+    """'' where the kernel gives its reference's exact outputs on awkward shapes and values (fbgemm's
+    with VNNI, `exact_rows_product` with AVX2), else what differs."""
     generator = torch.Generator().manual_seed(0)
     input_scale = 1 / 127
     for out_features, in_features in ((64, 64), (200, 512), (8, 2304)):
         weight = torch.randn(out_features, in_features, generator=generator) * 0.05
         integers, scales = quantize_weight(weight)
-        parts, packed = pack(integers, scales, input_scale), fbgemm_pack(integers, scales)
+        parts = pack(integers, scales, input_scale)
+        packed = fbgemm_pack(integers, scales) if chosen.zero_point else None
         for rows in (1, 3, 4, 7):
             x = torch.rand(rows, in_features, generator=generator) * 2 - 1
             # Inputs exactly between two 8-bit steps, where a rounding that differs shows.
             x[0, : in_features // 2] = (torch.randint(-126, 127, (in_features // 2,), generator=generator) + 0.5) / 127
             x[-1, -1] = 1.0
-            ours, theirs = rows_product(x, parts, input_scale), fbgemm_rows(x, input_scale, packed)
+            ours = rows_product(x, parts, input_scale)
+            theirs = (fbgemm_rows(x, input_scale, packed) if packed is not None
+                      else exact_rows_product(x, integers, scales, input_scale))
             if not torch.equal(ours, theirs):
                 worst = (ours - theirs).abs().max().item()
                 return f"{out_features}x{in_features} weight, {rows} rows: up to {worst:.3g} apart"

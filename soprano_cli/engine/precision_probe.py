@@ -116,7 +116,7 @@ def cpu_kernels() -> dict[str, str]:
     """Which kernel each precision gets on this CPU (from its /proc/cpuinfo flags)."""
     has = cpu_has_flag
     if quantize.use_fbgemm(torch.device("cpu")) and int8_kernel.available():
-        int8 = "soprano VNNI (LM), fbgemm VNNI (decoder)"
+        int8 = f"soprano {int8_kernel.instruction_set().name} (LM and decoder)"
     elif quantize.use_fbgemm(torch.device("cpu")):
         int8 = "fbgemm " + ("AMX-INT8" if has("amx_int8") else "VNNI" if has("avx512_vnni", "avx_vnni")
                             else "AVX2 (7-bit inputs)")

@@ -5,9 +5,10 @@ weights (one scale per output channel) read a quarter of float32's bytes. Two ke
 
 - on x86 CPUs, fbgemm's int8 linear (`DynamicInt8Linear`): each call quantizes every input row
   to 8 bits on its own scale and multiplies in integers (VNNI), faster than any float kernel
-  from one sentence to a batch of 32 (README, Performance: int8). The LM's layers run the same
-  arithmetic on soprano's own kernel where it is available (`int8_kernel`): the same bits, read
-  at memory speed for the decode step's few rows;
+  from one sentence to a batch of 32 (README, Performance: int8). The LM's and the decoder's
+  layers run the same arithmetic on soprano's own kernel where it is available (`int8_kernel`):
+  the same bits with VNNI (8-bit inputs where fbgemm has 7 with AVX2), read at memory speed
+  for the decode step's few rows;
 - elsewhere (CUDA, or a CPU without fbgemm), PyTorch's int8-weight kernel with bfloat16
   activations (`Int8Linear`).
 """
@@ -57,7 +58,8 @@ class DynamicInt8Linear(nn.Module):
     row is scaled to [-1, 1] first, quantized with one fixed scale, and scaled back after.
 
     The weights are fbgemm's prepacked ones, or with `own_kernel`, soprano's kernel's packing
-    where that kernel is available: the same products, bit for bit.
+    where that kernel is available: the same products bit for bit with VNNI, 8-bit inputs where
+    fbgemm takes 7 with AVX2.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, own_kernel: bool = False):
@@ -67,13 +69,14 @@ class DynamicInt8Linear(nn.Module):
         self.bias = None if bias is None else bias.detach().float().clone()
         self.out_features, self.in_features = weight.shape
         integers, scales = quantize_weight(weight)  # vectorized; torch.quantize_per_channel is several times slower
-        # Rows in [-1, 1] as uint8 around 128. Without VNNI, fbgemm's 16-bit accumulation can
-        # saturate on full-range inputs, so those CPUs get 7 bits.
-        self.input_scale = 1 / 127 if cpu_has_flag("avx512_vnni", "avx_vnni", "amx_int8") else 1 / 63
+        on_kernel = own_kernel and int8_kernel.supports(self.in_features) and int8_kernel.available()
+        # Rows in [-1, 1] in 8 bits. Without VNNI, fbgemm's 16-bit accumulation can saturate on
+        # full-range inputs, so fbgemm gets 7 bits there (soprano's kernel keeps 8 on any CPU).
+        self.input_scale = 1 / 127 if on_kernel or cpu_has_flag("avx512_vnni", "avx_vnni", "amx_int8") else 1 / 63
         # One of the two, as lists: the shape the fused functions below (and the decode step) take.
         self.packed_list: List[torch.classes.quantized.LinearPackedParamsBase] = []
         self.kernel_parts: List[Tensor] = []
-        if own_kernel and int8_kernel.supports(self.in_features) and int8_kernel.available():
+        if on_kernel:
             self.kernel_parts = int8_kernel.pack(integers, scales, self.input_scale)
         else:
             self.packed_list = [fbgemm_pack(integers, scales)]
@@ -88,7 +91,7 @@ class DynamicInt8Linear(nn.Module):
         """The int8 weight (out, in), unpacked on request (for inspection, not for the math)."""
         if self.kernel_parts:
             blocks, quads = self.kernel_parts[0].shape[:2]
-            unpacked = self.kernel_parts[0].permute(0, 2, 1, 3).reshape(blocks * int8_kernel.BLOCK, quads * 4)
+            unpacked = self.kernel_parts[0].permute(0, 2, 1, 3).reshape(blocks * int8_kernel.block(), quads * 4)
             return unpacked[:self.out_features].clone()
         return torch.ops.quantized.linear_unpack(self.packed)[0].int_repr()
 

@@ -1,12 +1,18 @@
-// soprano's kernels for the int8 LM's decode step on x86 CPUs with AVX512-VNNI (int8_kernel.py).
+// soprano's kernels for the int8 LM's decode step and the int8 decoder on x86 CPUs (int8_kernel.py),
+// built for one of two instruction sets: AVX512-VNNI, or AVX2 with FMA (most AMD CPUs, Intel's
+// without AVX-512).
 //
-// int8_rows: rows (M, K) float32 times an int8 weight (N, K), exactly fbgemm's dynamic int8
-// arithmetic (the same rounded 8-bit inputs, the same integer sums, the same float scaling), so
-// either kernel gives the same bits. fbgemm packs its weights for batches; a decode step
-// multiplies one row or a few, where what counts is reading the weight once at memory speed.
-// Here the weight is packed for that: 64 output channels by 4 inputs per 256 bytes, read front
-// to back, each 64-byte vector feeding 16 VNNI dot products.
-// int8_normed, int8_added: the same product with the RMSNorm before it or the residual after it.
+// int8_rows: rows (M, K) float32 times an int8 weight (N, K) in exact integer arithmetic: each row
+// rounded to 8 bits (symmetric, -127..127), the integer sums, then float scaling. With VNNI these
+// are fbgemm's bits (the inputs as uint8 around 128, the zero point's sum taken back out); AVX2's
+// 16-bit multiply-adds would overflow on uint8 inputs (fbgemm's AVX2 path gets 7-bit inputs for
+// that), so here the products take the input's sign onto the weight and multiply by its magnitude:
+// 127 x 127 x 2 fits 16 bits, and the sums are the same. fbgemm packs its weights for batches; a
+// decode step multiplies one row or a few, where what counts is reading the weight once at memory
+// speed. Here the weight is packed for that: kBlock output channels by 4 inputs, read front to
+// back, each vector of weights feeding a vector of dot products for each row.
+// int8_linear, int8_normed, int8_added, int8_gated_added: the same product with what stands
+// around it fused (a norm, a bias, GELU, the MLP's activation, a residual).
 // attend: one block's attention for the step's rows, from q/k/v to the heads' outputs.
 //
 // Every row is computed on its own, the same way whatever the batch: a sentence's audio must
@@ -26,56 +32,176 @@
 
 namespace {
 
-constexpr int64_t kBlock = 64;  // output channels per packed block: 4 vectors of 16 int32 sums
-constexpr int kRowsAtOnce = 4;  // rows sharing each weight load (16 accumulators)
+// -- float vectors: the few operations the kernels use, for each instruction set ----------------------
+
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+#define SOPRANO_AVX512 1
+using Floats = __m512;
+constexpr int64_t kLanes = 16;
+inline Floats load(const float* p) { return _mm512_loadu_ps(p); }
+inline void store(float* p, Floats v) { _mm512_storeu_ps(p, v); }
+inline Floats splat(float x) { return _mm512_set1_ps(x); }
+inline Floats zeros() { return _mm512_setzero_ps(); }
+inline Floats add(Floats a, Floats b) { return _mm512_add_ps(a, b); }
+inline Floats sub(Floats a, Floats b) { return _mm512_sub_ps(a, b); }
+inline Floats mul(Floats a, Floats b) { return _mm512_mul_ps(a, b); }
+inline Floats div(Floats a, Floats b) { return _mm512_div_ps(a, b); }
+inline Floats max(Floats a, Floats b) { return _mm512_max_ps(a, b); }
+inline Floats min(Floats a, Floats b) { return _mm512_min_ps(a, b); }
+inline Floats fmadd(Floats a, Floats b, Floats c) { return _mm512_fmadd_ps(a, b, c); }  // a b + c
+inline Floats fnmadd(Floats a, Floats b, Floats c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a b
+inline Floats abs(Floats a) { return _mm512_abs_ps(a); }
+inline Floats round_to_int(Floats a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline Floats times_two_to(Floats a, Floats n) { return _mm512_scalef_ps(a, n); }  // a 2^n, n whole
+// Where x < 0, if_negative, else otherwise.
+inline Floats where_negative(Floats x, Floats if_negative, Floats otherwise) {
+  return _mm512_mask_mov_ps(otherwise, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), if_negative);
+}
+inline __mmask16 first(int64_t n) { return n >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << n) - 1); }
+// The first n lanes from p (n < kLanes: the rest `fill`), and stored to p.
+inline Floats load_first(const float* p, int64_t n, Floats fill) { return _mm512_mask_loadu_ps(fill, first(n), p); }
+inline void store_first(float* p, Floats v, int64_t n) { _mm512_mask_storeu_ps(p, first(n), v); }
+inline Floats keep_first(Floats v, int64_t n) { return _mm512_maskz_mov_ps(first(n), v); }
+inline float reduce_max(Floats v) { return _mm512_reduce_max_ps(v); }
+inline float reduce_add(Floats v) { return _mm512_reduce_add_ps(v); }
+// 16 sums of 16 lanes each -> one vector, lane i the sum of v[i] (a transposing add tree: about
+// three operations a sum, where one horizontal add each takes about eight).
+inline Floats lane_sums(const Floats v[16]) {
+  __m512 pairs[8], quads[4], halves[2];
+  for (int i = 0; i < 8; ++i)  // per 128-bit lane: (a0+a2, b0+b2, a1+a3, b1+b3)
+    pairs[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; ++i)  // per 128-bit lane: (a, b, c, d), each that lane's sum
+    quads[i] = _mm512_add_ps(_mm512_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  for (int i = 0; i < 2; ++i)  // 128-bit lanes added in pairs
+    halves[i] = _mm512_add_ps(_mm512_shuffle_f32x4(quads[2 * i], quads[2 * i + 1], 0x88),
+                              _mm512_shuffle_f32x4(quads[2 * i], quads[2 * i + 1], 0xDD));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(halves[0], halves[1], 0x88), _mm512_shuffle_f32x4(halves[0], halves[1], 0xDD));
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+using Floats = __m256;
+constexpr int64_t kLanes = 8;
+inline Floats load(const float* p) { return _mm256_loadu_ps(p); }
+inline void store(float* p, Floats v) { _mm256_storeu_ps(p, v); }
+inline Floats splat(float x) { return _mm256_set1_ps(x); }
+inline Floats zeros() { return _mm256_setzero_ps(); }
+inline Floats add(Floats a, Floats b) { return _mm256_add_ps(a, b); }
+inline Floats sub(Floats a, Floats b) { return _mm256_sub_ps(a, b); }
+inline Floats mul(Floats a, Floats b) { return _mm256_mul_ps(a, b); }
+inline Floats div(Floats a, Floats b) { return _mm256_div_ps(a, b); }
+inline Floats max(Floats a, Floats b) { return _mm256_max_ps(a, b); }
+inline Floats min(Floats a, Floats b) { return _mm256_min_ps(a, b); }
+inline Floats fmadd(Floats a, Floats b, Floats c) { return _mm256_fmadd_ps(a, b, c); }
+inline Floats fnmadd(Floats a, Floats b, Floats c) { return _mm256_fnmadd_ps(a, b, c); }
+inline Floats abs(Floats a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+inline Floats round_to_int(Floats a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline Floats times_two_to(Floats a, Floats n) {  // n in [-126, 127]: 2^n built in the exponent bits
+  const __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(a, _mm256_castsi256_ps(exponent));
+}
+inline Floats where_negative(Floats x, Floats if_negative, Floats otherwise) {
+  return _mm256_blendv_ps(otherwise, if_negative, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+}
+inline __m256i first(int64_t n) {  // n < 8: the first n lanes set
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline Floats load_first(const float* p, int64_t n, Floats fill) {
+  if (n >= 8) return _mm256_loadu_ps(p);
+  const __m256i mask = first(n);
+  return _mm256_blendv_ps(fill, _mm256_maskload_ps(p, mask), _mm256_castsi256_ps(mask));
+}
+inline void store_first(float* p, Floats v, int64_t n) {
+  if (n >= 8)
+    _mm256_storeu_ps(p, v);
+  else
+    _mm256_maskstore_ps(p, first(n), v);
+}
+inline Floats keep_first(Floats v, int64_t n) { return n >= 8 ? v : _mm256_and_ps(v, _mm256_castsi256_ps(first(n))); }
+inline float reduce_max(Floats v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+inline float reduce_add(Floats v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+// 8 sums of 8 lanes each -> one vector, lane i the sum of v[i] (as AVX-512's, one level fewer).
+inline Floats lane_sums(const Floats v[8]) {
+  __m256 pairs[4], quads[2];
+  for (int i = 0; i < 4; ++i)
+    pairs[i] = _mm256_add_ps(_mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 2; ++i)
+    quads[i] = _mm256_add_ps(_mm256_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  return _mm256_add_ps(_mm256_permute2f128_ps(quads[0], quads[1], 0x20), _mm256_permute2f128_ps(quads[0], quads[1], 0x31));
+}
+#else
+#error "soprano's int8 kernel needs AVX512-VNNI or AVX2 with FMA"
+#endif
+
+constexpr int64_t kBlock = 4 * kLanes;  // output channels per packed block: 4 vectors of int32 sums
 constexpr int64_t kSplits = 2;  // runs of positions each query head's attention is split into
 
-// fbgemm's input quantization: u8 = round_to_nearest_even(clip(x * (1/scale) + zero_point)),
-// the multiply-add fused (one rounding), zero point 128.
+// -- the integer products ------------------------------------------------------------------------------
+
+#if SOPRANO_AVX512
+constexpr int kRowsAtOnce = 4;  // rows sharing each weight load (16 accumulators)
+constexpr int kZeroPoint = 128;  // inputs as uint8 around 128: vpdpbusd multiplies unsigned by signed bytes
+#else
+constexpr int kRowsAtOnce = 2;  // rows sharing each weight load (8 accumulators: AVX2 has 16 registers)
+constexpr int kZeroPoint = 0;  // inputs as int8: their sign goes onto the weight (vpsignb)
+#endif
+
+// fbgemm's input quantization: round_to_nearest_even(clip(x * (1/scale) + zero_point)), the
+// multiply-add fused (one rounding); as bytes, uint8 around the zero point or int8.
 void quantize_row(const float* x, uint8_t* out, int64_t k, float inverse_scale) {
-  const __m512 inverse = _mm512_set1_ps(inverse_scale), zero_point = _mm512_set1_ps(128.f);
-  const __m512 low = _mm512_setzero_ps(), high = _mm512_set1_ps(255.f);
-  for (int64_t i = 0; i < k; i += 16) {  // k % 16 == 0 (checked)
-    __m512 v = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), inverse, zero_point);
-    v = _mm512_min_ps(_mm512_max_ps(v, low), high);
+  const Floats inverse = splat(inverse_scale), zero_point = splat(static_cast<float>(kZeroPoint));
+  const Floats low = splat(kZeroPoint - 128.f), high = splat(kZeroPoint + 127.f);
+  for (int64_t i = 0; i < k; i += kLanes) {  // k % 16 == 0 (checked)
+    const Floats v = min(max(fmadd(load(x + i), inverse, zero_point), low), high);
+#if SOPRANO_AVX512
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
+#else
+    const __m256i whole = _mm256_cvtps_epi32(v);
+    const __m128i shorts = _mm_packs_epi32(_mm256_castsi256_si128(whole), _mm256_extracti128_si256(whole, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + i), _mm_packs_epi16(shorts, shorts));
+#endif
   }
 }
 
 // e^x for x <= 0 (scores less their maximum): 2^n * p(r), r = x - n ln 2, |r| <= ln 2 / 2, p the
 // degree-6 Taylor polynomial (relative error below 3e-7, as good as float32 softmax needs).
-__m512 exp_nonpositive(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723212e-6f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 720);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
+Floats exp_nonpositive(Floats x) {
+  x = max(x, splat(-87.0f));
+  const Floats n = round_to_int(mul(x, splat(1.44269504088896341f)));
+  Floats r = fnmadd(n, splat(0.693145751953125f), x);
+  r = fnmadd(n, splat(1.42860682030941723212e-6f), r);
+  Floats p = splat(1.0f / 720);
+  p = fmadd(p, r, splat(1.0f / 120));
+  p = fmadd(p, r, splat(1.0f / 24));
+  p = fmadd(p, r, splat(1.0f / 6));
+  p = fmadd(p, r, splat(0.5f));
+  p = fmadd(p, r, splat(1.0f));
+  p = fmadd(p, r, splat(1.0f));
+  return times_two_to(p, n);
 }
 
 // GELU as torch's default: x (1 + erf(x / sqrt 2)) / 2, through erfc(z) = t e^E, t = 1 / (1 + z / 2),
 // z = |x| / sqrt 2 and E a degree-9 polynomial in t less z^2 (Numerical Recipes' erfcc: relative
 // error below 1.2e-7); E <= 0 but for rounding, where exp_nonpositive is still right.
-__m512 gelu(__m512 x) {
-  const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f));
-  const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), _mm512_set1_ps(1.0f)));
+Floats gelu(Floats x) {
+  const Floats z = mul(abs(x), splat(0.70710678118654752f));
+  const Floats t = div(splat(1.0f), fmadd(z, splat(0.5f), splat(1.0f)));
   constexpr float c[] = {0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f,
                          -0.18628806f, 0.09678418f, 0.37409196f, 1.00002368f, -1.26551223f};
-  __m512 e = _mm512_set1_ps(c[0]);
-  for (int i = 1; i < 10; ++i) e = _mm512_fmadd_ps(e, t, _mm512_set1_ps(c[i]));
-  e = _mm512_fnmadd_ps(z, z, e);
-  const __m512 half_erfc = _mm512_mul_ps(_mm512_mul_ps(t, exp_nonpositive(e)), _mm512_set1_ps(0.5f));
+  Floats e = splat(c[0]);
+  for (int i = 1; i < 10; ++i) e = fmadd(e, t, splat(c[i]));
+  e = fnmadd(z, z, e);
+  const Floats half_erfc = mul(mul(t, exp_nonpositive(e)), splat(0.5f));
   // x >= 0: x (1 - erfc(z) / 2); x < 0: x erfc(z) / 2.
-  const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-  const __m512 factor = _mm512_mask_mov_ps(_mm512_sub_ps(_mm512_set1_ps(1.0f), half_erfc), negative, half_erfc);
-  return _mm512_mul_ps(x, factor);
+  return mul(x, where_negative(x, half_erfc, sub(splat(1.0f), half_erfc)));
 }
 
 // What happens to each output after fbgemm's scaling: times its row's factor, plus a residual.
@@ -90,20 +216,22 @@ struct Epilogue {
   // residual + product).
 };
 
+#if SOPRANO_AVX512
+using Sums = __m512i;
+
 // acc += the 16 lanes' four-byte dot products of x (unsigned) and w (signed), in place: through the
 // intrinsic, GCC 12 copied each accumulator around the instruction's tied operand, two register
 // moves a product, which CPUs without move elimination for vector registers execute.
 #define DOT_ACCUMULATE(acc, x, w) asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
 
-// R rows (quantized, `k` bytes apart) times one packed block -> R x 64 outputs.
+// The integer sums of R rows (quantized, `k` bytes apart) times one packed block: acc[r][c] for
+// the block's channels 16 c to 16 c + 15.
 template <int R>
-void block_product(const uint8_t* rows, int64_t k, const int8_t* block, const int32_t* offsets,
-                   const float* multipliers, float* out, int64_t ld_out, int64_t columns, Epilogue epilogue) {
+void block_sums(const uint8_t* rows, int64_t k, const int8_t* block, Sums acc[kRowsAtOnce][4]) {
   static_assert(R >= 1 && R <= 4, "one to four rows at a time");
   // Sixteen named accumulators, not an array: GCC kept an array's in memory around the asm.
-  const __m512i zero = _mm512_setzero_si512();
-  __m512i a00 = zero, a01 = zero, a02 = zero, a03 = zero, a10 = zero, a11 = zero, a12 = zero, a13 = zero;
-  __m512i a20 = zero, a21 = zero, a22 = zero, a23 = zero, a30 = zero, a31 = zero, a32 = zero, a33 = zero;
+  __m512i a00 = _mm512_setzero_si512(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+  __m512i a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
   const int8_t* w = block;
   for (int64_t i = 0; i < k; i += 4, w += 4 * kBlock) {
     const __m512i w0 = _mm512_load_si512(w), w1 = _mm512_load_si512(w + 64);
@@ -129,24 +257,94 @@ void block_product(const uint8_t* rows, int64_t k, const int8_t* block, const in
       DOT_ACCUMULATE(a30, x3, w0); DOT_ACCUMULATE(a31, x3, w1); DOT_ACCUMULATE(a32, x3, w2); DOT_ACCUMULATE(a33, x3, w3);
     }
   }
-  const __m512i acc[4][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}, {a30, a31, a32, a33}};
+  acc[0][0] = a00, acc[0][1] = a01, acc[0][2] = a02, acc[0][3] = a03;
+  if constexpr (R > 1) acc[1][0] = a10, acc[1][1] = a11, acc[1][2] = a12, acc[1][3] = a13;
+  if constexpr (R > 2) acc[2][0] = a20, acc[2][1] = a21, acc[2][2] = a22, acc[2][3] = a23;
+  if constexpr (R > 3) acc[3][0] = a30, acc[3][1] = a31, acc[3][2] = a32, acc[3][3] = a33;
+}
+
+// The first n (at most 16) channels' sums as floats, each less 128 x its weight row's sum (`offsets`):
+// the zero point taken back out.
+inline Floats sums_as_floats(Sums sums, const int32_t* offsets, int64_t n) {
+  return _mm512_cvtepi32_ps(_mm512_sub_epi32(sums, _mm512_maskz_loadu_epi32(first(n), offsets)));
+}
+#else
+using Sums = __m256i;
+
+// The integer sums of R rows (quantized, `k` bytes apart) times one packed block: acc[r][c] for
+// the block's channels 8 c to 8 c + 7.
+template <int R>
+void block_sums(const uint8_t* rows, int64_t k, const int8_t* block, Sums acc[kRowsAtOnce][4]) {
+  static_assert(R >= 1 && R <= 2, "one or two rows at a time");
+  const __m256i ones = _mm256_set1_epi16(1), zero = _mm256_setzero_si256();
+  __m256i a00 = zero, a01 = zero, a02 = zero, a03 = zero, a10 = zero, a11 = zero, a12 = zero, a13 = zero;
+  const int8_t* w = block;
+  for (int64_t i = 0; i < k; i += 4, w += 4 * kBlock) {
+    auto inputs = [&](int r) {
+      int32_t four;
+      std::memcpy(&four, rows + r * k + i, sizeof four);
+      return _mm256_set1_epi32(four);
+    };
+    // Four-byte dot products of x and vector c of w: |x| times w with x's sign, in pairs to 16 bits
+    // (at most 2 x 128 x 127: no saturation), then those pairs to 32 bits.
+    auto dot = [&](__m256i x, __m256i magnitude, int c) {
+      const __m256i weights = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + 32 * c));
+      return _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(weights, x)), ones);
+    };
+    const __m256i x0 = inputs(0), m0 = _mm256_abs_epi8(x0);
+    a00 = _mm256_add_epi32(a00, dot(x0, m0, 0));
+    a01 = _mm256_add_epi32(a01, dot(x0, m0, 1));
+    a02 = _mm256_add_epi32(a02, dot(x0, m0, 2));
+    a03 = _mm256_add_epi32(a03, dot(x0, m0, 3));
+    if constexpr (R > 1) {
+      const __m256i x1 = inputs(1), m1 = _mm256_abs_epi8(x1);
+      a10 = _mm256_add_epi32(a10, dot(x1, m1, 0));
+      a11 = _mm256_add_epi32(a11, dot(x1, m1, 1));
+      a12 = _mm256_add_epi32(a12, dot(x1, m1, 2));
+      a13 = _mm256_add_epi32(a13, dot(x1, m1, 3));
+    }
+  }
+  acc[0][0] = a00, acc[0][1] = a01, acc[0][2] = a02, acc[0][3] = a03;
+  if constexpr (R > 1) acc[1][0] = a10, acc[1][1] = a11, acc[1][2] = a12, acc[1][3] = a13;
+}
+
+// The channels' sums as floats (no zero point to take out).
+inline Floats sums_as_floats(Sums sums, const int32_t*, int64_t) { return _mm256_cvtepi32_ps(sums); }
+#endif
+
+// R rows (quantized, `k` bytes apart) times one packed block -> R x kBlock outputs.
+template <int R>
+[[gnu::always_inline]] inline void block_product(const uint8_t* rows, int64_t k, const int8_t* block, const int32_t* offsets,
+                   const float* multipliers, float* out, int64_t ld_out, int64_t columns, Epilogue epilogue) {
+  Sums acc[kRowsAtOnce][4];
+  block_sums<R>(rows, k, block, acc);
   // fbgemm's float output: float(sum - 128 * column sum) * (input scale * weight scale).
   for (int c = 0; c < 4; ++c) {
-    const int64_t first = c * 16;
-    if (first >= columns) break;
-    const __mmask16 mask = columns - first >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (columns - first)) - 1);
-    const __m512i offset = _mm512_maskz_loadu_epi32(mask, offsets + first);  // unpadded: (out,) each
-    const __m512 multiplier = _mm512_maskz_loadu_ps(mask, multipliers + first);
+    const int64_t first_column = c * kLanes, n = columns - first_column;
+    if (n <= 0) break;
+    const Floats multiplier = load_first(multipliers + first_column, n, zeros());
     for (int r = 0; r < R; ++r) {
-      __m512 value = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][c], offset)), multiplier);
-      if (epilogue.row_scales) value = _mm512_mul_ps(value, _mm512_set1_ps(epilogue.row_scales[r]));
-      if (epilogue.bias) value = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, epilogue.bias + first), value);
+      Floats value = mul(sums_as_floats(acc[r][c], offsets + first_column, n), multiplier);
+      if (epilogue.row_scales) value = mul(value, splat(epilogue.row_scales[r]));
+      if (epilogue.bias) value = add(load_first(epilogue.bias + first_column, n, zeros()), value);
       if (epilogue.gelu) value = gelu(value);
-      if (epilogue.column_scales) value = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, epilogue.column_scales + first), value);
-      if (epilogue.residual)
-        value = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, epilogue.residual + r * ld_out + first), value);
-      _mm512_mask_storeu_ps(out + r * ld_out + first, mask, value);
+      if (epilogue.column_scales) value = mul(load_first(epilogue.column_scales + first_column, n, zeros()), value);
+      if (epilogue.residual) value = add(load_first(epilogue.residual + r * ld_out + first_column, n, zeros()), value);
+      store_first(out + r * ld_out + first_column, value, n);
     }
+  }
+}
+
+// The last m % kRowsAtOnce rows (`left`, fewer than R + 1) times one block.
+template <int R>
+void remaining_rows_times_block(int64_t left, const uint8_t* rows, int64_t k, const int8_t* block,
+                                const int32_t* offsets, const float* multipliers, float* out, int64_t ld_out,
+                                int64_t columns, Epilogue epilogue) {
+  if constexpr (R >= 1) {
+    if (left == R)
+      block_product<R>(rows, k, block, offsets, multipliers, out, ld_out, columns, epilogue);
+    else
+      remaining_rows_times_block<R - 1>(left, rows, k, block, offsets, multipliers, out, ld_out, columns, epilogue);
   }
 }
 
@@ -162,29 +360,25 @@ void rows_times_block(const uint8_t* rows, int64_t m, int64_t k, const int8_t* b
   for (; r + kRowsAtOnce <= m; r += kRowsAtOnce)
     block_product<kRowsAtOnce>(rows + r * k, k, block, offsets, multipliers, out + r * ld_out, ld_out, columns,
                                advanced(r));
-  switch (m - r) {
-    case 3: block_product<3>(rows + r * k, k, block, offsets, multipliers, out + r * ld_out, ld_out, columns, advanced(r)); break;
-    case 2: block_product<2>(rows + r * k, k, block, offsets, multipliers, out + r * ld_out, ld_out, columns, advanced(r)); break;
-    case 1: block_product<1>(rows + r * k, k, block, offsets, multipliers, out + r * ld_out, ld_out, columns, advanced(r)); break;
-    default: break;
-  }
+  remaining_rows_times_block<kRowsAtOnce - 1>(m - r, rows + r * k, k, block, offsets, multipliers, out + r * ld_out,
+                                              ld_out, columns, advanced(r));
 }
 
 // Each row's largest magnitude, kept above 0 (an all-zero row then divides safely), as row_max_of.
 float row_max(const float* x, int64_t k) {
-  __m512 best = _mm512_setzero_ps();
-  for (int64_t i = 0; i < k; i += 16) best = _mm512_max_ps(best, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
-  return std::max(_mm512_reduce_max_ps(best), 1e-12f);
+  Floats best = zeros();
+  for (int64_t i = 0; i < k; i += kLanes) best = max(best, abs(load(x + i)));
+  return std::max(reduce_max(best), 1e-12f);
 }
 
 // 1 / sqrt(mean(x^2) + eps), summed in float32 as Qwen3's norm accumulates.
 float inverse_rms(const float* x, int64_t k, float eps) {
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t i = 0; i < k; i += 16) {
-    const __m512 v = _mm512_loadu_ps(x + i);
-    sum = _mm512_fmadd_ps(v, v, sum);
+  Floats sum = zeros();
+  for (int64_t i = 0; i < k; i += kLanes) {
+    const Floats v = load(x + i);
+    sum = fmadd(v, v, sum);
   }
-  return 1.0f / std::sqrt(_mm512_reduce_add_ps(sum) / static_cast<float>(k) + eps);
+  return 1.0f / std::sqrt(reduce_add(sum) / static_cast<float>(k) + eps);
 }
 
 // Rows x (M, K) each scaled to [-1, 1] by its largest magnitude (scales (M,)) and quantized into
@@ -195,9 +389,8 @@ void scaled_rows(const float* x, int64_t m, int64_t k, float inverse_scale, uint
     for (int64_t r = begin; r < end; ++r) {
       const float* row = x + r * k;
       scales[r] = row_max(row, k);
-      const __m512 divisor = _mm512_set1_ps(scales[r]);
-      for (int64_t i = 0; i < k; i += 16)
-        _mm512_storeu_ps(scaled.data() + i, _mm512_div_ps(_mm512_loadu_ps(row + i), divisor));
+      const Floats divisor = splat(scales[r]);
+      for (int64_t i = 0; i < k; i += kLanes) store(scaled.data() + i, div(load(row + i), divisor));
       quantize_row(scaled.data(), quantized + r * k, k, inverse_scale);
     }
   });
@@ -318,12 +511,10 @@ at::Tensor int8_normed(const at::Tensor& rows, const at::Tensor& norm_weight, co
   const float* nw = norm_weight.data_ptr<float>();
   for (int64_t r = 0; r < m; ++r) {
     const float* row = x.data_ptr<float>() + r * k;
-    for (int64_t i = 0; i < k; i += 16)
-      _mm512_storeu_ps(weighted.data() + i, _mm512_mul_ps(_mm512_loadu_ps(row + i), _mm512_loadu_ps(nw + i)));
+    for (int64_t i = 0; i < k; i += kLanes) store(weighted.data() + i, mul(load(row + i), load(nw + i)));
     const float largest = row_max(weighted.data(), k);
-    const __m512 divisor = _mm512_set1_ps(largest);
-    for (int64_t i = 0; i < k; i += 16)
-      _mm512_storeu_ps(weighted.data() + i, _mm512_div_ps(_mm512_loadu_ps(weighted.data() + i), divisor));
+    const Floats divisor = splat(largest);
+    for (int64_t i = 0; i < k; i += kLanes) store(weighted.data() + i, div(load(weighted.data() + i), divisor));
     quantize_row(weighted.data(), quantized.data() + r * k, k, inverse_scale);
     scales[r] = inverse_rms(row, k, epsilon) * largest;
   }
@@ -360,18 +551,16 @@ at::Tensor int8_gated_added(const at::Tensor& gate_up, const at::Tensor& residua
               "soprano int8_gated_added: gate_up must be (M, 2K) float32");
   const int64_t m = both.size(0), k = both.size(1) / 2;
   at::Tensor activated = at::empty({m, k}, both.options());
-  const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  const Floats one = splat(1.0f), zero = zeros();
   for (int64_t r = 0; r < m; ++r) {
     const float* gate = both.data_ptr<float>() + r * 2 * k;
     float* out = activated.data_ptr<float>() + r * k;
     int64_t i = 0;
-    for (; i + 16 <= k; i += 16) {
-      const __m512 x = _mm512_loadu_ps(gate + i);
-      const __m512 e = exp_nonpositive(_mm512_sub_ps(zero, _mm512_abs_ps(x)));  // e^-|x|
-      const __mmask16 negative = _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ);
-      const __m512 numerator = _mm512_mask_mul_ps(x, negative, x, e);
-      const __m512 silu = _mm512_div_ps(numerator, _mm512_add_ps(one, e));
-      _mm512_storeu_ps(out + i, _mm512_mul_ps(silu, _mm512_loadu_ps(gate + k + i)));
+    for (; i + kLanes <= k; i += kLanes) {
+      const Floats x = load(gate + i);
+      const Floats e = exp_nonpositive(sub(zero, abs(x)));  // e^-|x|
+      const Floats silu = div(where_negative(x, mul(x, e), x), add(one, e));
+      store(out + i, mul(silu, load(gate + k + i)));
     }
     for (; i < k; ++i) {
       const float x = gate[i], e = std::exp(-std::fabs(x));
@@ -390,88 +579,75 @@ at::Tensor int8_gated_added(const at::Tensor& gate_up, const at::Tensor& residua
 void normed_rotated(const float* head, const float* weight, const float* cos_sin, float eps, int64_t d, float* out) {
   const float inverse = inverse_rms(head, d, eps);
   const int64_t half = d / 2;
-  for (int64_t j = 0; j < d; j += 16) {
+  for (int64_t j = 0; j < d; j += kLanes) {
     const int64_t partner = (j + half) % d;
-    const __m512 y = _mm512_mul_ps(_mm512_loadu_ps(head + j), _mm512_loadu_ps(weight + j));
-    const __m512 y_partner = _mm512_mul_ps(_mm512_loadu_ps(head + partner), _mm512_loadu_ps(weight + partner));
-    const __m512 rotated = _mm512_fmadd_ps(y_partner, _mm512_loadu_ps(cos_sin + d + j),
-                                           _mm512_mul_ps(y, _mm512_loadu_ps(cos_sin + j)));
-    _mm512_storeu_ps(out + j, _mm512_mul_ps(rotated, _mm512_set1_ps(inverse)));
+    const Floats y = mul(load(head + j), load(weight + j));
+    const Floats y_partner = mul(load(head + partner), load(weight + partner));
+    const Floats rotated = fmadd(y_partner, load(cos_sin + d + j), mul(y, load(cos_sin + j)));
+    store(out + j, mul(rotated, splat(inverse)));
   }
 }
 
-// 16 sums of 16 lanes each -> one vector, lane i the sum of v[i] (a transposing add tree: about
-// three operations a sum, where one horizontal add each takes about eight).
-__m512 lane_sums(const __m512 v[16]) {
-  __m512 pairs[8], quads[4], halves[2];
-  for (int i = 0; i < 8; ++i)  // per 128-bit lane: (a0+a2, b0+b2, a1+a3, b1+b3)
-    pairs[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-  for (int i = 0; i < 4; ++i)  // per 128-bit lane: (a, b, c, d), each that lane's sum
-    quads[i] = _mm512_add_ps(_mm512_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm512_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-  for (int i = 0; i < 2; ++i)  // 128-bit lanes added in pairs
-    halves[i] = _mm512_add_ps(_mm512_shuffle_f32x4(quads[2 * i], quads[2 * i + 1], 0x88),
-                              _mm512_shuffle_f32x4(quads[2 * i], quads[2 * i + 1], 0xDD));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(halves[0], halves[1], 0x88), _mm512_shuffle_f32x4(halves[0], halves[1], 0xDD));
-}
+// Keys taken at once by group_scores: four queries by kKeysAtOnce keys make one vector of sums.
+constexpr int kKeysAtOnce = kLanes / 4;
+// Values' vectors taken at once by group_values (4 queries x this many accumulators).
+constexpr int kValueVectors = kLanes == 16 ? 4 : 2;
 
 // scores (group, count): each of `group` queries (group, D) dotted with each of `count` keys
-// (count, D), four queries by four keys at a time, so each key is loaded once per four queries.
+// (count, D), four queries by kKeysAtOnce keys at a time, so each key is loaded once per four queries.
 void group_scores(const float* queries, int64_t group, const float* keys, int64_t count, int64_t d, float* scores) {
   for (int64_t h0 = 0; h0 < group; h0 += 4) {
     const float* query[4];
     for (int i = 0; i < 4; ++i) query[i] = queries + std::min<int64_t>(h0 + i, group - 1) * d;  // spare slots repeat
-    for (int64_t p0 = 0; p0 < count; p0 += 4) {
-      const float* key[4];
-      for (int i = 0; i < 4; ++i) key[i] = keys + std::min<int64_t>(p0 + i, count - 1) * d;
-      __m512 acc[16];
-      for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
-      for (int64_t j = 0; j < d; j += 16) {
-        const __m512 k0 = _mm512_loadu_ps(key[0] + j), k1 = _mm512_loadu_ps(key[1] + j);
-        const __m512 k2 = _mm512_loadu_ps(key[2] + j), k3 = _mm512_loadu_ps(key[3] + j);
+    for (int64_t p0 = 0; p0 < count; p0 += kKeysAtOnce) {
+      const float* key[kKeysAtOnce];
+      for (int i = 0; i < kKeysAtOnce; ++i) key[i] = keys + std::min<int64_t>(p0 + i, count - 1) * d;
+      Floats acc[kLanes];  // (query, key)
+      for (int i = 0; i < kLanes; ++i) acc[i] = zeros();
+      for (int64_t j = 0; j < d; j += kLanes) {
+        Floats key_j[kKeysAtOnce];
+        for (int p = 0; p < kKeysAtOnce; ++p) key_j[p] = load(key[p] + j);
         for (int h = 0; h < 4; ++h) {
-          const __m512 q = _mm512_loadu_ps(query[h] + j);
-          acc[4 * h] = _mm512_fmadd_ps(q, k0, acc[4 * h]);
-          acc[4 * h + 1] = _mm512_fmadd_ps(q, k1, acc[4 * h + 1]);
-          acc[4 * h + 2] = _mm512_fmadd_ps(q, k2, acc[4 * h + 2]);
-          acc[4 * h + 3] = _mm512_fmadd_ps(q, k3, acc[4 * h + 3]);
+          const Floats q = load(query[h] + j);
+          for (int p = 0; p < kKeysAtOnce; ++p) acc[kKeysAtOnce * h + p] = fmadd(q, key_j[p], acc[kKeysAtOnce * h + p]);
         }
       }
-      alignas(64) float sums[16];  // (query, key)
-      _mm512_store_ps(sums, lane_sums(acc));
+      alignas(64) float sums[kLanes];  // (query, key)
+      store(sums, lane_sums(acc));
       for (int64_t h = 0; h < 4 && h0 + h < group; ++h)
-        for (int64_t p = 0; p < 4 && p0 + p < count; ++p) scores[(h0 + h) * count + p0 + p] = sums[4 * h + p];
+        for (int64_t p = 0; p < kKeysAtOnce && p0 + p < count; ++p)
+          scores[(h0 + h) * count + p0 + p] = sums[kKeysAtOnce * h + p];
     }
   }
 }
 
 // Each query's weighted sum of the values (count, D) with its softmax numerators (group, count),
-// into partials (group, D + 2) at offset 2: V x 16 columns of four queries at a time, each value
-// loaded once for all four (spare query slots repeat the last query and are not stored).
+// into partials (group, D + 2) at offset 2: V vectors of columns of four queries at a time, each
+// value loaded once for all four (spare query slots repeat the last query and are not stored).
 template <int V>
 void group_values_columns(const float* scores, int64_t group, int64_t h0, const float* values, int64_t count,
                           int64_t d, int64_t j, float* partials) {
   const float* weights[4];
   for (int h = 0; h < 4; ++h) weights[h] = scores + std::min<int64_t>(h0 + h, group - 1) * count;
-  __m512 acc[4][V];
+  Floats acc[4][V];
   for (int h = 0; h < 4; ++h)
-    for (int c = 0; c < V; ++c) acc[h][c] = _mm512_setzero_ps();
+    for (int c = 0; c < V; ++c) acc[h][c] = zeros();
   for (int64_t p = 0; p < count; ++p) {
-    __m512 v[V];
-    for (int c = 0; c < V; ++c) v[c] = _mm512_loadu_ps(values + p * d + j + 16 * c);
+    Floats v[V];
+    for (int c = 0; c < V; ++c) v[c] = load(values + p * d + j + kLanes * c);
     for (int h = 0; h < 4; ++h) {
-      const __m512 weight = _mm512_set1_ps(weights[h][p]);
-      for (int c = 0; c < V; ++c) acc[h][c] = _mm512_fmadd_ps(weight, v[c], acc[h][c]);
+      const Floats weight = splat(weights[h][p]);
+      for (int c = 0; c < V; ++c) acc[h][c] = fmadd(weight, v[c], acc[h][c]);
     }
   }
   for (int64_t h = 0; h < 4 && h0 + h < group; ++h)
-    for (int c = 0; c < V; ++c) _mm512_storeu_ps(partials + (h0 + h) * (d + 2) + 2 + j + 16 * c, acc[h][c]);
+    for (int c = 0; c < V; ++c) store(partials + (h0 + h) * (d + 2) + 2 + j + kLanes * c, acc[h][c]);
 }
 
 void group_values(const float* scores, int64_t group, const float* values, int64_t count, int64_t d, float* partials) {
   for (int64_t h0 = 0; h0 < group; h0 += 4)
-    for (int64_t j = 0; j < d; j += 64) {
-      switch (std::min<int64_t>(64, d - j) / 16) {  // d % 32 == 0 (checked)
+    for (int64_t j = 0; j < d; j += kValueVectors * kLanes) {
+      switch (std::min<int64_t>(kValueVectors * kLanes, d - j) / kLanes) {  // d % 32 == 0 (checked)
         case 4: group_values_columns<4>(scores, group, h0, values, count, d, j, partials); break;
         case 3: group_values_columns<3>(scores, group, h0, values, count, d, j, partials); break;
         case 2: group_values_columns<2>(scores, group, h0, values, count, d, j, partials); break;
@@ -556,22 +732,17 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
       group_scores(queries.data(), group, head_keys, count, d, scores.data());
       for (int64_t h = 0; h < group; ++h) {
         float* head_scores = scores.data() + h * count;
-        __m512 most = _mm512_set1_ps(-INFINITY);
-        for (int64_t l = 0; l < count; l += 16) {
-          const __mmask16 mask = count - l >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (count - l)) - 1);
-          most = _mm512_mask_max_ps(most, mask, most, _mm512_maskz_loadu_ps(mask, head_scores + l));
-        }
-        const float largest = _mm512_reduce_max_ps(most);
-        __m512 total = _mm512_setzero_ps();
-        for (int64_t l = 0; l < count; l += 16) {
-          const __mmask16 mask = count - l >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (count - l)) - 1);
-          const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, head_scores + l),
-                                                         _mm512_set1_ps(largest)));
-          _mm512_mask_storeu_ps(head_scores + l, mask, e);
-          total = _mm512_add_ps(total, _mm512_maskz_mov_ps(mask, e));
+        Floats most = splat(-INFINITY);
+        for (int64_t l = 0; l < count; l += kLanes) most = max(most, load_first(head_scores + l, count - l, most));
+        const float largest = reduce_max(most);
+        Floats total = zeros();
+        for (int64_t l = 0; l < count; l += kLanes) {
+          const Floats e = exp_nonpositive(sub(load_first(head_scores + l, count - l, zeros()), splat(largest)));
+          store_first(head_scores + l, e, count - l);
+          total = add(total, keep_first(e, count - l));
         }
         first_partial[h * (d + 2)] = largest;
-        first_partial[h * (d + 2) + 1] = _mm512_reduce_add_ps(total);
+        first_partial[h * (d + 2) + 1] = reduce_add(total);
       }
       group_values(scores.data(), group, head_values, count, d, first_partial);
     }
