@@ -11,7 +11,7 @@ from torch import nn
 from soprano_cli.engine.checkpoint import LMConfig
 from soprano_cli.engine.lm import Qwen3LM
 from soprano_cli.engine.memory import release_free_memory
-from soprano_cli.engine.quantize import int8_linear
+from soprano_cli.engine.quantize import int8_linear, keep_in_float16
 from soprano_cli.errors import ModelLoadError
 
 # Our fused parameters and the checkpoint tensors they are stacked from.
@@ -34,7 +34,8 @@ def build_lm(config: LMConfig, weights, *, device="cpu", dtype: torch.dtype = to
 
     `weights` maps checkpoint keys to tensors (a dict, or a lazy `checkpoint.LMWeights`); each is
     converted to `dtype` (or quantized, with `int8`) as it is read, so peak memory stays near the
-    final model's size. With `int8`, the blocks numbered in `float_blocks` stay in `dtype`.
+    final model's size. With `int8`, the blocks numbered in `float_blocks` stay in `dtype`, or go
+    to float16 on soprano's kernel where it runs (`quantize.keep_in_float16`).
     """
     with torch.device("meta"):
         model = Qwen3LM(config)
@@ -75,6 +76,8 @@ def build_lm(config: LMConfig, weights, *, device="cpu", dtype: torch.dtype = to
         raise ModelLoadError(f"model.safetensors does not match config.json: {' '.join(first[:2])}") from None
     if tie:
         model.tie_weights()
+    for index in sorted(float_blocks) if int8 else ():
+        keep_in_float16(model.model.layers[index])  # half the bytes, where soprano's kernel runs
     return model.eval()
 
 

@@ -11,7 +11,8 @@ checks the kernel against fbgemm or that before it is used. Its library also fus
 product (in the decode step, the RMSNorm or residual of each int8 layer, the MLP's activation,
 each block's attention; in the decoder, each whole layer with its GELU or gamma and residual);
 those float steps round in their own order, so the audio differs from fbgemm's path by float
-rounding, and every row is still computed alone (batch invariance holds).
+rounding, and every row is still computed alone (batch invariance holds). And it multiplies by
+float16 weights in float32 (`half_product`): the LM blocks `auto` keeps out of int8.
 
 The kernel is C++ compiled on first use with the machine's C++ compiler (against the installed
 PyTorch's headers) and kept in the kernel cache, keyed by source, PyTorch and compiler. Where
@@ -67,7 +68,7 @@ class InstructionSet:
 INSTRUCTION_SETS = (
     InstructionSet("AVX512-VNNI", ("avx512f", "avx512bw", "avx512vl", "avx512_vnni", "fma"),
                    ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mfma"), 64, 128),
-    InstructionSet("AVX2", ("avx2", "fma"), ("-mavx2", "-mfma"), 32, 0),
+    InstructionSet("AVX2", ("avx2", "fma", "f16c"), ("-mavx2", "-mfma", "-mf16c"), 32, 0),
 )
 _BUILD_SECONDS = 600
 
@@ -84,6 +85,7 @@ _LIBRARY.define("int8_added(Tensor x, Tensor residual, Tensor weight, Tensor off
                 "float input_scale) -> Tensor")
 _LIBRARY.define("int8_gated_added(Tensor gate_up, Tensor residual, Tensor weight, Tensor offsets, "
                 "Tensor multipliers, float input_scale) -> Tensor")
+_LIBRARY.define("half_rows(Tensor rows, Tensor weight) -> Tensor")
 _LIBRARY.define("attend(Tensor qkv, Tensor qk_norm, Tensor qk_eps, Tensor cos_sin, Tensor(a!) keys, "
                 "Tensor(b!) values, int layer, Tensor positions, int heads, int kv_heads) -> Tensor")
 
@@ -135,7 +137,7 @@ def _decided_state() -> tuple[bool, str]:
         return False, "SOPRANO_INT8_KERNEL=0"
     chosen = instruction_set()
     if chosen is None:
-        return False, "this CPU has neither AVX512-VNNI nor AVX2 with FMA"
+        return False, "this CPU has neither AVX512-VNNI nor AVX2 with FMA and F16C"
     if chosen.zero_point and "fbgemm" not in torch.backends.quantized.supported_engines:
         return False, "this PyTorch has no fbgemm to check the kernel against"
     try:
@@ -226,6 +228,24 @@ def pack(integers: Tensor, scales: Tensor, input_scale: float) -> list[Tensor]:
     offsets = integers.sum(1, dtype=torch.int32).mul_(instruction_set().zero_point)
     multipliers = torch.tensor(input_scale, dtype=torch.float32) * scales.float()
     return [weight, offsets, multipliers]
+
+
+def supports_half(out_features: int, in_features: int) -> bool:
+    """Whether `pack_half` takes a weight of this shape (whole blocks of output channels)."""
+    return out_features % block() == 0 and in_features > 0
+
+
+def pack_half(weight: Tensor) -> Tensor:
+    """A float weight (out, in) -> float16 (out/block, in, block): each block's channels side by
+    side for each input, read front to back by `half_rows`."""
+    out_features, in_features = weight.shape
+    size = block()
+    return weight.detach().to(torch.float16).view(out_features // size, size, in_features).transpose(1, 2).contiguous()
+
+
+def half_product(rows: Tensor, packed: Tensor) -> Tensor:
+    """float32 rows (M, in) times a `pack_half` weight -> (M, out), summed in float32."""
+    return _op("half_rows")(rows, packed)
 
 
 def rows_product(rows: Tensor, parts: list[Tensor], input_scale: float) -> Tensor:

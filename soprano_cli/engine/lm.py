@@ -16,6 +16,7 @@ from torch import nn
 from soprano_cli.engine import int8_kernel, step
 from soprano_cli.engine.checkpoint import LMConfig
 from soprano_cli.engine.ops import apply_rope, constant, inverse_rms, rope_matrices
+from soprano_cli.engine.quantize import HalfLinear
 from soprano_cli.engine.step import static_decode_layers
 
 log = logging.getLogger(__name__)
@@ -405,7 +406,8 @@ class Qwen3LM(nn.Module):
     def _cpu_step_arguments(self) -> tuple | None:
         """The per-model arguments of `step.cpu_decode_layers` (and of `kernel_decode_layers`), or
         None where they do not apply: a linear layer that is neither int8 (`DynamicInt8Linear`) nor
-        a bias-free float32 `nn.Linear`, a block that mixes the two, or int8 layers on both fbgemm
+        float (a bias-free float32 `nn.Linear`, or a `HalfLinear`), a block that mixes int8 and
+        float, or int8 layers on both fbgemm
         and soprano's kernel. Gathering them calls a few hundred module attributes (a few percent
         of an int8 step), so they are kept while the step's layers, weights and norms are the same
         objects on the same device: a replaced layer or moved weight is never missed."""
@@ -425,7 +427,8 @@ class Qwen3LM(nn.Module):
             attn, mlp = block._modules["self_attn"], block._modules["mlp"]
             for linear in (attn._modules["qkv_proj"], attn._modules["o_proj"], mlp._modules["gate_up_proj"],
                            mlp._modules["down_proj"]):
-                found += [linear, linear._parameters.get("weight"), linear.__dict__.get("packed_list")]
+                found += [linear, linear._parameters.get("weight"), linear.__dict__.get("packed_list"),
+                          linear._buffers.get("half_weight")]
             for norm in (block._modules["input_layernorm"], block._modules["post_attention_layernorm"],
                          attn._modules["q_norm"], attn._modules["k_norm"]):
                 found.append(norm._parameters["weight"])
@@ -445,9 +448,12 @@ class Qwen3LM(nn.Module):
                     packed.extend(linear.packed_list)
                     kernel_parts.extend(linear.kernel_parts)
                 int8_blocks.append(True)
-            elif all(type(linear) is nn.Linear and linear.bias is None and linear.weight.dtype == torch.float32
+            elif all(isinstance(linear, HalfLinear) or (type(linear) is nn.Linear and linear.bias is None
+                                                         and linear.weight.dtype == torch.float32)
                      for linear in linears):
-                weights.extend(linear.weight for linear in linears)
+                # float32 weights, or float16 ones packed for soprano's kernel (`float_linear` tells them apart)
+                weights.extend(linear.half_weight if isinstance(linear, HalfLinear) else linear.weight
+                               for linear in linears)
                 int8_blocks.append(False)
             else:
                 return None

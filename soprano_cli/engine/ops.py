@@ -65,14 +65,24 @@ def row_max_of(rows: Tensor) -> Tensor:
     return rows.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12)
 
 
+def float_linear(x: Tensor, weight: Tensor) -> Tensor:
+    """`linear(x)` for a bias-free float layer: a float32 weight (out, in), or a float16 one packed
+    for soprano's kernel (`quantize.HalfLinear`; its op is defined wherever that weight exists)."""
+    if weight.dtype == torch.float16:
+        return torch.ops.soprano.half_rows(x, weight)
+    return F.linear(x, weight)
+
+
 def float_normed(x: Tensor, norm_weight: Tensor, weight: Tensor, eps: Tensor) -> Tensor:
     """`linear(rms_norm(x) * norm_weight)` for a bias-free float layer: the norm's per-row factor
     commutes with the layer, so it is applied to the output, fewer CPU operations than the norm."""
-    return F.linear(x * norm_weight, weight).mul_(inverse_rms_with(x, eps))
+    return float_linear(x * norm_weight, weight).mul_(inverse_rms_with(x, eps))
 
 
 def float_added(x: Tensor, residual: Tensor, weight: Tensor) -> Tensor:
-    """`residual + linear(x)` for a bias-free float layer, in one addmm."""
+    """`residual + linear(x)` for a bias-free float layer, in one addmm (float32 weights)."""
+    if weight.dtype == torch.float16:
+        return float_linear(x, weight).add_(residual)
     return torch.addmm(residual, x, weight.t())
 
 

@@ -8,13 +8,15 @@ passes. The choice, the figures and the reason are cached per checkpoint, CPU an
 
 Every int8 model is smoothed first (`smoothing.py`): that is what lets int8 hold on a trained
 model's outlier channels. Where int8 still fails, some blocks amplify rounding far more than
-others: the probe then keeps the blocks whose int8 output strays most in float32, one at a time
+others: the probe then keeps the blocks whose int8 output strays most in float, one at a time
 until the audio passes (at most half of them), and the step timing decides whether that mix
-still beats float32.
+still beats float32. A kept block is float16 on soprano's kernel where that runs (half of
+float32's bytes a step; 11 bits of each weight, where int8 keeps about 7), else float32.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -52,10 +54,10 @@ PROBE_TEXTS = (
 )
 PROBE_FRAMES = 48  # frames per probe sentence
 TIMED_STEPS = 12  # decode steps timed per candidate (after a few untimed ones)
-# At most this share of the LM's blocks may stay in float32 inside an int8 model: beyond it, each
-# float32 block reads four times an int8 block's bytes, and float32 itself is near.
+# At most this share of the LM's blocks may stay in float inside an int8 model: beyond it, each
+# float block reads two or four times an int8 block's bytes, and float32 itself is near.
 MAX_FLOAT_BLOCK_SHARE = 0.5
-PROBE_VERSION = 2  # part of the cache key: a changed probe decides afresh
+PROBE_VERSION = 3  # part of the cache key: a changed probe decides afresh
 
 
 @dataclass
@@ -67,17 +69,18 @@ class Figures:
     agreement: float  # share of probe frames whose greedy token matches float32's
     step_ms: float | None = None  # one-sentence decode step on this machine
     passed: bool = False
-    float_blocks: list[int] = field(default_factory=list)  # int8 with these LM blocks kept in float32
+    float_blocks: list[int] = field(default_factory=list)  # int8 with these LM blocks kept in float
+    kept_in: str = "float32"  # the float those blocks are in: float16 (soprano's kernel) or float32
 
     def label(self) -> str:
-        return precision_label(self.precision, self.float_blocks)
+        return precision_label(self.precision, self.float_blocks, self.kept_in)
 
 
-def precision_label(precision: str, float_blocks: list[int]) -> str:
-    """"int8", or "int8 (blocks 1, 7 in float32)" where some LM blocks stay float32."""
+def precision_label(precision: str, float_blocks: list[int], kept_in: str = "float32") -> str:
+    """"int8", or "int8 (blocks 1, 7 in float16)" where some LM blocks stay float."""
     if not float_blocks:
         return precision
-    return f"{precision} (blocks {', '.join(map(str, float_blocks))} in float32)"
+    return f"{precision} (blocks {', '.join(map(str, float_blocks))} in {kept_in})"
 
 
 @dataclass
@@ -91,12 +94,14 @@ class Decision:
     decoder_snr_db: float | None = None
     spread: Figures | None = None  # float32 against float32 at another batch size
     cpu: str = ""
-    float_blocks: list[int] = field(default_factory=list)  # LM blocks an int8 choice keeps in float32
+    float_blocks: list[int] = field(default_factory=list)  # LM blocks an int8 choice keeps in float
+    kept_in: str = "float32"  # ... in this float
 
     def summary(self) -> str:
         shown = ", ".join(f"{f.label()} {f.snr_db:.1f} dB / {100 * f.agreement:.0f} % greedy"
                           + (f" / {f.step_ms:.1f} ms a step" if f.step_ms is not None else "") for f in self.figures)
-        return f"LM {precision_label(self.lm, self.float_blocks)}, decoder {self.decoder}: {self.reason}" + (f" ({shown})" if shown else "")
+        lm = precision_label(self.lm, self.float_blocks, self.kept_in)
+        return f"LM {lm}, decoder {self.decoder}: {self.reason}" + (f" ({shown})" if shown else "")
 
 
 # -- what this CPU runs fast ------------------------------------------------------------------------
@@ -116,7 +121,7 @@ def cpu_kernels() -> dict[str, str]:
     """Which kernel each precision gets on this CPU (from its /proc/cpuinfo flags)."""
     has = cpu_has_flag
     if quantize.use_fbgemm(torch.device("cpu")) and int8_kernel.available():
-        int8 = f"soprano {int8_kernel.instruction_set().name} (LM and decoder)"
+        int8 = f"soprano {int8_kernel.instruction_set().name} (LM and decoder; blocks kept out of int8 in float16)"
     elif quantize.use_fbgemm(torch.device("cpu")):
         int8 = "fbgemm " + ("AMX-INT8" if has("amx_int8") else "VNNI" if has("avx512_vnni", "avx_vnni")
                             else "AVX2 (7-bit inputs)")
@@ -233,7 +238,7 @@ def smoothing_for(folder: Path, lm_config, tokenizer, decoder, device: torch.dev
 def build(folder: Path, lm_config, device: torch.device, precision: str, smoothed: smoothing.Smoothing | None = None,
           float_blocks: frozenset[int] = frozenset()):
     """The LM in `precision`; int8 is built from the smoothed weights, but for the blocks numbered
-    in `float_blocks`, which stay float32 as the checkpoint has them."""
+    in `float_blocks`, which stay float as the checkpoint has them (float16 where soprano's kernel runs)."""
     weights = checkpoint.load_lm_weights(folder)
     if precision == "int8" and smoothed is not None:
         weights = smoothing.SmoothedWeights(weights, smoothed, unsmoothed=float_blocks)
@@ -312,7 +317,8 @@ def probe_reference(lm, tokenizer, decoder, device) -> list[_Sentence]:
     return found
 
 
-def judge(precision: str, lm, decoder, reference: list[_Sentence], float_blocks: list[int] | None = None) -> Figures:
+def judge(precision: str, lm, decoder, reference: list[_Sentence], float_blocks: list[int] | None = None,
+          kept_in: str = "float32") -> Figures:
 
     penalty = SamplingParams().repetition_penalty
     snrs, agreements, frames = [], 0.0, 0
@@ -322,7 +328,7 @@ def judge(precision: str, lm, decoder, reference: list[_Sentence], float_blocks:
         agreements += agreement * hidden.shape[0]
         frames += hidden.shape[0]
     figures = Figures(precision, min(snrs, default=float("inf")), agreements / max(frames, 1),
-                      float_blocks=sorted(float_blocks or []))
+                      float_blocks=sorted(float_blocks or []), kept_in=kept_in)
     figures.passed = figures.snr_db >= MIN_SNR_DB and figures.agreement >= MIN_AGREEMENT
     return figures
 
@@ -364,18 +370,23 @@ def _block_noise(int8_lm, float_lm, reference: list[_Sentence]) -> list[float]:
     return noise
 
 
-def keep_blocks_in_float32(int8_lm, float_lm, decoder, reference: list[_Sentence]) -> Figures:
-    """Move float32 blocks into the failing `int8_lm`, the one whose int8 form strays most first,
-    until it passes the probe or MAX_FLOAT_BLOCK_SHARE of them are float32; returns the last
-    figures (their `float_blocks` name the blocks moved). The two LMs then share those blocks."""
+def keep_blocks_in_float(int8_lm, float_lm, decoder, reference: list[_Sentence]) -> Figures:
+    """Move float blocks into the failing `int8_lm`, the one whose int8 form strays most first,
+    until it passes the probe or MAX_FLOAT_BLOCK_SHARE of them are float; returns the last
+    figures (their `float_blocks` name the blocks moved). Each moved block is a copy of
+    `float_lm`'s, in float16 where `build` would make it so: the probe judges what will run."""
     noise = _block_noise(int8_lm, float_lm, reference)
     order = sorted(range(len(noise)), key=noise.__getitem__, reverse=True)
     kept: list[int] = []
+    halves = 0
     figures = None
     for index in order[:int(MAX_FLOAT_BLOCK_SHARE * len(order))]:
-        int8_lm.model.layers[index] = float_lm.model.layers[index]
+        block = copy.deepcopy(float_lm.model.layers[index])
+        halves += quantize.keep_in_float16(block)
+        int8_lm.model.layers[index] = block
         kept.append(index)
-        figures = judge("int8", int8_lm, decoder, reference, kept)
+        kept_in = "float16" if halves == len(kept) else "float32" if not halves else "float16 or float32"
+        figures = judge("int8", int8_lm, decoder, reference, kept, kept_in)
         if figures.passed:
             break
     return figures
@@ -406,7 +417,7 @@ def decide(folder: Path, lm_config, tokenizer, decoder, device: torch.device):
         judged = judge(precision, lm, decoder, reference)
         figures.append(judged)
         if not judged.passed and precision == "int8" and lm_config.num_layers > 1:
-            judged = keep_blocks_in_float32(lm, float_lm, decoder, reference)
+            judged = keep_blocks_in_float(lm, float_lm, decoder, reference)
             figures.append(judged)
         if judged.passed:
             passing[precision] = lm
@@ -426,7 +437,8 @@ def decide(folder: Path, lm_config, tokenizer, decoder, device: torch.device):
         reason = ("no reduced precision here" if not figures
                   else f"{', '.join(failed)} failed the probe" if failed else "float32 was fastest")
     decision = Decision(lm=choice, decoder=decoder_choice, reason=reason, figures=figures,
-                        decoder_snr_db=decoder_snr, spread=spread, cpu=cpu_name(), float_blocks=float_blocks)
+                        decoder_snr_db=decoder_snr, spread=spread, cpu=cpu_name(), float_blocks=float_blocks,
+                        kept_in=chosen.kept_in if chosen is not None else "float32")
     return lm, choice, decision
 
 

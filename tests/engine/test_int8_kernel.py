@@ -206,6 +206,41 @@ def test_the_attention_is_its_composition_and_each_row_is_the_same_alone(heads, 
         assert torch.equal(alone_keys, ours_keys[:, b:b + 1])
 
 
+@pytest.mark.parametrize("out_features, in_features", [(64, 16), (768, 512), (512, 2304), (4608, 512)])
+def test_float16_weights_sum_as_float32_and_each_row_alone_as_in_a_batch(out_features, in_features):
+    """The blocks `auto` keeps out of int8: float16 weights (each rounded to nearest), float32
+    sums in input order, the same for a row alone as in any batch."""
+    generator = torch.Generator().manual_seed(6)
+    weight = torch.randn(out_features, in_features, generator=generator) * 0.05
+    weight[0, 0] = 3e-7  # a float16 subnormal, kept exactly
+    x = torch.randn(9, in_features, generator=generator)
+    packed = int8_kernel.pack_half(weight)
+    together = int8_kernel.half_product(x, packed)
+    exact = (x.double() @ weight.half().double().t()).float()
+    torch.testing.assert_close(together, exact, rtol=1e-5, atol=1e-5 * in_features ** 0.5)
+    for count in (1, 2, 3, 5):
+        assert torch.equal(int8_kernel.half_product(x[:count], packed), together[:count])
+    layer = quantize.HalfLinear(weight)
+    assert torch.equal(layer.weight, weight.half().float())
+    assert torch.equal(layer(x[None, :3]), together[None, :3])  # any leading dimensions
+
+
+def test_a_block_kept_in_float16_only_where_every_weight_fits():
+    from soprano_cli.engine.checkpoint import LMConfig
+    from soprano_cli.engine.lm import Block
+
+    config = LMConfig(hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, head_dim=32, intermediate_size=128,
+                      vocab_size=32, rms_norm_eps=1e-6, rope_theta=10000.0, max_position_embeddings=64,
+                      tie_word_embeddings=False, eos_token_id=5)
+    block = Block(config, 0).eval()
+    assert quantize.keep_in_float16(block) and type(block.mlp.down_proj) is quantize.HalfLinear
+    block = Block(config, 0).eval()
+    with torch.no_grad():
+        block.mlp.gate_up_proj.weight[3, 5] = 7e4  # beyond float16's 65504
+    assert not quantize.keep_in_float16(block)
+    assert all(type(layer) is torch.nn.Linear for layer in (block.self_attn.qkv_proj, block.mlp.down_proj))
+
+
 def test_bad_inputs_are_refused_not_read_out_of_bounds():
     parts, _ = _layer(64, 512)
     with pytest.raises(RuntimeError, match="columns"):

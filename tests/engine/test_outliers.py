@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from soprano_cli.engine import checkpoint, precision_probe, quantize
+from soprano_cli.engine import checkpoint, int8_kernel, precision_probe, quantize
 from soprano_cli.engine.decoder import SopranoDecoder
 from soprano_cli.engine.random_checkpoint import OUTLIER_SCALES, STATISTICS, CheckpointSizes, write_random_checkpoint
 
@@ -25,6 +25,12 @@ def short_probe(monkeypatch):
 def family(tmp_path_factory):
     root = tmp_path_factory.mktemp("family")
     return {name: write_random_checkpoint(root / name, SIZES, seed=11, statistics=name) for name in STATISTICS}
+
+
+def _kept() -> tuple[str, type]:
+    """The float and layer type of the blocks `auto` keeps out of int8: float16 on soprano's kernel
+    where it runs here, else float32."""
+    return ("float16", quantize.HalfLinear) if int8_kernel.available() else ("float32", torch.nn.Linear)
 
 
 def _weights(folder):
@@ -88,9 +94,10 @@ def test_the_split_head_is_batch_invariant():
 
 
 @needs_fbgemm
-def test_auto_keeps_the_blocks_int8_rounds_most_in_float32(family, tmp_path, monkeypatch):
-    """Where int8 fails the probe, `auto` keeps the block whose int8 output strays most in float32
-    and judges again; the decision names the blocks and a later load builds that same model."""
+def test_auto_keeps_the_blocks_int8_rounds_most_in_float(family, tmp_path, monkeypatch):
+    """Where int8 fails the probe, `auto` keeps the block whose int8 output strays most in float
+    (float16 on soprano's kernel) and judges again; the decision names the blocks and a later load
+    builds that same model."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     folder = family["norms"]
     all_int8 = _figures(folder, smoothed=True)
@@ -102,17 +109,18 @@ def test_auto_keeps_the_blocks_int8_rounds_most_in_float32(family, tmp_path, mon
     failed, mixed = [f for f in decision.figures if f.precision == "int8"]
     assert not failed.passed and not failed.float_blocks
     assert mixed.passed and mixed.float_blocks in ([0], [1]) and mixed.snr_db > all_int8.snr_db + 0.5, mixed
-    assert mixed.label() == f"int8 (blocks {mixed.float_blocks[0]} in float32)"
+    assert mixed.label() == f"int8 (blocks {mixed.float_blocks[0]} in {_kept()[0]})"
     if choice == "int8":  # faster than float32 on this machine
         assert decision.float_blocks == mixed.float_blocks
         assert "blocks" in decision.summary()
-    # What a later load builds from that decision: the kept block float32, the other int8.
+    # What a later load builds from that decision: the kept block float (float16 on soprano's
+    # kernel, where it runs), the other int8.
     smoothed = precision_probe.smoothing_for(folder, config, tokenizer, decoder, torch.device("cpu"))
     rebuilt = precision_probe.build(folder, config, torch.device("cpu"), "int8", smoothed, frozenset(mixed.float_blocks))
     for index, block in enumerate(rebuilt.model.layers):
         kept = index in mixed.float_blocks
-        assert isinstance(block.mlp.down_proj, torch.nn.Linear if kept else quantize.DynamicInt8Linear)
-        # float32 blocks are read unsmoothed, exactly as the checkpoint has them
+        assert type(block.mlp.down_proj) is (_kept()[1] if kept else quantize.DynamicInt8Linear)
+        # float blocks are read unsmoothed, exactly as the checkpoint has them
         want = checkpoint.load_lm_weights(folder)[f"model.layers.{index}.input_layernorm.weight"]
         assert torch.equal(block.input_layernorm.weight, want) == kept
     if choice == "int8":
@@ -123,19 +131,20 @@ def test_auto_keeps_the_blocks_int8_rounds_most_in_float32(family, tmp_path, mon
 
 
 @needs_fbgemm
-def test_a_cached_choice_of_float32_blocks_is_built_as_decided(family, tmp_path, monkeypatch, caplog):
-    """A later load reads the decision from the cache and builds those blocks in float32 without probing."""
+def test_a_cached_choice_of_float_blocks_is_built_as_decided(family, tmp_path, monkeypatch, caplog):
+    """A later load reads the decision from the cache and builds those blocks in float without probing."""
     from soprano_cli.engine.engine import Engine, EngineConfig
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     folder = family["heavy"]
+    kept_in, kept_layer = _kept()
     decision = precision_probe.Decision(lm="int8", decoder="int8", reason="chosen by this test", float_blocks=[1],
-                                        cpu=precision_probe.cpu_name())
+                                        cpu=precision_probe.cpu_name(), kept_in=kept_in)
     precision_probe.remember(folder, torch.device("cpu"), decision)
     caplog.set_level("INFO", logger="soprano_cli.engine.precision_probe")
     engine = Engine.load(EngineConfig(model=str(folder), device="cpu", dtype="auto"))
-    assert "dtype auto (cached): LM int8 (blocks 1 in float32), decoder int8" in caplog.text
+    assert f"dtype auto (cached): LM int8 (blocks 1 in {kept_in}), decoder int8" in caplog.text
     kinds = [type(block.mlp.down_proj) for block in engine.lm.model.layers]
-    assert kinds == [quantize.DynamicInt8Linear, torch.nn.Linear]
+    assert kinds == [quantize.DynamicInt8Linear, kept_layer]
     assert engine.dtype == "int8" and engine.lm.decode_loop() == "TorchScript"
     assert engine.synthesize(["hello there."])[0].frames > 0

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from soprano_cli.engine import quantize, step
+from soprano_cli.engine import int8_kernel, quantize, step
 from soprano_cli.engine.engine import Engine, EngineConfig
 from soprano_cli.engine.generate import Generation
 from soprano_cli.engine.random_checkpoint import CheckpointSizes, write_random_checkpoint
@@ -180,8 +180,9 @@ def test_int8_blocks_beside_a_float32_block_step_in_the_cpu_loop(three_block_che
     config = checkpoint.read_lm_config(three_block_checkpoint)
     engine.lm = precision_probe.build(three_block_checkpoint, config, torch.device("cpu"), "int8",
                                       float_blocks=frozenset({1}))
+    kept = quantize.HalfLinear if int8_kernel.available() else torch.nn.Linear  # float16 on soprano's kernel
     kinds = [type(block.mlp.down_proj) for block in engine.lm.model.layers]
-    assert kinds == [quantize.DynamicInt8Linear, torch.nn.Linear, quantize.DynamicInt8Linear]
+    assert kinds == [quantize.DynamicInt8Linear, kept, quantize.DynamicInt8Linear]
     generator, ids, lengths = _running_batch(engine, TEXTS[:count])
     (hidden, logits), (eager_hidden, eager_logits) = _both_ways(engine, generator, ids, lengths, monkeypatch)
     assert torch.equal(hidden, eager_hidden) and torch.equal(logits, eager_logits)

@@ -62,6 +62,9 @@ inline __mmask16 first(int64_t n) { return n >= 16 ? 0xFFFF : static_cast<__mmas
 inline Floats load_first(const float* p, int64_t n, Floats fill) { return _mm512_mask_loadu_ps(fill, first(n), p); }
 inline void store_first(float* p, Floats v, int64_t n) { _mm512_mask_storeu_ps(p, first(n), v); }
 inline Floats keep_first(Floats v, int64_t n) { return _mm512_maskz_mov_ps(first(n), v); }
+inline Floats from_halves(const uint16_t* p) {  // 16 float16 -> float32, exactly
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
 inline float reduce_max(Floats v) { return _mm512_reduce_max_ps(v); }
 inline float reduce_add(Floats v) { return _mm512_reduce_add_ps(v); }
 // 16 sums of 16 lanes each -> one vector, lane i the sum of v[i] (a transposing add tree: about
@@ -78,7 +81,7 @@ inline Floats lane_sums(const Floats v[16]) {
                               _mm512_shuffle_f32x4(quads[2 * i], quads[2 * i + 1], 0xDD));
   return _mm512_add_ps(_mm512_shuffle_f32x4(halves[0], halves[1], 0x88), _mm512_shuffle_f32x4(halves[0], halves[1], 0xDD));
 }
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 using Floats = __m256;
 constexpr int64_t kLanes = 8;
 inline Floats load(const float* p) { return _mm256_loadu_ps(p); }
@@ -94,6 +97,9 @@ inline Floats min(Floats a, Floats b) { return _mm256_min_ps(a, b); }
 inline Floats fmadd(Floats a, Floats b, Floats c) { return _mm256_fmadd_ps(a, b, c); }
 inline Floats fnmadd(Floats a, Floats b, Floats c) { return _mm256_fnmadd_ps(a, b, c); }
 inline Floats abs(Floats a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+inline Floats from_halves(const uint16_t* p) {  // 8 float16 -> float32, exactly (F16C)
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
 inline Floats round_to_int(Floats a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 inline Floats times_two_to(Floats a, Floats n) {  // n in [-126, 127]: 2^n built in the exponent bits
   const __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
@@ -138,7 +144,7 @@ inline Floats lane_sums(const Floats v[8]) {
   return _mm256_add_ps(_mm256_permute2f128_ps(quads[0], quads[1], 0x20), _mm256_permute2f128_ps(quads[0], quads[1], 0x31));
 }
 #else
-#error "soprano's int8 kernel needs AVX512-VNNI or AVX2 with FMA"
+#error "soprano's int8 kernel needs AVX512-VNNI, or AVX2 with FMA and F16C"
 #endif
 
 constexpr int64_t kBlock = 4 * kLanes;  // output channels per packed block: 4 vectors of int32 sums
@@ -571,6 +577,55 @@ at::Tensor int8_gated_added(const at::Tensor& gate_up, const at::Tensor& residua
 }
 
 
+// -- float16 weights ----------------------------------------------------------------------------------
+
+// R float32 rows (`k` apart) times one packed block of float16 weights (K, kBlock) -> R x kBlock
+// outputs, each a float32 sum over the inputs in order (so the same for any R: batch invariance).
+template <int R>
+void half_block_product(const float* rows, int64_t k, const uint16_t* block, float* out, int64_t ld_out) {
+  Floats acc[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < 4; ++c) acc[r][c] = zeros();
+  for (int64_t i = 0; i < k; ++i, block += kBlock) {
+    Floats w[4];
+    for (int c = 0; c < 4; ++c) w[c] = from_halves(block + c * kLanes);
+    for (int r = 0; r < R; ++r) {
+      const Floats x = splat(rows[r * k + i]);
+      for (int c = 0; c < 4; ++c) acc[r][c] = fmadd(x, w[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < 4; ++c) store(out + r * ld_out + c * kLanes, acc[r][c]);
+}
+
+// rows (M, K) float32 times a float16 weight packed as (N/kBlock, K, kBlock) (int8_kernel.pack_half)
+// -> (M, N) float32: a float-kept layer read at half of float32's bytes.
+at::Tensor half_rows(const at::Tensor& rows, const at::Tensor& weight) {
+  const at::Tensor x = rows.contiguous();
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.device().is_cpu(),
+              "soprano half_rows: rows must be a 2-d float32 CPU tensor");
+  TORCH_CHECK(weight.dim() == 3 && weight.scalar_type() == at::kHalf && weight.is_contiguous() &&
+                  weight.size(2) == kBlock && weight.size(1) == x.size(1),
+              "soprano half_rows: the weight is not in the packed layout for rows of ", x.size(1), " columns");
+  const int64_t m = x.size(0), k = x.size(1), blocks = weight.size(0), n = blocks * kBlock;
+  at::Tensor out = at::empty({m, n}, x.options());
+  if (m == 0) return out;
+  const float* source = x.data_ptr<float>();
+  const uint16_t* packed = reinterpret_cast<const uint16_t*>(weight.data_ptr());
+  float* result = out.data_ptr<float>();
+  const int64_t grain = std::max<int64_t>(1, (64 * 1024) / (2 * kBlock * k));
+  at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const uint16_t* block = packed + b * k * kBlock;
+      int64_t r = 0;
+      for (; r + kRowsAtOnce <= m; r += kRowsAtOnce)
+        half_block_product<kRowsAtOnce>(source + r * k, k, block, result + r * n + b * kBlock, n);
+      for (; r < m; ++r) half_block_product<1>(source + r * k, k, block, result + r * n + b * kBlock, n);
+    }
+  });
+  return out;
+}
+
 // -- one decode step's attention ---------------------------------------------------------------------
 
 // One head of q or k, (D,), normed as the step's rms norm over the head, times its norm weight
@@ -775,5 +830,6 @@ TORCH_LIBRARY_IMPL(soprano, CPU, m) {
   m.impl("int8_normed", &int8_normed);
   m.impl("int8_added", &int8_added);
   m.impl("int8_gated_added", &int8_gated_added);
+  m.impl("half_rows", &half_rows);
   m.impl("attend", &attend);
 }
