@@ -69,9 +69,8 @@ def pointwise_rows(conv: nn.Conv1d, rows: torch.Tensor) -> torch.Tensor:
     another in a long one (it does with AVX2), while the matmul rounds every row alike from
     MIN_STEPS rows on, so a step's result does not depend on how many were decoded with it."""
     count = rows.shape[-2]
-    if count >= MIN_STEPS:
-        return F.linear(rows, conv.weight[:, :, 0], conv.bias)
-    return F.linear(F.pad(rows, (0, 0, 0, MIN_STEPS - count)), conv.weight[:, :, 0], conv.bias)[..., :count, :]
+    padded = rows if count >= MIN_STEPS else F.pad(rows, (0, 0, 0, MIN_STEPS - count))
+    return F.linear(padded, conv.weight[:, :, 0], conv.bias)[..., :count, :]
 
 
 def _mlp_added(block: "ConvNeXtBlock", x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:

@@ -118,9 +118,8 @@ def instruction_set() -> InstructionSet | None:
 
 
 def block() -> int:
-    """Output channels per packed block of this CPU's kernel."""
-    chosen = instruction_set()
-    return chosen.block if chosen is not None else INSTRUCTION_SETS[0].block
+    """Output channels per packed block of this CPU's kernel (asked only where it is available)."""
+    return instruction_set().block
 
 
 _STATE_LOCK = threading.Lock()  # the LM's layers are quantized on two threads: one build

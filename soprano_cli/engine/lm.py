@@ -407,8 +407,7 @@ class Qwen3LM(nn.Module):
         """The per-model arguments of `step.cpu_decode_layers` (and of `kernel_decode_layers`), or
         None where they do not apply: a linear layer that is neither int8 (`DynamicInt8Linear`) nor
         float (a bias-free float32 `nn.Linear`, or a `HalfLinear`), a block that mixes int8 and
-        float, or int8 layers on both fbgemm
-        and soprano's kernel. Gathering them calls a few hundred module attributes (a few percent
+        float, or int8 layers on both fbgemm and soprano's kernel. Gathering them calls a few hundred module attributes (a few percent
         of an int8 step), so they are kept while the step's layers, weights and norms are the same
         objects on the same device: a replaced layer or moved weight is never missed."""
         parts, place = self._step_parts()

@@ -279,26 +279,29 @@ def keep_in_float16(block: nn.Module) -> bool:
     """Make an LM block's four linear layers `HalfLinear`s, in place, where soprano's kernel runs
     here and every weight fits float16 and its blocks; returns whether it did (else the block is
     left as it was, in float32)."""
-    linears = [(block.self_attn, "qkv_proj"), (block.self_attn, "o_proj"), (block.mlp, "gate_up_proj"),
-               (block.mlp, "down_proj")]
-    layers = [getattr(parent, name) for parent, name in linears]
+    linears = list(_block_linears(block))
     if not (int8_kernel.available() and all(
             type(layer) is nn.Linear and layer.bias is None and layer.weight.device.type == "cpu"
             and int8_kernel.supports_half(layer.out_features, layer.in_features)
-            and float(layer.weight.detach().abs().max()) <= FLOAT16_MAX for layer in layers)):
+            and float(layer.weight.detach().abs().max()) <= FLOAT16_MAX for _, _, layer in linears)):
         return False
-    for (parent, name), layer in zip(linears, layers):
+    for parent, name, layer in linears:
         setattr(parent, name, HalfLinear(layer.weight))
     return True
+
+
+def _block_linears(block: nn.Module):
+    """(parent, name, layer) for each linear layer of one transformer block, in any precision."""
+    for parent in (block.self_attn, block.mlp):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, (nn.Linear, Int8Linear, DynamicInt8Linear, HalfLinear)):
+                yield parent, name, child
 
 
 def _linears(lm: nn.Module):
     """(parent, name, layer) for every linear layer of the transformer blocks."""
     for block in lm.model.layers:
-        for parent in (block.self_attn, block.mlp):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, (nn.Linear, Int8Linear, DynamicInt8Linear)):
-                    yield parent, name, child
+        yield from _block_linears(block)
 
 
 def quantize_int8(lm: nn.Module) -> nn.Module:
