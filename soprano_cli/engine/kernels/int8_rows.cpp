@@ -647,16 +647,30 @@ void normed_rotated(const float* head, const float* weight, const float* cos_sin
 constexpr int kKeysAtOnce = kLanes / 4;
 // Values' vectors taken at once by group_values (4 queries x this many accumulators).
 constexpr int kValueVectors = kLanes == 16 ? 4 : 2;
+// Positions ahead that keys are prefetched: a head's positions come from memory (they leave the
+// caches between steps) in runs too short for the hardware's prefetcher to ramp up on.
+constexpr int64_t kPositionsAhead = 16;
+
+// Asks for the cache lines of floats [from, from + count) (count a multiple of 16: whole lines).
+template <_mm_hint Hint = _MM_HINT_T0>
+inline void prefetch_lines(const float* from, int64_t count) {
+  for (int64_t i = 0; i < count; i += 16) _mm_prefetch(reinterpret_cast<const char*>(from + i), Hint);
+}
 
 // scores (group, count): each of `group` queries (group, D) dotted with each of `count` keys
 // (count, D), four queries by kKeysAtOnce keys at a time, so each key is loaded once per four queries.
-void group_scores(const float* queries, int64_t group, const float* keys, int64_t count, int64_t d, float* scores) {
+// The same positions' values (count, D) are asked for into the second-level cache as it goes, for
+// group_values to find there.
+void group_scores(const float* queries, int64_t group, const float* keys, int64_t count, int64_t d, float* scores,
+                  const float* values) {
   for (int64_t h0 = 0; h0 < group; h0 += 4) {
     const float* query[4];
     for (int i = 0; i < 4; ++i) query[i] = queries + std::min<int64_t>(h0 + i, group - 1) * d;  // spare slots repeat
     for (int64_t p0 = 0; p0 < count; p0 += kKeysAtOnce) {
       const float* key[kKeysAtOnce];
       for (int i = 0; i < kKeysAtOnce; ++i) key[i] = keys + std::min<int64_t>(p0 + i, count - 1) * d;
+      if (p0 + kPositionsAhead < count) prefetch_lines(keys + (p0 + kPositionsAhead) * d, kKeysAtOnce * d);
+      if (h0 == 0) prefetch_lines<_MM_HINT_T1>(values + p0 * d, std::min<int64_t>(kKeysAtOnce, count - p0) * d);
       Floats acc[kLanes];  // (query, key)
       for (int i = 0; i < kLanes; ++i) acc[i] = zeros();
       for (int64_t j = 0; j < d; j += kLanes) {
@@ -676,18 +690,25 @@ void group_scores(const float* queries, int64_t group, const float* keys, int64_
   }
 }
 
+// Positions whose values group_values takes through all its column passes before the next ones:
+// 8 KB of values, so the later passes find them in the first level of cache.
+constexpr int64_t kValuePositions = 16;
+
 // Each query's weighted sum of the values (count, D) with its softmax numerators (group, count),
-// into partials (group, D + 2) at offset 2: V vectors of columns of four queries at a time, each
-// value loaded once for all four (spare query slots repeat the last query and are not stored).
+// added into partials (group, D + 2) at offset 2 over positions [from, to): V vectors of columns of
+// four queries at a time, each value loaded once for all four (spare query slots repeat the last
+// query and are neither read nor stored). A position range after another continues its sums in
+// order, so the ranges give the sums of one pass over all positions, bit for bit.
 template <int V>
 void group_values_columns(const float* scores, int64_t group, int64_t h0, const float* values, int64_t count,
-                          int64_t d, int64_t j, float* partials) {
+                          int64_t from, int64_t to, int64_t d, int64_t j, float* partials) {
   const float* weights[4];
   for (int h = 0; h < 4; ++h) weights[h] = scores + std::min<int64_t>(h0 + h, group - 1) * count;
   Floats acc[4][V];
   for (int h = 0; h < 4; ++h)
-    for (int c = 0; c < V; ++c) acc[h][c] = zeros();
-  for (int64_t p = 0; p < count; ++p) {
+    for (int c = 0; c < V; ++c)
+      acc[h][c] = h0 + h < group ? load(partials + (h0 + h) * (d + 2) + 2 + j + kLanes * c) : zeros();
+  for (int64_t p = from; p < to; ++p) {
     Floats v[V];
     for (int c = 0; c < V; ++c) v[c] = load(values + p * d + j + kLanes * c);
     for (int h = 0; h < 4; ++h) {
@@ -699,14 +720,19 @@ void group_values_columns(const float* scores, int64_t group, int64_t h0, const 
     for (int c = 0; c < V; ++c) store(partials + (h0 + h) * (d + 2) + 2 + j + kLanes * c, acc[h][c]);
 }
 
+// partials' sums (zeros on entry) for every query over all `count` positions: kValuePositions
+// positions at a time, each through every column pass.
 void group_values(const float* scores, int64_t group, const float* values, int64_t count, int64_t d, float* partials) {
   for (int64_t h0 = 0; h0 < group; h0 += 4)
-    for (int64_t j = 0; j < d; j += kValueVectors * kLanes) {
-      switch (std::min<int64_t>(kValueVectors * kLanes, d - j) / kLanes) {  // d % 32 == 0 (checked)
-        case 4: group_values_columns<4>(scores, group, h0, values, count, d, j, partials); break;
-        case 3: group_values_columns<3>(scores, group, h0, values, count, d, j, partials); break;
-        case 2: group_values_columns<2>(scores, group, h0, values, count, d, j, partials); break;
-        default: group_values_columns<1>(scores, group, h0, values, count, d, j, partials); break;
+    for (int64_t from = 0; from < count; from += kValuePositions) {
+      const int64_t to = std::min(count, from + kValuePositions);
+      for (int64_t j = 0; j < d; j += kValueVectors * kLanes) {
+        switch (std::min<int64_t>(kValueVectors * kLanes, d - j) / kLanes) {  // d % 32 == 0 (checked)
+          case 4: group_values_columns<4>(scores, group, h0, values, count, from, to, d, j, partials); break;
+          case 3: group_values_columns<3>(scores, group, h0, values, count, from, to, d, j, partials); break;
+          case 2: group_values_columns<2>(scores, group, h0, values, count, from, to, d, j, partials); break;
+          default: group_values_columns<1>(scores, group, h0, values, count, from, to, d, j, partials); break;
+        }
       }
     }
 }
@@ -784,7 +810,7 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
                        d, queries.data() + h * d);
       const int64_t count = to - from;
       scores.resize(static_cast<size_t>(group * count));
-      group_scores(queries.data(), group, head_keys, count, d, scores.data());
+      group_scores(queries.data(), group, head_keys, count, d, scores.data(), head_values);
       for (int64_t h = 0; h < group; ++h) {
         float* head_scores = scores.data() + h * count;
         Floats most = splat(-INFINITY);
