@@ -125,8 +125,8 @@ class Attention(nn.Module):
         v = v.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
 
         # Each row into its slot (padding past a prompt's end is never read).
-        cache.k[self.layer][slots, :, :T] = k
-        cache.v[self.layer][slots, :, :T] = v
+        cache.k[self.layer][slots, :, :T] = k.to(cache.k.dtype)  # float16 where the kernel attends
+        cache.v[self.layer][slots, :, :T] = v.to(cache.v.dtype)
         keys, values = k, v
         if lengths is not None:  # prompts of unequal lengths: each attends as it would alone (see `prefill`)
             out = q.new_zeros(q.shape)  # (B, h, T, D); padded positions stay 0 and are never read
@@ -196,7 +196,18 @@ class Qwen3LM(nn.Module):
 
     def new_cache(self, slots: int, max_len: int) -> KVCache:
         weight = self.model.embed_tokens.weight  # lm_head may be int8
-        return KVCache(self.config, slots, max_len, weight.dtype, weight.device)
+        return KVCache(self.config, slots, max_len, self.cache_dtype(), weight.device)
+
+    def cache_dtype(self) -> torch.dtype:
+        """What the KV cache holds: the activations' dtype, or float16 where soprano's kernel attends:
+        a step then streams half the bytes of every sentence's keys and values (its arithmetic stays
+        float32, and a prompt's keys are rounded as the step's own are)."""
+        weight = self.model.embed_tokens.weight
+        if weight.dtype == torch.float32 and weight.device.type == "cpu":
+            arguments = self._cpu_step_arguments()
+            if arguments is not None and arguments[KERNEL_PARTS]:
+                return torch.float16
+        return weight.dtype
 
     def tie_weights(self) -> None:
         self.lm_head.weight = self.model.embed_tokens.weight

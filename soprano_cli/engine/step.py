@@ -156,10 +156,12 @@ def static_decode_layers(blocks, x: Tensor, cos: Tensor, sin: Tensor, mask: Opti
         qk = qkv[:, :q_size + kv_size].view(B, heads + kv_heads, dim)
         qk = apply_rope(F.rms_norm(qk, (dim,), eps=attn.q_norm.eps).mul_(attn.qk_norm_weight()), cos, sin)
         v = qkv[:, q_size + kv_size:].view(B, kv_heads, dim)
-        cache.k[layer].view(-1, dim).index_copy_(0, write_rows, qk[:, heads:].reshape(-1, dim))
-        cache.v[layer].view(-1, dim).index_copy_(0, write_rows, v.reshape(-1, dim))
-        out = F.scaled_dot_product_attention(qk[:, :heads].view(B, kv_heads, group, dim), keys[layer], values[layer],
-                                             attn_mask=mask, scale=1.0)
+        # A cache made for soprano's kernel holds float16 (`Qwen3LM.cache_dtype`); elsewhere the
+        # conversions are no-ops.
+        cache.k[layer].view(-1, dim).index_copy_(0, write_rows, qk[:, heads:].reshape(-1, dim).to(cache.k.dtype))
+        cache.v[layer].view(-1, dim).index_copy_(0, write_rows, v.reshape(-1, dim).to(cache.v.dtype))
+        out = F.scaled_dot_product_attention(qk[:, :heads].view(B, kv_heads, group, dim), keys[layer].to(qk.dtype),
+                                             values[layer].to(qk.dtype), attn_mask=mask, scale=1.0)
         x = x + attn.o_proj(out.reshape(B, q_size))
         gate_up = mlp.gate_up_proj(block.post_attention_layernorm(x))
         inner = gate_up.shape[-1] // 2

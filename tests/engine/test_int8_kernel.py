@@ -165,7 +165,9 @@ def _attention_inputs(rows: int, heads: int, kv_heads: int, d: int, max_len: int
     return qkv, qk_norm, cos_sin, caches
 
 
-def _attention_composed(qkv, qk_norm, eps, cos_sin, keys, values, layer, positions, heads, kv_heads):
+def _attention_composed(qkv, qk_norm, eps, cos_sin, keys, values, layer, positions, heads, kv_heads,
+                        cache_dtype=torch.float32):
+    """The step's attention in plain torch over float32 caches; the new rows rounded to `cache_dtype` first."""
     rows, d = qkv.shape[0], keys.shape[-1]
     heads_all = qkv.reshape(rows, heads + 2 * kv_heads, d)
     qk = heads_all[:, : heads + kv_heads]
@@ -175,8 +177,8 @@ def _attention_composed(qkv, qk_norm, eps, cos_sin, keys, values, layer, positio
     out = torch.empty(rows, heads, d)
     for b in range(rows):
         at = int(positions[b])
-        keys[layer, b, :, at] = rotated[b, heads:]
-        values[layer, b, :, at] = heads_all[b, heads + kv_heads:]
+        keys[layer, b, :, at] = rotated[b, heads:].to(cache_dtype).float()
+        values[layer, b, :, at] = heads_all[b, heads + kv_heads:].to(cache_dtype).float()
         for h in range(heads):
             g = h // (heads // kv_heads)
             weights = torch.softmax(keys[layer, b, g, : at + 1] @ rotated[b, h], dim=0)
@@ -204,6 +206,45 @@ def test_the_attention_is_its_composition_and_each_row_is_the_same_alone(heads, 
                                          positions[b:b + 1], heads, kv_heads)
         assert torch.equal(alone, together[b:b + 1])
         assert torch.equal(alone_keys, ours_keys[:, b:b + 1])
+
+
+@pytest.mark.parametrize("heads, kv_heads, d", [(4, 1, 128), (6, 1, 32), (8, 2, 96)])
+def test_the_attention_over_a_float16_cache_is_its_float32_composition_over_the_rounded_cache(heads, kv_heads, d):
+    """Where the kernel attends, the KV cache holds float16: the new key and value rounded to nearest
+    (as torch rounds a prompt's), the sums float32 over the cache's exact values; and each row
+    alone as in the batch, bit for bit."""
+    positions = torch.tensor([0, 6, 130, 37])
+    qkv, qk_norm, cos_sin, (keys, values) = _attention_inputs(4, heads, kv_heads, d, 160, seed=heads + d + 1)
+    keys, values = keys.half(), values.half()
+    eps = constant(1e-6, torch.device("cpu"))
+    expected_keys, expected_values = keys.float(), values.float()
+    expected = _attention_composed(qkv, qk_norm, eps, cos_sin, expected_keys, expected_values, 1, positions, heads,
+                                   kv_heads, cache_dtype=torch.float16)
+    ours_keys, ours_values = keys.clone(), values.clone()
+    together = torch.ops.soprano.attend(qkv, qk_norm, eps, cos_sin, ours_keys, ours_values, 1, positions, heads,
+                                        kv_heads)
+    # The new rows: the float32 ones a float32 cache gets, rounded as torch rounds them.
+    float_keys, float_values = keys.float(), values.float()
+    torch.ops.soprano.attend(qkv, qk_norm, eps, cos_sin, float_keys, float_values, 1, positions, heads, kv_heads)
+    assert ours_keys.dtype == torch.float16
+    assert torch.equal(ours_keys, float_keys.half()) and torch.equal(ours_values, float_values.half())
+    torch.testing.assert_close(together, expected, rtol=1e-5, atol=1e-5)
+    for b in range(4):
+        alone_keys, alone_values = keys[:, b:b + 1].clone(), values[:, b:b + 1].clone()
+        alone = torch.ops.soprano.attend(qkv[b:b + 1], qk_norm, eps, cos_sin[b:b + 1], alone_keys, alone_values, 1,
+                                         positions[b:b + 1], heads, kv_heads)
+        assert torch.equal(alone, together[b:b + 1])
+
+
+def test_the_kv_cache_is_float16_where_the_kernel_attends_and_float32_elsewhere(tiny_checkpoint):
+    """An int8 model on soprano's kernel keeps its keys and values in float16 (half the bytes a step
+    streams); float32 keeps the reference's exact arithmetic, and so its float32 cache."""
+    int8 = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="int8"))
+    exact = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="float32"))
+    assert int8.lm.new_cache(2, 8).k.dtype == torch.float16
+    assert exact.lm.new_cache(2, 8).k.dtype == torch.float32
+    audio = int8.synthesize(["Hello there, friend."])[0].audio
+    assert audio.size and bool(torch.isfinite(torch.from_numpy(audio)).all())
 
 
 @pytest.mark.parametrize("out_features, in_features", [(64, 16), (768, 512), (512, 2304), (4608, 512)])

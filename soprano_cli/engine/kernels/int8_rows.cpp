@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -65,6 +66,9 @@ inline Floats keep_first(Floats v, int64_t n) { return _mm512_maskz_mov_ps(first
 inline Floats from_halves(const uint16_t* p) {  // 16 float16 -> float32, exactly
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
+inline void store_halves(uint16_t* p, Floats v) {  // rounded to nearest even, as torch's .half()
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
 inline float reduce_max(Floats v) { return _mm512_reduce_max_ps(v); }
 inline float reduce_add(Floats v) { return _mm512_reduce_add_ps(v); }
 // 16 sums of 16 lanes each -> one vector, lane i the sum of v[i] (a transposing add tree: about
@@ -99,6 +103,9 @@ inline Floats fnmadd(Floats a, Floats b, Floats c) { return _mm256_fnmadd_ps(a, 
 inline Floats abs(Floats a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
 inline Floats from_halves(const uint16_t* p) {  // 8 float16 -> float32, exactly (F16C)
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline void store_halves(uint16_t* p, Floats v) {  // rounded to nearest even, as torch's .half()
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 inline Floats round_to_int(Floats a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 inline Floats times_two_to(Floats a, Floats n) {  // n in [-126, 127]: 2^n built in the exponent bits
@@ -643,6 +650,15 @@ void normed_rotated(const float* head, const float* weight, const float* cos_sin
   }
 }
 
+// The KV cache holds float32, or float16 (uint16_t here): half the bytes a step streams, the
+// arithmetic still float32 (a float16 converts to float32 exactly).
+inline Floats load(const uint16_t* p) { return from_halves(p); }
+inline void store(uint16_t* p, Floats v) { store_halves(p, v); }
+template <typename Element>
+void store_row(const float* from, int64_t d, Element* to) {
+  for (int64_t j = 0; j < d; j += kLanes) store(to + j, load(from + j));
+}
+
 // Keys taken at once by group_scores: four queries by kKeysAtOnce keys make one vector of sums.
 constexpr int kKeysAtOnce = kLanes / 4;
 // Values' vectors taken at once by group_values (4 queries x this many accumulators).
@@ -651,23 +667,25 @@ constexpr int kValueVectors = kLanes == 16 ? 4 : 2;
 // caches between steps) in runs too short for the hardware's prefetcher to ramp up on.
 constexpr int64_t kPositionsAhead = 16;
 
-// Asks for the cache lines of floats [from, from + count) (count a multiple of 16: whole lines).
-template <_mm_hint Hint = _MM_HINT_T0>
-inline void prefetch_lines(const float* from, int64_t count) {
-  for (int64_t i = 0; i < count; i += 16) _mm_prefetch(reinterpret_cast<const char*>(from + i), Hint);
+// Asks for the cache lines of elements [from, from + count) (count whole lines of them).
+template <_mm_hint Hint = _MM_HINT_T0, typename Element>
+inline void prefetch_lines(const Element* from, int64_t count) {
+  constexpr int64_t kPerLine = 64 / sizeof(Element);
+  for (int64_t i = 0; i < count; i += kPerLine) _mm_prefetch(reinterpret_cast<const char*>(from + i), Hint);
 }
 
 // scores (group, count): each of `group` queries (group, D) dotted with each of `count` keys
 // (count, D), four queries by kKeysAtOnce keys at a time, so each key is loaded once per four queries.
 // The same positions' values (count, D) are asked for into the second-level cache as it goes, for
 // group_values to find there.
-void group_scores(const float* queries, int64_t group, const float* keys, int64_t count, int64_t d, float* scores,
-                  const float* values) {
+template <typename Element>
+void group_scores(const float* queries, int64_t group, const Element* keys, int64_t count, int64_t d, float* scores,
+                  const Element* values) {
   for (int64_t h0 = 0; h0 < group; h0 += 4) {
     const float* query[4];
     for (int i = 0; i < 4; ++i) query[i] = queries + std::min<int64_t>(h0 + i, group - 1) * d;  // spare slots repeat
     for (int64_t p0 = 0; p0 < count; p0 += kKeysAtOnce) {
-      const float* key[kKeysAtOnce];
+      const Element* key[kKeysAtOnce];
       for (int i = 0; i < kKeysAtOnce; ++i) key[i] = keys + std::min<int64_t>(p0 + i, count - 1) * d;
       if (p0 + kPositionsAhead < count) prefetch_lines(keys + (p0 + kPositionsAhead) * d, kKeysAtOnce * d);
       if (h0 == 0) prefetch_lines<_MM_HINT_T1>(values + p0 * d, std::min<int64_t>(kKeysAtOnce, count - p0) * d);
@@ -699,8 +717,8 @@ constexpr int64_t kValuePositions = 16;
 // four queries at a time, each value loaded once for all four (spare query slots repeat the last
 // query and are neither read nor stored). A position range after another continues its sums in
 // order, so the ranges give the sums of one pass over all positions, bit for bit.
-template <int V>
-void group_values_columns(const float* scores, int64_t group, int64_t h0, const float* values, int64_t count,
+template <int V, typename Element>
+void group_values_columns(const float* scores, int64_t group, int64_t h0, const Element* values, int64_t count,
                           int64_t from, int64_t to, int64_t d, int64_t j, float* partials) {
   const float* weights[4];
   for (int h = 0; h < 4; ++h) weights[h] = scores + std::min<int64_t>(h0 + h, group - 1) * count;
@@ -722,16 +740,17 @@ void group_values_columns(const float* scores, int64_t group, int64_t h0, const 
 
 // partials' sums (zeros on entry) for every query over all `count` positions: kValuePositions
 // positions at a time, each through every column pass.
-void group_values(const float* scores, int64_t group, const float* values, int64_t count, int64_t d, float* partials) {
+template <typename Element>
+void group_values(const float* scores, int64_t group, const Element* values, int64_t count, int64_t d, float* partials) {
   for (int64_t h0 = 0; h0 < group; h0 += 4)
     for (int64_t from = 0; from < count; from += kValuePositions) {
       const int64_t to = std::min(count, from + kValuePositions);
       for (int64_t j = 0; j < d; j += kValueVectors * kLanes) {
         switch (std::min<int64_t>(kValueVectors * kLanes, d - j) / kLanes) {  // d % 32 == 0 (checked)
-          case 4: group_values_columns<4>(scores, group, h0, values, count, from, to, d, j, partials); break;
-          case 3: group_values_columns<3>(scores, group, h0, values, count, from, to, d, j, partials); break;
-          case 2: group_values_columns<2>(scores, group, h0, values, count, from, to, d, j, partials); break;
-          default: group_values_columns<1>(scores, group, h0, values, count, from, to, d, j, partials); break;
+          case 4: group_values_columns<4, Element>(scores, group, h0, values, count, from, to, d, j, partials); break;
+          case 3: group_values_columns<3, Element>(scores, group, h0, values, count, from, to, d, j, partials); break;
+          case 2: group_values_columns<2, Element>(scores, group, h0, values, count, from, to, d, j, partials); break;
+          default: group_values_columns<1, Element>(scores, group, h0, values, count, from, to, d, j, partials); break;
         }
       }
     }
@@ -739,8 +758,8 @@ void group_values(const float* scores, int64_t group, const float* values, int64
 
 // The attention of one decode step in layer `layer`, every row b its own sentence in cache slot b
 // at position positions[b]: rows qkv (B, (h + 2 kvh) D) -> (B, h D). For each row: the q and k
-// heads normed and rotated, k and v written to the caches (layers, slots, kvh, max_len, D) at the
-// row's position, and each query head attends over its key head's positions 0..positions[b]
+// heads normed and rotated, k and v written to the caches (layers, slots, kvh, max_len, D; float32
+// or float16) at the row's position, and each query head attends over its key head's positions 0..positions[b]
 // (so a row reads only its own sentence: no mask, and the same result alone or in a batch).
 at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const at::Tensor& qk_eps,
                   const at::Tensor& cos_sin_rows, const at::Tensor& key_cache, const at::Tensor& value_cache,
@@ -748,9 +767,11 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
   const at::Tensor qkv = qkv_rows.contiguous(), cos_sin = cos_sin_rows.contiguous();
   const at::Tensor where = positions.to(at::kLong).contiguous();
   TORCH_CHECK(key_cache.dim() == 5 && key_cache.is_contiguous() && value_cache.is_contiguous() &&
-                  key_cache.sizes() == value_cache.sizes() && key_cache.scalar_type() == at::kFloat &&
-                  value_cache.scalar_type() == at::kFloat && layer >= 0 && layer < key_cache.size(0),
-              "soprano attend: the caches must be contiguous float32 (layers, slots, kv_heads, max_len, head_dim)");
+                  key_cache.sizes() == value_cache.sizes() &&
+                  (key_cache.scalar_type() == at::kFloat || key_cache.scalar_type() == at::kHalf) &&
+                  value_cache.scalar_type() == key_cache.scalar_type() && layer >= 0 && layer < key_cache.size(0),
+              "soprano attend: the caches must be contiguous float32 or float16 (layers, slots, kv_heads, max_len, "
+              "head_dim), both the same");
   const int64_t rows = qkv.size(0), d = key_cache.size(4), max_len = key_cache.size(3);
   TORCH_CHECK(qkv.dim() == 2 && qkv.scalar_type() == at::kFloat && qkv.size(1) == (heads + 2 * kv_heads) * d &&
                   kv_heads > 0 && heads % kv_heads == 0 && d % 32 == 0 && key_cache.size(1) >= rows &&
@@ -771,80 +792,88 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
   const int64_t group = heads / kv_heads, width = qkv.size(1);
   const float *source = qkv.data_ptr<float>(), *weights = qk_norm.data_ptr<float>(), *rope = cos_sin.data_ptr<float>();
   const int64_t layer_size = key_cache.size(1) * kv_heads * max_len * d;
-  float* keys = key_cache.data_ptr<float>() + layer * layer_size;
-  float* values = value_cache.data_ptr<float>() + layer * layer_size;
   float* result = out.data_ptr<float>();
-  // The new keys and values first (few), then every query head on its own, shared among threads.
-  for (int64_t b = 0; b < rows; ++b) {
-    const float* row = source + b * width;
-    for (int64_t g = 0; g < kv_heads; ++g) {
-      const int64_t at = ((b * kv_heads + g) * max_len + position[b]) * d;
-      normed_rotated(row + (heads + g) * d, weights + (heads + g) * d, rope + b * 2 * d, eps, d, keys + at);
-      std::copy(row + (heads + kv_heads + g) * d, row + (heads + kv_heads + g + 1) * d, values + at);
-    }
-  }
-  // Each row's positions in kSplits runs, task = (run, row, key head): with two threads, each
-  // streams half of every key head's keys and values from memory (they leave the caches between
-  // steps), once for all the query heads that share it; the runs' partial softmax sums are merged
-  // after. The runs depend on the row's length only, so a row's result does not depend on its batch.
-  const int64_t heads_total = rows * heads;
-  std::vector<float> partial(static_cast<size_t>(kSplits * heads_total * (d + 2)));  // per (run, row, head): max, sum, d sums
-  at::parallel_for(0, kSplits * rows * kv_heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> queries(static_cast<size_t>(group * d)), scores;
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t run = task / (rows * kv_heads), b = (task % (rows * kv_heads)) / kv_heads, g = task % kv_heads;
-      const int64_t length = position[b] + 1, step = (length + kSplits - 1) / kSplits;
-      const int64_t from = std::min(length, run * step), to = std::min(length, from + step);
-      float* first_partial = partial.data() + (run * heads_total + b * heads + g * group) * (d + 2);
-      for (int64_t h = 0; h < group; ++h) {
-        float* out_partial = first_partial + h * (d + 2);
-        out_partial[0] = -INFINITY;
-        out_partial[1] = 0.0f;
-        std::fill(out_partial + 2, out_partial + 2 + d, 0.0f);
+  const auto attend_over = [&](auto* keys, auto* values) {  // the layer's caches, float or uint16_t (float16)
+    using Element = std::remove_pointer_t<decltype(keys)>;
+    std::vector<float> new_key(static_cast<size_t>(d));
+    // The new keys and values first (few), then every query head on its own, shared among threads.
+    for (int64_t b = 0; b < rows; ++b) {
+      const float* row = source + b * width;
+      for (int64_t g = 0; g < kv_heads; ++g) {
+        const int64_t at = ((b * kv_heads + g) * max_len + position[b]) * d;
+        normed_rotated(row + (heads + g) * d, weights + (heads + g) * d, rope + b * 2 * d, eps, d, new_key.data());
+        store_row(new_key.data(), d, keys + at);
+        store_row(row + (heads + kv_heads + g) * d, d, values + at);
       }
-      if (from >= to) continue;
-      const float* head_keys = keys + (b * kv_heads + g) * max_len * d + from * d;
-      const float* head_values = values + (b * kv_heads + g) * max_len * d + from * d;
-      for (int64_t h = 0; h < group; ++h)
-        normed_rotated(source + b * width + (g * group + h) * d, weights + (g * group + h) * d, rope + b * 2 * d, eps,
-                       d, queries.data() + h * d);
-      const int64_t count = to - from;
-      scores.resize(static_cast<size_t>(group * count));
-      group_scores(queries.data(), group, head_keys, count, d, scores.data(), head_values);
-      for (int64_t h = 0; h < group; ++h) {
-        float* head_scores = scores.data() + h * count;
-        Floats most = splat(-INFINITY);
-        for (int64_t l = 0; l < count; l += kLanes) most = max(most, load_first(head_scores + l, count - l, most));
-        const float largest = reduce_max(most);
-        Floats total = zeros();
-        for (int64_t l = 0; l < count; l += kLanes) {
-          const Floats e = exp_nonpositive(sub(load_first(head_scores + l, count - l, zeros()), splat(largest)));
-          store_first(head_scores + l, e, count - l);
-          total = add(total, keep_first(e, count - l));
+    }
+    // Each row's positions in kSplits runs, task = (run, row, key head): with two threads, each
+    // streams half of every key head's keys and values from memory (they leave the caches between
+    // steps), once for all the query heads that share it; the runs' partial softmax sums are merged
+    // after. The runs depend on the row's length only, so a row's result does not depend on its batch.
+    const int64_t heads_total = rows * heads;
+    std::vector<float> partial(static_cast<size_t>(kSplits * heads_total * (d + 2)));  // per (run, row, head): max, sum, d sums
+    at::parallel_for(0, kSplits * rows * kv_heads, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> queries(static_cast<size_t>(group * d)), scores;
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t run = task / (rows * kv_heads), b = (task % (rows * kv_heads)) / kv_heads, g = task % kv_heads;
+        const int64_t length = position[b] + 1, step = (length + kSplits - 1) / kSplits;
+        const int64_t from = std::min(length, run * step), to = std::min(length, from + step);
+        float* first_partial = partial.data() + (run * heads_total + b * heads + g * group) * (d + 2);
+        for (int64_t h = 0; h < group; ++h) {
+          float* out_partial = first_partial + h * (d + 2);
+          out_partial[0] = -INFINITY;
+          out_partial[1] = 0.0f;
+          std::fill(out_partial + 2, out_partial + 2 + d, 0.0f);
         }
-        first_partial[h * (d + 2)] = largest;
-        first_partial[h * (d + 2) + 1] = reduce_add(total);
+        if (from >= to) continue;
+        const Element* head_keys = keys + (b * kv_heads + g) * max_len * d + from * d;
+        const Element* head_values = values + (b * kv_heads + g) * max_len * d + from * d;
+        for (int64_t h = 0; h < group; ++h)
+          normed_rotated(source + b * width + (g * group + h) * d, weights + (g * group + h) * d, rope + b * 2 * d, eps,
+                         d, queries.data() + h * d);
+        const int64_t count = to - from;
+        scores.resize(static_cast<size_t>(group * count));
+        group_scores(queries.data(), group, head_keys, count, d, scores.data(), head_values);
+        for (int64_t h = 0; h < group; ++h) {
+          float* head_scores = scores.data() + h * count;
+          Floats most = splat(-INFINITY);
+          for (int64_t l = 0; l < count; l += kLanes) most = max(most, load_first(head_scores + l, count - l, most));
+          const float largest = reduce_max(most);
+          Floats total = zeros();
+          for (int64_t l = 0; l < count; l += kLanes) {
+            const Floats e = exp_nonpositive(sub(load_first(head_scores + l, count - l, zeros()), splat(largest)));
+            store_first(head_scores + l, e, count - l);
+            total = add(total, keep_first(e, count - l));
+          }
+          first_partial[h * (d + 2)] = largest;
+          first_partial[h * (d + 2) + 1] = reduce_add(total);
+        }
+        group_values(scores.data(), group, head_values, count, d, first_partial);
       }
-      group_values(scores.data(), group, head_values, count, d, first_partial);
+    });
+    for (int64_t index = 0; index < heads_total; ++index) {  // softmax over the runs: rescale to one max
+      float largest = -INFINITY;
+      for (int64_t run = 0; run < kSplits; ++run) largest = std::max(largest, partial[(run * heads_total + index) * (d + 2)]);
+      float total = 0.0f;
+      float factors[kSplits];
+      for (int64_t run = 0; run < kSplits; ++run) {
+        const float* part = partial.data() + (run * heads_total + index) * (d + 2);
+        factors[run] = part[1] > 0.0f ? std::exp(part[0] - largest) : 0.0f;
+        total += part[1] * factors[run];
+      }
+      float* mixed = result + index * d;  // row b, head h: (b * heads + h) * d
+      for (int64_t j = 0; j < d; ++j) {
+        float sum = 0.0f;
+        for (int64_t run = 0; run < kSplits; ++run) sum += partial[(run * heads_total + index) * (d + 2) + 2 + j] * factors[run];
+        mixed[j] = sum / total;
+      }
     }
-  });
-  for (int64_t index = 0; index < heads_total; ++index) {  // softmax over the runs: rescale to one max
-    float largest = -INFINITY;
-    for (int64_t run = 0; run < kSplits; ++run) largest = std::max(largest, partial[(run * heads_total + index) * (d + 2)]);
-    float total = 0.0f;
-    float factors[kSplits];
-    for (int64_t run = 0; run < kSplits; ++run) {
-      const float* part = partial.data() + (run * heads_total + index) * (d + 2);
-      factors[run] = part[1] > 0.0f ? std::exp(part[0] - largest) : 0.0f;
-      total += part[1] * factors[run];
-    }
-    float* mixed = result + index * d;  // row b, head h: (b * heads + h) * d
-    for (int64_t j = 0; j < d; ++j) {
-      float sum = 0.0f;
-      for (int64_t run = 0; run < kSplits; ++run) sum += partial[(run * heads_total + index) * (d + 2) + 2 + j] * factors[run];
-      mixed[j] = sum / total;
-    }
-  }
+  };
+  if (key_cache.scalar_type() == at::kHalf)
+    attend_over(reinterpret_cast<uint16_t*>(key_cache.data_ptr()) + layer * layer_size,
+                reinterpret_cast<uint16_t*>(value_cache.data_ptr()) + layer * layer_size);
+  else
+    attend_over(key_cache.data_ptr<float>() + layer * layer_size, value_cache.data_ptr<float>() + layer * layer_size);
   return out;
 }
 
