@@ -5,7 +5,9 @@ machine slows both alike):
 - the whole int8 decode step of a full-size LM (weights streaming from memory), at batch 1 and
   16: soprano's kernel step (fused norms and attention) against the fbgemm step;
 - the int8 decoder on a 512-frame sentence: its ConvNeXt layers on soprano's kernel (two fused
-  calls a block) against fbgemm's.
+  calls a block) against fbgemm's;
+- the step's attention over a full-size model's 17 layers at batch 16, as positions grow: the
+  KV cache in float16 (what the kernel's int8 models keep) against float32.
 
     python benchmarks/bench_int8_kernel.py [--member random] [--batches 1,16]
 
@@ -117,6 +119,32 @@ def decoders(member: str, rounds: int) -> None:
     print(f"| one sentence | {theirs:.3f} | {ours:.3f} | {theirs / ours:.2f}x |")
 
 
+def attention(rounds: int) -> None:
+    import torch
+
+    from soprano_cli.engine.ops import constant
+
+    layers, rows, heads, kv_heads, d, max_len = 17, 16, 4, 1, 128, 1024  # Soprano-1.1-80M's shapes
+    generator = torch.Generator().manual_seed(0)
+    caches = {dtype: [torch.randn(layers, rows, kv_heads, max_len, d, generator=generator).to(dtype) for _ in range(2)]
+              for dtype in (torch.float32, torch.float16)}
+    qkv = torch.randn(rows, (heads + 2 * kv_heads) * d, generator=generator)
+    qk_norm, eps = torch.ones((heads + kv_heads) * d), constant(1e-6, torch.device("cpu"))
+    angles = torch.rand(rows, d, generator=generator)
+    cos_sin = torch.cat([angles.cos(), angles.sin()], dim=1)
+    print("\n| attention, batch 16, 17 layers: position | float32 cache ms | float16 cache ms | ratio |\n|---|---|---|---|")
+    for position in (100, 300, 600):
+        where = torch.full((rows,), position, dtype=torch.long)
+        times: dict[torch.dtype, list[float]] = {dtype: [] for dtype in caches}
+        for _ in range(rounds):
+            for dtype, (keys, values) in caches.items():  # each step's caches come from memory, as in use
+                times[dtype].append(per_call_us(lambda: [torch.ops.soprano.attend(
+                    qkv, qk_norm, eps, cos_sin, keys, values, layer, where, heads, kv_heads) for layer in range(layers)],
+                    repeat=20) / 1000)
+        full, half = statistics.median(times[torch.float32]), statistics.median(times[torch.float16])
+        print(f"| {position} | {full:.2f} | {half:.2f} | {full / half:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--member", default="random", help="the family member whose LM steps are timed")
@@ -130,6 +158,7 @@ def main() -> None:
     matmuls()
     steps(args.member, [int(b) for b in args.batches.split(",")], args.rounds)
     decoders(args.member, 2 * args.rounds + 1)
+    attention(args.rounds)
 
 
 if __name__ == "__main__":

@@ -114,9 +114,14 @@ class Attention(nn.Module):
         """Prompt positions (B, T, H) of the sequences in cache `slots` (B,): their keys and values
         go into the cache, and each position attends to the prompt up to itself. (A decode step
         is `step.py`'s.)"""
-        B, T, _ = x.shape
+        return self.o_proj(self.attend_prompt(self.qkv_proj(x), cos, sin, cache, slots, mask, lengths))
+
+    def attend_prompt(self, qkv, cos, sin, cache: KVCache, slots, mask, lengths=None):
+        """`forward` from the projected q, k and v (B, T, (h + 2 kvh) D) to the heads' outputs
+        (B, T, h D), before the output projection."""
+        B, T, _ = qkv.shape
         heads = self.num_heads + self.num_kv_heads
-        qk, v = self.qkv_proj(x).split([self.q_size + self.kv_size, self.kv_size], dim=-1)
+        qk, v = qkv.split([self.q_size + self.kv_size, self.kv_size], dim=-1)
         # q and k heads side by side: one norm and one rotation for both (decode is op-bound).
         qk = F.rms_norm(qk.view(B, T, heads, self.head_dim), (self.head_dim,), eps=self.q_norm.eps)
         qk = qk * self.qk_norm_weight()
@@ -124,10 +129,13 @@ class Attention(nn.Module):
         q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
         v = v.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
 
-        # Each row into its slot (padding past a prompt's end is never read).
-        cache.k[self.layer][slots, :, :T] = k.to(cache.k.dtype)  # float16 where the kernel attends
-        cache.v[self.layer][slots, :, :T] = v.to(cache.v.dtype)
-        keys, values = k, v
+        # Each row into its slot (padding past a prompt's end is never read). A float16 cache (where
+        # soprano's kernel attends) holds keys and values rounded: the prompt attends over those, as
+        # every later step does, so the probe's one teacher-forced pass judges what runs.
+        k, v = k.to(cache.k.dtype), v.to(cache.v.dtype)
+        cache.k[self.layer][slots, :, :T] = k
+        cache.v[self.layer][slots, :, :T] = v
+        keys, values = k.to(q.dtype), v.to(q.dtype)
         if lengths is not None:  # prompts of unequal lengths: each attends as it would alone (see `prefill`)
             out = q.new_zeros(q.shape)  # (B, h, T, D); padded positions stay 0 and are never read
             for row, n in enumerate(lengths):
@@ -135,7 +143,7 @@ class Attention(nn.Module):
                                                        values[row:row + 1, :, :n], None)
         else:
             out = self._attend(q, keys, values, mask)  # (B, h, T, D)
-        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
+        return out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)
 
     def _attend(self, q, keys, values, mask):
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=(q.shape[2] > 1 and mask is None),
@@ -202,12 +210,16 @@ class Qwen3LM(nn.Module):
         """What the KV cache holds: the activations' dtype, or float16 where soprano's kernel attends:
         a step then streams half the bytes of every sentence's keys and values (its arithmetic stays
         float32, and a prompt's keys are rounded as the step's own are)."""
+        return torch.float16 if self._kernel_arguments() is not None else self.model.embed_tokens.weight.dtype
+
+    def _kernel_arguments(self) -> tuple | None:
+        """The step's arguments where its int8 layers run on soprano's kernel (a CPU, float32
+        activations), else None."""
         weight = self.model.embed_tokens.weight
-        if weight.dtype == torch.float32 and weight.device.type == "cpu":
-            arguments = self._cpu_step_arguments()
-            if arguments is not None and arguments[KERNEL_PARTS]:
-                return torch.float16
-        return weight.dtype
+        if weight.dtype != torch.float32 or weight.device.type != "cpu":
+            return None
+        arguments = self._cpu_step_arguments()
+        return arguments if arguments is not None and arguments[KERNEL_PARTS] else None
 
     def tie_weights(self) -> None:
         self.lm_head.weight = self.model.embed_tokens.weight
@@ -233,8 +245,20 @@ class Qwen3LM(nn.Module):
         cos, sin = self.rope(rope_len or int(positions.max()) + 1)
         x = self.model.embed_tokens(ids)
         cos, sin = cos[positions].unsqueeze(2).to(x.dtype), sin[positions].unsqueeze(2).to(x.dtype)  # (B, T, 1, D)
-        for block in self.model.layers:
-            x = block(x, cos, sin, cache, slots, mask, lengths)
+        arguments = self._kernel_arguments()
+        if arguments is not None:  # the step's fused layers over every prompt position as a row
+            B, T, H = x.shape
+            blocks = self.model.layers
+
+            def attend(layer: int, qkv: torch.Tensor) -> torch.Tensor:
+                attended = blocks[layer].self_attn.attend_prompt(qkv.view(B, T, -1), cos, sin, cache, slots, mask,
+                                                                 lengths)
+                return attended.reshape(B * T, -1)
+
+            x = step.kernel_prompt_layers(x.reshape(B * T, H), attend, *arguments).view(B, T, H)
+        else:
+            for block in self.model.layers:
+                x = block(x, cos, sin, cache, slots, mask, lengths)
         hidden = self.model.norm(x)
         return hidden
 

@@ -57,7 +57,7 @@ TIMED_STEPS = 12  # decode steps timed per candidate (after a few untimed ones)
 # At most this share of the LM's blocks may stay in float inside an int8 model: beyond it, each
 # float block reads two or four times an int8 block's bytes, and float32 itself is near.
 MAX_FLOAT_BLOCK_SHARE = 0.5
-PROBE_VERSION = 3  # part of the cache key: a changed probe decides afresh
+PROBE_VERSION = 4  # part of the cache key: a changed probe decides afresh
 
 
 @dataclass
@@ -121,7 +121,7 @@ def cpu_kernels() -> dict[str, str]:
     """Which kernel each precision gets on this CPU (from its /proc/cpuinfo flags)."""
     has = cpu_has_flag
     if quantize.use_fbgemm(torch.device("cpu")) and int8_kernel.available():
-        int8 = f"soprano {int8_kernel.instruction_set().name} (LM and decoder; blocks kept out of int8 in float16)"
+        int8 = f"soprano {int8_kernel.instruction_set().name} (LM and decoder; KV cache and blocks kept out of int8 in float16)"
     elif quantize.use_fbgemm(torch.device("cpu")):
         int8 = "fbgemm " + ("AMX-INT8" if has("amx_int8") else "VNNI" if has("avx512_vnni", "avx_vnni")
                             else "AVX2 (7-bit inputs)")

@@ -31,7 +31,7 @@ import functools
 import logging
 import os
 import warnings
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +104,26 @@ def kernel_decode_layers(x: Tensor, cos_sin: Tensor, positions: Tensor, keys: Te
                                             kv_heads)
         x = _block_rest(x, attended, post_norms[i], weights, packed, kernel_parts, int8_blocks[i], q, f, eps, inner,
                         input_scale)
+        if int8_blocks[i]:
+            q += 4
+        else:
+            f += 4
+    return x
+
+
+def kernel_prompt_layers(x: Tensor, attend: Callable[[int, Tensor], Tensor], input_norms: List[Tensor],
+                         qk_norms: List[Tensor], post_norms: List[Tensor], weights: List[Tensor],
+                         packed: List[torch.classes.quantized.LinearPackedParamsBase], kernel_parts: List[Tensor],
+                         int8_blocks: List[bool], eps: Tensor, qk_eps: Tensor, heads: int, kv_heads: int,
+                         head_dim: int, inner: int, input_scale: float) -> Tensor:
+    """Prompt positions as rows x (N, H) through `kernel_decode_layers`' fused layers (the step's
+    arguments), `attend(i, qkv)` being block i's attention over the prompts (N, h D): the layers
+    round as a step's do, with a few operations fewer per block than the modules take."""
+    q, f = 0, 0
+    for i in range(len(input_norms)):
+        qkv = _block_qkv(x, input_norms[i], weights, packed, kernel_parts, int8_blocks[i], q, f, eps, input_scale)
+        x = _block_rest(x, attend(i, qkv), post_norms[i], weights, packed, kernel_parts, int8_blocks[i], q, f, eps,
+                        inner, input_scale)
         if int8_blocks[i]:
             q += 4
         else:

@@ -247,6 +247,44 @@ def test_the_kv_cache_is_float16_where_the_kernel_attends_and_float32_elsewhere(
     assert audio.size and bool(torch.isfinite(torch.from_numpy(audio)).all())
 
 
+def _prompt_hidden(lm, ids: torch.Tensor, cache) -> torch.Tensor:
+    positions = torch.arange(ids.shape[0]).unsqueeze(0)
+    with torch.inference_mode():
+        return lm.run_prompts(ids.unsqueeze(0), positions, cache, torch.zeros(1, dtype=torch.long), None)[0]
+
+
+def test_a_prompt_attends_over_the_float16_keys_and_values_its_cache_keeps(tiny_checkpoint):
+    """The prompt's positions attend over the rounded keys and values, as every later step does: so
+    the probe's teacher-forced pass (a prompt) judges the float16 cache that runs."""
+    from soprano_cli.engine.lm import KVCache
+
+    lm = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="int8")).lm
+    ids = torch.arange(3, 40)
+    rounded = _prompt_hidden(lm, ids, lm.new_cache(1, ids.shape[0]))
+    exact = _prompt_hidden(lm, ids, KVCache(lm.config, 1, ids.shape[0], torch.float32, torch.device("cpu")))
+    assert not torch.equal(rounded, exact)
+    assert torch.nn.functional.cosine_similarity(rounded, exact, dim=-1).min() > 0.999
+
+
+def test_a_prompt_runs_through_the_steps_fused_layers(tiny_checkpoint, monkeypatch):
+    """On the kernel, a prompt's positions go through the step's fused layers (norm and product in
+    one call, the gated MLP and residual in one), which round as the step does; the modules' own
+    path computes the same to float rounding."""
+    from soprano_cli.engine import lm as lm_module
+    from soprano_cli.engine import step
+
+    lm = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="int8")).lm
+    ids = torch.arange(3, 40)
+    calls = []
+    fused = step.kernel_prompt_layers
+    monkeypatch.setattr(step, "kernel_prompt_layers", lambda *args: calls.append(1) or fused(*args))
+    ours = _prompt_hidden(lm, ids, lm.new_cache(1, ids.shape[0]))
+    assert calls
+    monkeypatch.setattr(lm_module.Qwen3LM, "_kernel_arguments", lambda self: None)  # the modules, same float16 cache
+    modules = _prompt_hidden(lm, ids, lm_module.KVCache(lm.config, 1, ids.shape[0], torch.float16, torch.device("cpu")))
+    assert torch.nn.functional.cosine_similarity(ours, modules, dim=-1).min() > 0.9999
+
+
 @pytest.mark.parametrize("out_features, in_features", [(64, 16), (768, 512), (512, 2304), (4608, 512)])
 def test_float16_weights_sum_as_float32_and_each_row_alone_as_in_a_batch(out_features, in_features):
     """The blocks `auto` keeps out of int8: float16 weights (each rounded to nearest), float32
