@@ -148,10 +148,13 @@ def family(args) -> None:
             print(f"{name} failed:\n{ours.stderr[-2000:]}{reference.stderr[-2000:]}", file=sys.stderr)
             continue
         row, ref = json.loads(ours.stdout.splitlines()[-1]), json.loads(reference.stdout.splitlines()[-1])
+        import torch
+
         from soprano_cli.engine import precision_probe
 
         os.environ["XDG_CACHE_HOME"] = str(cache)
-        decision = next((d for model, d in precision_probe.decisions_on_this_cpu() if Path(model) == folder), None)
+        # The decision the run loaded: this kernel's and probe's (older ones stay cached beside it).
+        decision = precision_probe.cached_decision(folder, torch.device("cpu"))
         chosen = next((f for f in (decision.figures if decision else []) if f.precision == row["dtype"] and f.passed), None)
         table.append((name, row, ref, chosen))
     print(f"\n{args.frames} frames per sentence; reference: soprano-tts, one sentence (median of three), same run\n")

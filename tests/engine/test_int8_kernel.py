@@ -186,54 +186,35 @@ def _attention_composed(qkv, qk_norm, eps, cos_sin, keys, values, layer, positio
     return out.reshape(rows, heads * d)
 
 
+@pytest.mark.parametrize("cache_dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("heads, kv_heads, d", [(4, 1, 128), (2, 2, 32), (6, 1, 32), (8, 2, 96), (1, 1, 64)])
-def test_the_attention_is_its_composition_and_each_row_is_the_same_alone(heads, kv_heads, d):
+def test_the_attention_is_its_composition_and_each_row_is_the_same_alone(heads, kv_heads, d, cache_dtype):
     """One decode step's attention (q/k norms, rotation, cache writes, softmax over the row's own
     positions, shared key heads) against plain torch, at lengths 1, odd and long; and each row
-    alone as in the batch, bit for bit."""
+    alone as in the batch, bit for bit. Over a float16 cache (where the kernel attends, int8 keeps
+    one) the new key and value are rounded to nearest as torch rounds a prompt's, and the sums are
+    float32 over the cache's exact values."""
     positions = torch.tensor([0, 6, 130, 37])
     qkv, qk_norm, cos_sin, (keys, values) = _attention_inputs(4, heads, kv_heads, d, 160, seed=heads + d)
+    keys, values = keys.to(cache_dtype), values.to(cache_dtype)
     eps = constant(1e-6, torch.device("cpu"))
-    expected = _attention_composed(qkv, qk_norm, eps, cos_sin, keys.clone(), values.clone(), 1, positions, heads,
-                                   kv_heads)
+    expected = _attention_composed(qkv, qk_norm, eps, cos_sin, keys.float(), values.float(), 1, positions, heads,
+                                   kv_heads, cache_dtype)
     ours_keys, ours_values = keys.clone(), values.clone()
     together = torch.ops.soprano.attend(qkv, qk_norm, eps, cos_sin, ours_keys, ours_values, 1, positions, heads,
                                         kv_heads)
     torch.testing.assert_close(together, expected, rtol=1e-5, atol=1e-5)
+    # The new rows: the float32 ones a float32 cache gets, rounded as torch rounds them.
+    float_keys, float_values = keys.float(), values.float()
+    torch.ops.soprano.attend(qkv, qk_norm, eps, cos_sin, float_keys, float_values, 1, positions, heads, kv_heads)
+    assert ours_keys.dtype == cache_dtype
+    assert torch.equal(ours_keys, float_keys.to(cache_dtype)) and torch.equal(ours_values, float_values.to(cache_dtype))
     for b in range(4):
         alone_keys, alone_values = keys[:, b:b + 1].clone(), values[:, b:b + 1].clone()
         alone = torch.ops.soprano.attend(qkv[b:b + 1], qk_norm, eps, cos_sin[b:b + 1], alone_keys, alone_values, 1,
                                          positions[b:b + 1], heads, kv_heads)
         assert torch.equal(alone, together[b:b + 1])
         assert torch.equal(alone_keys, ours_keys[:, b:b + 1])
-
-
-@pytest.mark.parametrize("heads, kv_heads, d", [(4, 1, 128), (6, 1, 32), (8, 2, 96)])
-def test_the_attention_over_a_float16_cache_is_its_float32_composition_over_the_rounded_cache(heads, kv_heads, d):
-    """Where the kernel attends, the KV cache holds float16: the new key and value rounded to nearest
-    (as torch rounds a prompt's), the sums float32 over the cache's exact values; and each row
-    alone as in the batch, bit for bit."""
-    positions = torch.tensor([0, 6, 130, 37])
-    qkv, qk_norm, cos_sin, (keys, values) = _attention_inputs(4, heads, kv_heads, d, 160, seed=heads + d + 1)
-    keys, values = keys.half(), values.half()
-    eps = constant(1e-6, torch.device("cpu"))
-    expected_keys, expected_values = keys.float(), values.float()
-    expected = _attention_composed(qkv, qk_norm, eps, cos_sin, expected_keys, expected_values, 1, positions, heads,
-                                   kv_heads, cache_dtype=torch.float16)
-    ours_keys, ours_values = keys.clone(), values.clone()
-    together = torch.ops.soprano.attend(qkv, qk_norm, eps, cos_sin, ours_keys, ours_values, 1, positions, heads,
-                                        kv_heads)
-    # The new rows: the float32 ones a float32 cache gets, rounded as torch rounds them.
-    float_keys, float_values = keys.float(), values.float()
-    torch.ops.soprano.attend(qkv, qk_norm, eps, cos_sin, float_keys, float_values, 1, positions, heads, kv_heads)
-    assert ours_keys.dtype == torch.float16
-    assert torch.equal(ours_keys, float_keys.half()) and torch.equal(ours_values, float_values.half())
-    torch.testing.assert_close(together, expected, rtol=1e-5, atol=1e-5)
-    for b in range(4):
-        alone_keys, alone_values = keys[:, b:b + 1].clone(), values[:, b:b + 1].clone()
-        alone = torch.ops.soprano.attend(qkv[b:b + 1], qk_norm, eps, cos_sin[b:b + 1], alone_keys, alone_values, 1,
-                                         positions[b:b + 1], heads, kv_heads)
-        assert torch.equal(alone, together[b:b + 1])
 
 
 def test_the_kv_cache_is_float16_where_the_kernel_attends_and_float32_elsewhere(tiny_checkpoint):
