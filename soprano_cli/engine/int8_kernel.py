@@ -87,7 +87,7 @@ _LIBRARY.define("int8_gated_added(Tensor gate_up, Tensor residual, Tensor weight
                 "Tensor multipliers, float input_scale) -> Tensor")
 _LIBRARY.define("half_rows(Tensor rows, Tensor weight) -> Tensor")
 _LIBRARY.define("attend(Tensor qkv, Tensor qk_norm, Tensor qk_eps, Tensor cos_sin, Tensor(a!) keys, "
-                "Tensor(b!) values, int layer, Tensor positions, int heads, int kv_heads) -> Tensor")
+                "Tensor(b!) values, int layer, Tensor positions, int heads, int kv_heads, Tensor? slots=None) -> Tensor")
 
 
 def kernel_cache_dir() -> Path:

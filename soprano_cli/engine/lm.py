@@ -113,15 +113,10 @@ class Attention(nn.Module):
     def forward(self, x, cos, sin, cache: KVCache, slots, mask, lengths=None):
         """Prompt positions (B, T, H) of the sequences in cache `slots` (B,): their keys and values
         go into the cache, and each position attends to the prompt up to itself. (A decode step
-        is `step.py`'s.)"""
-        return self.o_proj(self.attend_prompt(self.qkv_proj(x), cos, sin, cache, slots, mask, lengths))
-
-    def attend_prompt(self, qkv, cos, sin, cache: KVCache, slots, mask, lengths=None):
-        """`forward` from the projected q, k and v (B, T, (h + 2 kvh) D) to the heads' outputs
-        (B, T, h D), before the output projection."""
-        B, T, _ = qkv.shape
+        is `step.py`'s; where soprano's kernel runs the step, it runs prompts too.)"""
+        B, T, _ = x.shape
         heads = self.num_heads + self.num_kv_heads
-        qk, v = qkv.split([self.q_size + self.kv_size, self.kv_size], dim=-1)
+        qk, v = self.qkv_proj(x).split([self.q_size + self.kv_size, self.kv_size], dim=-1)
         # q and k heads side by side: one norm and one rotation for both (decode is op-bound).
         qk = F.rms_norm(qk.view(B, T, heads, self.head_dim), (self.head_dim,), eps=self.q_norm.eps)
         qk = qk * self.qk_norm_weight()
@@ -129,21 +124,17 @@ class Attention(nn.Module):
         q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
         v = v.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
 
-        # Each row into its slot (padding past a prompt's end is never read). A float16 cache (where
-        # soprano's kernel attends) holds keys and values rounded: the prompt attends over those, as
-        # every later step does, so the probe's one teacher-forced pass judges what runs.
-        k, v = k.to(cache.k.dtype), v.to(cache.v.dtype)
-        cache.k[self.layer][slots, :, :T] = k
-        cache.v[self.layer][slots, :, :T] = v
-        keys, values = k.to(q.dtype), v.to(q.dtype)
+        # Each row into its slot (padding past a prompt's end is never read).
+        cache.k[self.layer][slots, :, :T] = k.to(cache.k.dtype)
+        cache.v[self.layer][slots, :, :T] = v.to(cache.v.dtype)
         if lengths is not None:  # prompts of unequal lengths: each attends as it would alone (see `prefill`)
             out = q.new_zeros(q.shape)  # (B, h, T, D); padded positions stay 0 and are never read
             for row, n in enumerate(lengths):
-                out[row:row + 1, :, :n] = self._attend(q[row:row + 1, :, :n], keys[row:row + 1, :, :n],
-                                                       values[row:row + 1, :, :n], None)
+                out[row:row + 1, :, :n] = self._attend(q[row:row + 1, :, :n], k[row:row + 1, :, :n],
+                                                       v[row:row + 1, :, :n], None)
         else:
-            out = self._attend(q, keys, values, mask)  # (B, h, T, D)
-        return out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)
+            out = self._attend(q, k, v, mask)  # (B, h, T, D)
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
 
     def _attend(self, q, keys, values, mask):
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=(q.shape[2] > 1 and mask is None),
@@ -242,25 +233,20 @@ class Qwen3LM(nn.Module):
     def run_prompts(self, ids, positions, cache: KVCache, slots, mask, rope_len: int | None = None, lengths=None):
         """Final-normed hidden states (B, T, H) of prompts `ids` (B, T) at `positions`, their keys
         and values written into cache `slots` (B,); `mask`, `lengths` as `Attention.forward` takes them."""
-        cos, sin = self.rope(rope_len or int(positions.max()) + 1)
+        rope_len = rope_len or int(positions.max()) + 1
         x = self.model.embed_tokens(ids)
-        cos, sin = cos[positions].unsqueeze(2).to(x.dtype), sin[positions].unsqueeze(2).to(x.dtype)  # (B, T, 1, D)
         arguments = self._kernel_arguments()
-        if arguments is not None:  # the step's fused layers over every prompt position as a row
+        if arguments is not None:  # every prompt position a row of the kernel's step, in its prompt's slot
             B, T, H = x.shape
-            blocks = self.model.layers
-
-            def attend(layer: int, qkv: torch.Tensor) -> torch.Tensor:
-                attended = blocks[layer].self_attn.attend_prompt(qkv.view(B, T, -1), cos, sin, cache, slots, mask,
-                                                                 lengths)
-                return attended.reshape(B * T, -1)
-
-            x = step.kernel_prompt_layers(x.reshape(B * T, H), attend, *arguments).view(B, T, H)
-        else:
-            for block in self.model.layers:
-                x = block(x, cos, sin, cache, slots, mask, lengths)
-        hidden = self.model.norm(x)
-        return hidden
+            rows_slots = slots[:, None].expand(B, T).reshape(-1)
+            cos_sin = self.rope_rows(rope_len)[positions.reshape(-1)]
+            x = self._kernel_step(x.reshape(B * T, H), cos_sin, positions.reshape(-1), cache, arguments, rows_slots)
+            return self.model.norm(x.view(B, T, H))
+        cos, sin = self.rope(rope_len)
+        cos, sin = cos[positions].unsqueeze(2).to(x.dtype), sin[positions].unsqueeze(2).to(x.dtype)  # (B, T, 1, D)
+        for block in self.model.layers:
+            x = block(x, cos, sin, cache, slots, mask, lengths)
+        return self.model.norm(x)
 
     @torch.inference_mode()
     def prefill(self, prompts: list[torch.Tensor], slots: list[int], cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
@@ -394,19 +380,19 @@ class Qwen3LM(nn.Module):
                 self._scripted_failed = True
         return step.cpu_decode_layers(x, rotations, mask, rows, key_rows, value_rows, keys_t, values, *arguments)
 
-    def _kernel_step(self, x, cos_sin, lengths, cache: KVCache, arguments: tuple) -> torch.Tensor:
-        """`step.kernel_decode_layers` on this step's rows: slot b's new position is lengths[b] (the
-        step reads exactly each slot's own positions, so it needs no mask)."""
+    def _kernel_step(self, x, cos_sin, lengths, cache: KVCache, arguments: tuple, slots=None) -> torch.Tensor:
+        """`step.kernel_decode_layers` on these rows: row b's new position is lengths[b] in slot b,
+        or slots[b] (the step reads exactly each row's own positions, so it needs no mask)."""
         run = None
         if not self._scripted_failed:
             run = step.scripted_kernel_decode_layers()
         if run is not None:
             try:
-                return run(x, cos_sin, lengths, cache.k, cache.v, *arguments)
+                return run(x, cos_sin, lengths, cache.k, cache.v, *arguments, slots=slots)
             except Exception as error:  # noqa: BLE001 - as in `_cpu_step`
                 log.warning("TorchScript decode loop failed (%s); running it as Python", error)
                 self._scripted_failed = True
-        return step.kernel_decode_layers(x, cos_sin, lengths, cache.k, cache.v, *arguments)
+        return step.kernel_decode_layers(x, cos_sin, lengths, cache.k, cache.v, *arguments, slots=slots)
 
     def _cache_rows(self, lengths: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Row (slot b, head h, position lengths[b]) of a layer's cache seen as (slots * kvh * L, D),

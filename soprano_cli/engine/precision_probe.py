@@ -57,7 +57,7 @@ TIMED_STEPS = 12  # decode steps timed per candidate (after a few untimed ones)
 # At most this share of the LM's blocks may stay in float inside an int8 model: beyond it, each
 # float block reads two or four times an int8 block's bytes, and float32 itself is near.
 MAX_FLOAT_BLOCK_SHARE = 0.5
-PROBE_VERSION = 4  # part of the cache key: a changed probe decides afresh
+PROBE_VERSION = 5  # part of the cache key: a changed probe decides afresh
 
 
 @dataclass

@@ -31,7 +31,7 @@ import functools
 import logging
 import os
 import warnings
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -91,39 +91,23 @@ def kernel_decode_layers(x: Tensor, cos_sin: Tensor, positions: Tensor, keys: Te
                          post_norms: List[Tensor], weights: List[Tensor],
                          packed: List[torch.classes.quantized.LinearPackedParamsBase], kernel_parts: List[Tensor],
                          int8_blocks: List[bool], eps: Tensor, qk_eps: Tensor, heads: int, kv_heads: int,
-                         head_dim: int, inner: int, input_scale: float) -> Tensor:
+                         head_dim: int, inner: int, input_scale: float, slots: Optional[Tensor] = None) -> Tensor:
     """`cpu_decode_layers` where the int8 layers run on soprano's kernel (`int8_kernel`), whose
     library also does each block's attention in one call: the q and k norms, the rotation (row b's
     cos and signed sin, `cos_sin[b]`), the cache writes (into `keys` and `values`, the caches
-    (layers, slots, kvh, L, D); row b in slot b at `positions[b]`) and the attention over the
-    row's own positions. About twenty operations fewer per block."""
+    (layers, slots, kvh, L, D); row b in slot b, or `slots[b]`, at `positions[b]`) and the
+    attention over the row's own positions. About twenty operations fewer per block.
+
+    Prompts run through it too: each position a row, a prompt's rows sharing its slot. The kernel
+    writes every row's keys before any row attends, so each position attends over the prompt up
+    to itself, exactly as a decode step at that position would."""
     q, f = 0, 0
     for i in range(len(input_norms)):
         qkv = _block_qkv(x, input_norms[i], weights, packed, kernel_parts, int8_blocks[i], q, f, eps, input_scale)
         attended = torch.ops.soprano.attend(qkv, qk_norms[i], qk_eps, cos_sin, keys, values, i, positions, heads,
-                                            kv_heads)
+                                            kv_heads, slots)
         x = _block_rest(x, attended, post_norms[i], weights, packed, kernel_parts, int8_blocks[i], q, f, eps, inner,
                         input_scale)
-        if int8_blocks[i]:
-            q += 4
-        else:
-            f += 4
-    return x
-
-
-def kernel_prompt_layers(x: Tensor, attend: Callable[[int, Tensor], Tensor], input_norms: List[Tensor],
-                         qk_norms: List[Tensor], post_norms: List[Tensor], weights: List[Tensor],
-                         packed: List[torch.classes.quantized.LinearPackedParamsBase], kernel_parts: List[Tensor],
-                         int8_blocks: List[bool], eps: Tensor, qk_eps: Tensor, heads: int, kv_heads: int,
-                         head_dim: int, inner: int, input_scale: float) -> Tensor:
-    """Prompt positions as rows x (N, H) through `kernel_decode_layers`' fused layers (the step's
-    arguments), `attend(i, qkv)` being block i's attention over the prompts (N, h D): the layers
-    round as a step's do, with a few operations fewer per block than the modules take."""
-    q, f = 0, 0
-    for i in range(len(input_norms)):
-        qkv = _block_qkv(x, input_norms[i], weights, packed, kernel_parts, int8_blocks[i], q, f, eps, input_scale)
-        x = _block_rest(x, attend(i, qkv), post_norms[i], weights, packed, kernel_parts, int8_blocks[i], q, f, eps,
-                        inner, input_scale)
         if int8_blocks[i]:
             q += 4
         else:

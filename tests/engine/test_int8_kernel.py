@@ -217,6 +217,33 @@ def test_the_attention_is_its_composition_and_each_row_is_the_same_alone(heads, 
         assert torch.equal(alone_keys, ours_keys[:, b:b + 1])
 
 
+@pytest.mark.parametrize("cache_dtype", [torch.float32, torch.float16])
+def test_a_prompts_rows_attend_as_decode_steps_at_their_positions(cache_dtype):
+    """Rows given slots: a prompt's positions share its slot, every row's key is written before any
+    row attends, and each row equals a decode step at its position, bit for bit (two prompts in
+    one call, in slots 2 and 0, each as its own steps)."""
+    heads, kv_heads, d, lengths = 4, 1, 128, (9, 23)
+    rows = sum(lengths)
+    qkv, qk_norm, cos_sin, (keys, values) = _attention_inputs(rows, heads, kv_heads, d, 32, seed=3)
+    keys, values = keys[:, :3].to(cache_dtype).contiguous(), values[:, :3].to(cache_dtype).contiguous()
+    eps = constant(1e-6, torch.device("cpu"))
+    positions = torch.cat([torch.arange(n) for n in lengths])
+    slots = torch.tensor([2] * lengths[0] + [0] * lengths[1])
+    ours_keys, ours_values = keys.clone(), values.clone()
+    together = torch.ops.soprano.attend(qkv, qk_norm, eps, cos_sin, ours_keys, ours_values, 1, positions, heads,
+                                        kv_heads, slots)
+    step_keys, step_values = keys.clone(), values.clone()
+    for b in range(rows):
+        alone = torch.ops.soprano.attend(qkv[b:b + 1], qk_norm, eps, cos_sin[b:b + 1], step_keys, step_values, 1,
+                                         positions[b:b + 1], heads, kv_heads, slots[b:b + 1])
+        assert torch.equal(alone, together[b:b + 1]), b
+    assert torch.equal(ours_keys, step_keys) and torch.equal(ours_values, step_values)
+    assert torch.equal(ours_keys[:, 1], keys[:, 1])  # slot 1 untouched
+    with pytest.raises(RuntimeError, match="slot 3 is outside"):
+        torch.ops.soprano.attend(qkv[:1], qk_norm, eps, cos_sin[:1], ours_keys, ours_values, 1, positions[:1], heads,
+                                 kv_heads, torch.tensor([3]))
+
+
 def test_the_kv_cache_is_float16_where_the_kernel_attends_and_float32_elsewhere(tiny_checkpoint):
     """An int8 model on soprano's kernel keeps its keys and values in float16 (half the bytes a step
     streams); float32 keeps the reference's exact arithmetic, and so its float32 cache."""
@@ -247,23 +274,32 @@ def test_a_prompt_attends_over_the_float16_keys_and_values_its_cache_keeps(tiny_
     assert torch.nn.functional.cosine_similarity(rounded, exact, dim=-1).min() > 0.999
 
 
-def test_a_prompt_runs_through_the_steps_fused_layers(tiny_checkpoint, monkeypatch):
-    """On the kernel, a prompt's positions go through the step's fused layers (norm and product in
-    one call, the gated MLP and residual in one), which round as the step does; the modules' own
-    path computes the same to float rounding."""
-    from soprano_cli.engine import lm as lm_module
-    from soprano_cli.engine import step
-
+def test_a_prompt_is_its_decode_steps_bit_for_bit(tiny_checkpoint):
+    """On the kernel, a prompt's positions are rows of the step (sharing the prompt's cache slot):
+    a prompt of n + 1 tokens leaves the very keys and values that n tokens and one decode step
+    leave, in every layer, and unequal prompts prefilled together leave what each leaves alone.
+    (Attention computed another way rounds differently: over these prompts, some key then differs.)"""
     lm = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="int8")).lm
-    ids = torch.arange(3, 40)
-    calls = []
-    fused = step.kernel_prompt_layers
-    monkeypatch.setattr(step, "kernel_prompt_layers", lambda *args: calls.append(1) or fused(*args))
-    ours = _prompt_hidden(lm, ids, lm.new_cache(1, ids.shape[0]))
-    assert calls
-    monkeypatch.setattr(lm_module.Qwen3LM, "_kernel_arguments", lambda self: None)  # the modules, same float16 cache
-    modules = _prompt_hidden(lm, ids, lm_module.KVCache(lm.config, 1, ids.shape[0], torch.float16, torch.device("cpu")))
-    assert torch.nn.functional.cosine_similarity(ours, modules, dim=-1).min() > 0.9999
+    for length in (40, 80, 150):
+        ids = torch.randint(3, lm.config.vocab_size - 1, (length,), generator=torch.Generator().manual_seed(length))
+        for n in range(length - 6, length):
+            whole, stepped = lm.new_cache(1, 160), lm.new_cache(1, 160)
+            with torch.inference_mode():
+                prompt_hidden, _ = lm.prefill([ids[:n + 1]], [0], whole)
+                lm.prefill([ids[:n]], [0], stepped)
+                step_hidden, _ = lm.decode(ids[n:n + 1], torch.tensor([n]), stepped)
+            assert torch.equal(whole.k[:, :, :, :n + 1], stepped.k[:, :, :, :n + 1]), (length, n)
+            assert torch.equal(whole.v[:, :, :, :n + 1], stepped.v[:, :, :, :n + 1]), (length, n)
+            torch.testing.assert_close(prompt_hidden, step_hidden, rtol=1e-5, atol=1e-5)  # two final norms' roundings
+    together = lm.new_cache(3, 160)
+    with torch.inference_mode():
+        lm.prefill([ids[:5], ids, ids[:20]], [2, 0, 1], together)
+    for slot, count in ((2, 5), (0, length), (1, 20)):
+        alone = lm.new_cache(1, 160)
+        with torch.inference_mode():
+            lm.prefill([ids[:count]], [0], alone)
+        assert torch.equal(together.k[:, slot, :, :count], alone.k[:, 0, :, :count])
+        assert torch.equal(together.v[:, slot, :, :count], alone.v[:, 0, :, :count])
 
 
 @pytest.mark.parametrize("out_features, in_features", [(64, 16), (768, 512), (512, 2304), (4608, 512)])

@@ -21,6 +21,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/arange.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
@@ -28,6 +29,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -756,16 +758,22 @@ void group_values(const float* scores, int64_t group, const Element* values, int
     }
 }
 
-// The attention of one decode step in layer `layer`, every row b its own sentence in cache slot b
-// at position positions[b]: rows qkv (B, (h + 2 kvh) D) -> (B, h D). For each row: the q and k
-// heads normed and rotated, k and v written to the caches (layers, slots, kvh, max_len, D; float32
-// or float16) at the row's position, and each query head attends over its key head's positions 0..positions[b]
-// (so a row reads only its own sentence: no mask, and the same result alone or in a batch).
+// The attention of layer `layer` for rows qkv (B, (h + 2 kvh) D) -> (B, h D), row b at position
+// positions[b] of the sentence in cache slot slots[b] (slot b where slots is not given: a decode
+// step, one row a sentence). For each row: the q and k heads normed and rotated, k and v written to
+// the caches (layers, slots, kvh, max_len, D; float32 or float16) at the row's position; then,
+// every row's keys written, each query head attends over its key head's positions
+// 0..positions[b] of the row's slot. So a row reads only its own sentence (no mask, the same result
+// alone or in a batch), and a prompt's rows, sharing a slot at positions 0..T-1, attend causally:
+// each exactly as a decode step at that position would.
 at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const at::Tensor& qk_eps,
                   const at::Tensor& cos_sin_rows, const at::Tensor& key_cache, const at::Tensor& value_cache,
-                  int64_t layer, const at::Tensor& positions, int64_t heads, int64_t kv_heads) {
+                  int64_t layer, const at::Tensor& positions, int64_t heads, int64_t kv_heads,
+                  const std::optional<at::Tensor>& slots) {
   const at::Tensor qkv = qkv_rows.contiguous(), cos_sin = cos_sin_rows.contiguous();
   const at::Tensor where = positions.to(at::kLong).contiguous();
+  const at::Tensor rows_slot = slots.has_value() ? slots->to(at::kLong).contiguous()
+                                                 : at::arange(qkv.size(0), where.options());
   TORCH_CHECK(key_cache.dim() == 5 && key_cache.is_contiguous() && value_cache.is_contiguous() &&
                   key_cache.sizes() == value_cache.sizes() &&
                   (key_cache.scalar_type() == at::kFloat || key_cache.scalar_type() == at::kHalf) &&
@@ -774,19 +782,21 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
               "head_dim), both the same");
   const int64_t rows = qkv.size(0), d = key_cache.size(4), max_len = key_cache.size(3);
   TORCH_CHECK(qkv.dim() == 2 && qkv.scalar_type() == at::kFloat && qkv.size(1) == (heads + 2 * kv_heads) * d &&
-                  kv_heads > 0 && heads % kv_heads == 0 && d % 32 == 0 && key_cache.size(1) >= rows &&
-                  key_cache.size(2) == kv_heads,
+                  kv_heads > 0 && heads % kv_heads == 0 && d % 32 == 0 && key_cache.size(2) == kv_heads,
               "soprano attend: qkv must be (B, (heads + 2 kv_heads) head_dim) float32, head_dim a multiple of 32 (the "
-              "rotation's halves in whole vectors), B at most the cache's slots");
+              "rotation's halves in whole vectors)");
   TORCH_CHECK(qk_norm.is_contiguous() && qk_norm.numel() == (heads + kv_heads) * d && qk_norm.scalar_type() == at::kFloat &&
                   cos_sin.dim() == 2 && cos_sin.size(0) == rows && cos_sin.size(1) == 2 * d &&
-                  cos_sin.scalar_type() == at::kFloat && where.numel() == rows && qk_eps.numel() == 1 &&
-                  qk_eps.scalar_type() == at::kFloat,
-              "soprano attend: the norm weight, rotations, positions or eps do not fit");
-  const int64_t* position = where.data_ptr<int64_t>();
-  for (int64_t b = 0; b < rows; ++b)
+                  cos_sin.scalar_type() == at::kFloat && where.numel() == rows && rows_slot.numel() == rows &&
+                  qk_eps.numel() == 1 && qk_eps.scalar_type() == at::kFloat,
+              "soprano attend: the norm weight, rotations, positions, slots or eps do not fit");
+  const int64_t *position = where.data_ptr<int64_t>(), *slot = rows_slot.data_ptr<int64_t>();
+  for (int64_t b = 0; b < rows; ++b) {
     TORCH_CHECK(position[b] >= 0 && position[b] < max_len, "soprano attend: position ", position[b],
                 " is outside the cache (", max_len, ")");
+    TORCH_CHECK(slot[b] >= 0 && slot[b] < key_cache.size(1), "soprano attend: slot ", slot[b],
+                " is outside the cache (", key_cache.size(1), " slots)");
+  }
   at::Tensor out = at::empty({rows, heads * d}, qkv.options());
   const float eps = *qk_eps.data_ptr<float>();
   const int64_t group = heads / kv_heads, width = qkv.size(1);
@@ -796,11 +806,12 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
   const auto attend_over = [&](auto* keys, auto* values) {  // the layer's caches, float or uint16_t (float16)
     using Element = std::remove_pointer_t<decltype(keys)>;
     std::vector<float> new_key(static_cast<size_t>(d));
-    // The new keys and values first (few), then every query head on its own, shared among threads.
+    // Every row's new keys and values first (a step's few; a prompt's rows read each other's), then
+    // every query head on its own, shared among threads.
     for (int64_t b = 0; b < rows; ++b) {
       const float* row = source + b * width;
       for (int64_t g = 0; g < kv_heads; ++g) {
-        const int64_t at = ((b * kv_heads + g) * max_len + position[b]) * d;
+        const int64_t at = ((slot[b] * kv_heads + g) * max_len + position[b]) * d;
         normed_rotated(row + (heads + g) * d, weights + (heads + g) * d, rope + b * 2 * d, eps, d, new_key.data());
         store_row(new_key.data(), d, keys + at);
         store_row(row + (heads + kv_heads + g) * d, d, values + at);
@@ -826,8 +837,8 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
           std::fill(out_partial + 2, out_partial + 2 + d, 0.0f);
         }
         if (from >= to) continue;
-        const Element* head_keys = keys + (b * kv_heads + g) * max_len * d + from * d;
-        const Element* head_values = values + (b * kv_heads + g) * max_len * d + from * d;
+        const Element* head_keys = keys + (slot[b] * kv_heads + g) * max_len * d + from * d;
+        const Element* head_values = values + (slot[b] * kv_heads + g) * max_len * d + from * d;
         for (int64_t h = 0; h < group; ++h)
           normed_rotated(source + b * width + (g * group + h) * d, weights + (g * group + h) * d, rope + b * 2 * d, eps,
                          d, queries.data() + h * d);
