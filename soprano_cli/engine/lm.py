@@ -230,23 +230,29 @@ class Qwen3LM(nn.Module):
             self._rope_rows = torch.cat([cos, sin], dim=-1).to(dtype)
         return self._rope_rows
 
-    def run_prompts(self, ids, positions, cache: KVCache, slots, mask, rope_len: int | None = None, lengths=None):
+    def run_prompts(self, ids, positions, cache: KVCache, slots, mask, rope_len: int | None = None, lengths=None,
+                    last=None):
         """Final-normed hidden states (B, T, H) of prompts `ids` (B, T) at `positions`, their keys
-        and values written into cache `slots` (B,); `mask`, `lengths` as `Attention.forward` takes them."""
+        and values written into cache `slots` (B,); `mask`, `lengths` as `Attention.forward` takes them.
+        With `last` (B,), only each prompt's row at that position, (B, H): on soprano's kernel the
+        other rows then skip the last block's output projection and MLP."""
         rope_len = rope_len or int(positions.max()) + 1
         x = self.model.embed_tokens(ids)
         arguments = self._kernel_arguments()
+        B, T, H = x.shape
         if arguments is not None:  # every prompt position a row of the kernel's step, in its prompt's slot
-            B, T, H = x.shape
             rows_slots = slots[:, None].expand(B, T).reshape(-1)
             cos_sin = self.rope_rows(rope_len)[positions.reshape(-1)]
-            x = self._kernel_step(x.reshape(B * T, H), cos_sin, positions.reshape(-1), cache, arguments, rows_slots)
-            return self.model.norm(x.view(B, T, H))
+            keep = None if last is None else torch.arange(B, device=x.device) * T + last
+            x = self._kernel_step(x.reshape(B * T, H), cos_sin, positions.reshape(-1), cache, arguments, rows_slots,
+                                  keep)
+            return self.model.norm(x.view(B, T, H) if last is None else x)
         cos, sin = self.rope(rope_len)
         cos, sin = cos[positions].unsqueeze(2).to(x.dtype), sin[positions].unsqueeze(2).to(x.dtype)  # (B, T, 1, D)
         for block in self.model.layers:
             x = block(x, cos, sin, cache, slots, mask, lengths)
-        return self.model.norm(x)
+        hidden = self.model.norm(x)  # over every row, as the reference norms them
+        return hidden if last is None else hidden[torch.arange(B, device=x.device), last]
 
     @torch.inference_mode()
     def prefill(self, prompts: list[torch.Tensor], slots: list[int], cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
@@ -276,8 +282,8 @@ class Qwen3LM(nn.Module):
             valid = torch.arange(T, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]  # (N, T)
             causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
             mask = causal[None, None] & valid[:, None, None, :]  # (N, 1, T, T)
-        hidden = self.run_prompts(ids, positions, cache, slot_index, mask, lengths=unequal)  # (N, T, H)
-        last = hidden[torch.arange(N, device=device), torch.tensor(lengths, device=device) - 1]  # (N, H)
+        last = self.run_prompts(ids, positions, cache, slot_index, mask, lengths=unequal,
+                                last=torch.tensor(lengths, device=device) - 1)  # (N, H)
         return last, self.lm_head(last).float()
 
     @torch.inference_mode()
@@ -380,19 +386,21 @@ class Qwen3LM(nn.Module):
                 self._scripted_failed = True
         return step.cpu_decode_layers(x, rotations, mask, rows, key_rows, value_rows, keys_t, values, *arguments)
 
-    def _kernel_step(self, x, cos_sin, lengths, cache: KVCache, arguments: tuple, slots=None) -> torch.Tensor:
+    def _kernel_step(self, x, cos_sin, lengths, cache: KVCache, arguments: tuple, slots=None,
+                     keep=None) -> torch.Tensor:
         """`step.kernel_decode_layers` on these rows: row b's new position is lengths[b] in slot b,
-        or slots[b] (the step reads exactly each row's own positions, so it needs no mask)."""
+        or slots[b] (the step reads exactly each row's own positions, so it needs no mask); only the
+        rows `keep`, if given, come out."""
         run = None
         if not self._scripted_failed:
             run = step.scripted_kernel_decode_layers()
         if run is not None:
             try:
-                return run(x, cos_sin, lengths, cache.k, cache.v, *arguments, slots=slots)
+                return run(x, cos_sin, lengths, cache.k, cache.v, *arguments, slots=slots, keep=keep)
             except Exception as error:  # noqa: BLE001 - as in `_cpu_step`
                 log.warning("TorchScript decode loop failed (%s); running it as Python", error)
                 self._scripted_failed = True
-        return step.kernel_decode_layers(x, cos_sin, lengths, cache.k, cache.v, *arguments, slots=slots)
+        return step.kernel_decode_layers(x, cos_sin, lengths, cache.k, cache.v, *arguments, slots=slots, keep=keep)
 
     def _cache_rows(self, lengths: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Row (slot b, head h, position lengths[b]) of a layer's cache seen as (slots * kvh * L, D),

@@ -91,7 +91,8 @@ def kernel_decode_layers(x: Tensor, cos_sin: Tensor, positions: Tensor, keys: Te
                          post_norms: List[Tensor], weights: List[Tensor],
                          packed: List[torch.classes.quantized.LinearPackedParamsBase], kernel_parts: List[Tensor],
                          int8_blocks: List[bool], eps: Tensor, qk_eps: Tensor, heads: int, kv_heads: int,
-                         head_dim: int, inner: int, input_scale: float, slots: Optional[Tensor] = None) -> Tensor:
+                         head_dim: int, inner: int, input_scale: float, slots: Optional[Tensor] = None,
+                         keep: Optional[Tensor] = None) -> Tensor:
     """`cpu_decode_layers` where the int8 layers run on soprano's kernel (`int8_kernel`), whose
     library also does each block's attention in one call: the q and k norms, the rotation (row b's
     cos and signed sin, `cos_sin[b]`), the cache writes (into `keys` and `values`, the caches
@@ -100,12 +101,17 @@ def kernel_decode_layers(x: Tensor, cos_sin: Tensor, positions: Tensor, keys: Te
 
     Prompts run through it too: each position a row, a prompt's rows sharing its slot. The kernel
     writes every row's keys before any row attends, so each position attends over the prompt up
-    to itself, exactly as a decode step at that position would."""
+    to itself, exactly as a decode step at that position would. Past the last block's attention
+    only the rows `keep` (if given: each prompt's last position) go on, and only they are returned:
+    the cache needs no other row's output."""
     q, f = 0, 0
+    last = len(input_norms) - 1
     for i in range(len(input_norms)):
         qkv = _block_qkv(x, input_norms[i], weights, packed, kernel_parts, int8_blocks[i], q, f, eps, input_scale)
         attended = torch.ops.soprano.attend(qkv, qk_norms[i], qk_eps, cos_sin, keys, values, i, positions, heads,
                                             kv_heads, slots)
+        if keep is not None and i == last:  # every row is computed alone: dropping some changes no other
+            x, attended = x.index_select(0, keep), attended.index_select(0, keep)
         x = _block_rest(x, attended, post_norms[i], weights, packed, kernel_parts, int8_blocks[i], q, f, eps, inner,
                         input_scale)
         if int8_blocks[i]:

@@ -302,6 +302,22 @@ def test_a_prompt_is_its_decode_steps_bit_for_bit(tiny_checkpoint):
         assert torch.equal(together.v[:, slot, :, :count], alone.v[:, 0, :, :count])
 
 
+@pytest.mark.parametrize("dtype", ["int8", "float32"])
+def test_a_prefill_computes_only_the_last_rows_it_returns_and_they_are_the_whole_passes(tiny_checkpoint, dtype):
+    """Prefill asks for each prompt's last row alone (on the kernel the others skip the last block's
+    output projection and MLP): the very rows the whole pass gives, and the same keys and values."""
+    lm = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype=dtype)).lm
+    ids = torch.arange(3, 40).view(1, -1)
+    positions = torch.arange(ids.shape[1]).view(1, -1)
+    whole, lasts = lm.new_cache(1, 64), lm.new_cache(1, 64)
+    with torch.inference_mode():
+        every = lm.run_prompts(ids, positions, whole, torch.zeros(1, dtype=torch.long), None)
+        last = lm.run_prompts(ids, positions, lasts, torch.zeros(1, dtype=torch.long), None, last=torch.tensor([20]))
+    assert last.shape == (1, lm.config.hidden_size)
+    assert torch.equal(last[0], every[0, 20])
+    assert torch.equal(whole.k, lasts.k) and torch.equal(whole.v, lasts.v)
+
+
 @pytest.mark.parametrize("out_features, in_features", [(64, 16), (768, 512), (512, 2304), (4608, 512)])
 def test_float16_weights_sum_as_float32_and_each_row_alone_as_in_a_batch(out_features, in_features):
     """The blocks `auto` keeps out of int8: float16 weights (each rounded to nearest), float32
