@@ -78,7 +78,7 @@ class SentenceStreamer:
             self.count += 1
         if not finished and (len(self.frames) < self.block or self.count < self.first_audio_frames):
             return None
-        device = self.decoder.head.out.weight.device
+        device = self.decoder.device
         batch = torch.stack(self.frames).to(device) if self.frames else None
         self.frames = []
         samples = self.incremental.push(batch, finished)
@@ -135,7 +135,7 @@ def decode_due(decoder: SopranoDecoder, due: list[DueChunk]) -> list[np.ndarray]
         windows.append(torch.stack(item.state.frames[first:last + 1]))
         firsts.append(first)
     lengths = [len(w) for w in windows]
-    device = decoder.head.out.weight.device
+    device = decoder.device
     padded = torch.zeros(len(windows), max(lengths), windows[0].shape[1], device=device)  # (B, T, C)
     for row, window in enumerate(windows):
         padded[row, :len(window)] = window

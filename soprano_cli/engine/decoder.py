@@ -174,11 +174,15 @@ class SopranoDecoder(nn.Module):
 
     # -- shapes -------------------------------------------------------------------------------
 
+    @property
+    def device(self) -> torch.device:
+        return self.head.istft.window.device
+
     def reduced_precision(self):
         """The context the network part runs in: autocast to `compute_dtype`, or nothing."""
         if self.compute_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.head.out.weight.device.type, dtype=self.compute_dtype)
+        return torch.autocast(self.device.type, dtype=self.compute_dtype)
 
     def num_samples(self, frames: int) -> int:
         """Samples of audio that `frames` frames decode to."""
@@ -269,7 +273,7 @@ class IncrementalDecoder:
         self._first = [0] * len(self.blocks)
         self._produced = [0] * len(self.blocks)
         self._steps = 0  # spectral steps overlap-added so far
-        self.device = decoder.head.out.weight.device
+        self.device = decoder.device
         self._audio = torch.zeros(0, device=self.device)  # overlap-add buffer from untrimmed sample `_base` on
         self._envelope = torch.zeros(0, device=self.device)
         self._base = 0

@@ -12,7 +12,8 @@ product (in the decode step, the RMSNorm or residual of each int8 layer, the MLP
 each block's attention; in the decoder, each whole layer with its GELU or gamma and residual);
 those float steps round in their own order, so the audio differs from fbgemm's path by float
 rounding, and every row is still computed alone (batch invariance holds). And it multiplies by
-float16 weights in float32 (`half_product`): the LM blocks `auto` keeps out of int8.
+float weights in float32 (`float_product`): the LM blocks `auto` keeps out of int8 (float16),
+and the int8 decoder's float32 head.
 
 The kernel is C++ compiled on first use with the machine's C++ compiler (against the installed
 PyTorch's headers) and kept in the kernel cache, keyed by source, PyTorch and compiler. Where
@@ -85,7 +86,7 @@ _LIBRARY.define("int8_added(Tensor x, Tensor residual, Tensor weight, Tensor off
                 "float input_scale) -> Tensor")
 _LIBRARY.define("int8_gated_added(Tensor gate_up, Tensor residual, Tensor weight, Tensor offsets, "
                 "Tensor multipliers, float input_scale) -> Tensor")
-_LIBRARY.define("half_rows(Tensor rows, Tensor weight) -> Tensor")
+_LIBRARY.define("float_rows(Tensor rows, Tensor weight) -> Tensor")
 _LIBRARY.define("attend(Tensor qkv, Tensor qk_norm, Tensor qk_eps, Tensor cos_sin, Tensor(a!) keys, "
                 "Tensor(b!) values, int layer, Tensor positions, int heads, int kv_heads, Tensor? slots=None) -> Tensor")
 
@@ -230,21 +231,25 @@ def pack(integers: Tensor, scales: Tensor, input_scale: float) -> list[Tensor]:
 
 
 def supports_half(out_features: int, in_features: int) -> bool:
-    """Whether `pack_half` takes a weight of this shape (whole blocks of output channels)."""
+    """Whether a weight of this shape packs into whole blocks of output channels (`pack_float`)."""
     return out_features % block() == 0 and in_features > 0
 
 
-def pack_half(weight: Tensor) -> Tensor:
-    """A float weight (out, in) -> float16 (out/block, in, block): each block's channels side by
-    side for each input, read front to back by `half_rows`."""
+def pack_float(weight: Tensor, dtype: torch.dtype) -> Tensor:
+    """A float weight (out, in) -> `dtype` (float16 or float32) (ceil(out/block), in, block): each
+    block's channels side by side for each input, read front to back by `float_product`; channels
+    past `out` are zeros (the product's columns past `out` are then 0)."""
     out_features, in_features = weight.shape
     size = block()
-    return weight.detach().to(torch.float16).view(out_features // size, size, in_features).transpose(1, 2).contiguous()
+    padded = weight.new_zeros(-(-out_features // size) * size, in_features)
+    padded[:out_features] = weight.detach()
+    return padded.to(dtype).view(-1, size, in_features).transpose(1, 2).contiguous()
 
 
-def half_product(rows: Tensor, packed: Tensor) -> Tensor:
-    """float32 rows (M, in) times a `pack_half` weight -> (M, out), summed in float32."""
-    return _op("half_rows")(rows, packed)
+def float_product(rows: Tensor, packed: Tensor) -> Tensor:
+    """float32 rows (M, in) times a `pack_float` weight -> (M, padded out), summed in float32 in
+    input order (each row alike in any batch)."""
+    return _op("float_rows")(rows, packed)
 
 
 def rows_product(rows: Tensor, parts: list[Tensor], input_scale: float) -> Tensor:

@@ -69,7 +69,7 @@ def float_linear(x: Tensor, weight: Tensor) -> Tensor:
     """`linear(x)` for a bias-free float layer: a float32 weight (out, in), or a float16 one packed
     for soprano's kernel (`quantize.HalfLinear`; its op is defined wherever that weight exists)."""
     if weight.dtype == torch.float16:
-        return torch.ops.soprano.half_rows(x, weight)
+        return torch.ops.soprano.float_rows(x, weight)
     return F.linear(x, weight)
 
 

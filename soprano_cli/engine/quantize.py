@@ -262,7 +262,7 @@ class HalfLinear(nn.Module):
     def __init__(self, weight: torch.Tensor):
         super().__init__()
         self.out_features, self.in_features = weight.shape
-        self.register_buffer("half_weight", int8_kernel.pack_half(weight))
+        self.register_buffer("half_weight", int8_kernel.pack_float(weight, torch.float16))
 
     @property
     def weight(self) -> torch.Tensor:
@@ -271,8 +271,32 @@ class HalfLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features).float().contiguous()
-        out = int8_kernel.half_product(flat, self.half_weight)
+        out = int8_kernel.float_product(flat, self.half_weight)
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+
+class PackedLinear(nn.Module):
+    """y = x W^T + b in float32, W packed for soprano's kernel (`float_product`): the int8 decoder's
+    head, which int8 would make audible. The same weights as the float32 layer, summed in input
+    order: for a streamed chunk's few rows it reads W at memory speed where the float32 GEMM's
+    small-batch path takes twice as long or more, and each row comes out the same in any batch."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.register_buffer("packed_weight", int8_kernel.pack_float(weight, torch.float32))
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The weight (out, in), unpacked on request (for inspection, not for the math)."""
+        return self.packed_weight.transpose(1, 2).reshape(-1, self.in_features)[:self.out_features]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features).float().contiguous()
+        out = int8_kernel.float_product(flat, self.packed_weight)[:, :self.out_features]
+        out = out + self.bias if self.bias is not None else out.contiguous()
+        return out.reshape(*x.shape[:-1], self.out_features)
 
 
 def keep_in_float16(block: nn.Module) -> bool:
@@ -321,7 +345,8 @@ def quantize_decoder(decoder: nn.Module) -> list[tuple[nn.Module, str, nn.Module
     """Replace each ConvNeXt block's two linear layers with int8 ones, in place.
 
     Returns what was replaced, so `restore_decoder` can undo it. The head's output layer stays
-    float32: its 2050 log-magnitude and phase bins cost about 15 dB of SNR in int8.
+    float32: its 2050 log-magnitude and phase bins cost about 15 dB of SNR in int8. Where soprano's
+    kernel runs, it is a `PackedLinear` (the same float32 weights).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -332,6 +357,10 @@ def quantize_decoder(decoder: nn.Module) -> list[tuple[nn.Module, str, nn.Module
                                 replaced))
     for (block, name, _), layer in zip(replaced, layers):
         setattr(block, name, layer)
+    head = decoder.head
+    if int8_kernel.available() and isinstance(head.out, nn.Linear):
+        replaced.append((head, "out", head.out))
+        head.out = PackedLinear(head.out.weight, head.out.bias)
     # The other tensors still view decoder.pth's memory map, which keeps every page of it that
     # was read (the float32 layers just replaced: ~110 MB at the published sizes) resident.
     # Copies of those few small tensors let the map go.

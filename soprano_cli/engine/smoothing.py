@@ -88,7 +88,7 @@ def calibrate(lm: nn.Module, decoder: nn.Module, prompts: list[list[int]]) -> Sm
     def run_decoder():
         with torch.inference_mode():
             for hidden in frames:
-                decoder(hidden.to(decoder.head.out.weight.device).unsqueeze(0))
+                decoder(hidden.to(decoder.device).unsqueeze(0))
 
     decoder_inputs = layer_inputs(decoder, linears, run_decoder)
     decoder_factors = [best_factors(x, layer.weight) for x, layer in zip(decoder_inputs, linears)]

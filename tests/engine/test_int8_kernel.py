@@ -326,15 +326,37 @@ def test_float16_weights_sum_as_float32_and_each_row_alone_as_in_a_batch(out_fea
     weight = torch.randn(out_features, in_features, generator=generator) * 0.05
     weight[0, 0] = 3e-7  # a float16 subnormal, kept exactly
     x = torch.randn(9, in_features, generator=generator)
-    packed = int8_kernel.pack_half(weight)
-    together = int8_kernel.half_product(x, packed)
+    packed = int8_kernel.pack_float(weight, torch.float16)
+    together = int8_kernel.float_product(x, packed)
     exact = (x.double() @ weight.half().double().t()).float()
     torch.testing.assert_close(together, exact, rtol=1e-5, atol=1e-5 * in_features ** 0.5)
     for count in (1, 2, 3, 5):
-        assert torch.equal(int8_kernel.half_product(x[:count], packed), together[:count])
+        assert torch.equal(int8_kernel.float_product(x[:count], packed), together[:count])
     layer = quantize.HalfLinear(weight)
     assert torch.equal(layer.weight, weight.half().float())
     assert torch.equal(layer(x[None, :3]), together[None, :3])  # any leading dimensions
+
+
+@pytest.mark.parametrize("out_features, in_features", [(2050, 768), (768, 512), (5, 64)])
+def test_the_decoders_float32_layers_are_the_same_weights_summed_alone_per_row(out_features, in_features):
+    """The int8 decoder's head and input projection on the kernel (`PackedLinear`): float32 weights
+    (any number of output channels: the last block is padded), their product to float rounding,
+    and each row alone the same as in any batch."""
+    generator = torch.Generator().manual_seed(8)
+    linear = torch.nn.Linear(in_features, out_features)
+    with torch.no_grad():
+        linear.bias.normal_(generator=generator)
+    x = torch.randn(2, 13, in_features, generator=generator)
+    layer = quantize.PackedLinear(linear.weight, linear.bias)
+    assert torch.equal(layer.weight, linear.weight.detach())
+    ours = layer(x)
+    assert ours.shape == (2, 13, out_features) and ours.is_contiguous()
+    exact = (x.double() @ linear.weight.double().t() + linear.bias.double()).float()
+    torch.testing.assert_close(ours, exact, rtol=1e-5, atol=1e-5 * in_features ** 0.5)
+    for count in (1, 2, 3, 5):
+        assert torch.equal(layer(x[0, :count]), ours[0, :count])
+    torch.testing.assert_close(quantize.PackedLinear(linear.weight, None)(x), exact - linear.bias.detach(), rtol=1e-5,
+                               atol=1e-5 * in_features ** 0.5)
 
 
 def test_a_block_kept_in_float16_only_where_every_weight_fits():

@@ -99,7 +99,9 @@ def test_int8_decoder_holds_quality(tiny_checkpoint, tiny_engine, golden):
     engine = Engine.load(EngineConfig(model=str(tiny_checkpoint), device="cpu", dtype="int8"))
     assert engine.decoder_dtype == "int8" and tiny_engine.decoder_dtype == "float32"
     block = engine.decoder.decoder.convnext[0]
-    assert isinstance(block.pwconv1, quantize.DynamicInt8Linear) and isinstance(engine.decoder.head.out, torch.nn.Linear)
+    head = engine.decoder.head.out  # float32 weights: int8 would cost its bins about 15 dB
+    assert isinstance(block.pwconv1, quantize.DynamicInt8Linear) and isinstance(head, (torch.nn.Linear, quantize.PackedLinear))
+    assert head.weight.dtype == torch.float32
     for case in range(3):
         frames = torch.from_numpy(arrays[f"hidden_{case}"])
         reference, audio = tiny_engine.decode([frames])[0], engine.decode([frames])[0]

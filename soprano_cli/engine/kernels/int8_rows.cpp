@@ -586,18 +586,30 @@ at::Tensor int8_gated_added(const at::Tensor& gate_up, const at::Tensor& residua
 }
 
 
-// -- float16 weights ----------------------------------------------------------------------------------
+// -- float weights (float16 or float32) ------------------------------------------------------------
 
-// R float32 rows (`k` apart) times one packed block of float16 weights (K, kBlock) -> R x kBlock
-// outputs, each a float32 sum over the inputs in order (so the same for any R: batch invariance).
-template <int R>
-void half_block_product(const float* rows, int64_t k, const uint16_t* block, float* out, int64_t ld_out) {
+// A packed float weight's elements: float32, or float16 (uint16_t here), which converts to float32
+// exactly. (The KV cache uses the same two loads and stores.)
+inline Floats load(const uint16_t* p) { return from_halves(p); }
+inline void store(uint16_t* p, Floats v) { store_halves(p, v); }
+
+// Inputs a block's product takes at a time, for every row, before the next ones: their weights
+// (16 KB in float32) stay in the first-level cache for all the rows.
+constexpr int64_t kFloatInputs = 128;
+
+// R float32 rows (`k` apart) times inputs [from, to) of one packed block of float weights (K,
+// kBlock), added to the R x kBlock outputs' sums so far (zeros where from is 0): each output a
+// float32 sum over the inputs in order (so the same for any R: batch invariance).
+template <int R, typename Element>
+void float_block_product(const float* rows, int64_t k, int64_t from, int64_t to, const Element* block, float* out,
+                         int64_t ld_out) {
   Floats acc[R][4];
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < 4; ++c) acc[r][c] = zeros();
-  for (int64_t i = 0; i < k; ++i, block += kBlock) {
+    for (int c = 0; c < 4; ++c) acc[r][c] = from == 0 ? zeros() : load(out + r * ld_out + c * kLanes);
+  block += from * kBlock;
+  for (int64_t i = from; i < to; ++i, block += kBlock) {
     Floats w[4];
-    for (int c = 0; c < 4; ++c) w[c] = from_halves(block + c * kLanes);
+    for (int c = 0; c < 4; ++c) w[c] = load(block + c * kLanes);
     for (int r = 0; r < R; ++r) {
       const Floats x = splat(rows[r * k + i]);
       for (int c = 0; c < 4; ++c) acc[r][c] = fmadd(x, w[c], acc[r][c]);
@@ -607,31 +619,41 @@ void half_block_product(const float* rows, int64_t k, const uint16_t* block, flo
     for (int c = 0; c < 4; ++c) store(out + r * ld_out + c * kLanes, acc[r][c]);
 }
 
-// rows (M, K) float32 times a float16 weight packed as (N/kBlock, K, kBlock) (int8_kernel.pack_half)
-// -> (M, N) float32: a float-kept layer read at half of float32's bytes.
-at::Tensor half_rows(const at::Tensor& rows, const at::Tensor& weight) {
+// rows (M, K) float32 times a float16 or float32 weight packed as (N/kBlock, K, kBlock)
+// (int8_kernel.pack_float) -> (M, N) float32: read front to back at memory speed for a step's few
+// rows (float16: half of float32's bytes), and faster than a float32 GEMM's small-batch path.
+at::Tensor float_rows(const at::Tensor& rows, const at::Tensor& weight) {
   const at::Tensor x = rows.contiguous();
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.device().is_cpu(),
-              "soprano half_rows: rows must be a 2-d float32 CPU tensor");
-  TORCH_CHECK(weight.dim() == 3 && weight.scalar_type() == at::kHalf && weight.is_contiguous() &&
-                  weight.size(2) == kBlock && weight.size(1) == x.size(1),
-              "soprano half_rows: the weight is not in the packed layout for rows of ", x.size(1), " columns");
+              "soprano float_rows: rows must be a 2-d float32 CPU tensor");
+  TORCH_CHECK(weight.dim() == 3 && (weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kFloat) &&
+                  weight.is_contiguous() && weight.size(2) == kBlock && weight.size(1) == x.size(1),
+              "soprano float_rows: the weight is not in the packed layout for rows of ", x.size(1), " columns");
   const int64_t m = x.size(0), k = x.size(1), blocks = weight.size(0), n = blocks * kBlock;
   at::Tensor out = at::empty({m, n}, x.options());
   if (m == 0) return out;
   const float* source = x.data_ptr<float>();
-  const uint16_t* packed = reinterpret_cast<const uint16_t*>(weight.data_ptr());
   float* result = out.data_ptr<float>();
-  const int64_t grain = std::max<int64_t>(1, (64 * 1024) / (2 * kBlock * k));
-  at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      const uint16_t* block = packed + b * k * kBlock;
-      int64_t r = 0;
-      for (; r + kRowsAtOnce <= m; r += kRowsAtOnce)
-        half_block_product<kRowsAtOnce>(source + r * k, k, block, result + r * n + b * kBlock, n);
-      for (; r < m; ++r) half_block_product<1>(source + r * k, k, block, result + r * n + b * kBlock, n);
-    }
-  });
+  const auto multiply_by = [&](const auto* packed) {
+    using Element = std::remove_const_t<std::remove_pointer_t<decltype(packed)>>;
+    const int64_t grain = std::max<int64_t>(1, (64 * 1024) / (static_cast<int64_t>(sizeof(Element)) * kBlock * k));
+    at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        const Element* block = packed + b * k * kBlock;
+        for (int64_t from = 0; from < k; from += kFloatInputs) {
+          const int64_t to = std::min(k, from + kFloatInputs);
+          int64_t r = 0;
+          for (; r + kRowsAtOnce <= m; r += kRowsAtOnce)
+            float_block_product<kRowsAtOnce>(source + r * k, k, from, to, block, result + r * n + b * kBlock, n);
+          for (; r < m; ++r) float_block_product<1>(source + r * k, k, from, to, block, result + r * n + b * kBlock, n);
+        }
+      }
+    });
+  };
+  if (weight.scalar_type() == at::kHalf)
+    multiply_by(reinterpret_cast<const uint16_t*>(weight.data_ptr()));
+  else
+    multiply_by(weight.data_ptr<float>());
   return out;
 }
 
@@ -652,10 +674,8 @@ void normed_rotated(const float* head, const float* weight, const float* cos_sin
   }
 }
 
-// The KV cache holds float32, or float16 (uint16_t here): half the bytes a step streams, the
-// arithmetic still float32 (a float16 converts to float32 exactly).
-inline Floats load(const uint16_t* p) { return from_halves(p); }
-inline void store(uint16_t* p, Floats v) { store_halves(p, v); }
+// The KV cache holds float32, or float16: half the bytes a step streams, the arithmetic still
+// float32 (the loads and stores above).
 template <typename Element>
 void store_row(const float* from, int64_t d, Element* to) {
   for (int64_t j = 0; j < d; j += kLanes) store(to + j, load(from + j));
@@ -896,6 +916,6 @@ TORCH_LIBRARY_IMPL(soprano, CPU, m) {
   m.impl("int8_normed", &int8_normed);
   m.impl("int8_added", &int8_added);
   m.impl("int8_gated_added", &int8_gated_added);
-  m.impl("half_rows", &half_rows);
+  m.impl("float_rows", &float_rows);
   m.impl("attend", &attend);
 }
