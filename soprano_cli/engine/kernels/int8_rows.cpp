@@ -21,7 +21,6 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/arange.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
@@ -363,18 +362,29 @@ void remaining_rows_times_block(int64_t left, const uint8_t* rows, int64_t k, co
   }
 }
 
+// Rows times one block; `next`, if given, the block to come (kBlock k bytes), fetched into the
+// caches a slice before each group of rows: its bytes arrive from memory while this block's
+// products run, where many rows make them compute-bound (a prompt, the decoder's rows).
 void rows_times_block(const uint8_t* rows, int64_t m, int64_t k, const int8_t* block, const int32_t* offsets,
-                      const float* multipliers, float* out, int64_t ld_out, int64_t columns, Epilogue epilogue) {
+                      const float* multipliers, float* out, int64_t ld_out, int64_t columns, Epilogue epilogue,
+                      const int8_t* next = nullptr) {
   auto advanced = [&](int64_t r) {
     Epilogue moved = epilogue;
     if (epilogue.row_scales) moved.row_scales += r;
     if (epilogue.residual) moved.residual += r * ld_out;
     return moved;
   };
+  const int64_t lines = kBlock * k / 64, groups = m / kRowsAtOnce;
+  int64_t fetched = 0;
   int64_t r = 0;
-  for (; r + kRowsAtOnce <= m; r += kRowsAtOnce)
+  for (; r + kRowsAtOnce <= m; r += kRowsAtOnce) {
+    if (next != nullptr) {
+      const int64_t until = lines * (r / kRowsAtOnce + 1) / groups;
+      for (; fetched < until; ++fetched) _mm_prefetch(reinterpret_cast<const char*>(next + 64 * fetched), _MM_HINT_T0);
+    }
     block_product<kRowsAtOnce>(rows + r * k, k, block, offsets, multipliers, out + r * ld_out, ld_out, columns,
                                advanced(r));
+  }
   remaining_rows_times_block<kRowsAtOnce - 1>(m - r, rows + r * k, k, block, offsets, multipliers, out + r * ld_out,
                                               ld_out, columns, advanced(r));
 }
@@ -396,10 +406,14 @@ float inverse_rms(const float* x, int64_t k, float eps) {
   return 1.0f / std::sqrt(reduce_add(sum) / static_cast<float>(k) + eps);
 }
 
+// Rows of K elements a thread takes at least, in the elementwise work around the products: fewer
+// are not worth waking a thread for (a decode step's one row stays on the caller's).
+inline int64_t rows_per_thread(int64_t k) { return std::max<int64_t>(1, 16384 / k); }
+
 // Rows x (M, K) each scaled to [-1, 1] by its largest magnitude (scales (M,)) and quantized into
 // quantized (M, K), the rows shared among threads where there are many (the decoder's hundreds).
 void scaled_rows(const float* x, int64_t m, int64_t k, float inverse_scale, uint8_t* quantized, float* scales) {
-  at::parallel_for(0, m, std::max<int64_t>(1, 16384 / k), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, m, rows_per_thread(k), [&](int64_t begin, int64_t end) {
     std::vector<float> scaled(static_cast<size_t>(k));
     for (int64_t r = begin; r < end; ++r) {
       const float* row = x + r * k;
@@ -437,6 +451,11 @@ Packed checked(const at::Tensor& rows, const at::Tensor& weight, const at::Tenso
           out_features};
 }
 
+// From how many rows a block's products take long enough to fetch the next block meanwhile
+// (fewer: the step's rows stream at memory speed, where the CPU's own prefetcher keeps up, and a
+// few rows' products are too short to hide the fetch).
+constexpr int64_t kPrefetchRows = 16;
+
 // Quantized rows (M, K) times the packed weight into out (M, N), the blocks shared among threads.
 void multiply(const std::vector<uint8_t>& quantized, int64_t m, const Packed& w, float* out, Epilogue epilogue) {
   // Each thread a run of blocks worth at least 64 KB of weight: fewer is not worth a thread.
@@ -448,9 +467,10 @@ void multiply(const std::vector<uint8_t>& quantized, int64_t m, const Packed& w,
       if (epilogue.residual) shifted.residual += first;
       if (epilogue.bias) shifted.bias += first;
       if (epilogue.column_scales) shifted.column_scales += first;
+      const int8_t* next = b + 1 < end && m >= kPrefetchRows ? w.weight + (first + kBlock) * w.in_features : nullptr;
       rows_times_block(quantized.data(), m, w.in_features, w.weight + first * w.in_features, w.offsets + first,
                        w.multipliers + first, out + first, w.out_features,
-                       std::min<int64_t>(kBlock, w.out_features - first), shifted);
+                       std::min<int64_t>(kBlock, w.out_features - first), shifted, next);
     }
   });
 }
@@ -522,17 +542,20 @@ at::Tensor int8_normed(const at::Tensor& rows, const at::Tensor& norm_weight, co
   const float epsilon = *eps.data_ptr<float>(), inverse_scale = 1.0f / static_cast<float>(input_scale);
   at::Tensor out = at::empty({m, w.out_features}, x.options());
   std::vector<uint8_t> quantized(static_cast<size_t>(m * k));
-  std::vector<float> weighted(static_cast<size_t>(k)), scales(static_cast<size_t>(m));
+  std::vector<float> scales(static_cast<size_t>(m));
   const float* nw = norm_weight.data_ptr<float>();
-  for (int64_t r = 0; r < m; ++r) {
-    const float* row = x.data_ptr<float>() + r * k;
-    for (int64_t i = 0; i < k; i += kLanes) store(weighted.data() + i, mul(load(row + i), load(nw + i)));
-    const float largest = row_max(weighted.data(), k);
-    const Floats divisor = splat(largest);
-    for (int64_t i = 0; i < k; i += kLanes) store(weighted.data() + i, div(load(weighted.data() + i), divisor));
-    quantize_row(weighted.data(), quantized.data() + r * k, k, inverse_scale);
-    scales[r] = inverse_rms(row, k, epsilon) * largest;
-  }
+  at::parallel_for(0, m, rows_per_thread(k), [&](int64_t begin, int64_t end) {
+    std::vector<float> weighted(static_cast<size_t>(k));
+    for (int64_t r = begin; r < end; ++r) {
+      const float* row = x.data_ptr<float>() + r * k;
+      for (int64_t i = 0; i < k; i += kLanes) store(weighted.data() + i, mul(load(row + i), load(nw + i)));
+      const float largest = row_max(weighted.data(), k);
+      const Floats divisor = splat(largest);
+      for (int64_t i = 0; i < k; i += kLanes) store(weighted.data() + i, div(load(weighted.data() + i), divisor));
+      quantize_row(weighted.data(), quantized.data() + r * k, k, inverse_scale);
+      scales[r] = inverse_rms(row, k, epsilon) * largest;
+    }
+  });
   if (m > 0) multiply(quantized, m, w, out.data_ptr<float>(), Epilogue{scales.data(), nullptr});
   return out;
 }
@@ -567,21 +590,23 @@ at::Tensor int8_gated_added(const at::Tensor& gate_up, const at::Tensor& residua
   const int64_t m = both.size(0), k = both.size(1) / 2;
   at::Tensor activated = at::empty({m, k}, both.options());
   const Floats one = splat(1.0f), zero = zeros();
-  for (int64_t r = 0; r < m; ++r) {
-    const float* gate = both.data_ptr<float>() + r * 2 * k;
-    float* out = activated.data_ptr<float>() + r * k;
-    int64_t i = 0;
-    for (; i + kLanes <= k; i += kLanes) {
-      const Floats x = load(gate + i);
-      const Floats e = exp_nonpositive(sub(zero, abs(x)));  // e^-|x|
-      const Floats silu = div(where_negative(x, mul(x, e), x), add(one, e));
-      store(out + i, mul(silu, load(gate + k + i)));
+  at::parallel_for(0, m, rows_per_thread(k), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* gate = both.data_ptr<float>() + r * 2 * k;
+      float* out = activated.data_ptr<float>() + r * k;
+      int64_t i = 0;
+      for (; i + kLanes <= k; i += kLanes) {
+        const Floats x = load(gate + i);
+        const Floats e = exp_nonpositive(sub(zero, abs(x)));  // e^-|x|
+        const Floats silu = div(where_negative(x, mul(x, e), x), add(one, e));
+        store(out + i, mul(silu, load(gate + k + i)));
+      }
+      for (; i < k; ++i) {
+        const float x = gate[i], e = std::exp(-std::fabs(x));
+        out[i] = (x < 0.0f ? x * e : x) / (1.0f + e) * gate[k + i];
+      }
     }
-    for (; i < k; ++i) {
-      const float x = gate[i], e = std::exp(-std::fabs(x));
-      out[i] = (x < 0.0f ? x * e : x) / (1.0f + e) * gate[k + i];
-    }
-  }
+  });
   return int8_added(activated, residual, weight, offsets, multipliers, input_scale);
 }
 
@@ -640,11 +665,19 @@ at::Tensor float_rows(const at::Tensor& rows, const at::Tensor& weight) {
     at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         const Element* block = packed + b * k * kBlock;
+        // As `multiply`: with many rows, the next block's same inputs fetched meanwhile.
+        const char* next = b + 1 < end && m >= kPrefetchRows ? reinterpret_cast<const char*>(block + k * kBlock) : nullptr;
         for (int64_t from = 0; from < k; from += kFloatInputs) {
           const int64_t to = std::min(k, from + kFloatInputs);
-          int64_t r = 0;
-          for (; r + kRowsAtOnce <= m; r += kRowsAtOnce)
+          const int64_t first_line = from * kBlock * sizeof(Element) / 64, lines = (to - from) * kBlock * sizeof(Element) / 64;
+          int64_t r = 0, fetched = 0;
+          for (; r + kRowsAtOnce <= m; r += kRowsAtOnce) {
+            if (next != nullptr) {
+              const int64_t until = lines * (r / kRowsAtOnce + 1) / (m / kRowsAtOnce);
+              for (; fetched < until; ++fetched) _mm_prefetch(next + 64 * (first_line + fetched), _MM_HINT_T0);
+            }
             float_block_product<kRowsAtOnce>(source + r * k, k, from, to, block, result + r * n + b * kBlock, n);
+          }
           for (; r < m; ++r) float_block_product<1>(source + r * k, k, from, to, block, result + r * n + b * kBlock, n);
         }
       }
@@ -792,8 +825,8 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
                   const std::optional<at::Tensor>& slots) {
   const at::Tensor qkv = qkv_rows.contiguous(), cos_sin = cos_sin_rows.contiguous();
   const at::Tensor where = positions.to(at::kLong).contiguous();
-  const at::Tensor rows_slot = slots.has_value() ? slots->to(at::kLong).contiguous()
-                                                 : at::arange(qkv.size(0), where.options());
+  // Row b's slot: slots[b], or b where none are given (a decode step: no tensor to make for it).
+  const at::Tensor rows_slot = slots.has_value() ? slots->to(at::kLong).contiguous() : at::Tensor();
   TORCH_CHECK(key_cache.dim() == 5 && key_cache.is_contiguous() && value_cache.is_contiguous() &&
                   key_cache.sizes() == value_cache.sizes() &&
                   (key_cache.scalar_type() == at::kFloat || key_cache.scalar_type() == at::kHalf) &&
@@ -807,14 +840,17 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
               "rotation's halves in whole vectors)");
   TORCH_CHECK(qk_norm.is_contiguous() && qk_norm.numel() == (heads + kv_heads) * d && qk_norm.scalar_type() == at::kFloat &&
                   cos_sin.dim() == 2 && cos_sin.size(0) == rows && cos_sin.size(1) == 2 * d &&
-                  cos_sin.scalar_type() == at::kFloat && where.numel() == rows && rows_slot.numel() == rows &&
+                  cos_sin.scalar_type() == at::kFloat && where.numel() == rows &&
+                  (!rows_slot.defined() || rows_slot.numel() == rows) &&
                   qk_eps.numel() == 1 && qk_eps.scalar_type() == at::kFloat,
               "soprano attend: the norm weight, rotations, positions, slots or eps do not fit");
-  const int64_t *position = where.data_ptr<int64_t>(), *slot = rows_slot.data_ptr<int64_t>();
+  const int64_t* position = where.data_ptr<int64_t>();
+  const int64_t* given_slots = rows_slot.defined() ? rows_slot.data_ptr<int64_t>() : nullptr;
+  const auto slot = [given_slots](int64_t b) { return given_slots != nullptr ? given_slots[b] : b; };
   for (int64_t b = 0; b < rows; ++b) {
     TORCH_CHECK(position[b] >= 0 && position[b] < max_len, "soprano attend: position ", position[b],
                 " is outside the cache (", max_len, ")");
-    TORCH_CHECK(slot[b] >= 0 && slot[b] < key_cache.size(1), "soprano attend: slot ", slot[b],
+    TORCH_CHECK(slot(b) >= 0 && slot(b) < key_cache.size(1), "soprano attend: slot ", slot(b),
                 " is outside the cache (", key_cache.size(1), " slots)");
   }
   at::Tensor out = at::empty({rows, heads * d}, qkv.options());
@@ -831,7 +867,7 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
     for (int64_t b = 0; b < rows; ++b) {
       const float* row = source + b * width;
       for (int64_t g = 0; g < kv_heads; ++g) {
-        const int64_t at = ((slot[b] * kv_heads + g) * max_len + position[b]) * d;
+        const int64_t at = ((slot(b) * kv_heads + g) * max_len + position[b]) * d;
         normed_rotated(row + (heads + g) * d, weights + (heads + g) * d, rope + b * 2 * d, eps, d, new_key.data());
         store_row(new_key.data(), d, keys + at);
         store_row(row + (heads + kv_heads + g) * d, d, values + at);
@@ -857,8 +893,8 @@ at::Tensor attend(const at::Tensor& qkv_rows, const at::Tensor& qk_norm, const a
           std::fill(out_partial + 2, out_partial + 2 + d, 0.0f);
         }
         if (from >= to) continue;
-        const Element* head_keys = keys + (slot[b] * kv_heads + g) * max_len * d + from * d;
-        const Element* head_values = values + (slot[b] * kv_heads + g) * max_len * d + from * d;
+        const Element* head_keys = keys + (slot(b) * kv_heads + g) * max_len * d + from * d;
+        const Element* head_values = values + (slot(b) * kv_heads + g) * max_len * d + from * d;
         for (int64_t h = 0; h < group; ++h)
           normed_rotated(source + b * width + (g * group + h) * d, weights + (g * group + h) * d, rope + b * 2 * d, eps,
                          d, queries.data() + h * d);
