@@ -111,11 +111,13 @@ class DynamicInt8Linear(nn.Module):
             return int8_kernel.linear_product(x, self.kernel_parts, self.bias, self.input_scale, gelu=True)
         return F.gelu(self(x))
 
-    def scaled_added(self, x: torch.Tensor, column_scales: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        """`residual + column_scales * self(x)` for float32 rows (M, in): one call on soprano's kernel."""
+    def scaled_added(self, x: torch.Tensor, column_scales: torch.Tensor, residual: torch.Tensor,
+                     shifted: bool = False) -> torch.Tensor:
+        """`residual + column_scales * self(x)` for float32 rows (M, in): one call on soprano's kernel
+        (`shifted` rows, such as GELU's outputs, as `int8_kernel.linear_product` takes them)."""
         if self.kernel_parts:
             return int8_kernel.linear_product(x, self.kernel_parts, self.bias, self.input_scale,
-                                              column_scales=column_scales, residual=residual)
+                                              column_scales=column_scales, residual=residual, shifted=shifted)
         return residual + column_scales * self(x)
 
     def normed(self, x: torch.Tensor, norm_weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -93,6 +93,48 @@ def test_avx2_products_keep_eight_bits_where_fbgemm_keeps_seven():
     assert snr_db(exact, ours(x)) > snr_db(exact, fbgemm(x)) + 3
 
 
+def _shifted_reference(x: torch.Tensor, integers: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Shifted rows' product in float64: each row quantized over [lo, hi] into 0..128, the integer
+    sums, the shift taken back out with the weight's sums."""
+    low = x.min(1, keepdim=True).values
+    span = (x.max(1, keepdim=True).values - low).clamp(min=1e-12)
+    steps = ((x - low) * (128 / span)).round().clamp(0, 128).double()
+    sums = steps @ integers.double().t()
+    return (sums * span.double() / 128 + low.double() * integers.double().sum(1)) * scales.double()
+
+
+def test_shifted_rows_are_their_quantization_and_as_precise_as_symmetric_ones_on_gelu_outputs():
+    """The decoder's second MLP layer takes GELU's outputs (at least -0.17) as shifted rows: with
+    AVX2, each row quantized over its own range into 0..128 (unsigned bytes, a third fewer
+    operations; 2 x 128 x 127 still fits 16 bits), which there loses nothing to symmetric 8 bits.
+    VNNI ignores the flag."""
+    generator = torch.Generator().manual_seed(11)
+    weight = torch.randn(96, 256, generator=generator) * 0.05
+    integers, scales = quantize.quantize_weight(weight)
+    parts = int8_kernel.pack(integers, scales, INPUT_SCALE)
+    x = torch.nn.functional.gelu(torch.randn(21, 256, generator=generator) * 1.5)
+    x[3] = 0.25  # a constant row: its range is one point
+    x[4, :] = 0.0
+    x[4, 7] = -0.17  # the largest byte pairs: 128 x 127 x 2 must not saturate
+    shifted = int8_kernel.linear_product(x, parts, None, INPUT_SCALE, shifted=True)
+    symmetric = int8_kernel.linear_product(x, parts, None, INPUT_SCALE)
+    if VNNI:
+        assert torch.equal(shifted, symmetric)
+    else:
+        torch.testing.assert_close(shifted.double(), _shifted_reference(x, integers, scales), rtol=1e-5, atol=1e-6)
+    on_int8_weights = x.double() @ (integers.double() * scales.double()[:, None]).t()
+    assert snr_db(on_int8_weights, shifted) > snr_db(on_int8_weights, symmetric) - 0.5
+    for count in (1, 2, 3, 5):  # each row alone as in the batch
+        assert torch.equal(int8_kernel.linear_product(x[:count], parts, None, INPUT_SCALE, shifted=True),
+                           shifted[:count])
+    extreme = torch.ones(2, 256)
+    extreme[:, 0] = 0.0  # every other byte 128 after the shift, where the weights are all 127
+    top_integers, top_scales = quantize.quantize_weight(torch.full((32, 256), 127.0))
+    top_parts = int8_kernel.pack(top_integers, top_scales, INPUT_SCALE)
+    torch.testing.assert_close(int8_kernel.linear_product(extreme, top_parts, None, INPUT_SCALE, shifted=True),
+                               torch.full((2, 32), 127.0 * 255), rtol=1e-6, atol=0)
+
+
 def test_the_fused_forms_are_their_compositions():
     """Norm, row scaling, product, residual and the MLP's activation in one call: the same as the
     separate operations but for the rms's own sum order and silu (a few units in the last place)."""

@@ -224,6 +224,9 @@ struct Epilogue {
   const float* residual = nullptr;    // (M, N) with the output's row stride, or none
   const float* bias = nullptr;        // (N,), or none
   const float* column_scales = nullptr;  // (N,), or none
+  // (M,), or none: the rows are shifted (`shifted_rows`, AVX2 only), each sum first plus the row's
+  // shift times the channel's offset (128 x its weight sum) to take the shift back out
+  const float* row_shifts = nullptr;
   bool gelu = false;
   // In this order: times the row's factor, plus the bias, GELU, times the column's factor, plus
   // the residual (the decoder's gelu(pwconv1 x) and residual + gamma pwconv2 x; the LM's
@@ -287,7 +290,7 @@ using Sums = __m256i;
 
 // The integer sums of R rows (quantized, `k` bytes apart) times one packed block: acc[r][c] for
 // the block's channels 8 c to 8 c + 7.
-template <int R>
+template <int R, bool Unsigned = false>
 void block_sums(const uint8_t* rows, int64_t k, const int8_t* block, Sums acc[kRowsAtOnce][4]) {
   static_assert(R >= 1 && R <= 2, "one or two rows at a time");
   const __m256i ones = _mm256_set1_epi16(1), zero = _mm256_setzero_si256();
@@ -300,18 +303,20 @@ void block_sums(const uint8_t* rows, int64_t k, const int8_t* block, Sums acc[kR
       return _mm256_set1_epi32(four);
     };
     // Four-byte dot products of x and vector c of w: |x| times w with x's sign, in pairs to 16 bits
-    // (at most 2 x 128 x 127: no saturation), then those pairs to 32 bits.
+    // (at most 2 x 128 x 127: no saturation), then those pairs to 32 bits. Shifted rows are
+    // unsigned already (0..128: the same bound), one operation fewer: no sign to move.
     auto dot = [&](__m256i x, __m256i magnitude, int c) {
       const __m256i weights = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + 32 * c));
+      if constexpr (Unsigned) return _mm256_madd_epi16(_mm256_maddubs_epi16(x, weights), ones);
       return _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(weights, x)), ones);
     };
-    const __m256i x0 = inputs(0), m0 = _mm256_abs_epi8(x0);
+    const __m256i x0 = inputs(0), m0 = Unsigned ? x0 : _mm256_abs_epi8(x0);
     a00 = _mm256_add_epi32(a00, dot(x0, m0, 0));
     a01 = _mm256_add_epi32(a01, dot(x0, m0, 1));
     a02 = _mm256_add_epi32(a02, dot(x0, m0, 2));
     a03 = _mm256_add_epi32(a03, dot(x0, m0, 3));
     if constexpr (R > 1) {
-      const __m256i x1 = inputs(1), m1 = _mm256_abs_epi8(x1);
+      const __m256i x1 = inputs(1), m1 = Unsigned ? x1 : _mm256_abs_epi8(x1);
       a10 = _mm256_add_epi32(a10, dot(x1, m1, 0));
       a11 = _mm256_add_epi32(a11, dot(x1, m1, 1));
       a12 = _mm256_add_epi32(a12, dot(x1, m1, 2));
@@ -324,6 +329,11 @@ void block_sums(const uint8_t* rows, int64_t k, const int8_t* block, Sums acc[kR
 
 // The channels' sums as floats (no zero point to take out).
 inline Floats sums_as_floats(Sums sums, const int32_t*, int64_t) { return _mm256_cvtepi32_ps(sums); }
+
+// The first n (at most 8) channels' offsets as floats.
+inline Floats offsets_as_floats(const int32_t* offsets, int64_t n) {
+  return _mm256_cvtepi32_ps(_mm256_maskload_epi32(offsets, first(n)));
+}
 #endif
 
 // R rows (quantized, `k` bytes apart) times one packed block -> R x kBlock outputs.
@@ -331,14 +341,26 @@ template <int R>
 [[gnu::always_inline]] inline void block_product(const uint8_t* rows, int64_t k, const int8_t* block, const int32_t* offsets,
                    const float* multipliers, float* out, int64_t ld_out, int64_t columns, Epilogue epilogue) {
   Sums acc[kRowsAtOnce][4];
+#if SOPRANO_AVX512
   block_sums<R>(rows, k, block, acc);
+#else
+  if (epilogue.row_shifts != nullptr)
+    block_sums<R, true>(rows, k, block, acc);
+  else
+    block_sums<R>(rows, k, block, acc);
+#endif
   // fbgemm's float output: float(sum - 128 * column sum) * (input scale * weight scale).
   for (int c = 0; c < 4; ++c) {
     const int64_t first_column = c * kLanes, n = columns - first_column;
     if (n <= 0) break;
     const Floats multiplier = load_first(multipliers + first_column, n, zeros());
     for (int r = 0; r < R; ++r) {
-      Floats value = mul(sums_as_floats(acc[r][c], offsets + first_column, n), multiplier);
+      Floats sums = sums_as_floats(acc[r][c], offsets + first_column, n);
+#if !SOPRANO_AVX512
+      if (epilogue.row_shifts)
+        sums = add(sums, mul(splat(epilogue.row_shifts[r]), offsets_as_floats(offsets + first_column, n)));
+#endif
+      Floats value = mul(sums, multiplier);
       if (epilogue.row_scales) value = mul(value, splat(epilogue.row_scales[r]));
       if (epilogue.bias) value = add(load_first(epilogue.bias + first_column, n, zeros()), value);
       if (epilogue.gelu) value = gelu(value);
@@ -371,6 +393,7 @@ void rows_times_block(const uint8_t* rows, int64_t m, int64_t k, const int8_t* b
   auto advanced = [&](int64_t r) {
     Epilogue moved = epilogue;
     if (epilogue.row_scales) moved.row_scales += r;
+    if (epilogue.row_shifts) moved.row_shifts += r;
     if (epilogue.residual) moved.residual += r * ld_out;
     return moved;
   };
@@ -424,6 +447,34 @@ void scaled_rows(const float* x, int64_t m, int64_t k, float inverse_scale, uint
     }
   });
 }
+
+#if !SOPRANO_AVX512
+// Rows x (M, K) each quantized over its own range [lo, hi] into 0..128 (AVX2's shifted rows):
+// x = lo + u (hi - lo) / 128. For rows that reach little below zero (GELU's outputs, at least
+// -0.17) that is the precision of symmetric 8 bits over [-hi, hi], and unsigned bytes take one
+// operation fewer in AVX2's products. scales gets (hi - lo) / 128 / input_scale, shifts lo / (hi - lo).
+void shifted_rows(const float* x, int64_t m, int64_t k, float input_scale, uint8_t* quantized, float* scales,
+                  float* shifts) {
+  at::parallel_for(0, m, rows_per_thread(k), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* row = x + r * k;
+      Floats low = load(row), high = low;
+      for (int64_t i = kLanes; i < k; i += kLanes) low = min(low, load(row + i)), high = max(high, load(row + i));
+      const float lo = -reduce_max(sub(zeros(), low)), span = std::max(reduce_max(high) - lo, 1e-12f);
+      scales[r] = span / 128.0f / input_scale;
+      shifts[r] = lo / span;
+      const Floats origin = splat(lo), steps = splat(128.0f / span), top = splat(128.0f);
+      uint8_t* out = quantized + r * k;
+      for (int64_t i = 0; i < k; i += kLanes) {
+        const Floats v = min(max(round_to_int(mul(sub(load(row + i), origin), steps)), zeros()), top);
+        const __m256i whole = _mm256_cvtps_epi32(v);
+        const __m128i shorts = _mm_packus_epi32(_mm256_castsi256_si128(whole), _mm256_extracti128_si256(whole, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + i), _mm_packus_epi16(shorts, shorts));
+      }
+    }
+  });
+}
+#endif
 
 struct Packed {
   const int8_t* weight;
@@ -493,11 +544,13 @@ at::Tensor int8_rows(const at::Tensor& rows, const at::Tensor& weight, const at:
 // A whole int8 linear layer on float32 rows x (M, K), as DynamicInt8Linear's forward: each row
 // scaled to [-1, 1] by its largest magnitude, quantized, multiplied, scaled back, plus the bias
 // (N,) if defined; then, as asked, GELU, times column_scales (N,), plus residual (M, N) (the
-// decoder's ConvNeXt: gelu(pwconv1(x)), and residual + gamma * pwconv2(x)).
+// decoder's ConvNeXt: gelu(pwconv1(x)), and residual + gamma * pwconv2(x)). `shifted`: with AVX2,
+// each row quantized over its own range instead (`shifted_rows`, for rows that reach little below
+// zero); VNNI's products take full-range bytes at full speed and ignore it.
 at::Tensor int8_linear(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& offsets,
                        const at::Tensor& multipliers, const c10::optional<at::Tensor>& bias, bool apply_gelu,
                        const c10::optional<at::Tensor>& column_scales, const c10::optional<at::Tensor>& residual,
-                       double input_scale) {
+                       double input_scale, bool shifted) {
   const at::Tensor x = rows.contiguous();
   const Packed w = checked(x, weight, offsets, multipliers);
   const int64_t m = x.size(0), k = w.in_features;
@@ -518,13 +571,21 @@ at::Tensor int8_linear(const at::Tensor& rows, const at::Tensor& weight, const a
   }
   at::Tensor out = at::empty({m, w.out_features}, x.options());
   std::vector<uint8_t> quantized(static_cast<size_t>(m * k));
-  std::vector<float> scales(static_cast<size_t>(m));
-  scaled_rows(x.data_ptr<float>(), m, k, 1.0f / static_cast<float>(input_scale), quantized.data(), scales.data());
-  if (m > 0)
-    multiply(quantized, m, w, out.data_ptr<float>(),
-             Epilogue{scales.data(), base.defined() ? base.data_ptr<float>() : nullptr,
-                      added.defined() ? added.data_ptr<float>() : nullptr,
-                      scaled.defined() ? scaled.data_ptr<float>() : nullptr, apply_gelu});
+  std::vector<float> scales(static_cast<size_t>(m)), shifts;
+  Epilogue epilogue{scales.data(), base.defined() ? base.data_ptr<float>() : nullptr,
+                    added.defined() ? added.data_ptr<float>() : nullptr,
+                    scaled.defined() ? scaled.data_ptr<float>() : nullptr};
+  epilogue.gelu = apply_gelu;
+#if !SOPRANO_AVX512
+  if (shifted) {
+    shifts.resize(static_cast<size_t>(m));
+    shifted_rows(x.data_ptr<float>(), m, k, static_cast<float>(input_scale), quantized.data(), scales.data(),
+                 shifts.data());
+    epilogue.row_shifts = shifts.data();
+  } else
+#endif
+    scaled_rows(x.data_ptr<float>(), m, k, 1.0f / static_cast<float>(input_scale), quantized.data(), scales.data());
+  if (m > 0) multiply(quantized, m, w, out.data_ptr<float>(), epilogue);
   return out;
 }
 
