@@ -16,7 +16,7 @@ from torch import nn
 from soprano_cli.engine import int8_kernel, step
 from soprano_cli.engine.checkpoint import LMConfig
 from soprano_cli.engine.ops import apply_rope, constant, inverse_rms, rope_matrices
-from soprano_cli.engine.quantize import HalfLinear
+from soprano_cli.engine.quantize import PackedLinear
 from soprano_cli.engine.step import static_decode_layers
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,12 @@ class Qwen3Backbone(nn.Module):
                                          _weight=torch.empty(config.vocab_size, config.hidden_size))
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+def _half_packed(linear: nn.Module) -> bool:
+    """A bias-free float16 `PackedLinear`: a float block's layer the step runs on soprano's kernel."""
+    return (isinstance(linear, PackedLinear) and linear.bias is None and linear.packed_weight.dtype == torch.float16
+            and linear.packed_weight.shape[0] * linear.packed_weight.shape[2] == linear.out_features)
 
 
 class Qwen3LM(nn.Module):
@@ -435,7 +441,7 @@ class Qwen3LM(nn.Module):
     def _cpu_step_arguments(self) -> tuple | None:
         """The per-model arguments of `step.cpu_decode_layers` (and of `kernel_decode_layers`), or
         None where they do not apply: a linear layer that is neither int8 (`DynamicInt8Linear`) nor
-        float (a bias-free float32 `nn.Linear`, or a `HalfLinear`), a block that mixes int8 and
+        float (a bias-free float32 `nn.Linear`, or a bias-free float16 `PackedLinear`), a block that mixes int8 and
         float, or int8 layers on both fbgemm and soprano's kernel. Gathering them calls a few hundred module attributes (a few percent
         of an int8 step), so they are kept while the step's layers, weights and norms are the same
         objects on the same device: a replaced layer or moved weight is never missed."""
@@ -456,7 +462,7 @@ class Qwen3LM(nn.Module):
             for linear in (attn._modules["qkv_proj"], attn._modules["o_proj"], mlp._modules["gate_up_proj"],
                            mlp._modules["down_proj"]):
                 found += [linear, linear._parameters.get("weight"), linear.__dict__.get("packed_list"),
-                          linear._buffers.get("half_weight")]
+                          linear._buffers.get("packed_weight")]
             for norm in (block._modules["input_layernorm"], block._modules["post_attention_layernorm"],
                          attn._modules["q_norm"], attn._modules["k_norm"]):
                 found.append(norm._parameters["weight"])
@@ -476,12 +482,11 @@ class Qwen3LM(nn.Module):
                     packed.extend(linear.packed_list)
                     kernel_parts.extend(linear.kernel_parts)
                 int8_blocks.append(True)
-            elif all(isinstance(linear, HalfLinear) or (type(linear) is nn.Linear and linear.bias is None
-                                                         and linear.weight.dtype == torch.float32)
+            elif all(_half_packed(linear) or (type(linear) is nn.Linear and linear.bias is None
+                                               and linear.weight.dtype == torch.float32)
                      for linear in linears):
                 # float32 weights, or float16 ones packed for soprano's kernel (`float_linear` tells them apart)
-                weights.extend(linear.half_weight if isinstance(linear, HalfLinear) else linear.weight
-                               for linear in linears)
+                weights.extend(linear.packed_weight if _half_packed(linear) else linear.weight for linear in linears)
                 int8_blocks.append(False)
             else:
                 return None

@@ -67,7 +67,7 @@ def row_max_of(rows: Tensor) -> Tensor:
 
 def float_linear(x: Tensor, weight: Tensor) -> Tensor:
     """`linear(x)` for a bias-free float layer: a float32 weight (out, in), or a float16 one packed
-    for soprano's kernel (`quantize.HalfLinear`; its op is defined wherever that weight exists)."""
+    for soprano's kernel (a float16 `quantize.PackedLinear`'s; its op is defined wherever that weight exists)."""
     if weight.dtype == torch.float16:
         return torch.ops.soprano.float_rows(x, weight)
     return F.linear(x, weight)

@@ -256,53 +256,37 @@ def int8_linear(weight: torch.Tensor, device: torch.device) -> nn.Module:
 FLOAT16_MAX = 65504.0  # the largest float16: a weight beyond it keeps its block in float32
 
 
-class HalfLinear(nn.Module):
-    """y = x W^T for a bias-free layer with W in float16 and float32 arithmetic (soprano's kernel):
-    the blocks `auto` keeps out of int8, read at half of float32's bytes a decode step. float16
-    keeps 11 bits of each weight, where int8 keeps about 7 of a row's typical weight."""
-
-    def __init__(self, weight: torch.Tensor):
-        super().__init__()
-        self.out_features, self.in_features = weight.shape
-        self.register_buffer("half_weight", int8_kernel.pack_float(weight, torch.float16))
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """The weight (out, in) in float32, unpacked on request (for inspection, not for the math)."""
-        return self.half_weight.transpose(1, 2).reshape(self.out_features, self.in_features).float()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features).float().contiguous()
-        out = int8_kernel.float_product(flat, self.half_weight)
-        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
-
-
 class PackedLinear(nn.Module):
-    """y = x W^T + b in float32, W packed for soprano's kernel (`float_product`): the int8 decoder's
-    head, which int8 would make audible. The same weights as the float32 layer, summed in input
-    order: for a streamed chunk's few rows it reads W at memory speed where the float32 GEMM's
-    small-batch path takes twice as long or more, and each row comes out the same in any batch."""
+    """y = x W^T (+ b) with W packed for soprano's kernel (`float_product`) in float16 or float32,
+    and float32 arithmetic, each output summed in input order: the same for a row in any batch.
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+    Two uses: the LM blocks `auto` keeps out of int8, in float16 (half of float32's bytes a decode
+    step; 11 bits of each weight, where int8 keeps about 7 of a row's typical weight); and the int8
+    decoder's head, in float32 (int8 would make it audible), where a streamed chunk's few rows
+    read W at memory speed and the float32 GEMM's small-batch path takes twice as long or more."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.out_features, self.in_features = weight.shape
-        self.register_buffer("packed_weight", int8_kernel.pack_float(weight, torch.float32))
+        # (blocks, in, block): the out channels padded to whole blocks, cut off again after the product
+        self.register_buffer("packed_weight", int8_kernel.pack_float(weight, dtype))
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
 
     @property
     def weight(self) -> torch.Tensor:
-        """The weight (out, in), unpacked on request (for inspection, not for the math)."""
-        return self.packed_weight.transpose(1, 2).reshape(-1, self.in_features)[:self.out_features]
+        """The weight (out, in) in float32, unpacked on request (for inspection, not for the math)."""
+        unpacked = self.packed_weight.transpose(1, 2).reshape(-1, self.in_features)[:self.out_features]
+        return unpacked.float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features).float().contiguous()
         out = int8_kernel.float_product(flat, self.packed_weight)[:, :self.out_features]
         out = out + self.bias if self.bias is not None else out.contiguous()
-        return out.reshape(*x.shape[:-1], self.out_features)
+        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
 
 def keep_in_float16(block: nn.Module) -> bool:
-    """Make an LM block's four linear layers `HalfLinear`s, in place, where soprano's kernel runs
+    """Make an LM block's four linear layers float16 `PackedLinear`s, in place, where soprano's kernel runs
     here and every weight fits float16 and its blocks; returns whether it did (else the block is
     left as it was, in float32)."""
     linears = list(_block_linears(block))
@@ -312,7 +296,7 @@ def keep_in_float16(block: nn.Module) -> bool:
             and float(layer.weight.detach().abs().max()) <= FLOAT16_MAX for _, _, layer in linears)):
         return False
     for parent, name, layer in linears:
-        setattr(parent, name, HalfLinear(layer.weight))
+        setattr(parent, name, PackedLinear(layer.weight, dtype=torch.float16))
     return True
 
 
@@ -320,7 +304,7 @@ def _block_linears(block: nn.Module):
     """(parent, name, layer) for each linear layer of one transformer block, in any precision."""
     for parent in (block.self_attn, block.mlp):
         for name, child in list(parent.named_children()):
-            if isinstance(child, (nn.Linear, Int8Linear, DynamicInt8Linear, HalfLinear)):
+            if isinstance(child, (nn.Linear, Int8Linear, DynamicInt8Linear, PackedLinear)):
                 yield parent, name, child
 
 

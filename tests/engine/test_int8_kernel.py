@@ -374,7 +374,7 @@ def test_float16_weights_sum_as_float32_and_each_row_alone_as_in_a_batch(out_fea
     torch.testing.assert_close(together, exact, rtol=1e-5, atol=1e-5 * in_features ** 0.5)
     for count in (1, 2, 3, 5):
         assert torch.equal(int8_kernel.float_product(x[:count], packed), together[:count])
-    layer = quantize.HalfLinear(weight)
+    layer = quantize.PackedLinear(weight, dtype=torch.float16)
     assert torch.equal(layer.weight, weight.half().float())
     assert torch.equal(layer(x[None, :3]), together[None, :3])  # any leading dimensions
 
@@ -409,7 +409,7 @@ def test_a_block_kept_in_float16_only_where_every_weight_fits():
                       vocab_size=32, rms_norm_eps=1e-6, rope_theta=10000.0, max_position_embeddings=64,
                       tie_word_embeddings=False, eos_token_id=5)
     block = Block(config, 0).eval()
-    assert quantize.keep_in_float16(block) and type(block.mlp.down_proj) is quantize.HalfLinear
+    assert quantize.keep_in_float16(block) and type(block.mlp.down_proj) is quantize.PackedLinear
     block = Block(config, 0).eval()
     with torch.no_grad():
         block.mlp.gate_up_proj.weight[3, 5] = 7e4  # beyond float16's 65504

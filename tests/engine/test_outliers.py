@@ -30,7 +30,7 @@ def family(tmp_path_factory):
 def _kept() -> tuple[str, type]:
     """The float and layer type of the blocks `auto` keeps out of int8: float16 on soprano's kernel
     where it runs here, else float32."""
-    return ("float16", quantize.HalfLinear) if int8_kernel.available() else ("float32", torch.nn.Linear)
+    return ("float16", quantize.PackedLinear) if int8_kernel.available() else ("float32", torch.nn.Linear)
 
 
 def _weights(folder):

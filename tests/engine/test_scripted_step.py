@@ -180,7 +180,7 @@ def test_int8_blocks_beside_a_float32_block_step_in_the_cpu_loop(three_block_che
     config = checkpoint.read_lm_config(three_block_checkpoint)
     engine.lm = precision_probe.build(three_block_checkpoint, config, torch.device("cpu"), "int8",
                                       float_blocks=frozenset({1}))
-    kept = quantize.HalfLinear if int8_kernel.available() else torch.nn.Linear  # float16 on soprano's kernel
+    kept = quantize.PackedLinear if int8_kernel.available() else torch.nn.Linear  # float16 on soprano's kernel
     kinds = [type(block.mlp.down_proj) for block in engine.lm.model.layers]
     assert kinds == [quantize.DynamicInt8Linear, kept, quantize.DynamicInt8Linear]
     generator, ids, lengths = _running_batch(engine, TEXTS[:count])
