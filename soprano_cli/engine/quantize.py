@@ -105,10 +105,12 @@ class DynamicInt8Linear(nn.Module):
         out = self._scaled_back(self._multiply(flat / row_max), row_max)
         return out if plain else out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
-    def gelu_of(self, x: torch.Tensor) -> torch.Tensor:
-        """`F.gelu(self(x))` for float32 rows (M, in): one call on soprano's kernel."""
+    def gelu_of(self, x: torch.Tensor, shifted: bool = False) -> torch.Tensor:
+        """`F.gelu(self(x))` for float32 rows (M, in): one call on soprano's kernel (`shifted` rows
+        as `int8_kernel.linear_product` takes them)."""
         if self.kernel_parts:
-            return int8_kernel.linear_product(x, self.kernel_parts, self.bias, self.input_scale, gelu=True)
+            return int8_kernel.linear_product(x, self.kernel_parts, self.bias, self.input_scale, gelu=True,
+                                              shifted=shifted)
         return F.gelu(self(x))
 
     def scaled_added(self, x: torch.Tensor, column_scales: torch.Tensor, residual: torch.Tensor,

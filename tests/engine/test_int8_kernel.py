@@ -135,6 +135,35 @@ def test_shifted_rows_are_their_quantization_and_as_precise_as_symmetric_ones_on
                                torch.full((2, 32), 127.0 * 255), rtol=1e-6, atol=0)
 
 
+def test_the_int8_decoders_mlp_takes_both_layers_rows_shifted():
+    """The decoder's ConvNeXt MLP on the kernel: gelu(pwconv1 x) and residual + gamma pwconv2(...),
+    both layers' rows shifted (with AVX2; VNNI ignores it)."""
+    from soprano_cli.engine.decoder import ConvNeXtBlock, _mlp_added
+
+    torch.manual_seed(12)
+    block = ConvNeXtBlock(64, 192, 3).eval()
+    with torch.no_grad():
+        block.gamma.normal_()
+    exact = lambda x, residual: residual + block.gamma * float2(torch.nn.functional.gelu(float1(x)))  # noqa: E731
+    float1, float2 = block.pwconv1, block.pwconv2
+    block.pwconv1 = quantize.DynamicInt8Linear(block.pwconv1.weight, block.pwconv1.bias, own_kernel=True)
+    block.pwconv2 = quantize.DynamicInt8Linear(block.pwconv2.weight, block.pwconv2.bias, own_kernel=True)
+    x, residual = torch.randn(20, 64), torch.randn(20, 64)
+    first, second = block.pwconv1, block.pwconv2
+
+    def composed(shifted: bool) -> torch.Tensor:
+        hidden = int8_kernel.linear_product(x, first.kernel_parts, first.bias, first.input_scale, gelu=True,
+                                            shifted=shifted)
+        return int8_kernel.linear_product(hidden, second.kernel_parts, second.bias, second.input_scale,
+                                          column_scales=block.gamma, residual=residual, shifted=shifted)
+
+    ours = _mlp_added(block, x, residual)
+    assert torch.equal(ours, composed(True))
+    assert VNNI or not torch.equal(ours, composed(False))
+    with torch.no_grad():
+        assert snr_db(exact(x, residual), ours) > 30
+
+
 def test_the_fused_forms_are_their_compositions():
     """Norm, row scaling, product, residual and the MLP's activation in one call: the same as the
     separate operations but for the rms's own sum order and silu (a few units in the last place)."""
