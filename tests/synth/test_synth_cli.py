@@ -188,12 +188,20 @@ def test_closed_pipe_ends_quietly(tiny_checkpoint):
     assert result.stderr == b""
 
 
+def _ctrl_c_acts():
+    """In the child: Ctrl-C's default action, which Python turns into KeyboardInterrupt. A run of
+    these tests started as a background job of a script inherits SIGINT ignored, and Python then
+    leaves it ignored (as nohup wants), so the interrupt these tests send would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_leaves_a_valid_shorter_file(tiny_checkpoint, tmp_path):
     out = tmp_path / "partial.wav"
     text = " ".join([TWO_SENTENCES] * 30)
     process = subprocess.Popen([sys.executable, "-m", "soprano_cli", "synth", "--model", str(tiny_checkpoint),
                                 "--streaming", "-o", str(out), "--max-batch", "1"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=_ctrl_c_acts)
     process.stdin.write(text.encode())
     process.stdin.close()
     deadline = time.time() + 60
@@ -218,7 +226,8 @@ def test_ctrl_c_keeps_every_finished_sentence(tiny_checkpoint, tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "soprano_cli", "synth", "--model", str(tiny_checkpoint),
                                 "--dtype", "float32", "--min-seconds", "0", "-v", "-o", str(out),
                                 "--captions", str(srt), text],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=_ctrl_c_acts)
     try:
         lines = []
         deadline = time.time() + 120
@@ -246,7 +255,8 @@ def _interrupt_while_writing(tiny_checkpoint, out, sig=signal.SIGINT) -> tuple[i
     """Start `synth -o out`, send `sig` the moment the file grows (mid-write); (exit code, seconds to exit, stderr)."""
     process = subprocess.Popen([sys.executable, "-m", "soprano_cli", "synth", "--model", str(tiny_checkpoint),
                                 "--min-seconds", "0", "--max-batch", "4", "-o", str(out), " ".join([HELLO] * 40)],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               preexec_fn=_ctrl_c_acts)
     try:
         deadline = time.time() + 120
         first = None
@@ -553,7 +563,8 @@ def test_ctrl_c_in_batch_mode_leaves_valid_files(tiny_checkpoint, tmp_path):
                    for n, fmt in enumerate(["mp3", "flac", "ogg", "wav"] * 3))
     process = subprocess.Popen([sys.executable, "-m", "soprano_cli", "synth", "--model", str(tiny_checkpoint),
                                 "--jsonl", "--min-seconds", "0"],
-                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               preexec_fn=_ctrl_c_acts)
     try:
         process.stdin.write(jobs.encode())
         process.stdin.close()
