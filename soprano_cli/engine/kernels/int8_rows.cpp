@@ -384,6 +384,13 @@ void remaining_rows_times_block(int64_t left, const uint8_t* rows, int64_t k, co
   }
 }
 
+// The share of `lines` cache lines from `next` due by the end of row group `group` of `groups`,
+// asked for from line `fetched` on (updated): a block to come, spread over this block's row groups.
+inline void fetch_share(const char* next, int64_t lines, int64_t group, int64_t groups, int64_t& fetched) {
+  for (const int64_t until = lines * (group + 1) / groups; fetched < until; ++fetched)
+    _mm_prefetch(next + 64 * fetched, _MM_HINT_T0);
+}
+
 // Rows times one block; `next`, if given, the block to come (kBlock k bytes), fetched into the
 // caches a slice before each group of rows: its bytes arrive from memory while this block's
 // products run, where many rows make them compute-bound (a prompt, the decoder's rows).
@@ -401,10 +408,7 @@ void rows_times_block(const uint8_t* rows, int64_t m, int64_t k, const int8_t* b
   int64_t fetched = 0;
   int64_t r = 0;
   for (; r + kRowsAtOnce <= m; r += kRowsAtOnce) {
-    if (next != nullptr) {
-      const int64_t until = lines * (r / kRowsAtOnce + 1) / groups;
-      for (; fetched < until; ++fetched) _mm_prefetch(reinterpret_cast<const char*>(next + 64 * fetched), _MM_HINT_T0);
-    }
+    if (next != nullptr) fetch_share(reinterpret_cast<const char*>(next), lines, r / kRowsAtOnce, groups, fetched);
     block_product<kRowsAtOnce>(rows + r * k, k, block, offsets, multipliers, out + r * ld_out, ld_out, columns,
                                advanced(r));
   }
@@ -730,13 +734,11 @@ at::Tensor float_rows(const at::Tensor& rows, const at::Tensor& weight) {
         const char* next = b + 1 < end && m >= kPrefetchRows ? reinterpret_cast<const char*>(block + k * kBlock) : nullptr;
         for (int64_t from = 0; from < k; from += kFloatInputs) {
           const int64_t to = std::min(k, from + kFloatInputs);
-          const int64_t first_line = from * kBlock * sizeof(Element) / 64, lines = (to - from) * kBlock * sizeof(Element) / 64;
+          const int64_t lines = (to - from) * kBlock * sizeof(Element) / 64;
+          const char* next_inputs = next != nullptr ? next + from * kBlock * sizeof(Element) : nullptr;
           int64_t r = 0, fetched = 0;
           for (; r + kRowsAtOnce <= m; r += kRowsAtOnce) {
-            if (next != nullptr) {
-              const int64_t until = lines * (r / kRowsAtOnce + 1) / (m / kRowsAtOnce);
-              for (; fetched < until; ++fetched) _mm_prefetch(next + 64 * (first_line + fetched), _MM_HINT_T0);
-            }
+            if (next_inputs != nullptr) fetch_share(next_inputs, lines, r / kRowsAtOnce, m / kRowsAtOnce, fetched);
             float_block_product<kRowsAtOnce>(source + r * k, k, from, to, block, result + r * n + b * kBlock, n);
           }
           for (; r < m; ++r) float_block_product<1>(source + r * k, k, from, to, block, result + r * n + b * kBlock, n);
